@@ -1,0 +1,142 @@
+/**
+ * ConvNeXt V2 configurations and the parameter list every other part agrees on.
+ *
+ * Canonical parameter names are timm's (`stem.0`, `stages.S.downsample.{0,1}`,
+ * `stages.S.blocks.B.{conv_dw,norm,mlp.fc1,mlp.grn,mlp.fc2}`, `head.{norm,fc}`) with
+ * PyTorch layouts and the Linear MLP form (`mlp.fc1.weight` is [4C, C]). Checkpoint readers
+ * map other namings onto these; checkpoint writers map back.
+ */
+import { ConvNextError } from '../errors.js';
+
+export interface ConvNeXtV2Config {
+  /** Blocks per stage (four stages). */
+  depths: number[];
+  /** Channels per stage. */
+  dims: number[];
+  /** Classifier outputs; 0 means no `head.fc` (a backbone). */
+  numClasses: number;
+  /** Input channels (3 for RGB). */
+  inChans: number;
+  /** Stochastic depth: rate of the last block, increasing linearly from 0 over all blocks. */
+  dropPathRate: number;
+  /** Scale applied to the initial head weights and bias (official `head_init_scale`). */
+  headInitScale: number;
+  /** Epsilon of the stem, downsampling and block LayerNorms (1e-6 everywhere in timm). */
+  layerNormEps: number;
+  /** Epsilon of the head's final LayerNorm (1e-6; Hugging Face configs may say otherwise). */
+  headNormEps: number;
+  /** Depthwise convolution kernel size (7). */
+  kernelSize: number;
+}
+
+/** The named sizes of the paper and timm: depths and dims. */
+export const MODEL_SIZES: Readonly<Record<string, { depths: number[]; dims: number[] }>> = {
+  atto: { depths: [2, 2, 6, 2], dims: [40, 80, 160, 320] },
+  femto: { depths: [2, 2, 6, 2], dims: [48, 96, 192, 384] },
+  pico: { depths: [2, 2, 6, 2], dims: [64, 128, 256, 512] },
+  nano: { depths: [2, 2, 8, 2], dims: [80, 160, 320, 640] },
+  tiny: { depths: [3, 3, 9, 3], dims: [96, 192, 384, 768] },
+  base: { depths: [3, 3, 27, 3], dims: [128, 256, 512, 1024] },
+  large: { depths: [3, 3, 27, 3], dims: [192, 384, 768, 1536] },
+  huge: { depths: [3, 3, 27, 3], dims: [352, 704, 1408, 2816] },
+};
+
+export type ConfigOverrides = Partial<ConvNeXtV2Config>;
+
+/** A full config from a size name (`atto` ... `huge`) or explicit depths/dims, plus overrides. */
+export function makeConfig(model: string | { depths: number[]; dims: number[] }, over: ConfigOverrides = {}): ConvNeXtV2Config {
+  let base: { depths: number[]; dims: number[] };
+  if (typeof model === 'string') {
+    const size = MODEL_SIZES[model];
+    if (!size) {
+      throw new ConvNextError(`unknown model '${model}' (expected one of ${Object.keys(MODEL_SIZES).join(', ')})`, 2);
+    }
+    base = size;
+  } else {
+    base = model;
+  }
+  const cfg: ConvNeXtV2Config = {
+    depths: [...base.depths],
+    dims: [...base.dims],
+    numClasses: 1000,
+    inChans: 3,
+    dropPathRate: 0,
+    headInitScale: 1,
+    layerNormEps: 1e-6,
+    headNormEps: 1e-6,
+    kernelSize: 7,
+    ...over,
+  };
+  validateConfig(cfg);
+  return cfg;
+}
+
+export function validateConfig(cfg: ConvNeXtV2Config): void {
+  const bad = (why: string): never => { throw new ConvNextError(`invalid model config: ${why}`, 2); };
+  if (cfg.depths.length !== 4 || cfg.dims.length !== 4) bad('depths and dims need 4 entries each');
+  for (const d of cfg.depths) if (!Number.isInteger(d) || d < 0) bad(`depth ${d} is not a non-negative integer`);
+  for (const d of cfg.dims) if (!Number.isInteger(d) || d < 1) bad(`dim ${d} is not a positive integer`);
+  if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 0) bad(`numClasses ${cfg.numClasses}`);
+  if (!Number.isInteger(cfg.inChans) || cfg.inChans < 1) bad(`inChans ${cfg.inChans}`);
+  if (!(cfg.dropPathRate >= 0 && cfg.dropPathRate < 1)) bad(`dropPathRate ${cfg.dropPathRate} not in [0, 1)`);
+  if (!(cfg.kernelSize >= 1 && cfg.kernelSize % 2 === 1)) bad(`kernelSize ${cfg.kernelSize} must be odd`);
+}
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** Initialisation, as the official classifier: trunc_normal(0.02) weights, zero biases, LN 1/0, GRN 0/0. */
+  init: 'trunc_normal' | 'zeros' | 'ones';
+  /** True for tensors AdamW must not decay (1-D tensors, biases, GRN gamma/beta). */
+  noDecay: boolean;
+}
+
+/** Every parameter of the model in timm order (the order of timm's state_dict). */
+export function paramSpecs(cfg: ConvNeXtV2Config): ParamSpec[] {
+  const out: ParamSpec[] = [];
+  const w = (name: string, shape: number[]) => out.push({ name, shape, init: 'trunc_normal', noDecay: shape.length === 1 });
+  const z = (name: string, shape: number[]) => out.push({ name, shape, init: 'zeros', noDecay: true });
+  const o = (name: string, shape: number[]) => out.push({ name, shape, init: 'ones', noDecay: true });
+  const { dims, depths, kernelSize: k } = cfg;
+  w('stem.0.weight', [dims[0], cfg.inChans, 4, 4]);
+  z('stem.0.bias', [dims[0]]);
+  o('stem.1.weight', [dims[0]]);
+  z('stem.1.bias', [dims[0]]);
+  for (let s = 0; s < 4; s++) {
+    const C = dims[s];
+    if (s > 0) {
+      const Cp = dims[s - 1];
+      o(`stages.${s}.downsample.0.weight`, [Cp]);
+      z(`stages.${s}.downsample.0.bias`, [Cp]);
+      w(`stages.${s}.downsample.1.weight`, [C, Cp, 2, 2]);
+      z(`stages.${s}.downsample.1.bias`, [C]);
+    }
+    for (let b = 0; b < depths[s]; b++) {
+      const p = `stages.${s}.blocks.${b}`;
+      w(`${p}.conv_dw.weight`, [C, 1, k, k]);
+      z(`${p}.conv_dw.bias`, [C]);
+      o(`${p}.norm.weight`, [C]);
+      z(`${p}.norm.bias`, [C]);
+      w(`${p}.mlp.fc1.weight`, [4 * C, C]);
+      z(`${p}.mlp.fc1.bias`, [4 * C]);
+      z(`${p}.mlp.grn.weight`, [4 * C]);
+      z(`${p}.mlp.grn.bias`, [4 * C]);
+      w(`${p}.mlp.fc2.weight`, [C, 4 * C]);
+      z(`${p}.mlp.fc2.bias`, [C]);
+    }
+  }
+  o('head.norm.weight', [dims[3]]);
+  z('head.norm.bias', [dims[3]]);
+  if (cfg.numClasses > 0) {
+    w('head.fc.weight', [cfg.numClasses, dims[3]]);
+    z('head.fc.bias', [cfg.numClasses]);
+  }
+  return out;
+}
+
+/** Number of scalar parameters. */
+export function countParams(cfg: ConvNeXtV2Config): number {
+  let n = 0;
+  for (const p of paramSpecs(cfg)) n += p.shape.reduce((a, b) => a * b, 1);
+  return n;
+}
