@@ -1,0 +1,44 @@
+/**
+ * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
+ * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference.
+ */
+import { ReferenceKernels } from './reference.js';
+import type { Kernels } from './types.js';
+
+export type { Kernels, Isa } from './types.js';
+export { Act } from './types.js';
+export { ReferenceKernels } from './reference.js';
+
+let cached: Kernels | null = null;
+let nativeError: string | null = null;
+
+async function loadNative(): Promise<Kernels | null> {
+  try {
+    const mod = await import('./native.js');
+    return new mod.NativeKernels();
+  } catch (e) {
+    nativeError = e instanceof Error ? e.message : String(e);
+    return null;
+  }
+}
+
+const native: Kernels | null = process.env.CONVNEXTV2_KERNELS === 'reference' ? null : await loadNative();
+
+/** The default kernels: native when available. */
+export function getKernels(): Kernels {
+  if (cached) return cached;
+  if (native) {
+    cached = native;
+  } else {
+    if (process.env.CONVNEXTV2_KERNELS !== 'reference') {
+      process.emitWarning(`convnextv2: native kernels unavailable (${nativeError}); using the slow TypeScript reference`);
+    }
+    cached = new ReferenceKernels();
+  }
+  return cached;
+}
+
+/** The native kernels, or null with the reason they did not load. */
+export function getNativeKernels(): { kernels: Kernels | null; error: string | null } {
+  return { kernels: native, error: nativeError };
+}

@@ -1,0 +1,242 @@
+/**
+ * ConvNeXt V2 (Woo et al. 2023): a 4x4 patchify stem, four stages of ConvNeXt V2 blocks with
+ * LayerNorm + 2x2 stride-2 downsampling between them, and a head of global average pooling,
+ * LayerNorm and a Linear classifier. Parameters carry timm's names and PyTorch layouts, so a
+ * timm state dict loads without renaming. Activations are NHWC inside; `forward` takes NCHW.
+ *
+ * Training follows llm.c: each layer's forward keeps what its backward needs, `backward`
+ * walks the layers in reverse and accumulates parameter gradients into `Param.grad`.
+ */
+import { ConvNextError } from '../errors.js';
+import { getKernels } from '../kernels/index.js';
+import type { Kernels } from '../kernels/types.js';
+import { LayerNorm } from '../nn/layernorm.js';
+import { Linear } from '../nn/linear.js';
+import { Param } from '../nn/param.js';
+import { PatchConv } from '../nn/patchconv.js';
+import { Rng } from '../rng.js';
+import { shapeStr, type Tensor } from '../tensor.js';
+import { Block } from './block.js';
+import { type ConvNeXtV2Config, paramSpecs, validateConfig } from './config.js';
+
+export interface ModelOptions {
+  /** Kernel backend (default: native when available). */
+  kernels?: Kernels;
+  /** Seed of the initialisation (default 0). */
+  seed?: number;
+}
+
+export interface ForwardOptions {
+  /** Training mode: drop path active. */
+  train?: boolean;
+  /** Keep activations for `backward` (default: same as `train`). */
+  cache?: boolean;
+  /** Random source of drop path (default: the model's own). */
+  rng?: Rng;
+}
+
+/** Per-stage output of `forwardFeatures`, NHWC. */
+export interface StageMap {
+  data: Float32Array;
+  N: number;
+  H: number;
+  W: number;
+  C: number;
+}
+
+export interface ForwardResult {
+  /** [N, numClasses] (absent when numClasses is 0). */
+  logits: Float32Array | null;
+  /** Pooled and normalised features [N, dims[3]]. */
+  preLogits: Float32Array;
+  /** The four stage outputs, NHWC. */
+  stages: StageMap[];
+}
+
+export class ConvNeXtV2 {
+  readonly config: ConvNeXtV2Config;
+  readonly params: Param[];
+  readonly kernels: Kernels;
+  readonly rng: Rng;
+  private readonly byName: Map<string, Param>;
+  readonly stem: PatchConv;
+  readonly stemNorm: LayerNorm;
+  readonly downNorms: (LayerNorm | null)[] = [];
+  readonly downConvs: (PatchConv | null)[] = [];
+  readonly stages: Block[][] = [];
+  readonly headNorm: LayerNorm;
+  readonly headFc: Linear | null;
+  private inputShape: [number, number, number] = [0, 0, 0];
+  private stageShapes: [number, number][] = [];
+
+  constructor(config: ConvNeXtV2Config, opts: ModelOptions = {}) {
+    validateConfig(config);
+    this.config = { ...config, depths: [...config.depths], dims: [...config.dims] };
+    this.kernels = opts.kernels ?? getKernels();
+    this.rng = new Rng((opts.seed ?? 0) + 0x5eed);
+    this.params = paramSpecs(this.config).map((s) => new Param(s.name, s.shape, s.noDecay));
+    this.byName = new Map(this.params.map((p) => [p.name, p]));
+    const p = (name: string): Param => {
+      const x = this.byName.get(name);
+      if (!x) throw new Error(`internal: no parameter ${name}`);
+      return x;
+    };
+    const { dims, depths, inChans, layerNormEps: eps, kernelSize } = this.config;
+    this.stem = new PatchConv(p('stem.0.weight'), p('stem.0.bias'), inChans, dims[0], 4);
+    this.stemNorm = new LayerNorm(p('stem.1.weight'), p('stem.1.bias'), dims[0], eps);
+    const totalBlocks = depths.reduce((a, b) => a + b, 0);
+    let blockIndex = 0;
+    for (let s = 0; s < 4; s++) {
+      if (s === 0) {
+        this.downNorms.push(null);
+        this.downConvs.push(null);
+      } else {
+        const pre = `stages.${s}.downsample`;
+        this.downNorms.push(new LayerNorm(p(`${pre}.0.weight`), p(`${pre}.0.bias`), dims[s - 1], eps));
+        this.downConvs.push(new PatchConv(p(`${pre}.1.weight`), p(`${pre}.1.bias`), dims[s - 1], dims[s], 2));
+      }
+      const blocks: Block[] = [];
+      for (let b = 0; b < depths[s]; b++) {
+        // Stochastic depth grows linearly from 0 to dropPathRate (timm's linspace).
+        const rate = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
+        blocks.push(new Block((n) => p(`stages.${s}.blocks.${b}.${n}`), dims[s], kernelSize, eps, rate));
+        blockIndex++;
+      }
+      this.stages.push(blocks);
+    }
+    this.headNorm = new LayerNorm(p('head.norm.weight'), p('head.norm.bias'), dims[3], this.config.headNormEps);
+    this.headFc = this.config.numClasses > 0
+      ? new Linear(p('head.fc.weight'), p('head.fc.bias'), dims[3], this.config.numClasses)
+      : null;
+    this.init(opts.seed ?? 0);
+  }
+
+  /** Official initialisation: trunc_normal(std 0.02) for conv/linear weights, zero biases,
+   * LayerNorm 1/0, GRN 0/0; head weight and bias scaled by headInitScale. */
+  init(seed: number): void {
+    const rng = new Rng(seed);
+    for (const s of paramSpecs(this.config)) {
+      const prm = this.param(s.name);
+      if (s.init === 'trunc_normal') for (let i = 0; i < prm.size; i++) prm.data[i] = rng.truncNormal(0.02);
+      else prm.data.fill(s.init === 'ones' ? 1 : 0);
+    }
+    if (this.config.numClasses > 0 && this.config.headInitScale !== 1) {
+      for (const n of ['head.fc.weight', 'head.fc.bias']) {
+        const prm = this.param(n);
+        for (let i = 0; i < prm.size; i++) prm.data[i] *= this.config.headInitScale;
+      }
+    }
+  }
+
+  param(name: string): Param {
+    const x = this.byName.get(name);
+    if (!x) throw new ConvNextError(`model has no parameter '${name}'`);
+    return x;
+  }
+
+  numParams(): number {
+    return this.params.reduce((a, p) => a + p.size, 0);
+  }
+
+  /** Tensors by timm name (views of the live parameters). */
+  stateDict(): Map<string, Tensor> {
+    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: p.data }]));
+  }
+
+  /** Copies a canonical state dict in; every tensor must be present with the exact shape. */
+  loadStateDict(state: Map<string, Tensor>, source = 'state dict'): void {
+    for (const p of this.params) {
+      const t = state.get(p.name);
+      if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
+      if (t.data.length !== p.size || shapeStr(t.shape) !== shapeStr(p.shape)) {
+        throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
+      }
+      p.data.set(t.data);
+    }
+    const extra = [...state.keys()].filter((k) => !this.byName.has(k));
+    if (extra.length) throw new ConvNextError(`${source}: unexpected tensors ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) p.grad.fill(0);
+  }
+
+  /** Checks an NCHW input shape and returns [N, H, W]. */
+  checkInput(shape: readonly number[]): [number, number, number] {
+    if (shape.length !== 4) throw new ConvNextError(`input must be [N, C, H, W], got ${shapeStr(shape)}`);
+    const [N, C, H, W] = shape;
+    if (C !== this.config.inChans) throw new ConvNextError(`input has ${C} channels, the model expects ${this.config.inChans}`);
+    if (N < 1) throw new ConvNextError('input batch is empty');
+    if (H < 32 || W < 32) throw new ConvNextError(`input is ${H}x${W}; ConvNeXt V2 needs at least 32x32`);
+    return [N, H, W];
+  }
+
+  /** Forward from NCHW pixels. */
+  forward(pixels: Tensor, opts: ForwardOptions = {}): ForwardResult {
+    const [N, H, W] = this.checkInput(pixels.shape);
+    const x = new Float32Array(N * H * W * this.config.inChans);
+    this.kernels.nchwToNhwc(pixels.data, N, this.config.inChans, H, W, x);
+    return this.forwardNHWC(x, N, H, W, opts);
+  }
+
+  /** Forward from NHWC pixels [N, H, W, inChans]. */
+  forwardNHWC(x: Float32Array, N: number, H: number, W: number, opts: ForwardOptions = {}): ForwardResult {
+    const k = this.kernels;
+    const train = opts.train ?? false;
+    const cache = opts.cache ?? train;
+    const rng = opts.rng ?? this.rng;
+    const { dims } = this.config;
+    this.inputShape = [N, H, W];
+    this.stageShapes = [];
+    let [h, w] = this.stem.outSize(H, W);
+    let y = this.stem.forward(k, x, N, H, W, cache);
+    y = this.stemNorm.forward(k, y, N * h * w, cache);
+    const stages: StageMap[] = [];
+    for (let s = 0; s < 4; s++) {
+      if (s > 0) {
+        y = this.downNorms[s]!.forward(k, y, N * h * w, cache);
+        const conv = this.downConvs[s]!;
+        const hw = conv.outSize(h, w);
+        y = conv.forward(k, y, N, h, w, cache);
+        [h, w] = hw;
+      }
+      if (h < 1 || w < 1) throw new ConvNextError(`input ${H}x${W} is too small: stage ${s} would be empty`);
+      this.stageShapes.push([h, w]);
+      for (const blk of this.stages[s]) y = blk.forward(k, y, N, h, w, { cache, train, rng });
+      stages.push({ data: y, N, H: h, W: w, C: dims[s] });
+    }
+    const pooled = new Float32Array(N * dims[3]);
+    k.avgPoolForward(y, N, h * w, dims[3], pooled);
+    const preLogits = this.headNorm.forward(k, pooled, N, cache);
+    const logits = this.headFc ? this.headFc.forward(k, preLogits, N, cache) : null;
+    return { logits, preLogits, stages };
+  }
+
+  /**
+   * Backward from d(loss)/d(logits) [N, K] (or d/d(preLogits) when numClasses is 0) through
+   * the cached forward. Accumulates parameter gradients; returns d/d(input) NHWC when
+   * `needInput`, else null.
+   */
+  backward(dout: Float32Array, needInput = false): Float32Array | null {
+    const k = this.kernels;
+    const { dims } = this.config;
+    const [N] = this.inputShape;
+    let d = this.headFc ? this.headFc.backward(k, dout) : dout;
+    d = this.headNorm.backward(k, d);
+    let [h, w] = this.stageShapes[3];
+    const dmap = new Float32Array(N * h * w * dims[3]);
+    k.avgPoolBackward(d, N, h * w, dims[3], dmap);
+    d = dmap;
+    for (let s = 3; s >= 0; s--) {
+      const blocks = this.stages[s];
+      for (let b = blocks.length - 1; b >= 0; b--) d = blocks[b].backward(k, d);
+      if (s > 0) {
+        d = this.downConvs[s]!.backward(k, d)!;
+        [h, w] = this.stageShapes[s - 1];
+        d = this.downNorms[s]!.backward(k, d);
+      }
+    }
+    d = this.stemNorm.backward(k, d);
+    return this.stem.backward(k, d, needInput);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Global Response Normalization (ConvNeXt V2, Eq. 1-3), channels-last:
+ *   G(X)_c = ||X_c||_2 over the spatial positions of one sample   (aggregation)
+ *   N(X)_c = G(X)_c / (mean_c G(X) + 1e-6)                      (divisive normalisation)
+ *   X'_c   = gamma_c * (X_c * N(X)_c) + beta_c + X_c             (calibration + residual)
+ * timm names gamma/beta `mlp.grn.weight` / `mlp.grn.bias`; both start at zero, so a fresh
+ * GRN is the identity. Statistics run over row segments: one per image for dense maps, or
+ * any grouping (the sparse FCMAE encoder aggregates over all visible rows of the batch).
+ */
+import type { Kernels } from '../kernels/types.js';
+import type { Param } from '../nn/param.js';
+
+export class GRN {
+  static readonly EPS = 1e-6;
+  x: Float32Array | null = null;
+  offsets: Int32Array | null = null;
+  gx: Float32Array | null = null;
+  nx: Float32Array | null = null;
+
+  constructor(readonly gamma: Param, readonly beta: Param, readonly C: number) {}
+
+  /** Offsets for N images of HW rows each. */
+  static perImage(N: number, HW: number): Int32Array {
+    const o = new Int32Array(N + 1);
+    for (let i = 0; i <= N; i++) o[i] = i * HW;
+    return o;
+  }
+
+  forward(k: Kernels, x: Float32Array, offsets: Int32Array, cache: boolean): Float32Array {
+    const S = offsets.length - 1;
+    const rows = offsets[S];
+    const y = new Float32Array(rows * this.C);
+    const gx = new Float32Array(S * this.C);
+    const nx = new Float32Array(S * this.C);
+    k.grnForward(x, offsets, this.C, this.gamma.data, this.beta.data, GRN.EPS, y, gx, nx);
+    if (cache) {
+      this.x = x;
+      this.offsets = offsets;
+      this.gx = gx;
+      this.nx = nx;
+    }
+    return y;
+  }
+
+  backward(k: Kernels, dy: Float32Array): Float32Array {
+    if (!this.x || !this.offsets || !this.gx || !this.nx) throw new Error('GRN.backward without a cached forward');
+    const dx = new Float32Array(this.x.length);
+    k.grnBackward(dy, this.x, this.offsets, this.C, this.gamma.data, GRN.EPS, this.gx, this.nx, dx,
+      this.gamma.grad, this.beta.grad);
+    this.x = this.offsets = this.gx = this.nx = null;
+    return dx;
+  }
+}

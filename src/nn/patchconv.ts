@@ -1,0 +1,50 @@
+/**
+ * Non-overlapping PxP stride-P convolution (the stem's 4x4/4 and the downsampling 2x2/2):
+ * gather patches, then one GEMM with the PyTorch weight [out, in, P, P] seen as [out, in*P*P].
+ * Output size floors like PyTorch's strided convolution.
+ */
+import { Act, type Kernels } from '../kernels/types.js';
+import type { Param } from './param.js';
+
+export class PatchConv {
+  cols: Float32Array | null = null;
+  N = 0; H = 0; W = 0;
+
+  constructor(readonly weight: Param, readonly bias: Param, readonly inC: number, readonly outC: number, readonly P: number) {}
+
+  outSize(H: number, W: number): [number, number] {
+    return [Math.floor(H / this.P), Math.floor(W / this.P)];
+  }
+
+  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, cache: boolean): Float32Array {
+    const { P, inC, outC } = this;
+    const [Ho, Wo] = this.outSize(H, W);
+    const M = N * Ho * Wo;
+    const L = inC * P * P;
+    const cols = new Float32Array(M * L);
+    k.patchify(x, N, H, W, inC, P, cols);
+    const y = new Float32Array(M * outC);
+    k.gemm(false, true, M, outC, L, cols, L, this.weight.data, L, y, outC, false, this.bias.data, Act.None, null);
+    this.N = N; this.H = H; this.W = W;
+    this.cols = cache ? cols : null;
+    return y;
+  }
+
+  /** dy: [N*Ho*Wo, out] -> dx: [N, H, W, in]. Pass needInput=false to skip dx (the stem). */
+  backward(k: Kernels, dy: Float32Array, needInput = true): Float32Array | null {
+    if (!this.cols) throw new Error('PatchConv.backward without a cached forward');
+    const { N, H, W, P, inC, outC } = this;
+    const [Ho, Wo] = this.outSize(H, W);
+    const M = N * Ho * Wo;
+    const L = inC * P * P;
+    k.gemm(true, false, outC, L, M, dy, outC, this.cols, L, this.weight.grad, L, true, null, Act.None, null);
+    k.colSum(dy, M, outC, this.bias.grad, true);
+    this.cols = null;
+    if (!needInput) return null;
+    const dcols = new Float32Array(M * L);
+    k.gemm(false, false, M, L, outC, dy, outC, this.weight.data, L, dcols, L, false, null, Act.None, null);
+    const dx = new Float32Array(N * H * W * inC);
+    k.unpatchify(dcols, N, H, W, inC, P, dx);
+    return dx;
+  }
+}
