@@ -42,3 +42,9 @@ export function getKernels(): Kernels {
 export function getNativeKernels(): { kernels: Kernels | null; error: string | null } {
   return { kernels: native, error: nativeError };
 }
+
+/** Sets the worker-thread count of the native kernels (no-op for the reference). */
+export function setThreads(n: number): void {
+  const k = native as (Kernels & { setThreads?: (n: number) => void }) | null;
+  if (k && typeof k.setThreads === 'function') k.setThreads(n);
+}

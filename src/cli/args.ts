@@ -1,0 +1,112 @@
+/**
+ * A small flag parser for the CLI conventions (DESIGN.md): kebab-case flags, `--x value` or
+ * `--x=value`, booleans as `--x` / `--no-x`, positionals kept in order. Unknown flags are a
+ * usage error (exit code 2).
+ */
+import { ConvNextError } from '../errors.js';
+
+export type FlagKind = 'string' | 'number' | 'int' | 'boolean';
+
+export interface FlagSpec {
+  kind: FlagKind;
+  help: string;
+  default?: string | number | boolean;
+}
+
+export type FlagSpecs = Record<string, FlagSpec>;
+export type FlagValue = string | number | boolean | undefined;
+
+export class ParsedArgs {
+  constructor(readonly flags: Map<string, FlagValue>, readonly positionals: string[]) {}
+
+  has(name: string): boolean {
+    return this.flags.get(name) !== undefined;
+  }
+
+  string(name: string): string | undefined {
+    const v = this.flags.get(name);
+    return v === undefined ? undefined : String(v);
+  }
+
+  requireString(name: string): string {
+    const v = this.string(name);
+    if (v === undefined || v === '') throw new ConvNextError(`missing --${name}`, 2);
+    return v;
+  }
+
+  number(name: string): number | undefined {
+    const v = this.flags.get(name);
+    return v === undefined ? undefined : Number(v);
+  }
+
+  requireNumber(name: string): number {
+    const v = this.number(name);
+    if (v === undefined) throw new ConvNextError(`missing --${name}`, 2);
+    return v;
+  }
+
+  bool(name: string): boolean {
+    return this.flags.get(name) === true;
+  }
+}
+
+export function parseArgs(argv: string[], specs: FlagSpecs, command: string): ParsedArgs {
+  const flags = new Map<string, FlagValue>();
+  const positionals: string[] = [];
+  for (const [name, s] of Object.entries(specs)) flags.set(name, s.default);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    let name = a.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    const spec = specs[name];
+    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean' && value === undefined) {
+      flags.set(name.slice(3), false);
+      continue;
+    }
+    if (!spec) throw new ConvNextError(`${command}: unknown flag --${name} (see 'convnextv2 ${command} --help')`, 2);
+    if (spec.kind === 'boolean') {
+      if (value !== undefined && value !== 'true' && value !== 'false') {
+        throw new ConvNextError(`${command}: --${name} takes no value`, 2);
+      }
+      flags.set(name, value !== 'false');
+      continue;
+    }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConvNextError(`${command}: --${name} needs a value`, 2);
+    }
+    if (spec.kind === 'number' || spec.kind === 'int') {
+      const n = Number(value);
+      if (value.trim() === '' || !Number.isFinite(n) || (spec.kind === 'int' && !Number.isInteger(n))) {
+        throw new ConvNextError(`${command}: --${name} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got '${value}'`, 2);
+      }
+      flags.set(name, n);
+    } else {
+      flags.set(name, value);
+    }
+  }
+  return new ParsedArgs(flags, positionals);
+}
+
+export function formatHelp(usage: string, specs: FlagSpecs): string {
+  const lines = [`usage: ${usage}`, '', 'flags:'];
+  for (const [name, s] of Object.entries(specs)) {
+    const flag = s.kind === 'boolean' ? `--${name} / --no-${name}` : `--${name} <${s.kind === 'string' ? 'value' : s.kind}>`;
+    const def = s.default !== undefined ? ` (default ${String(s.default)})` : '';
+    lines.push(`  ${flag.padEnd(34)} ${s.help}${def}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,89 @@
+/**
+ * `convnextv2 bench`: throughput of inference or a training step (forward, backward, AdamW)
+ * with random weights and data. Warm-up iterations, then timed ones; prints a line per
+ * measurement and, with --json, one JSON object as the last line.
+ */
+import { ConvNextError } from '../errors.js';
+import { makeConfig } from '../model/config.js';
+import { ConvNeXtV2 } from '../model/convnextv2.js';
+import { forwardMacs } from '../model/flops.js';
+import { Rng } from '../rng.js';
+import { tensor } from '../tensor.js';
+import { AdamW } from '../train/adamw.js';
+import { trainStep } from '../train/step.js';
+import type { Command } from './command.js';
+
+export const bench: Command = {
+  name: 'bench',
+  summary: 'measure images/s and GFLOP/s of inference or training on random data',
+  usage: 'convnextv2 bench [--model atto] [--mode infer|train] [--batch-size 16] [--input-size 224] [--threads T] [--json]',
+  flags: {
+    model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
+    mode: { kind: 'string', help: 'infer or train', default: 'infer' },
+    'batch-size': { kind: 'int', help: 'images per batch', default: 16 },
+    'input-size': { kind: 'int', help: 'image height and width', default: 224 },
+    'num-classes': { kind: 'int', help: 'classifier outputs', default: 1000 },
+    warmup: { kind: 'int', help: 'untimed iterations first', default: 2 },
+    iters: { kind: 'int', help: 'timed iterations (0: as many as fit in --seconds)', default: 0 },
+    seconds: { kind: 'number', help: 'time budget for the timed iterations', default: 10 },
+  },
+  run(args, ctx) {
+    const mode = args.requireString('mode');
+    if (mode !== 'infer' && mode !== 'train') throw new ConvNextError(`bench: --mode must be infer or train, got '${mode}'`, 2);
+    const B = args.requireNumber('batch-size');
+    const S = args.requireNumber('input-size');
+    if (B < 1) throw new ConvNextError('bench: --batch-size must be at least 1', 2);
+    if (S < 32) throw new ConvNextError('bench: --input-size must be at least 32', 2);
+    const cfg = makeConfig(args.requireString('model'), { numClasses: args.requireNumber('num-classes') });
+    const model = new ConvNeXtV2(cfg, { seed: 0 });
+    const k = model.kernels;
+    const rng = new Rng(1);
+    const x = tensor([B, cfg.inChans, S, S]);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = rng.normal();
+    const labels = Array.from({ length: B }, () => rng.int(cfg.numClasses));
+    const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.05 });
+    const step = mode === 'infer'
+      ? () => { model.forward(x); }
+      : () => { trainStep(model, opt, x, labels); };
+    const warmup = args.requireNumber('warmup');
+    for (let i = 0; i < warmup; i++) step();
+    const iters = args.requireNumber('iters');
+    const budget = args.requireNumber('seconds') * 1000;
+    const times: number[] = [];
+    const t0 = performance.now();
+    while (iters > 0 ? times.length < iters : (times.length < 3 || performance.now() - t0 < budget)) {
+      const t = performance.now();
+      step();
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    const median = times[Math.floor(times.length / 2)];
+    const mean = times.reduce((a, b) => a + b, 0) / times.length;
+    const flopsPerImage = 2 * forwardMacs(cfg, S, S) * (mode === 'train' ? 3 : 1);
+    const ips = (B * 1000) / median;
+    const result = {
+      model: args.requireString('model'),
+      mode,
+      batch_size: B,
+      input_size: S,
+      iterations: times.length,
+      ms_per_batch: round(median, 2),
+      ms_per_batch_mean: round(mean, 2),
+      images_per_second: round(ips, 2),
+      gflops_per_image: round(flopsPerImage / 1e9, 3),
+      gflops_per_second: round((flopsPerImage * ips) / 1e9, 1),
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+      threads: k.threads,
+      isa: k.isa,
+      kernels: k.name,
+    };
+    ctx.out(`${result.model} ${mode} batch ${B} @${S}px: ${result.images_per_second} images/s, ${result.ms_per_batch} ms/batch (median of ${times.length}), ` +
+      `${result.gflops_per_second} GFLOP/s, peak RSS ${result.peak_rss_mb} MB, ${result.threads} threads, ${result.isa}`);
+    return result;
+  },
+};
+
+function round(v: number, d: number): number {
+  const f = 10 ** d;
+  return Math.round(v * f) / f;
+}

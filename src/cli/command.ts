@@ -1,0 +1,18 @@
+/** The shape of a CLI command: one file per command under src/cli/. */
+import type { FlagSpecs, ParsedArgs } from './args.js';
+
+export interface CommandContext {
+  /** Prints a line to stdout (suppressed for the JSON-only parts when --json is set). */
+  out(line: string): void;
+  /** Prints a line to stderr. */
+  err(line: string): void;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  flags: FlagSpecs;
+  /** Returns a JSON-able record; with --json it is printed as the last line of stdout. */
+  run(args: ParsedArgs, ctx: CommandContext): Promise<object | void> | object | void;
+}

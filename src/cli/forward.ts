@@ -1,0 +1,60 @@
+/**
+ * `convnextv2 forward`: run a checkpoint on `pixel_values` [N, C, H, W] from a safetensors
+ * file and write `logits` (and with --features `pre_logits` and `stage0`..`stage3`, NCHW).
+ */
+import { ConvNextError } from '../errors.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
+import { openSafetensors, writeSafetensors, type TensorData } from '../io/safetensors.js';
+import { ConvNeXtV2 } from '../model/convnextv2.js';
+import { shapeStr } from '../tensor.js';
+import type { Command } from './command.js';
+
+export const forward: Command = {
+  name: 'forward',
+  summary: 'run a checkpoint on pixel_values from a safetensors file, write logits (and features)',
+  usage: 'convnextv2 forward --checkpoint P --input IN.safetensors --output OUT.safetensors [--features]',
+  flags: {
+    checkpoint: { kind: 'string', help: 'checkpoint file or run directory (any supported format)' },
+    input: { kind: 'string', help: 'safetensors file holding pixel_values [N, C, H, W] float32' },
+    output: { kind: 'string', help: 'safetensors file to write' },
+    features: { kind: 'boolean', help: 'also write pre_logits and stage0..stage3 (NCHW)' },
+  },
+  run(args, ctx) {
+    const ckptPath = args.requireString('checkpoint');
+    const inPath = args.requireString('input');
+    const outPath = args.requireString('output');
+    const ckpt = loadCheckpoint(ckptPath);
+    const model = new ConvNeXtV2(ckpt.config);
+    model.loadStateDict(ckpt.state, `checkpoint ${ckptPath}`);
+    const reader = openSafetensors(inPath);
+    const entry = reader.tensors.find((t) => t.name === 'pixel_values');
+    if (!entry) {
+      throw new ConvNextError(`${inPath}: no tensor named pixel_values (found: ${reader.tensors.map((t) => t.name).join(', ') || 'none'})`);
+    }
+    if (entry.shape.length !== 4) {
+      throw new ConvNextError(`${inPath}: pixel_values must have rank 4 [N, C, H, W], got ${shapeStr(entry.shape)}`);
+    }
+    const pixels = { shape: entry.shape, data: reader.get('pixel_values') };
+    let checked: [number, number, number];
+    try {
+      checked = model.checkInput(pixels.shape);
+    } catch (e) {
+      throw e instanceof ConvNextError ? new ConvNextError(`${inPath}: pixel_values: ${e.message}`) : e;
+    }
+    const [N] = checked;
+    const out = model.forward(pixels);
+    const tensors = new Map<string, TensorData>();
+    if (out.logits) tensors.set('logits', { shape: [N, model.config.numClasses], data: out.logits });
+    if (args.bool('features') || !out.logits) {
+      tensors.set('pre_logits', { shape: [N, model.config.dims[3]], data: out.preLogits });
+      out.stages.forEach((s, i) => {
+        const nchw = new Float32Array(s.data.length);
+        model.kernels.nhwcToNchw(s.data, s.N, s.H, s.W, s.C, nchw);
+        tensors.set(`stage${i}`, { shape: [s.N, s.C, s.H, s.W], data: nchw });
+      });
+    }
+    writeSafetensors(outPath, tensors, { format: 'convnextv2-forward', checkpoint: ckptPath });
+    ctx.out(`wrote ${[...tensors.keys()].join(', ')} for ${N} image(s) to ${outPath}`);
+    return { output: outPath, images: N, tensors: [...tensors.keys()], format: ckpt.format };
+  },
+};
