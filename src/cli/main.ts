@@ -9,9 +9,10 @@ import { setThreads } from '../kernels/index.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
 import type { Command, CommandContext } from './command.js';
+import { demo } from './demo.js';
 import { forward } from './forward.js';
 
-const COMMANDS: Command[] = [forward, bench];
+const COMMANDS: Command[] = [forward, bench, demo];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },

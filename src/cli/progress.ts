@@ -1,0 +1,44 @@
+/**
+ * A progress bar on stderr: `label [=====>    ] 37/100 12.3 img/s ETA 0:42 loss 1.234`.
+ * Redraws in place on a TTY (at most 10 times a second); elsewhere prints a line every ~10%.
+ */
+export class Progress {
+  private readonly start = performance.now();
+  private lastDraw = 0;
+  private lastPct = -1;
+  private readonly tty = process.stderr.isTTY === true;
+
+  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'it') {}
+
+  update(done: number, extra: Record<string, string | number> = {}, items = done): void {
+    const now = performance.now();
+    const pct = Math.floor((done / this.total) * 10);
+    const final = done >= this.total;
+    if (this.tty ? now - this.lastDraw < 100 && !final : pct === this.lastPct && !final) return;
+    this.lastDraw = now;
+    this.lastPct = pct;
+    const secs = (now - this.start) / 1000;
+    const rate = items / Math.max(secs, 1e-9);
+    const eta = done > 0 ? (secs * (this.total - done)) / done : 0;
+    const width = 24;
+    const fill = Math.min(width, Math.round((done / this.total) * width));
+    const bar = '='.repeat(Math.max(0, fill - 1)) + (fill > 0 ? (final ? '=' : '>') : '') + ' '.repeat(width - fill);
+    const ex = Object.entries(extra).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`).join(' ');
+    const line = `${this.label} [${bar}] ${done}/${this.total} ${rate.toFixed(1)} ${this.unit}/s ${final ? 'in' : 'ETA'} ${clock(final ? secs : eta)} ${ex}`;
+    if (this.tty) process.stderr.write(`\r\x1b[K${line}${final ? '\n' : ''}`);
+    else process.stderr.write(line + '\n');
+  }
+}
+
+function fmt(v: number): string {
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2);
+  return v.toFixed(Math.abs(v) < 1 ? 4 : 3);
+}
+
+function clock(s: number): string {
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = String(t % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}

@@ -1,0 +1,122 @@
+// The model against timm's reference tensors (test/fixtures/reference/small_timm.safetensors):
+// stage outputs, pre-logits and logits of both inputs, and every gradient, within 1e-4
+// relative error (max |ours - ref| / max |ref|), on the default kernels and the reference.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readSafetensors, type TensorData } from '../src/io/safetensors.js';
+import { getKernels } from '../src/kernels/index.js';
+import { ReferenceKernels } from '../src/kernels/reference.js';
+import type { Kernels } from '../src/kernels/types.js';
+import { ConvNeXtV2 } from '../src/model/convnextv2.js';
+import { countParams, makeConfig, MODEL_SIZES } from '../src/model/config.js';
+import { forwardMacs } from '../src/model/flops.js';
+import { ConvNextError } from '../src/errors.js';
+
+const FIX = new URL('./fixtures/reference/', import.meta.url).pathname;
+const ref = readSafetensors(FIX + 'small_timm.safetensors');
+const get = (k: string): TensorData => {
+  const t = ref.get(k);
+  if (!t) throw new Error(`fixture lacks ${k}`);
+  return t;
+};
+
+export function relErr(ours: Float32Array, want: Float32Array): number {
+  assert.equal(ours.length, want.length, 'length');
+  let m = 0;
+  let r = 0;
+  for (let i = 0; i < want.length; i++) {
+    m = Math.max(m, Math.abs(ours[i] - want[i]));
+    r = Math.max(r, Math.abs(want[i]));
+  }
+  return m / Math.max(r, 1e-30);
+}
+
+function smallModel(k: Kernels): ConvNeXtV2 {
+  const cfg = makeConfig({ depths: [2, 2, 2, 2], dims: [16, 32, 48, 64] }, { numClasses: 10 });
+  const m = new ConvNeXtV2(cfg, { kernels: k });
+  const state = new Map([...ref].filter(([n]) => n.startsWith('param.')).map(([n, t]) => [n.slice(6), t]));
+  m.loadStateDict(state, 'small_timm');
+  return m;
+}
+
+const backends: [string, Kernels][] = [['default', getKernels()], ['reference', new ReferenceKernels()]];
+
+for (const [label, k] of backends) {
+  test(`small_timm forward matches timm (${label} kernels: ${k.name}/${k.isa})`, () => {
+    const m = smallModel(k);
+    for (const i of [0, 1]) {
+      const x = get(`input.${i}.pixel_values`);
+      const out = m.forward(x);
+      assert.ok(relErr(out.logits!, get(`output.${i}.logits`).data) <= 1e-4, `input ${i} logits`);
+      assert.ok(relErr(out.preLogits, get(`output.${i}.pre_logits`).data) <= 1e-4, `input ${i} pre_logits`);
+      out.stages.forEach((s, si) => {
+        const want = get(`output.${i}.stage${si}`);
+        assert.deepEqual([s.N, s.C, s.H, s.W], want.shape, `stage${si} shape`);
+        const nchw = new Float32Array(s.data.length);
+        k.nhwcToNchw(s.data, s.N, s.H, s.W, s.C, nchw);
+        assert.ok(relErr(nchw, want.data) <= 1e-4, `input ${i} stage${si}`);
+      });
+    }
+  });
+
+  test(`small_timm gradients match timm for every parameter and the input (${label} kernels)`, () => {
+    const m = smallModel(k);
+    m.zeroGrad();
+    m.forward(get('input.0.pixel_values'), { cache: true });
+    const dx = m.backward(get('grad.R').data, true)!;
+    const dxNchw = new Float32Array(dx.length);
+    k.nhwcToNchw(dx, 2, 64, 64, 3, dxNchw);
+    assert.ok(relErr(dxNchw, get('grad.input').data) <= 1e-4, 'grad.input');
+    let checked = 0;
+    for (const p of m.params) {
+      const e = relErr(p.grad, get(`grad.${p.name}`).data);
+      assert.ok(e <= 1e-4, `grad.${p.name}: rel err ${e}`);
+      checked++;
+    }
+    assert.equal(checked, m.params.length);
+    assert.equal(checked, [...ref.keys()].filter((n) => n.startsWith('grad.') && n !== 'grad.R' && n !== 'grad.input').length);
+  });
+}
+
+test('parameter counts with 1000 classes equal timm', () => {
+  const want: Record<string, number> = {
+    atto: 3_708_400, femto: 5_233_240, pico: 9_066_280, nano: 15_623_800,
+    tiny: 28_635_496, base: 88_717_800, large: 197_956_840, huge: 660_289_640,
+  };
+  for (const name of Object.keys(MODEL_SIZES)) assert.equal(countParams(makeConfig(name)), want[name], name);
+  assert.equal(new ConvNeXtV2(makeConfig('atto')).numParams(), want.atto);
+});
+
+test('forward MACs of atto at 224 px are timm\'s 0.55 G', () => {
+  const g = forwardMacs(makeConfig('atto'), 224, 224) / 1e9;
+  assert.ok(g > 0.54 && g < 0.56, String(g));
+});
+
+test('initialisation follows the official classifier', () => {
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5, headInitScale: 0.001 }), { seed: 5 });
+  const w = m.param('stages.2.blocks.0.mlp.fc1.weight').data;
+  let s = 0, s2 = 0;
+  for (const v of w) { s += v; s2 += v * v; }
+  const std = Math.sqrt(s2 / w.length - (s / w.length) ** 2);
+  assert.ok(std > 0.016 && std < 0.024, `fc1 std ${std}`);
+  assert.ok(m.param('stages.0.blocks.0.mlp.grn.weight').data.every((v) => v === 0));
+  assert.ok(m.param('stages.0.blocks.0.norm.weight').data.every((v) => v === 1));
+  assert.ok(m.param('stem.0.bias').data.every((v) => v === 0));
+  const head = m.param('head.fc.weight').data;
+  const headStd = Math.sqrt(head.reduce((a, v) => a + v * v, 0) / head.length);
+  assert.ok(headStd > 0.02 * 0.001 * 0.6 && headStd < 0.02 * 0.001 * 1.4, `head std ${headStd} (scaled by headInitScale)`);
+  const again = new ConvNeXtV2(m.config, { seed: 5 });
+  assert.deepEqual(again.param('stem.0.weight').data, m.param('stem.0.weight').data, 'seeded');
+});
+
+test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }));
+  const out = m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) });
+  assert.deepEqual(out.stages.map((s) => [s.H, s.W]), [[11, 17], [5, 8], [2, 4], [1, 2]]);
+  assert.throws(() => m.forward({ shape: [3, 32, 32], data: new Float32Array(3 * 32 * 32) }), ConvNextError);
+  assert.throws(() => m.forward({ shape: [1, 1, 32, 32], data: new Float32Array(32 * 32) }), /channels/);
+  assert.throws(() => m.forward({ shape: [1, 3, 16, 64], data: new Float32Array(3 * 16 * 64) }), /at least 32/);
+  const bad = new Map(m.stateDict());
+  bad.set('stages.1.blocks.0.mlp.fc1.weight', { shape: [64, 8], data: new Float32Array(512) });
+  assert.throws(() => m.loadStateDict(bad), /stages\.1\.blocks\.0\.mlp\.fc1\.weight has shape \[64,8\], expected \[64,16\]/);
+});
