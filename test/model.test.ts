@@ -11,6 +11,7 @@ import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { countParams, makeConfig, MODEL_SIZES } from '../src/model/config.js';
 import { forwardMacs } from '../src/model/flops.js';
 import { ConvNextError } from '../src/errors.js';
+import { relErr } from './helpers.js';
 
 const FIX = new URL('./fixtures/reference/', import.meta.url).pathname;
 const ref = readSafetensors(FIX + 'small_timm.safetensors');
@@ -19,17 +20,6 @@ const get = (k: string): TensorData => {
   if (!t) throw new Error(`fixture lacks ${k}`);
   return t;
 };
-
-export function relErr(ours: Float32Array, want: Float32Array): number {
-  assert.equal(ours.length, want.length, 'length');
-  let m = 0;
-  let r = 0;
-  for (let i = 0; i < want.length; i++) {
-    m = Math.max(m, Math.abs(ours[i] - want[i]));
-    r = Math.max(r, Math.abs(want[i]));
-  }
-  return m / Math.max(r, 1e-30);
-}
 
 function smallModel(k: Kernels): ConvNeXtV2 {
   const cfg = makeConfig({ depths: [2, 2, 2, 2], dims: [16, 32, 48, 64] }, { numClasses: 10 });

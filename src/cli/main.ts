@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   const cmd = COMMANDS.find((c) => c.name === name);
-  if (!cmd) throw new ConvNextError(`unknown command '${name}'\n${usage()}`, 2);
+  if (!cmd) throw new ConvNextError(`unknown command '${name}' (see 'convnextv2 --help')`, 2);
   const specs = { ...cmd.flags, ...COMMON };
   const args = parseArgs(rest, specs, cmd.name);
   if (args.bool('help')) {

@@ -1,0 +1,103 @@
+// The CLI end to end: `forward` reproduces small_timm's logits; bad input ends with one line
+// on stderr and a non-zero exit, never a stack trace; `bench --json` prints its record last.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { relErr } from './helpers.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const FIX = join(ROOT, 'test/fixtures/reference');
+const dir = mkdtempSync(join(tmpdir(), 'convnextv2-cli-'));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], {
+    encoding: 'utf8', cwd: ROOT, env: { ...process.env, CONVNEXTV2_DEBUG: '' },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function assertOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp) {
+  assert.notEqual(r.code, 0, 'non-zero exit');
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
+  assert.match(lines[0], /^convnextv2: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+const ref = readSafetensors(join(FIX, 'small_timm.safetensors'));
+const input = join(dir, 'in.safetensors');
+writeSafetensors(input, [['pixel_values', ref.get('input.1.pixel_values')!]]);
+const ckpt = join(dir, 'small_timm_params.safetensors');
+writeSafetensors(ckpt, [...ref].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6), v] as const));
+
+test('forward reproduces timm logits and features from a timm checkpoint', () => {
+  const out = join(dir, 'out.safetensors');
+  const r = cli('forward', '--checkpoint', ckpt, '--input', input, '--output', out, '--features', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const last = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.equal(last.images, 1);
+  const got = readSafetensors(out);
+  assert.ok(relErr(got.get('logits')!.data, ref.get('output.1.logits')!.data) <= 1e-4);
+  assert.ok(relErr(got.get('pre_logits')!.data, ref.get('output.1.pre_logits')!.data) <= 1e-4);
+  for (let s = 0; s < 4; s++) {
+    assert.deepEqual(got.get(`stage${s}`)!.shape, ref.get(`output.1.stage${s}`)!.shape);
+    assert.ok(relErr(got.get(`stage${s}`)!.data, ref.get(`output.1.stage${s}`)!.data) <= 1e-4);
+  }
+});
+
+test('bad input: one-line errors, non-zero exit, no stack trace', () => {
+  const out = join(dir, 'o.safetensors');
+  assertOneLineError(cli('forward', '--checkpoint', join(dir, 'missing.safetensors'), '--input', input, '--output', out), /missing\.safetensors/);
+  const notSt = join(dir, 'not.safetensors');
+  writeFileSync(notSt, 'this is not a safetensors file at all');
+  assertOneLineError(cli('forward', '--checkpoint', notSt, '--input', input, '--output', out), /not\.safetensors/);
+  const whole = readFileSync(ckpt);
+  const trunc = join(dir, 'trunc.safetensors');
+  writeFileSync(trunc, whole.subarray(0, Math.floor(whole.length / 2)));
+  assertOneLineError(cli('forward', '--checkpoint', trunc, '--input', input, '--output', out), /trunc\.safetensors/);
+  // A header whose offsets point past the end of the file.
+  const n = Number(whole.readBigUInt64LE(0));
+  const header = JSON.parse(whole.subarray(8, 8 + n).toString('utf8'));
+  const firstKey = Object.keys(header).find((k) => k !== '__metadata__')!;
+  header[firstKey].data_offsets = [whole.length * 4, whole.length * 4 + header[firstKey].data_offsets[1] - header[firstKey].data_offsets[0]];
+  const hb = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hb.length));
+  const past = join(dir, 'past.safetensors');
+  writeFileSync(past, Buffer.concat([len, hb, whole.subarray(8 + n)]));
+  assertOneLineError(cli('forward', '--checkpoint', past, '--input', input, '--output', out), /past\.safetensors/);
+  // A header claiming 1 TB.
+  const huge = Buffer.from(whole);
+  huge.writeBigUInt64LE(1n << 40n, 0);
+  const hugeFile = join(dir, 'huge.safetensors');
+  writeFileSync(hugeFile, huge);
+  assertOneLineError(cli('forward', '--checkpoint', hugeFile, '--input', input, '--output', out), /huge\.safetensors/);
+  // An input tensor of the wrong rank.
+  const rank3 = join(dir, 'rank3.safetensors');
+  writeSafetensors(rank3, [['pixel_values', { shape: [3, 64, 64], data: new Float32Array(3 * 64 * 64) }]]);
+  assertOneLineError(cli('forward', '--checkpoint', ckpt, '--input', rank3, '--output', out), /rank 4/);
+  // A checkpoint tensor of the wrong shape names the tensor.
+  const wrong = join(dir, 'wrong.safetensors');
+  writeSafetensors(wrong, [...ref].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6),
+    k === 'param.stages.1.blocks.0.mlp.fc2.bias' ? { shape: [31], data: new Float32Array(31) } : v] as const));
+  assertOneLineError(cli('forward', '--checkpoint', wrong, '--input', input, '--output', out), /stages\.1\.blocks\.0\.mlp\.fc2\.bias/);
+  // Usage errors exit 2.
+  const u = cli('forward', '--checkpoint', ckpt, '--bogus');
+  assert.equal(u.code, 2);
+  assertOneLineError(u, /unknown flag --bogus/);
+  assertOneLineError(cli('nonsense'), /unknown command/);
+});
+
+test('bench --json prints a record with the required fields as its last line', () => {
+  const r = cli('bench', '--model', 'atto', '--mode', 'train', '--batch-size', '2', '--input-size', '64', '--warmup', '1', '--iters', '2', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const rec = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  for (const f of ['images_per_second', 'ms_per_batch', 'gflops_per_second', 'peak_rss_mb', 'threads', 'isa']) assert.ok(f in rec, f);
+  assert.ok(rec.images_per_second > 0);
+  assert.match(rec.isa, /^(avx512|avx2|portable|reference)$/);
+});
