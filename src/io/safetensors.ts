@@ -487,14 +487,14 @@ interface Layout {
 
 function layout(tensors: TensorsInput, metadata: Readonly<Record<string, string>> | undefined, label: string): Layout {
   const bad = (why: string): never => { throw new ConvNextError(`cannot write ${label}: ${why}`); };
-  const header: Record<string, unknown> = {};
+  const parts: string[] = [];
   if (metadata !== undefined) {
-    const meta: Record<string, string> = {};
+    const meta: string[] = [];
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== 'string') bad(`metadata value of ${quoteName(k)} is not a string`);
-      meta[k] = v;
+      meta.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
     }
-    header.__metadata__ = meta;
+    parts.push(`"__metadata__":{${meta.join(',')}}`);
   }
   const items: Layout['items'] = [];
   const seen = new Set<string>();
@@ -512,14 +512,11 @@ function layout(tensors: TensorsInput, metadata: Readonly<Record<string, string>
     }
     if (numel !== t.data.length) bad(`tensor ${quoteName(name)} has shape ${shapeStr(t.shape)} (${numel} values) but ${t.data.length} values`);
     const bytes = numel * 4;
-    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    // The JSON text is built by hand: an object would put integer-like names ("0") first.
+    parts.push(`${JSON.stringify(name)}:{"dtype":"F32","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`);
     items.push({ name, data: t.data });
     offset += bytes;
   }
-  // JSON.stringify orders integer-like keys first; build the text by hand to keep our order.
-  const parts: string[] = [];
-  if (header.__metadata__ !== undefined) parts.push(`"__metadata__":${JSON.stringify(header.__metadata__)}`);
-  for (const it of items) parts.push(`${JSON.stringify(it.name)}:${JSON.stringify(header[it.name])}`);
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded > MAX_HEADER_BYTES) bad(`header would be ${padded} bytes, over ${MAX_HEADER_BYTES}`);
