@@ -1,0 +1,545 @@
+// N-API binding: the only file that includes N-API headers. Validates every argument and
+// passes typed arrays zero-copy to the active kernel table.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "cpu.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+using cnx::i64;
+
+namespace {
+
+const cnx::KernelTable* g_table = nullptr;
+cnx::Isa g_isa = cnx::ISA_PORTABLE;
+
+// Argument reading with validation. Each getter records the first error; callers check ok().
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), fn_(fn) {}
+  bool ok() const { return err_.empty(); }
+  Napi::Value fail() {
+    Napi::Error::New(info_.Env(), std::string(fn_) + ": " + err_).ThrowAsJavaScriptException();
+    return info_.Env().Undefined();
+  }
+  void error(const std::string& m) {
+    if (err_.empty()) err_ = m;
+  }
+  i64 dim(size_t i, const char* name, i64 minv = 0) {
+    if (!ok()) return 0;
+    if (i >= info_.Length() || !info_[i].IsNumber()) {
+      error(std::string(name) + " must be a number");
+      return 0;
+    }
+    const double d = info_[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d != std::floor(d) || d < (double)minv || d > 9007199254740991.0) {
+      error(std::string(name) + " must be an integer >= " + std::to_string(minv) + " (got " +
+            std::to_string(d) + ")");
+      return 0;
+    }
+    if (d > 4.0e12) {
+      error(std::string(name) + " is too large");
+      return 0;
+    }
+    return (i64)d;
+  }
+  double num(size_t i, const char* name) {
+    if (!ok()) return 0;
+    if (i >= info_.Length() || !info_[i].IsNumber()) {
+      error(std::string(name) + " must be a number");
+      return 0;
+    }
+    const double d = info_[i].As<Napi::Number>().DoubleValue();
+    if (std::isnan(d)) error(std::string(name) + " must not be NaN");
+    return d;
+  }
+  bool flag(size_t i, const char* name) {
+    if (!ok()) return false;
+    if (i >= info_.Length() || !info_[i].IsBoolean()) {
+      error(std::string(name) + " must be a boolean");
+      return false;
+    }
+    return info_[i].As<Napi::Boolean>().Value();
+  }
+  // A Float32Array holding at least `need` elements (or null when nullable).
+  float* f32(size_t i, const char* name, double need, bool nullable = false) {
+    if (!ok()) return nullptr;
+    if (i >= info_.Length()) {
+      error(std::string(name) + " is missing");
+      return nullptr;
+    }
+    Napi::Value v = info_[i];
+    if (nullable && (v.IsNull() || v.IsUndefined())) return nullptr;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      error(std::string(name) + " must be a Float32Array" + (nullable ? " or null" : ""));
+      return nullptr;
+    }
+    Napi::Float32Array a = v.As<Napi::Float32Array>();
+    if ((double)a.ElementLength() < need) {
+      error(std::string(name) + " is too short: needs " + std::to_string((long long)need) +
+            " elements, has " + std::to_string((long long)a.ElementLength()));
+      return nullptr;
+    }
+    return a.Data();
+  }
+  const int32_t* i32(size_t i, const char* name, size_t* len) {
+    if (!ok()) return nullptr;
+    if (i >= info_.Length() || !info_[i].IsTypedArray() ||
+        info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      error(std::string(name) + " must be an Int32Array");
+      return nullptr;
+    }
+    Napi::Int32Array a = info_[i].As<Napi::Int32Array>();
+    *len = a.ElementLength();
+    return a.Data();
+  }
+  int act(size_t i) {
+    const i64 a = dim(i, "act");
+    if (ok() && a > 1) error("act must be 0 (none) or 1 (gelu)");
+    return (int)a;
+  }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+  std::string err_;
+};
+
+// Elements spanned by a rows x cols matrix with row stride ld.
+double extent(i64 rows, i64 cols, i64 ld) {
+  if (rows <= 0 || cols <= 0) return 0;
+  return (double)(rows - 1) * (double)ld + (double)cols;
+}
+double prod(std::initializer_list<i64> xs) {
+  double p = 1;
+  for (i64 x : xs) p *= (double)x;
+  return p;
+}
+// Elements are addressed with 64-bit integers: refuse sizes whose products might overflow.
+void check_size(Args& a, double elems) {
+  if (elems > 9.0e15) a.error("tensor too large");
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Args a(info, "gemm");
+  cnx::GemmCall g;
+  g.transA = a.flag(0, "transA");
+  g.transB = a.flag(1, "transB");
+  g.M = a.dim(2, "M");
+  g.N = a.dim(3, "N");
+  g.K = a.dim(4, "K");
+  g.lda = a.dim(6, "lda");
+  g.ldb = a.dim(8, "ldb");
+  g.ldc = a.dim(10, "ldc");
+  if (!a.ok()) return a.fail();
+  const i64 aRows = g.transA ? g.K : g.M, aCols = g.transA ? g.M : g.K;
+  const i64 bRows = g.transB ? g.N : g.K, bCols = g.transB ? g.K : g.N;
+  if (aRows > 0 && aCols > 0 && g.lda < aCols) a.error("lda must be >= " + std::to_string(aCols));
+  if (bRows > 0 && bCols > 0 && g.ldb < bCols) a.error("ldb must be >= " + std::to_string(bCols));
+  if (g.M > 0 && g.N > 0 && g.ldc < g.N) a.error("ldc must be >= N");
+  check_size(a, extent(aRows, aCols, g.lda));
+  check_size(a, extent(bRows, bCols, g.ldb));
+  check_size(a, extent(g.M, g.N, g.ldc));
+  g.A = a.f32(5, "A", extent(aRows, aCols, g.lda));
+  g.B = a.f32(7, "B", extent(bRows, bCols, g.ldb));
+  g.C = a.f32(9, "C", extent(g.M, g.N, g.ldc));
+  g.accumulate = a.flag(11, "accumulate");
+  g.bias = a.f32(12, "bias", (double)g.N, true);
+  g.act = a.act(13);
+  g.preact = a.f32(14, "preact", extent(g.M, g.N, g.ldc), true);
+  if (a.ok() && g.accumulate && g.act == 1) a.error("accumulate and GELU cannot be combined");
+  if (!a.ok()) return a.fail();
+  if (g.act != 1) g.preact = nullptr;
+  g_table->gemm(g);
+  return info.Env().Undefined();
+}
+
+Napi::Value ColSum(const Napi::CallbackInfo& info) {
+  Args a(info, "colSum");
+  const i64 M = a.dim(1, "M"), N = a.dim(2, "N");
+  check_size(a, prod({M, N}));
+  const float* x = a.f32(0, "x", prod({M, N}));
+  float* out = a.f32(3, "out", (double)N);
+  const bool acc = a.flag(4, "accumulate");
+  if (!a.ok()) return a.fail();
+  g_table->colsum(x, M, N, out, acc);
+  return info.Env().Undefined();
+}
+
+void check_k(Args& a, i64 K) {
+  if (a.ok() && (K < 1 || K % 2 == 0)) a.error("K must be a positive odd integer");
+}
+
+Napi::Value DwconvForward(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvForward");
+  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
+  const i64 K = a.dim(5, "K");
+  check_k(a, K);
+  const double sz = prod({N, H, W, C});
+  check_size(a, sz);
+  const float* x = a.f32(0, "x", sz);
+  const float* w = a.f32(6, "weight", prod({K, K, C}));
+  const float* b = a.f32(7, "bias", (double)C, true);
+  float* y = a.f32(8, "y", sz);
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_fwd(x, N, H, W, C, (int)K, w, b, y);
+  return info.Env().Undefined();
+}
+
+Napi::Value DwconvBackwardInput(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvBackwardInput");
+  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
+  const i64 K = a.dim(5, "K");
+  check_k(a, K);
+  const double sz = prod({N, H, W, C});
+  check_size(a, sz);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* w = a.f32(6, "weight", prod({K, K, C}));
+  float* dx = a.f32(7, "dx", sz);
+  const bool acc = a.flag(8, "accumulate");
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_bwd_in(dy, N, H, W, C, (int)K, w, dx, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value DwconvBackwardWeight(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvBackwardWeight");
+  const i64 N = a.dim(2, "N"), H = a.dim(3, "H"), W = a.dim(4, "W"), C = a.dim(5, "C");
+  const i64 K = a.dim(6, "K");
+  check_k(a, K);
+  const double sz = prod({N, H, W, C});
+  check_size(a, sz);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* x = a.f32(1, "x", sz);
+  float* dw = a.f32(7, "dweight", prod({K, K, C}));
+  float* db = a.f32(8, "dbias", (double)C, true);
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_bwd_w(dy, x, N, H, W, C, (int)K, dw, db);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "layerNormForward");
+  const i64 M = a.dim(1, "M"), C = a.dim(2, "C");
+  const double sz = prod({M, C});
+  check_size(a, sz);
+  const float* x = a.f32(0, "x", sz);
+  const float* gamma = a.f32(3, "gamma", (double)C);
+  const float* beta = a.f32(4, "beta", (double)C);
+  const double eps = a.num(5, "eps");
+  float* y = a.f32(6, "y", sz);
+  float* mean = a.f32(7, "mean", (double)M);
+  float* rstd = a.f32(8, "rstd", (double)M);
+  if (!a.ok()) return a.fail();
+  g_table->ln_fwd(x, M, C, gamma, beta, (float)eps, y, mean, rstd);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "layerNormBackward");
+  const i64 M = a.dim(5, "M"), C = a.dim(6, "C");
+  const double sz = prod({M, C});
+  check_size(a, sz);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* x = a.f32(1, "x", sz);
+  const float* mean = a.f32(2, "mean", (double)M);
+  const float* rstd = a.f32(3, "rstd", (double)M);
+  const float* gamma = a.f32(4, "gamma", (double)C);
+  float* dx = a.f32(7, "dx", sz);
+  const bool acc = a.flag(8, "accumulate");
+  float* dg = a.f32(9, "dgamma", (double)C);
+  float* db = a.f32(10, "dbeta", (double)C);
+  if (!a.ok()) return a.fail();
+  g_table->ln_bwd(dy, x, mean, rstd, gamma, M, C, dx, acc, dg, db);
+  return info.Env().Undefined();
+}
+
+// Validates GRN offsets: S + 1 non-decreasing, non-negative entries; returns S and rows end.
+i64 grn_offsets(Args& a, const int32_t* off, size_t len, i64* end) {
+  if (!a.ok()) return 0;
+  if (len < 1) {
+    a.error("offsets must have at least one entry");
+    return 0;
+  }
+  if (off[0] < 0) a.error("offsets[0] must be >= 0");
+  for (size_t s = 1; s < len && a.ok(); ++s)
+    if (off[s] < off[s - 1]) a.error("offsets must be non-decreasing");
+  *end = off[len - 1];
+  return (i64)len - 1;
+}
+
+Napi::Value GrnForward(const Napi::CallbackInfo& info) {
+  Args a(info, "grnForward");
+  size_t olen = 0;
+  const int32_t* off = a.i32(1, "offsets", &olen);
+  i64 end = 0;
+  const i64 S = grn_offsets(a, off, olen, &end);
+  const i64 C = a.dim(2, "C");
+  const double sz = prod({end, C});
+  check_size(a, sz);
+  const float* x = a.f32(0, "x", sz);
+  const float* gamma = a.f32(3, "gamma", (double)C);
+  const float* beta = a.f32(4, "beta", (double)C);
+  const double eps = a.num(5, "eps");
+  float* y = a.f32(6, "y", sz);
+  float* gx = a.f32(7, "gx", prod({S, C}));
+  float* nx = a.f32(8, "nx", prod({S, C}));
+  if (!a.ok()) return a.fail();
+  g_table->grn_fwd(x, off, S, C, gamma, beta, (float)eps, y, gx, nx);
+  return info.Env().Undefined();
+}
+
+Napi::Value GrnBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "grnBackward");
+  size_t olen = 0;
+  const int32_t* off = a.i32(2, "offsets", &olen);
+  i64 end = 0;
+  const i64 S = grn_offsets(a, off, olen, &end);
+  const i64 C = a.dim(3, "C");
+  const double sz = prod({end, C});
+  check_size(a, sz);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* x = a.f32(1, "x", sz);
+  const float* gamma = a.f32(4, "gamma", (double)C);
+  const double eps = a.num(5, "eps");
+  const float* gx = a.f32(6, "gx", prod({S, C}));
+  const float* nx = a.f32(7, "nx", prod({S, C}));
+  float* dx = a.f32(8, "dx", sz);
+  float* dg = a.f32(9, "dgamma", (double)C);
+  float* db = a.f32(10, "dbeta", (double)C);
+  if (!a.ok()) return a.fail();
+  g_table->grn_bwd(dy, x, off, S, C, gamma, (float)eps, gx, nx, dx, dg, db);
+  return info.Env().Undefined();
+}
+
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  Args a(info, "gelu");
+  const i64 n = a.dim(2, "n");
+  const float* x = a.f32(0, "x", (double)n);
+  float* y = a.f32(1, "y", (double)n);
+  if (!a.ok()) return a.fail();
+  g_table->gelu(x, y, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "geluBackward");
+  const i64 n = a.dim(3, "n");
+  const float* dy = a.f32(0, "dy", (double)n);
+  const float* x = a.f32(1, "x", (double)n);
+  float* dx = a.f32(2, "dx", (double)n);
+  if (!a.ok()) return a.fail();
+  g_table->gelu_bwd(dy, x, dx, n);
+  return info.Env().Undefined();
+}
+
+Napi::Value AvgPoolForward(const Napi::CallbackInfo& info) {
+  Args a(info, "avgPoolForward");
+  const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
+  check_size(a, prod({N, HW, C}));
+  const float* x = a.f32(0, "x", prod({N, HW, C}));
+  float* y = a.f32(4, "y", prod({N, C}));
+  if (!a.ok()) return a.fail();
+  g_table->avgpool_fwd(x, N, HW, C, y);
+  return info.Env().Undefined();
+}
+
+Napi::Value AvgPoolBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "avgPoolBackward");
+  const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
+  check_size(a, prod({N, HW, C}));
+  const float* dy = a.f32(0, "dy", prod({N, C}));
+  float* dx = a.f32(4, "dx", prod({N, HW, C}));
+  if (!a.ok()) return a.fail();
+  g_table->avgpool_bwd(dy, N, HW, C, dx);
+  return info.Env().Undefined();
+}
+
+Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
+  Args a(info, "softmaxCrossEntropy");
+  const i64 N = a.dim(2, "N"), K = a.dim(3, "K");
+  check_size(a, prod({N, K}));
+  const float* l = a.f32(0, "logits", prod({N, K}));
+  const float* t = a.f32(1, "targets", prod({N, K}));
+  float* d = a.f32(4, "dlogits", prod({N, K}), true);
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(info.Env(), g_table->softmax_ce(l, t, N, K, d));
+}
+
+Napi::Value Patchify(const Napi::CallbackInfo& info) {
+  Args a(info, "patchify");
+  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
+  const i64 P = a.dim(5, "P", 1);
+  if (!a.ok()) return a.fail();
+  check_size(a, prod({N, H, W, C}));
+  const float* x = a.f32(0, "x", prod({N, H, W, C}));
+  float* cols = a.f32(6, "cols", prod({N, H / P, W / P, C, P, P}));
+  if (!a.ok()) return a.fail();
+  g_table->patchify(x, N, H, W, C, P, cols);
+  return info.Env().Undefined();
+}
+
+Napi::Value Unpatchify(const Napi::CallbackInfo& info) {
+  Args a(info, "unpatchify");
+  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
+  const i64 P = a.dim(5, "P", 1);
+  if (!a.ok()) return a.fail();
+  check_size(a, prod({N, H, W, C}));
+  const float* dcols = a.f32(0, "dcols", prod({N, H / P, W / P, C, P, P}));
+  float* dx = a.f32(6, "dx", prod({N, H, W, C}));
+  if (!a.ok()) return a.fail();
+  g_table->unpatchify(dcols, N, H, W, C, P, dx);
+  return info.Env().Undefined();
+}
+
+Napi::Value NchwToNhwc(const Napi::CallbackInfo& info) {
+  Args a(info, "nchwToNhwc");
+  const i64 N = a.dim(1, "N"), C = a.dim(2, "C"), H = a.dim(3, "H"), W = a.dim(4, "W");
+  check_size(a, prod({N, C, H, W}));
+  const float* s = a.f32(0, "src", prod({N, C, H, W}));
+  float* d = a.f32(5, "dst", prod({N, C, H, W}));
+  if (!a.ok()) return a.fail();
+  g_table->nchw_to_nhwc(s, N, C, H, W, d);
+  return info.Env().Undefined();
+}
+
+Napi::Value NhwcToNchw(const Napi::CallbackInfo& info) {
+  Args a(info, "nhwcToNchw");
+  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
+  check_size(a, prod({N, C, H, W}));
+  const float* s = a.f32(0, "src", prod({N, C, H, W}));
+  float* d = a.f32(5, "dst", prod({N, C, H, W}));
+  if (!a.ok()) return a.fail();
+  g_table->nhwc_to_nchw(s, N, H, W, C, d);
+  return info.Env().Undefined();
+}
+
+Napi::Value AddScaled(const Napi::CallbackInfo& info) {
+  Args a(info, "addScaled");
+  const i64 N = a.dim(3, "N"), R = a.dim(4, "rowsPerSample"), C = a.dim(5, "C");
+  const double sz = prod({N, R, C});
+  check_size(a, sz);
+  const float* x = a.f32(0, "x", sz);
+  const float* b = a.f32(1, "branch", sz);
+  const float* s = a.f32(2, "scale", (double)N);
+  float* out = a.f32(6, "out", sz);
+  if (!a.ok()) return a.fail();
+  g_table->add_scaled(x, b, s, N, R, C, out);
+  return info.Env().Undefined();
+}
+
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  Args a(info, "adamw");
+  const i64 n = a.dim(4, "n");
+  float* p = a.f32(0, "p", (double)n);
+  const float* g = a.f32(1, "g", (double)n);
+  float* m = a.f32(2, "m", (double)n);
+  float* v = a.f32(3, "v", (double)n);
+  const double lr = a.num(5, "lr"), b1 = a.num(6, "beta1"), b2 = a.num(7, "beta2");
+  const double eps = a.num(8, "eps"), wd = a.num(9, "weightDecay");
+  const double bc1 = a.num(10, "bc1"), bc2 = a.num(11, "bc2");
+  if (a.ok() && (!(bc1 > 0) || !(bc2 > 0))) a.error("bc1 and bc2 must be > 0");
+  if (!a.ok()) return a.fail();
+  g_table->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+  return info.Env().Undefined();
+}
+
+// ---- configuration ----
+
+bool set_isa(Napi::Env env, const std::string& name) {
+  cnx::Isa isa;
+  if (!cnx::isa_from_name(name.c_str(), &isa)) {
+    Napi::Error::New(env, "unknown ISA '" + name + "' (expected avx512, avx2 or portable)")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  const cnx::KernelTable* t = cnx::kernel_table(isa);
+  if (!t || !cnx::cpu_supports(isa)) {
+    Napi::Error::New(env, "ISA '" + name + "' is not supported on this CPU or build")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  g_table = t;
+  g_isa = isa;
+  return true;
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(info.Env(), "setIsa: name must be a string").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  set_isa(info.Env(), info[0].As<Napi::String>().Utf8Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value GetIsa(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), cnx::isa_name(g_isa));
+}
+
+Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
+  Napi::Array arr = Napi::Array::New(info.Env());
+  uint32_t k = 0;
+  const cnx::Isa order[3] = {cnx::ISA_AVX512, cnx::ISA_AVX2, cnx::ISA_PORTABLE};
+  for (cnx::Isa isa : order)
+    if (cnx::kernel_table(isa) && cnx::cpu_supports(isa))
+      arr.Set(k++, Napi::String::New(info.Env(), cnx::isa_name(isa)));
+  return arr;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Args a(info, "setThreads");
+  const i64 n = a.dim(0, "n", 0);
+  if (a.ok() && n > 1024) a.error("n must be <= 1024");
+  if (!a.ok()) return a.fail();
+  cnx::pool_set_threads(n == 0 ? cnx::pool_default_threads() : (int)n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), cnx::pool_threads());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  if (!g_table) {
+    g_isa = cnx::cpu_best_isa();
+    g_table = cnx::kernel_table(g_isa);
+    if (const char* e = std::getenv("CONVNEXTV2_ISA")) {
+      if (*e && !set_isa(env, e)) return exports;
+    }
+  }
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("colSum", Napi::Function::New(env, ColSum));
+  exports.Set("dwconvForward", Napi::Function::New(env, DwconvForward));
+  exports.Set("dwconvBackwardInput", Napi::Function::New(env, DwconvBackwardInput));
+  exports.Set("dwconvBackwardWeight", Napi::Function::New(env, DwconvBackwardWeight));
+  exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
+  exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
+  exports.Set("grnForward", Napi::Function::New(env, GrnForward));
+  exports.Set("grnBackward", Napi::Function::New(env, GrnBackward));
+  exports.Set("gelu", Napi::Function::New(env, Gelu));
+  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
+  exports.Set("avgPoolForward", Napi::Function::New(env, AvgPoolForward));
+  exports.Set("avgPoolBackward", Napi::Function::New(env, AvgPoolBackward));
+  exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy));
+  exports.Set("patchify", Napi::Function::New(env, Patchify));
+  exports.Set("unpatchify", Napi::Function::New(env, Unpatchify));
+  exports.Set("nchwToNhwc", Napi::Function::New(env, NchwToNhwc));
+  exports.Set("nhwcToNchw", Napi::Function::New(env, NhwcToNchw));
+  exports.Set("addScaled", Napi::Function::New(env, AddScaled));
+  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa));
+  exports.Set("getIsa", Napi::Function::New(env, GetIsa));
+  exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(convnextv2, Init)

@@ -1,0 +1,17 @@
+// dwconv kernels, avx2 path: the shared templates of dwconv_impl.h compiled for this
+// instruction set (this file gets its own compiler flags in binding.gyp).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <immintrin.h>
+
+#include "kernels.h"
+#include "threadpool.h"
+
+namespace cnx {
+namespace avx2 {
+#include "simd_avx2.h"
+
+#include "dwconv_impl.h"
+}  // namespace avx2
+}  // namespace cnx

@@ -1,0 +1,386 @@
+// Packed, cache-blocked SGEMM with fused epilogue. Included inside an ISA namespace after
+// S (simd_*.h) and vmath.h. Requires threadpool.h and kernels.h.
+//
+// Tiles: MR rows x NR = NV*W columns held in registers. A is read in place (row-major or
+// transposed: both layouts give cheap broadcasts), B is packed per (k-block, column block)
+// into zero-padded NR-wide panels. The epilogue (accumulate, bias, GELU + pre-activation)
+// runs on the registers of the last k-block. The arithmetic of every output element is the
+// same whatever the tiling or the thread that computes it, so results do not depend on the
+// number of threads; when K is split for parallelism (weight gradients), the chunking is a
+// function of the shape only and partial sums are added in chunk order.
+
+static constexpr int MR = CNX_GEMM_MR;
+static constexpr int NV = CNX_GEMM_NV;
+static constexpr int NR = NV * S::W;
+static constexpr i64 KC = CNX_GEMM_KC;
+static constexpr i64 NC = 512;  // columns per packed B block (multiple of NR)
+
+struct Tile {
+  i64 kc;
+  const float* a;
+  i64 lda;
+  const float* bp;  // packed panel, kc x NR
+  float* c;
+  i64 ldc;
+  int nlast;  // valid lanes in the last vector (1..W)
+  bool loadc, final;
+  const float* bias;  // at the tile's first column (final only), or null
+  float* pre;         // at the tile's origin (final, gelu only), or null
+  int act;
+};
+
+typedef void (*UkrFn)(const Tile& t);
+
+template <int R, int V, bool TA>
+static void ukr(const Tile& t) {
+  typedef S::v v;
+  v acc[R][V];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) acc[r][j] = S::zero();
+  const float* bp = t.bp;
+  const i64 kc = t.kc;
+  if (TA) {
+    const float* ap = t.a;
+    const i64 lda = t.lda;
+    for (i64 k = 0; k < kc; ++k) {
+      v b[V];
+#pragma GCC unroll 4
+      for (int j = 0; j < V; ++j) b[j] = S::load(bp + j * S::W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const v a = S::set1(ap[r]);
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) acc[r][j] = S::fma(a, b[j], acc[r][j]);
+      }
+      ap += lda;
+      bp += NR;
+    }
+  } else {
+    const float* ar[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) ar[r] = t.a + r * t.lda;
+#pragma GCC unroll 2
+    for (i64 k = 0; k < kc; ++k) {
+      v b[V];
+#pragma GCC unroll 4
+      for (int j = 0; j < V; ++j) b[j] = S::load(bp + j * S::W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const v a = S::set1(ar[r][k]);
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) acc[r][j] = S::fma(a, b[j], acc[r][j]);
+      }
+      bp += NR;
+    }
+  }
+  // Epilogue.
+  const int nl = t.nlast;
+  const bool full = nl == S::W;
+  if (t.loadc) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float* cp = t.c + r * t.ldc;
+#pragma GCC unroll 4
+      for (int j = 0; j < V; ++j)
+        acc[r][j] = S::add(acc[r][j], (j < V - 1 || full) ? S::load(cp + j * S::W)
+                                                         : S::load_n(cp + j * S::W, nl));
+    }
+  }
+  if (t.final && t.bias) {
+    v bb[V];
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j)
+      bb[j] = (j < V - 1 || full) ? S::load(t.bias + j * S::W) : S::load_n(t.bias + j * S::W, nl);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < V; ++j) acc[r][j] = S::add(acc[r][j], bb[j]);
+  }
+  if (t.final && t.act == 1) {
+    if (t.pre) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        float* pp = t.pre + r * t.ldc;
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+          if (j < V - 1 || full)
+            S::store(pp + j * S::W, acc[r][j]);
+          else
+            S::store_n(pp + j * S::W, acc[r][j], nl);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < V; ++j) acc[r][j] = v_gelu(acc[r][j]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* cp = t.c + r * t.ldc;
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+      if (j < V - 1 || full)
+        S::store(cp + j * S::W, acc[r][j]);
+      else
+        S::store_n(cp + j * S::W, acc[r][j], nl);
+    }
+  }
+}
+
+template <bool TA, int R, int V>
+struct UkrFill {
+  static void fill(UkrFn (*t)[NV]) {
+    t[R - 1][V - 1] = &ukr<R, V, TA>;
+    UkrFill<TA, R, V - 1>::fill(t);
+  }
+};
+template <bool TA, int R>
+struct UkrFill<TA, R, 0> {
+  static void fill(UkrFn (*t)[NV]) { UkrFill<TA, R - 1, NV>::fill(t); }
+};
+template <bool TA>
+struct UkrFill<TA, 0, NV> {
+  static void fill(UkrFn (*)[NV]) {}
+};
+
+struct UkrTable {
+  UkrFn f[2][MR][NV];
+  UkrTable() {
+    UkrFill<false, MR, NV>::fill(f[0]);
+    UkrFill<true, MR, NV>::fill(f[1]);
+  }
+};
+static const UkrTable& ukr_table() {
+  static const UkrTable t;
+  return t;
+}
+
+// Packs op(B)[k0:k0+kc, n0:n0+nc] into NR-wide panels (kc x NR each, zero padded).
+static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp) {
+  for (i64 jp = 0; jp < nc; jp += NR) {
+    const i64 nr = nc - jp < NR ? nc - jp : NR;
+    float* dst = bp + (jp / NR) * kc * NR;
+    if (!g.transB) {
+      const float* src = g.B + k0 * g.ldb + n0 + jp;
+      if (nr == NR) {
+        for (i64 k = 0; k < kc; ++k) {
+#pragma GCC unroll 4
+          for (int j = 0; j < NV; ++j) S::store(dst + k * NR + j * S::W, S::load(src + k * g.ldb + j * S::W));
+        }
+      } else {
+        for (i64 k = 0; k < kc; ++k) {
+          i64 j = 0;
+          for (; j < nr; ++j) dst[k * NR + j] = src[k * g.ldb + j];
+          for (; j < NR; ++j) dst[k * NR + j] = 0.0f;
+        }
+      }
+    } else {
+      const float* src = g.B + (n0 + jp) * g.ldb + k0;
+      for (i64 j = 0; j < nr; ++j) {
+        const float* s = src + j * g.ldb;
+        for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = s[k];
+      }
+      for (i64 j = nr; j < NR; ++j)
+        for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+// Computes out[m0:m1, n0:n1] (stride ldo) = op(A)[m0:m1, k0:k1] . op(B)[k0:k1, n0:n1]
+// (+ out if accum), with the GEMM's epilogue when epi. Single-threaded.
+static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0, i64 k1,
+                       float* out, i64 ldo, bool accum, bool epi) {
+  const i64 K = k1 - k0;
+  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+  const i64 kcb = nkb == 1 ? K : (K + nkb - 1) / nkb;
+  const i64 ncmax = (n1 - n0) < NC ? (n1 - n0) : NC;
+  float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + NR - 1) / NR * NR));
+  const UkrTable& tab = ukr_table();
+  Tile t;
+  t.lda = g.lda;
+  t.ldc = ldo;
+  t.act = g.act;
+  for (i64 jc = n0; jc < n1; jc += NC) {
+    const i64 nc = n1 - jc < NC ? n1 - jc : NC;
+    for (i64 kb = 0; kb < nkb; ++kb) {
+      const i64 pc = k0 + kb * kcb;
+      i64 kc = k1 - pc < kcb ? k1 - pc : kcb;
+      if (kc < 0) kc = 0;
+      pack_b(g, pc, kc, jc, nc, bp);
+      t.kc = kc;
+      t.loadc = accum || kb > 0;
+      t.final = epi && kb == nkb - 1;
+      for (i64 ir = m0; ir < m1; ir += MR) {
+        const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
+        t.a = g.transA ? g.A + pc * g.lda + ir : g.A + ir * g.lda + pc;
+        for (i64 jr = 0; jr < nc; jr += NR) {
+          const i64 nr = nc - jr < NR ? nc - jr : NR;
+          const int nv = (int)((nr + S::W - 1) / S::W);
+          t.nlast = (int)(nr - (nv - 1) * S::W);
+          t.bp = bp + (jr / NR) * kc * NR;
+          t.c = out + ir * ldo + jc + jr;
+          t.bias = (t.final && g.bias) ? g.bias + jc + jr : nullptr;
+          t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + jc + jr : nullptr;
+          tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
+        }
+      }
+    }
+  }
+}
+
+// Epilogue for the split-K path on rows [r0, r1): C = sum_c P_c (+ C) (+ bias), GELU.
+static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64 r0, i64 r1) {
+  const i64 M = g.M, N = g.N;
+  const i64 stride = M * N;
+  for (i64 i = r0; i < r1; ++i) {
+    float* c = g.C + i * g.ldc;
+    float* pre = (g.act == 1 && g.preact) ? g.preact + i * g.ldc : nullptr;
+    for (i64 j = 0; j < N; j += S::W) {
+      const int n = (int)(N - j < S::W ? N - j : S::W);
+      const float* p = parts + i * N + j;
+      S::v t = S::load_n(p, n);
+      for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, S::load_n(p + ch * stride, n));
+      if (g.accumulate) t = S::add(t, S::load_n(c + j, n));
+      if (g.bias) t = S::add(t, S::load_n(g.bias + j, n));
+      if (g.act == 1) {
+        if (pre) S::store_n(pre + j, t, n);
+        t = v_gelu(t);
+      }
+      S::store_n(c + j, t, n);
+    }
+  }
+}
+
+static void gemm(const GemmCall& g) {
+  const i64 M = g.M, N = g.N, K = g.K;
+  if (M <= 0 || N <= 0) return;
+  const int nth = pool_threads();
+  const double work = (double)M * (double)N * (double)(K > 0 ? K : 1);
+
+  // Split K into fixed chunks (a function of the shape only) when M*N is small.
+  const i64 KSPLIT = 1024;
+  if (K >= 2 * KSPLIT && M * N <= ((i64)1 << 21)) {
+    // At most 256 chunks and at most 2^24 floats of partial sums.
+    i64 maxch = ((i64)1 << 24) / (M * N);
+    if (maxch > 256) maxch = 256;
+    if (maxch < 2) maxch = 2;
+    i64 chunk = (K + maxch - 1) / maxch;
+    if (chunk < KSPLIT) chunk = KSPLIT;
+    chunk = (chunk + 15) / 16 * 16;
+    const i64 nch = (K + chunk - 1) / chunk;
+    float* parts = scratch(1, (size_t)(nch * M * N));
+    // Tasks: chunk x column block.
+    i64 nb = 1;
+    if (nch < 4 * nth) {
+      const i64 ntile = (N + NR - 1) / NR;
+      nb = (4 * nth + nch - 1) / nch;
+      if (nb > ntile) nb = ntile;
+    }
+    const i64 ntile = (N + NR - 1) / NR;
+    const i64 tilesPer = (ntile + nb - 1) / nb;
+    parallel_for(nch * nb, [&](i64 task) {
+      const i64 ch = task / nb, b = task % nb;
+      const i64 k0 = ch * chunk, k1 = k0 + chunk < K ? k0 + chunk : K;
+      const i64 n0 = b * tilesPer * NR;
+      const i64 n1 = n0 + tilesPer * NR < N ? n0 + tilesPer * NR : N;
+      if (n0 >= n1) return;
+      gemm_block(g, 0, M, n0, n1, k0, k1, parts + ch * M * N, N, false, false);
+    });
+    const i64 rowsPer = M < 64 ? M : (M + 4 * nth - 1) / (4 * nth);
+    const i64 nrt = (M + rowsPer - 1) / rowsPer;
+    parallel_for(nrt, [&](i64 task) {
+      const i64 r0 = task * rowsPer, r1 = r0 + rowsPer < M ? r0 + rowsPer : M;
+      gemm_reduce_rows(g, parts, nch, r0, r1);
+    });
+    return;
+  }
+
+  if (nth <= 1 || work < 2.0e5) {
+    gemm_block(g, 0, M, 0, N, 0, K, g.C, g.ldc, g.accumulate, true);
+    return;
+  }
+  // 2-D task grid: column ranges of up to NC columns, row ranges of MR multiples.
+  const i64 ntile = (N + NR - 1) / NR;
+  const i64 tilesPerNb = NC / NR;
+  i64 nnb = (ntile + tilesPerNb - 1) / tilesPerNb;
+  const i64 mt = (M + MR - 1) / MR;
+  i64 target = 4 * nth;
+  // Keep each task large enough that packing B and dispatch stay small.
+  const double minWork = 4.0e6;
+  i64 maxTasks = (i64)(work / minWork);
+  if (maxTasks < 1) maxTasks = 1;
+  if (target > maxTasks) target = maxTasks < nth ? nth : maxTasks;
+  i64 nmb = (target + nnb - 1) / nnb;
+  if (nmb > mt) nmb = mt;
+  if (nmb < 1) nmb = 1;
+  if (nmb * nnb < nth && ntile > nnb) {  // few rows: split columns further
+    nnb = nth * 2 < ntile ? nth * 2 : ntile;
+  }
+  const i64 mtPer = (mt + nmb - 1) / nmb;
+  const i64 ntPer = (ntile + nnb - 1) / nnb;
+  parallel_for(nmb * nnb, [&](i64 task) {
+    const i64 bm = task / nnb, bn = task % nnb;
+    const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
+    const i64 n0 = bn * ntPer * NR, n1 = n0 + ntPer * NR < N ? n0 + ntPer * NR : N;
+    if (m0 >= m1 || n0 >= n1) return;
+    gemm_block(g, m0, m1, n0, n1, 0, K, g.C, g.ldc, g.accumulate, true);
+  });
+}
+
+static void colsum(const float* x, i64 M, i64 N, float* out, bool accumulate) {
+  if (N <= 0) return;
+  // Fixed row chunks (shape-only), partial sums added in chunk order.
+  const i64 RCH = 256;
+  const i64 nch = M <= 0 ? 0 : (M + RCH - 1) / RCH;
+  if (nch <= 1) {
+    for (i64 j = 0; j < N; j += S::W) {
+      const int n = (int)(N - j < S::W ? N - j : S::W);
+      S::v s = accumulate ? S::load_n(out + j, n) : S::zero();
+      S::v t = S::zero();
+      for (i64 i = 0; i < M; ++i) t = S::add(t, S::load_n(x + i * N + j, n));
+      S::store_n(out + j, S::add(s, t), n);
+    }
+    return;
+  }
+  float* parts = scratch(1, (size_t)(nch * N));
+  parallel_for(nch, [&](i64 ch) {
+    const i64 r0 = ch * RCH, r1 = r0 + RCH < M ? r0 + RCH : M;
+    float* p = parts + ch * N;
+    i64 j = 0;
+    for (; j + 4 * S::W <= N; j += 4 * S::W) {
+      S::v a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+      for (i64 i = r0; i < r1; ++i) {
+        const float* xr = x + i * N + j;
+        a0 = S::add(a0, S::load(xr));
+        a1 = S::add(a1, S::load(xr + S::W));
+        a2 = S::add(a2, S::load(xr + 2 * S::W));
+        a3 = S::add(a3, S::load(xr + 3 * S::W));
+      }
+      S::store(p + j, a0);
+      S::store(p + j + S::W, a1);
+      S::store(p + j + 2 * S::W, a2);
+      S::store(p + j + 3 * S::W, a3);
+    }
+    for (; j < N; j += S::W) {
+      const int n = (int)(N - j < S::W ? N - j : S::W);
+      S::v a = S::zero();
+      for (i64 i = r0; i < r1; ++i) a = S::add(a, S::load_n(x + i * N + j, n));
+      S::store_n(p + j, a, n);
+    }
+  });
+  for (i64 j = 0; j < N; j += S::W) {
+    const int n = (int)(N - j < S::W ? N - j : S::W);
+    S::v t = S::load_n(parts + j, n);
+    for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, S::load_n(parts + ch * N + j, n));
+    if (accumulate) t = S::add(S::load_n(out + j, n), t);
+    S::store_n(out + j, t, n);
+  }
+}
+
+void fill_gemm(KernelTable& t) {
+  t.gemm = &gemm;
+  t.colsum = &colsum;
+}

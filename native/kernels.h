@@ -1,0 +1,80 @@
+// The kernel table: one set of function pointers per instruction-set path. Plain C++ (no
+// N-API, no OS calls), so the kernels can also be compiled for WebAssembly.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace cnx {
+
+typedef int64_t i64;
+
+enum Isa { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+struct GemmCall {
+  bool transA, transB;
+  i64 M, N, K;
+  const float* A; i64 lda;
+  const float* B; i64 ldb;
+  float* C; i64 ldc;
+  bool accumulate;
+  const float* bias;  // length N or null
+  int act;            // 0 none, 1 gelu
+  float* preact;      // null or M x N with stride ldc (only used with gelu)
+};
+
+struct KernelTable {
+  const char* name;
+  void (*gemm)(const GemmCall& g);
+  void (*colsum)(const float* x, i64 M, i64 N, float* out, bool accumulate);
+  void (*dwconv_fwd)(const float* x, i64 N, i64 H, i64 W, i64 C, int K, const float* w,
+                     const float* bias, float* y);
+  void (*dwconv_bwd_in)(const float* dy, i64 N, i64 H, i64 W, i64 C, int K, const float* w,
+                        float* dx, bool accumulate);
+  void (*dwconv_bwd_w)(const float* dy, const float* x, i64 N, i64 H, i64 W, i64 C, int K,
+                       float* dw, float* dbias);
+  void (*ln_fwd)(const float* x, i64 M, i64 C, const float* gamma, const float* beta, float eps,
+                 float* y, float* mean, float* rstd);
+  void (*ln_bwd)(const float* dy, const float* x, const float* mean, const float* rstd,
+                 const float* gamma, i64 M, i64 C, float* dx, bool accumulate, float* dgamma,
+                 float* dbeta);
+  void (*grn_fwd)(const float* x, const int32_t* offsets, i64 S, i64 C, const float* gamma,
+                  const float* beta, float eps, float* y, float* gx, float* nx);
+  void (*grn_bwd)(const float* dy, const float* x, const int32_t* offsets, i64 S, i64 C,
+                  const float* gamma, float eps, const float* gx, const float* nx, float* dx,
+                  float* dgamma, float* dbeta);
+  void (*gelu)(const float* x, float* y, i64 n);
+  void (*gelu_bwd)(const float* dy, const float* x, float* dx, i64 n);
+  void (*avgpool_fwd)(const float* x, i64 N, i64 HW, i64 C, float* y);
+  void (*avgpool_bwd)(const float* dy, i64 N, i64 HW, i64 C, float* dx);
+  double (*softmax_ce)(const float* logits, const float* targets, i64 N, i64 K, float* dlogits);
+  void (*patchify)(const float* x, i64 N, i64 H, i64 W, i64 C, i64 P, float* cols);
+  void (*unpatchify)(const float* dcols, i64 N, i64 H, i64 W, i64 C, i64 P, float* dx);
+  void (*nchw_to_nhwc)(const float* src, i64 N, i64 C, i64 H, i64 W, float* dst);
+  void (*nhwc_to_nchw)(const float* src, i64 N, i64 H, i64 W, i64 C, float* dst);
+  void (*add_scaled)(const float* x, const float* branch, const float* scale, i64 N,
+                     i64 rowsPerSample, i64 C, float* out);
+  void (*adamw)(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1,
+                double beta2, double eps, double wd, double bc1, double bc2);
+};
+
+// Each ISA namespace provides fill functions for its part of the table.
+#define CNX_DECLARE_FILLS(ns)                  \
+  namespace ns {                               \
+  void fill_gemm(KernelTable& t);              \
+  void fill_dwconv(KernelTable& t);            \
+  void fill_norm(KernelTable& t);              \
+  void fill_misc(KernelTable& t);              \
+  }
+CNX_DECLARE_FILLS(portable)
+#if defined(CNX_X86)
+CNX_DECLARE_FILLS(avx2)
+CNX_DECLARE_FILLS(avx512)
+#endif
+#undef CNX_DECLARE_FILLS
+
+// dispatch.cc
+const KernelTable* kernel_table(Isa isa);  // null when that path is not compiled in
+const char* isa_name(Isa isa);
+bool isa_from_name(const char* name, Isa* out);
+
+}  // namespace cnx

@@ -1,0 +1,17 @@
+// norm kernels, avx2 path: the shared templates of norm_impl.h compiled for this
+// instruction set (this file gets its own compiler flags in binding.gyp).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <immintrin.h>
+
+#include "kernels.h"
+#include "threadpool.h"
+
+namespace cnx {
+namespace avx2 {
+#include "simd_avx2.h"
+
+#include "norm_impl.h"
+}  // namespace avx2
+}  // namespace cnx

@@ -1,0 +1,298 @@
+// LayerNorm (channels-last) and GRN, forward and backward. Included inside an ISA namespace
+// after S. Cross-row reductions use fixed row chunks summed in chunk order.
+
+static constexpr i64 NORM_RCH = 256;  // rows per reduction chunk
+
+static inline int lanes(i64 C, i64 c) { return (int)(C - c < S::W ? C - c : S::W); }
+static inline S::v ld(const float* p, int n) { return n == S::W ? S::load(p) : S::load_n(p, n); }
+static inline void st(float* p, S::v x, int n) {
+  if (n == S::W)
+    S::store(p, x);
+  else
+    S::store_n(p, x, n);
+}
+// A vector of value v in the first n lanes and 0 elsewhere.
+static inline S::v splat_n(float v, int n) {
+  if (n == S::W) return S::set1(v);
+  float tmp[S::W];
+  for (int i = 0; i < S::W; ++i) tmp[i] = v;
+  return S::load_n(tmp, n);
+}
+
+static void ln_fwd(const float* x, i64 M, i64 C, const float* gamma, const float* beta, float eps,
+                   float* y, float* mean, float* rstd) {
+  if (M <= 0) return;
+  const i64 RB = 64;
+  parallel_for((M + RB - 1) / RB, [&](i64 task) {
+    const i64 r0 = task * RB, r1 = r0 + RB < M ? r0 + RB : M;
+    for (i64 i = r0; i < r1; ++i) {
+      const float* xr = x + i * C;
+      float* yr = y + i * C;
+      S::v s = S::zero();
+      for (i64 c = 0; c < C; c += S::W) s = S::add(s, ld(xr + c, lanes(C, c)));
+      const float mu = C > 0 ? S::hsum(s) / (float)C : 0.0f;
+      const S::v vm = S::set1(mu);
+      S::v q = S::zero();
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        const S::v d = S::sub(ld(xr + c, n), n == S::W ? vm : splat_n(mu, n));
+        q = S::fma(d, d, q);
+      }
+      const float var = C > 0 ? S::hsum(q) / (float)C : 0.0f;
+      const float rs = 1.0f / std::sqrt(var + eps);
+      mean[i] = mu;
+      rstd[i] = rs;
+      const S::v vr = S::set1(rs);
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        const S::v xh = S::mul(S::sub(ld(xr + c, n), vm), vr);
+        st(yr + c, S::fma(xh, ld(gamma + c, n), ld(beta + c, n)), n);
+      }
+    }
+  });
+}
+
+static void ln_bwd(const float* dy, const float* x, const float* mean, const float* rstd,
+                   const float* gamma, i64 M, i64 C, float* dx, bool accumulate, float* dgamma,
+                   float* dbeta) {
+  if (C <= 0) return;
+  const i64 nch = M <= 0 ? 0 : (M + NORM_RCH - 1) / NORM_RCH;
+  float* parts = scratch(1, (size_t)((nch > 0 ? nch : 1) * 2 * C));
+  parallel_for(nch, [&](i64 ch) {
+    const i64 r0 = ch * NORM_RCH, r1 = r0 + NORM_RCH < M ? r0 + NORM_RCH : M;
+    float* pg = parts + ch * 2 * C;
+    float* pb = pg + C;
+    for (i64 c = 0; c < 2 * C; ++c) pg[c] = 0.0f;
+    for (i64 i = r0; i < r1; ++i) {
+      const float* xr = x + i * C;
+      const float* dr = dy + i * C;
+      float* dxr = dx + i * C;
+      const S::v vm = S::set1(mean[i]);
+      const S::v vr = S::set1(rstd[i]);
+      S::v s1 = S::zero(), s2 = S::zero();
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        const S::v d = ld(dr + c, n);
+        const S::v xh = S::mul(S::sub(ld(xr + c, n), vm), vr);
+        const S::v g = S::mul(d, ld(gamma + c, n));
+        s1 = S::add(s1, g);
+        s2 = S::fma(g, xh, s2);  // masked lanes: g == 0
+        st(pg + c, S::fma(d, xh, ld(pg + c, n)), n);
+        st(pb + c, S::add(ld(pb + c, n), d), n);
+      }
+      const S::v mg = S::set1(S::hsum(s1) / (float)C);
+      const S::v mgx = S::set1(S::hsum(s2) / (float)C);
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        const S::v xh = S::mul(S::sub(ld(xr + c, n), vm), vr);
+        const S::v g = S::mul(ld(dr + c, n), ld(gamma + c, n));
+        S::v r = S::mul(vr, S::fnma(xh, mgx, S::sub(g, mg)));
+        if (accumulate) r = S::add(r, ld(dxr + c, n));
+        st(dxr + c, r, n);
+      }
+    }
+  });
+  for (i64 c = 0; c < 2 * C; c += S::W) {
+    const int n = lanes(2 * C, c);
+    S::v t = nch > 0 ? ld(parts + c, n) : S::zero();
+    for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, ld(parts + ch * 2 * C + c, n));
+    float tmp[S::W];
+    S::store(tmp, t);
+    for (int l = 0; l < n; ++l) {
+      const i64 idx = c + l;
+      if (idx < C)
+        dgamma[idx] += tmp[l];
+      else
+        dbeta[idx - C] += tmp[l];
+    }
+  }
+}
+
+// Per (segment, chunk) tasks for GRN reductions.
+struct SegChunks {
+  i64 ntasks;
+  i64* seg;    // segment of task
+  i64* start;  // first row of task
+  i64* first;  // first task of segment s (S + 1 entries)
+};
+
+static SegChunks seg_chunks(const int32_t* off, i64 S_, int slot) {
+  i64 nt = 0;
+  for (i64 s = 0; s < S_; ++s) {
+    const i64 L = (i64)off[s + 1] - off[s];
+    nt += L <= 0 ? 0 : (L + NORM_RCH - 1) / NORM_RCH;
+  }
+  // Stored as floats-sized scratch reinterpretation of i64 triples.
+  i64* mem = reinterpret_cast<i64*>(scratch(slot, (size_t)(2 * (2 * nt + S_ + 1) + 16)));
+  SegChunks sc;
+  sc.ntasks = nt;
+  sc.seg = mem;
+  sc.start = mem + nt;
+  sc.first = mem + 2 * nt;
+  i64 t = 0;
+  for (i64 s = 0; s < S_; ++s) {
+    sc.first[s] = t;
+    for (i64 r = off[s]; r < off[s + 1]; r += NORM_RCH) {
+      sc.seg[t] = s;
+      sc.start[t] = r;
+      ++t;
+    }
+  }
+  sc.first[S_] = t;
+  return sc;
+}
+
+static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const float* gamma,
+                    const float* beta, float eps, float* y, float* gx, float* nx) {
+  if (S_ <= 0 || C <= 0) return;
+  const SegChunks sc = seg_chunks(off, S_, 2);
+  float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * C));
+  parallel_for(sc.ntasks, [&](i64 t) {
+    const i64 s = sc.seg[t], r0 = sc.start[t];
+    const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
+    float* p = parts + t * C;
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      S::v a = S::zero();
+      for (i64 i = r0; i < r1; ++i) {
+        const S::v v = ld(x + i * C + c, n);
+        a = S::fma(v, v, a);
+      }
+      st(p + c, a, n);
+    }
+  });
+  for (i64 s = 0; s < S_; ++s) {
+    float* g = gx + s * C;
+    const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      S::v a = S::zero();
+      for (i64 t = t0; t < t1; ++t) a = S::add(a, ld(parts + t * C + c, n));
+      st(g + c, S::sqrt(a), n);
+    }
+    float m = 0.0f;
+    for (i64 c = 0; c < C; ++c) m += g[c];
+    const float den = m / (float)C + eps;
+    for (i64 c = 0; c < C; ++c) nx[s * C + c] = g[c] / den;
+  }
+  // y = gamma * (x * nx) + beta + x, in row blocks.
+  const i64 RB = 64;
+  const i64 M = off[S_] - off[0];
+  if (M <= 0) return;
+  const i64 base = off[0];
+  parallel_for((M + RB - 1) / RB, [&](i64 task) {
+    const i64 r0 = base + task * RB, r1 = r0 + RB < base + M ? r0 + RB : base + M;
+    // segment of r0 (binary search)
+    i64 lo = 0, hi = S_ - 1;
+    while (lo < hi) {
+      const i64 mid = (lo + hi + 1) / 2;
+      if (off[mid] <= r0) lo = mid; else hi = mid - 1;
+    }
+    i64 s = lo;
+    for (i64 i = r0; i < r1; ++i) {
+      while (i >= off[s + 1]) ++s;
+      const float* xr = x + i * C;
+      float* yr = y + i * C;
+      const float* nr = nx + s * C;
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        const S::v xv = ld(xr + c, n);
+        st(yr + c, S::add(S::fma(ld(gamma + c, n), S::mul(xv, ld(nr + c, n)), ld(beta + c, n)), xv), n);
+      }
+    }
+  });
+}
+
+static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_, i64 C,
+                    const float* gamma, float eps, const float* gx, const float* nx, float* dx,
+                    float* dgamma, float* dbeta) {
+  if (S_ <= 0 || C <= 0) return;
+  const SegChunks sc = seg_chunks(off, S_, 2);
+  float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * 2 * C));
+  parallel_for(sc.ntasks, [&](i64 t) {
+    const i64 s = sc.seg[t], r0 = sc.start[t];
+    const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
+    float* p = parts + t * 2 * C;
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      S::v a = S::zero(), b = S::zero();
+      for (i64 i = r0; i < r1; ++i) {
+        const S::v d = ld(dy + i * C + c, n);
+        a = S::fma(d, ld(x + i * C + c, n), a);
+        b = S::add(b, d);
+      }
+      st(p + c, a, n);
+      st(p + C + c, b, n);
+    }
+  });
+  // Per segment: coefficients A1 = 1 + gamma*nx, A2 = dG / gx (0 where gx == 0).
+  float* coef = scratch(3, (size_t)(S_ * 2 * C + 2 * C));
+  float* sumDg = coef + S_ * 2 * C;  // dgamma total
+  float* sumDb = sumDg + C;          // dbeta total
+  for (i64 c = 0; c < 2 * C; ++c) sumDg[c] = 0.0f;
+  for (i64 s = 0; s < S_; ++s) {
+    const float* g = gx + s * C;
+    const float* nn = nx + s * C;
+    float* A1 = coef + s * 2 * C;
+    float* A2 = A1 + C;
+    const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
+    // S1 (sum dy*x) into A2 temporarily, S2 (sum dy) into A1 temporarily.
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      S::v a = S::zero(), b = S::zero();
+      for (i64 t = t0; t < t1; ++t) {
+        a = S::add(a, ld(parts + t * 2 * C + c, n));
+        b = S::add(b, ld(parts + t * 2 * C + C + c, n));
+      }
+      st(A2 + c, a, n);
+      st(A1 + c, b, n);
+    }
+    float m = 0.0f;
+    for (i64 c = 0; c < C; ++c) m += g[c];
+    const float D = m / (float)C + eps;
+    float dot = 0.0f;
+    for (i64 c = 0; c < C; ++c) dot += gamma[c] * A2[c] * g[c];
+    const float corr = dot / (float)C / (D * D);
+    for (i64 c = 0; c < C; ++c) {
+      const float s1 = A2[c], s2 = A1[c];
+      sumDg[c] += s1 * nn[c];
+      sumDb[c] += s2;
+      const float dG = gamma[c] * s1 / D - corr;
+      A2[c] = g[c] == 0.0f ? 0.0f : dG / g[c];
+      A1[c] = 1.0f + gamma[c] * nn[c];
+    }
+  }
+  for (i64 c = 0; c < C; ++c) {
+    dgamma[c] += sumDg[c];
+    dbeta[c] += sumDb[c];
+  }
+  const i64 RB = 64;
+  const i64 M = off[S_] - off[0];
+  if (M <= 0) return;
+  const i64 base = off[0];
+  parallel_for((M + RB - 1) / RB, [&](i64 task) {
+    const i64 r0 = base + task * RB, r1 = r0 + RB < base + M ? r0 + RB : base + M;
+    i64 lo = 0, hi = S_ - 1;
+    while (lo < hi) {
+      const i64 mid = (lo + hi + 1) / 2;
+      if (off[mid] <= r0) lo = mid; else hi = mid - 1;
+    }
+    i64 s = lo;
+    for (i64 i = r0; i < r1; ++i) {
+      while (i >= off[s + 1]) ++s;
+      const float* A1 = coef + s * 2 * C;
+      const float* A2 = A1 + C;
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        st(dx + i * C + c, S::fma(ld(dy + i * C + c, n), ld(A1 + c, n), S::mul(ld(x + i * C + c, n), ld(A2 + c, n))), n);
+      }
+    }
+  });
+}
+
+void fill_norm(KernelTable& t) {
+  t.ln_fwd = &ln_fwd;
+  t.ln_bwd = &ln_bwd;
+  t.grn_fwd = &grn_fwd;
+  t.grn_bwd = &grn_bwd;
+}

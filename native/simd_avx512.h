@@ -1,0 +1,47 @@
+// AVX-512 vector abstraction. Included inside namespace cnx::avx512 (needs <immintrin.h>).
+struct S {
+  typedef __m512 v;
+  typedef __mmask16 m;
+  static constexpr int W = 16;
+  static inline v load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, v x) { _mm512_storeu_ps(p, x); }
+  static inline __mmask16 nmask(int n) { return (__mmask16)((1u << n) - 1u); }
+  static inline v load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(nmask(n), p); }
+  static inline void store_n(float* p, v x, int n) { _mm512_mask_storeu_ps(p, nmask(n), x); }
+  static inline v set1(float x) { return _mm512_set1_ps(x); }
+  static inline v zero() { return _mm512_setzero_ps(); }
+  static inline v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline v fnma(v a, v b, v c) { return _mm512_fnmadd_ps(a, b, c); }
+  static inline v add(v a, v b) { return _mm512_add_ps(a, b); }
+  static inline v sub(v a, v b) { return _mm512_sub_ps(a, b); }
+  static inline v mul(v a, v b) { return _mm512_mul_ps(a, b); }
+  static inline v div(v a, v b) { return _mm512_div_ps(a, b); }
+  static inline v min(v a, v b) { return _mm512_min_ps(a, b); }
+  static inline v max(v a, v b) { return _mm512_max_ps(a, b); }
+  static inline v abs(v a) { return _mm512_abs_ps(a); }
+  static inline v sqrt(v a) { return _mm512_sqrt_ps(a); }
+  static inline m lt(v a, v b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static inline m eq(v a, v b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static inline v select(m k, v a, v b) { return _mm512_mask_blend_ps(k, b, a); }  // k ? a : b
+  static inline v round(v a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  // p * 2^n for integral n in [-126, 127].
+  static inline v scale2(v p, v n) { return _mm512_scalef_ps(p, n); }
+  static inline v rcp(v a) {  // ~1e-8 relative
+    v r = _mm512_rcp14_ps(a);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(2.0f)));
+  }
+  static inline float hsum(v a) {
+    __m256 lo = _mm512_castps512_ps256(a);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    __m256 s = _mm256_add_ps(lo, hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+  }
+};
+#define CNX_GEMM_MR 12
+#define CNX_GEMM_NV 2
+#define CNX_GEMM_KC 384

@@ -1,0 +1,267 @@
+/**
+ * The native kernels: a thin binding of the C++ addon (build/Release/convnextv2.node) to the
+ * Kernels interface. The addon validates every argument and throws on bad input; typed arrays
+ * are passed zero-copy. The instruction-set path and the thread count are process-wide
+ * settings of the addon (shared by every NativeKernels instance).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { Act, Isa, Kernels } from './types.js';
+
+/** The functions the addon exports (argument order as in Kernels). */
+interface Addon {
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
+    accumulate: boolean, bias: Float32Array | null, act: number, preact: Float32Array | null,
+  ): void;
+  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
+  dwconvForward(
+    x: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void;
+  dwconvBackwardInput(
+    dy: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void;
+  dwconvBackwardWeight(
+    dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void;
+  layerNormForward(
+    x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
+    y: Float32Array, mean: Float32Array, rstd: Float32Array,
+  ): void;
+  layerNormBackward(
+    dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array,
+    gamma: Float32Array, M: number, C: number,
+    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array,
+  ): void;
+  grnForward(
+    x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
+    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+  ): void;
+  grnBackward(
+    dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
+    eps: number, gx: Float32Array, nx: Float32Array,
+    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+  ): void;
+  gelu(x: Float32Array, y: Float32Array, n: number): void;
+  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
+  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void;
+  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void;
+  softmaxCrossEntropy(
+    logits: Float32Array, targets: Float32Array, N: number, K: number,
+    dlogits: Float32Array | null,
+  ): number;
+  patchify(x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array): void;
+  unpatchify(dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array): void;
+  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void;
+  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void;
+  addScaled(
+    x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number,
+    C: number, out: Float32Array,
+  ): void;
+  adamw(
+    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
+    bc1: number, bc2: number,
+  ): void;
+  setIsa(name: string): void;
+  getIsa(): string;
+  supportedIsas(): string[];
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+/** The package root: two levels above this file (src/kernels or dist/kernels). */
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Where node-gyp puts the addon. */
+export const addonPath = path.join(packageRoot, 'build', 'Release', 'convnextv2.node');
+
+let addon: Addon | null = null;
+let loadError: string | null = null;
+
+function load(): Addon {
+  if (addon) return addon;
+  if (loadError !== null) throw new Error(loadError);
+  try {
+    if (!existsSync(addonPath)) {
+      throw new Error(`native addon not built (${addonPath} missing; run npm run build)`);
+    }
+    const require = createRequire(import.meta.url);
+    addon = require(addonPath) as Addon;
+    return addon;
+  } catch (e) {
+    loadError = e instanceof Error ? e.message : String(e);
+    throw new Error(loadError);
+  }
+}
+
+/** True when the addon loads (it is built and supports this CPU). */
+export function nativeAvailable(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class NativeKernels implements Kernels {
+  readonly name = 'native';
+  private readonly a: Addon;
+
+  constructor() {
+    this.a = load();
+  }
+
+  /** The instruction-set path in use (process-wide). */
+  get isa(): Isa {
+    return this.a.getIsa() as Isa;
+  }
+
+  /** Threads used by parallel kernels (process-wide). */
+  get threads(): number {
+    return this.a.getThreads();
+  }
+
+  /** Switches the instruction-set path; throws when the CPU or build lacks it. */
+  setIsa(isa: Exclude<Isa, 'reference'>): void {
+    this.a.setIsa(isa);
+  }
+
+  /** Sets the thread-pool size (n >= 1; 0 restores the default: CPUs or CONVNEXTV2_THREADS). */
+  setThreads(n: number): void {
+    this.a.setThreads(n);
+  }
+
+  /** The paths usable on this machine, best first (always ends with 'portable'). */
+  supportedIsas(): Exclude<Isa, 'reference'>[] {
+    return this.a.supportedIsas() as Exclude<Isa, 'reference'>[];
+  }
+
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
+    accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
+  ): void {
+    this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
+  }
+
+  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {
+    this.a.colSum(x, M, N, out, accumulate);
+  }
+
+  dwconvForward(
+    x: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void {
+    this.a.dwconvForward(x, N, H, W, C, K, weight, bias, y);
+  }
+
+  dwconvBackwardInput(
+    dy: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void {
+    this.a.dwconvBackwardInput(dy, N, H, W, C, K, weight, dx, accumulate);
+  }
+
+  dwconvBackwardWeight(
+    dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void {
+    this.a.dwconvBackwardWeight(dy, x, N, H, W, C, K, dweight, dbias);
+  }
+
+  layerNormForward(
+    x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
+    y: Float32Array, mean: Float32Array, rstd: Float32Array,
+  ): void {
+    this.a.layerNormForward(x, M, C, gamma, beta, eps, y, mean, rstd);
+  }
+
+  layerNormBackward(
+    dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array,
+    gamma: Float32Array, M: number, C: number,
+    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array,
+  ): void {
+    this.a.layerNormBackward(dy, x, mean, rstd, gamma, M, C, dx, accumulate, dgamma, dbeta);
+  }
+
+  grnForward(
+    x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
+    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+  ): void {
+    this.a.grnForward(x, offsets, C, gamma, beta, eps, y, gx, nx);
+  }
+
+  grnBackward(
+    dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
+    eps: number, gx: Float32Array, nx: Float32Array,
+    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+  ): void {
+    this.a.grnBackward(dy, x, offsets, C, gamma, eps, gx, nx, dx, dgamma, dbeta);
+  }
+
+  gelu(x: Float32Array, y: Float32Array, n: number): void {
+    this.a.gelu(x, y, n);
+  }
+
+  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void {
+    this.a.geluBackward(dy, x, dx, n);
+  }
+
+  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void {
+    this.a.avgPoolForward(x, N, HW, C, y);
+  }
+
+  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void {
+    this.a.avgPoolBackward(dy, N, HW, C, dx);
+  }
+
+  softmaxCrossEntropy(
+    logits: Float32Array, targets: Float32Array, N: number, K: number,
+    dlogits: Float32Array | null,
+  ): number {
+    return this.a.softmaxCrossEntropy(logits, targets, N, K, dlogits);
+  }
+
+  patchify(
+    x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array,
+  ): void {
+    this.a.patchify(x, N, H, W, C, P, cols);
+  }
+
+  unpatchify(
+    dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array,
+  ): void {
+    this.a.unpatchify(dcols, N, H, W, C, P, dx);
+  }
+
+  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void {
+    this.a.nchwToNhwc(src, N, C, H, W, dst);
+  }
+
+  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void {
+    this.a.nhwcToNchw(src, N, H, W, C, dst);
+  }
+
+  addScaled(
+    x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number,
+    C: number, out: Float32Array,
+  ): void {
+    this.a.addScaled(x, branch, scale, N, rowsPerSample, C, out);
+  }
+
+  adamw(
+    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
+    bc1: number, bc2: number,
+  ): void {
+    this.a.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+  }
+}
