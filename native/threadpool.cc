@@ -77,8 +77,7 @@ class Pool {
     tl_in_task = false;
   }
 
-  void worker_main() {
-    uint64_t seen = gen_.load(std::memory_order_acquire);
+  void worker_main(uint64_t seen) {
     for (;;) {
       // Spin briefly (consecutive kernels follow each other closely), then sleep.
       uint64_t g = gen_.load(std::memory_order_acquire);
@@ -111,7 +110,10 @@ class Pool {
   void start(int n) {
     nthreads_ = n;
     stop_.store(false);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_main(); });
+    // The generation is read here, before the thread exists: a job published before the
+    // new thread first looks must still be seen as new by it.
+    const uint64_t g0 = gen_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, g0] { worker_main(g0); });
   }
 
   void stop_all() {

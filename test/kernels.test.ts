@@ -1,0 +1,431 @@
+// Native kernels against the TypeScript reference, for every kernel and every instruction-set
+// path this CPU supports; bit-identical results for any thread count; bad arguments throw.
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { NativeKernels, nativeAvailable } from '../src/kernels/native.js';
+import { ReferenceKernels } from '../src/kernels/reference.js';
+import { Act } from '../src/kernels/types.js';
+
+assert.ok(nativeAvailable(), 'the native addon must load (build it with npm run build)');
+const nk = new NativeKernels();
+const ref = new ReferenceKernels();
+const ISAS = nk.supportedIsas();
+const defaultThreads = nk.threads;
+after(() => nk.setThreads(defaultThreads));
+
+// Deterministic random numbers (mulberry32).
+let seed = 12345;
+function rand(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+function randInt(lo: number, hi: number): number {
+  return lo + Math.floor(rand() * (hi - lo + 1));
+}
+function rnd(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
+  return a;
+}
+
+/** max |got - want| / max(|want|, tiny), over the whole arrays. */
+function close(got: Float32Array, want: Float32Array, tol: number, what: string, floor = 1e-30): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let m = 0;
+  let r = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= m)) m = d; // also catches NaN
+    r = Math.max(r, Math.abs(want[i]));
+  }
+  const e = m / Math.max(r, floor);
+  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
+}
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) assert.fail(`${what}: differs at ${i}: ${a[i]} vs ${b[i]}`);
+  }
+}
+/** A Float32Array view at a non-zero offset inside a larger buffer (zero-copy handling). */
+function view(src: Float32Array, pad = 3): Float32Array {
+  const buf = new Float32Array(src.length + 2 * pad).fill(Number.NaN);
+  buf.set(src, pad);
+  return buf.subarray(pad, pad + src.length);
+}
+
+interface GemmCase {
+  tA: boolean; tB: boolean; M: number; N: number; K: number;
+  padA: number; padB: number; padC: number;
+  acc: boolean; bias: boolean; act: Act; preact: boolean;
+}
+
+function runGemm(c: GemmCase, tol: number): void {
+  const { tA, tB, M, N, K } = c;
+  const lda = (tA ? M : K) + c.padA, ldb = (tB ? K : N) + c.padB, ldc = N + c.padC;
+  const A = rnd((tA ? K : M) * lda), B = rnd((tB ? N : K) * ldb);
+  const C0 = rnd(M * ldc);
+  const bias = c.bias ? rnd(N) : null;
+  const C1 = view(C0), C2 = C0.slice();
+  const P1 = c.preact ? view(new Float32Array(M * ldc)) : null;
+  const P2 = c.preact ? new Float32Array(M * ldc) : null;
+  nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1);
+  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2);
+  const what = `gemm ${JSON.stringify(c)}`;
+  close(C1.slice(), C2, tol, what);
+  if (P1 && P2) close(P1.slice(), P2, tol, `${what} preact`);
+}
+
+for (const isa of ISAS) {
+  describe(`native kernels, ${isa}`, () => {
+    const use = () => {
+      nk.setIsa(isa);
+      nk.setThreads(defaultThreads);
+    };
+
+    test('isa switch', () => {
+      use();
+      assert.equal(nk.isa, isa);
+    });
+
+    test('gemm: edges, transposes, strides, epilogues', () => {
+      use();
+      const fixed: GemmCase[] = [
+        { tA: false, tB: false, M: 1, N: 1, K: 1, padA: 0, padB: 0, padC: 0, acc: false, bias: false, act: Act.None, preact: false },
+        { tA: false, tB: true, M: 37, N: 45, K: 1, padA: 2, padB: 0, padC: 5, acc: true, bias: true, act: Act.None, preact: false },
+        { tA: true, tB: false, M: 13, N: 70, K: 29, padA: 1, padB: 3, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        { tA: true, tB: true, M: 50, N: 17, K: 64, padA: 0, padB: 7, padC: 1, acc: true, bias: false, act: Act.None, preact: false },
+        { tA: false, tB: false, M: 25, N: 33, K: 0, padA: 0, padB: 0, padC: 0, acc: true, bias: true, act: Act.None, preact: false },
+        { tA: false, tB: false, M: 9, N: 10, K: 0, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        // several k-blocks, multi-task grid
+        { tA: false, tB: true, M: 130, N: 96, K: 700, padA: 0, padB: 0, padC: 0, acc: true, bias: true, act: Act.None, preact: false },
+        { tA: false, tB: false, M: 300, N: 160, K: 40, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        // wide N (several column blocks)
+        { tA: false, tB: true, M: 14, N: 1100, K: 20, padA: 0, padB: 0, padC: 3, acc: false, bias: true, act: Act.Gelu, preact: false },
+      ];
+      for (const c of fixed) runGemm(c, c.K > 500 ? 1e-4 : 1e-5);
+      for (let t = 0; t < 40; t++) {
+        const act = rand() < 0.3 ? Act.Gelu : Act.None;
+        runGemm({
+          tA: rand() < 0.5, tB: rand() < 0.5,
+          M: randInt(1, 70), N: randInt(1, 90), K: randInt(1, 100),
+          padA: randInt(0, 3) * randInt(0, 1), padB: randInt(0, 5) * randInt(0, 1), padC: randInt(0, 2),
+          acc: act === Act.None && rand() < 0.4, bias: rand() < 0.5, act, preact: act === Act.Gelu && rand() < 0.7,
+        }, 1e-5);
+      }
+    });
+
+    test('gemm: split-K weight-gradient shapes', () => {
+      use();
+      for (const [M, N, K] of [[20, 37, 5000], [40, 48, 2100], [3, 5, 9000]]) {
+        runGemm({ tA: true, tB: false, M, N, K, padA: 0, padB: 0, padC: 0, acc: true, bias: false, act: Act.None, preact: false }, 1e-4);
+        runGemm({ tA: true, tB: false, M, N, K, padA: 2, padB: 1, padC: 4, acc: false, bias: true, act: Act.Gelu, preact: true }, 1e-4);
+      }
+      runGemm({ tA: false, tB: true, M: 9, N: 11, K: 4100, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.None, preact: false }, 1e-4);
+    });
+
+    test('colSum', () => {
+      use();
+      for (const [M, N] of [[1, 1], [7, 37], [1000, 19], [3, 100], [0, 5]]) {
+        for (const acc of [false, true]) {
+          const x = rnd(M * N), o0 = rnd(N);
+          const o1 = view(o0), o2 = o0.slice();
+          nk.colSum(view(x), M, N, o1, acc);
+          ref.colSum(x, M, N, o2, acc);
+          close(o1.slice(), o2, 1e-4, `colSum ${M}x${N} acc=${acc}`);
+        }
+      }
+    });
+
+    test('dwconv forward, input and weight gradients', () => {
+      use();
+      const shapes = [
+        [2, 9, 11, 37, 7], [1, 5, 4, 16, 3], [1, 3, 3, 5, 5], [2, 14, 14, 40, 7], [1, 1, 1, 3, 7],
+        [1, 20, 17, 8, 7], [1, 6, 30, 33, 7], [1, 4, 4, 1, 1],
+      ];
+      for (const [N, H, W, C, K] of shapes) {
+        const sz = N * H * W * C;
+        const x = rnd(sz), w = rnd(K * K * C), b = rnd(C), dy = rnd(sz);
+        for (const useBias of [true, false]) {
+          const y1 = view(new Float32Array(sz)), y2 = new Float32Array(sz);
+          nk.dwconvForward(view(x), N, H, W, C, K, view(w), useBias ? b : null, y1);
+          ref.dwconvForward(x, N, H, W, C, K, w, useBias ? b : null, y2);
+          close(y1.slice(), y2, 1e-5, `dwconvForward ${[N, H, W, C, K]} bias=${useBias}`);
+        }
+        for (const acc of [false, true]) {
+          const d0 = rnd(sz);
+          const d1 = view(d0), d2 = d0.slice();
+          nk.dwconvBackwardInput(view(dy), N, H, W, C, K, w, d1, acc);
+          ref.dwconvBackwardInput(dy, N, H, W, C, K, w, d2, acc);
+          close(d1.slice(), d2, 1e-5, `dwconvBackwardInput ${[N, H, W, C, K]} acc=${acc}`);
+        }
+        const dw0 = rnd(K * K * C), db0 = rnd(C);
+        const dw1 = view(dw0), dw2 = dw0.slice(), db1 = view(db0), db2 = db0.slice();
+        nk.dwconvBackwardWeight(view(dy), view(x), N, H, W, C, K, dw1, db1);
+        ref.dwconvBackwardWeight(dy, x, N, H, W, C, K, dw2, db2);
+        close(dw1.slice(), dw2, 1e-4, `dwconvBackwardWeight dw ${[N, H, W, C, K]}`);
+        close(db1.slice(), db2, 1e-4, `dwconvBackwardWeight db ${[N, H, W, C, K]}`);
+        const dw3 = dw0.slice(), dw4 = dw0.slice();
+        nk.dwconvBackwardWeight(dy, x, N, H, W, C, K, dw3, null);
+        ref.dwconvBackwardWeight(dy, x, N, H, W, C, K, dw4, null);
+        close(dw3, dw4, 1e-4, `dwconvBackwardWeight (no bias) ${[N, H, W, C, K]}`);
+      }
+    });
+
+    test('layerNorm forward and backward, C = 1..odd', () => {
+      use();
+      for (const C of [1, 2, 3, 5, 7, 16, 17, 31, 33, 40, 100]) {
+        const M = randInt(1, 40) + (C === 40 ? 600 : 0);
+        const x = rnd(M * C, 3);
+        for (let i = 0; i < M * C; i++) x[i] += 0.5;
+        const g = rnd(C), bt = rnd(C), dy = rnd(M * C);
+        const y1 = new Float32Array(M * C), m1 = new Float32Array(M), r1 = new Float32Array(M);
+        const y2 = new Float32Array(M * C), m2 = new Float32Array(M), r2 = new Float32Array(M);
+        nk.layerNormForward(view(x), M, C, g, bt, 1e-6, y1, m1, r1);
+        ref.layerNormForward(x, M, C, g, bt, 1e-6, y2, m2, r2);
+        close(y1, y2, 1e-5, `layerNormForward y C=${C}`);
+        close(m1, m2, 1e-5, `layerNormForward mean C=${C}`);
+        close(r1, r2, 1e-5, `layerNormForward rstd C=${C}`);
+        for (const acc of [false, true]) {
+          const dx0 = rnd(M * C), dg0 = rnd(C), db0 = rnd(C);
+          const dx1 = view(dx0), dx2 = dx0.slice(), dg1 = dg0.slice(), dg2 = dg0.slice(), db1 = db0.slice(), db2 = db0.slice();
+          nk.layerNormBackward(view(dy), x, m2, r2, g, M, C, dx1, acc, dg1, db1);
+          ref.layerNormBackward(dy, x, m2, r2, g, M, C, dx2, acc, dg2, db2);
+          // For C <= 2, dx is 0 in exact arithmetic: measure against the scale of rstd * g.
+          let scale = 0;
+          for (let i = 0; i < M; i++) for (let c = 0; c < C; c++) scale = Math.max(scale, Math.abs(r2[i] * dy[i * C + c] * g[c]));
+          close(dx1.slice(), dx2, 1e-5, `layerNormBackward dx C=${C} acc=${acc}`, scale);
+          close(dg1, dg2, 1e-4, `layerNormBackward dgamma C=${C}`);
+          close(db1, db2, 1e-4, `layerNormBackward dbeta C=${C}`);
+        }
+      }
+    });
+
+    test('GRN forward and backward, unequal segments', () => {
+      use();
+      const cases: [number[], number][] = [
+        [[0, 5, 5, 300, 1000], 37],
+        [[0, 49, 98], 40],
+        [[2, 3, 19], 1],
+        [[0, 600], 17],
+        [[0, 7, 20, 21, 300], 64],
+      ];
+      for (const [offs, C] of cases) {
+        const off = new Int32Array(offs);
+        const rows = offs[offs.length - 1];
+        const S = offs.length - 1;
+        const x = rnd(rows * C), dy = rnd(rows * C), g = rnd(C), bt = rnd(C);
+        // a channel that is all zero in the last segment: gx == 0 there
+        if (C > 3) for (let i = offs[S - 1]; i < rows; i++) x[i * C + 2] = 0;
+        const y1 = new Float32Array(rows * C), gx1 = new Float32Array(S * C), nx1 = new Float32Array(S * C);
+        const y2 = new Float32Array(rows * C), gx2 = new Float32Array(S * C), nx2 = new Float32Array(S * C);
+        nk.grnForward(view(x), off, C, g, bt, 1e-6, y1, gx1, nx1);
+        ref.grnForward(x, off, C, g, bt, 1e-6, y2, gx2, nx2);
+        const rowsFrom = offs[0] * C;
+        close(y1.subarray(rowsFrom), y2.subarray(rowsFrom), 1e-5, `grnForward y ${offs}`);
+        close(gx1, gx2, 1e-4, `grnForward gx ${offs}`);
+        close(nx1, nx2, 1e-4, `grnForward nx ${offs}`);
+        const dg0 = rnd(C), db0 = rnd(C);
+        const dx1 = new Float32Array(rows * C), dx2 = new Float32Array(rows * C);
+        const dg1 = dg0.slice(), dg2 = dg0.slice(), db1 = db0.slice(), db2 = db0.slice();
+        nk.grnBackward(view(dy), x, off, C, g, 1e-6, gx2, nx2, dx1, dg1, db1);
+        ref.grnBackward(dy, x, off, C, g, 1e-6, gx2, nx2, dx2, dg2, db2);
+        close(dx1.subarray(rowsFrom), dx2.subarray(rowsFrom), 1e-4, `grnBackward dx ${offs}`);
+        close(dg1, dg2, 1e-4, `grnBackward dgamma ${offs}`);
+        close(db1, db2, 1e-4, `grnBackward dbeta ${offs}`);
+      }
+    });
+
+    test('gelu and its gradient', () => {
+      use();
+      const n = 20011;
+      const x = rnd(n, 8);
+      x.set([0, -0, 1e-8, -1e-8, 30, -30, 1e4, -1e4, 6, -6, 3, -3, 0.5, -0.5]);
+      const y1 = view(new Float32Array(n)), y2 = new Float32Array(n);
+      nk.gelu(view(x), y1, n);
+      ref.gelu(x, y2, n);
+      close(y1.slice(), y2, 1e-6, 'gelu');
+      let abs = 0;
+      for (let i = 0; i < n; i++) if (Math.abs(x[i]) <= 8) abs = Math.max(abs, Math.abs(y1[i] - y2[i]));
+      assert.ok(abs < 2e-6, `gelu absolute error ${abs}`);
+      const dy = rnd(n);
+      const d1 = new Float32Array(n), d2 = new Float32Array(n);
+      nk.geluBackward(dy, x, d1, n);
+      ref.geluBackward(dy, x, d2, n);
+      close(d1, d2, 1e-5, 'geluBackward');
+      // n not a multiple of the vector width, and n = 0
+      nk.gelu(x, y1, 5);
+      nk.gelu(x, y1, 0);
+    });
+
+    test('avgPool forward and backward', () => {
+      use();
+      for (const [N, HW, C] of [[2, 49, 37], [1, 1, 3], [3, 10, 320], [2, 5, 1]]) {
+        const x = rnd(N * HW * C), dy = rnd(N * C);
+        const y1 = new Float32Array(N * C), y2 = new Float32Array(N * C);
+        nk.avgPoolForward(view(x), N, HW, C, y1);
+        ref.avgPoolForward(x, N, HW, C, y2);
+        close(y1, y2, 1e-5, `avgPoolForward ${[N, HW, C]}`);
+        const d1 = rnd(N * HW * C), d2 = new Float32Array(N * HW * C);
+        nk.avgPoolBackward(dy, N, HW, C, d1);
+        ref.avgPoolBackward(dy, N, HW, C, d2);
+        close(d1, d2, 1e-6, `avgPoolBackward ${[N, HW, C]}`);
+      }
+    });
+
+    test('softmax cross-entropy with soft targets', () => {
+      use();
+      for (const [N, K] of [[4, 10], [1, 1], [7, 1000], [3, 3]]) {
+        const logits = rnd(N * K, 10);
+        const t = new Float32Array(N * K);
+        for (let i = 0; i < N; i++) {
+          // smoothed labels mixed between two classes
+          for (let k = 0; k < K; k++) t[i * K + k] = 0.1 / K;
+          t[i * K + randInt(0, K - 1)] += 0.6;
+          t[i * K + randInt(0, K - 1)] += 0.3;
+        }
+        const d1 = new Float32Array(N * K), d2 = new Float32Array(N * K);
+        const l1 = nk.softmaxCrossEntropy(view(logits), t, N, K, d1);
+        const l2 = ref.softmaxCrossEntropy(logits, t, N, K, d2);
+        assert.ok(Math.abs(l1 - l2) <= 1e-6 * Math.max(1, Math.abs(l2)), `loss ${l1} vs ${l2}`);
+        close(d1, d2, 1e-5, `softmaxCrossEntropy dlogits ${N}x${K}`);
+        assert.ok(Math.abs(nk.softmaxCrossEntropy(logits, t, N, K, null) - l2) <= 1e-6 * Math.max(1, Math.abs(l2)));
+      }
+    });
+
+    test('patchify and unpatchify (floored borders)', () => {
+      use();
+      for (const [N, H, W, C, P] of [[2, 8, 8, 3, 4], [1, 9, 7, 5, 2], [1, 4, 4, 40, 2], [1, 3, 3, 2, 4], [1, 5, 5, 1, 1]]) {
+        const Ho = Math.floor(H / P), Wo = Math.floor(W / P);
+        const x = rnd(N * H * W * C), dcols = rnd(N * Ho * Wo * C * P * P);
+        const c1 = new Float32Array(N * Ho * Wo * C * P * P), c2 = new Float32Array(c1.length);
+        nk.patchify(view(x), N, H, W, C, P, c1);
+        ref.patchify(x, N, H, W, C, P, c2);
+        sameBits(c1, c2, `patchify ${[N, H, W, C, P]}`);
+        const d1 = rnd(N * H * W * C), d2 = new Float32Array(d1.length);
+        nk.unpatchify(view(dcols), N, H, W, C, P, d1);
+        ref.unpatchify(dcols, N, H, W, C, P, d2);
+        sameBits(d1, d2, `unpatchify ${[N, H, W, C, P]}`);
+      }
+    });
+
+    test('NCHW <-> NHWC', () => {
+      use();
+      for (const [N, C, H, W] of [[2, 3, 5, 7], [1, 40, 33, 35], [1, 1, 1, 1]]) {
+        const x = rnd(N * C * H * W);
+        const a1 = new Float32Array(x.length), a2 = new Float32Array(x.length);
+        nk.nchwToNhwc(view(x), N, C, H, W, a1);
+        ref.nchwToNhwc(x, N, C, H, W, a2);
+        sameBits(a1, a2, 'nchwToNhwc');
+        const b1 = new Float32Array(x.length), b2 = new Float32Array(x.length);
+        nk.nhwcToNchw(a1, N, H, W, C, b1);
+        ref.nhwcToNchw(a2, N, H, W, C, b2);
+        sameBits(b1, b2, 'nhwcToNchw');
+        sameBits(b1, x, 'round trip');
+      }
+    });
+
+    test('addScaled (also in place)', () => {
+      use();
+      const [N, R, C] = [3, 17, 37];
+      const x = rnd(N * R * C), br = rnd(N * R * C), sc = new Float32Array([0, 1.25, -0.5]);
+      const o1 = new Float32Array(x.length), o2 = new Float32Array(x.length);
+      nk.addScaled(view(x), view(br), sc, N, R, C, o1);
+      ref.addScaled(x, br, sc, N, R, C, o2);
+      close(o1, o2, 1e-6, 'addScaled');
+      const inPlace = x.slice();
+      nk.addScaled(inPlace, br, sc, N, R, C, inPlace);
+      close(inPlace, o2, 1e-6, 'addScaled in place');
+    });
+
+    test('adamw', () => {
+      use();
+      const n = 1037;
+      const p = rnd(n), g = rnd(n), m = rnd(n, 0.1), v = new Float32Array(n).map(() => rand() * 0.01);
+      const [p1, m1, v1] = [view(p), view(m), view(v)];
+      const [p2, m2, v2] = [p.slice(), m.slice(), v.slice()];
+      const t = 7, b1 = 0.9, b2 = 0.999;
+      nk.adamw(p1, view(g), m1, v1, n, 1e-3, b1, b2, 1e-8, 0.05, 1 - b1 ** t, 1 - b2 ** t);
+      ref.adamw(p2, g, m2, v2, n, 1e-3, b1, b2, 1e-8, 0.05, 1 - b1 ** t, 1 - b2 ** t);
+      close(p1.slice(), p2, 1e-6, 'adamw p');
+      close(m1.slice(), m2, 1e-6, 'adamw m');
+      close(v1.slice(), v2, 1e-6, 'adamw v');
+    });
+
+    test('bit-identical results for 1, 2 and 3 threads', () => {
+      use();
+      const outs: Float32Array[][] = [];
+      const inputs = {
+        a: rnd(6000 * 48), b: rnd(6000 * 40), big: rnd(3000 * 64), dy: rnd(2 * 20 * 20 * 40), x: rnd(2 * 20 * 20 * 40),
+      };
+      const off = new Int32Array([0, 400, 450, 3000]);
+      for (const th of [1, 2, 3]) {
+        nk.setThreads(th);
+        assert.equal(nk.threads, th);
+        const r: Float32Array[] = [];
+        // weight gradients: split-K (transA) and a non-split shape
+        const c1 = new Float32Array(48 * 40);
+        nk.gemm(true, false, 48, 40, 6000, inputs.a, 48, inputs.b, 40, c1, 40, false, null, Act.None, null);
+        r.push(c1);
+        const c2 = new Float32Array(300 * 64);
+        nk.gemm(false, true, 300, 64, 64, inputs.big, 64, inputs.big, 64, c2, 64, false, null, Act.Gelu, null);
+        r.push(c2);
+        const cs = new Float32Array(64);
+        nk.colSum(inputs.big, 3000, 64, cs, false);
+        r.push(cs);
+        const mean = new Float32Array(3000), rstd = new Float32Array(3000), y = new Float32Array(3000 * 64);
+        const g = inputs.big.subarray(0, 64), bt = inputs.big.subarray(64, 128);
+        nk.layerNormForward(inputs.big, 3000, 64, g, bt, 1e-6, y, mean, rstd);
+        const dx = new Float32Array(3000 * 64), dg = new Float32Array(64), db = new Float32Array(64);
+        nk.layerNormBackward(y, inputs.big, mean, rstd, g, 3000, 64, dx, false, dg, db);
+        r.push(y, dx, dg, db);
+        const gy = new Float32Array(3000 * 64), gx = new Float32Array(3 * 64), nx = new Float32Array(3 * 64);
+        nk.grnForward(inputs.big, off, 64, g, bt, 1e-6, gy, gx, nx);
+        const gdx = new Float32Array(3000 * 64), gdg = new Float32Array(64), gdb = new Float32Array(64);
+        nk.grnBackward(y, inputs.big, off, 64, g, 1e-6, gx, nx, gdx, gdg, gdb);
+        r.push(gy, gx, nx, gdx, gdg, gdb);
+        const dw = new Float32Array(49 * 40), dbias = new Float32Array(40);
+        nk.dwconvBackwardWeight(inputs.dy, inputs.x, 2, 20, 20, 40, 7, dw, dbias);
+        r.push(dw, dbias);
+        outs.push(r);
+      }
+      for (let t = 1; t < outs.length; t++)
+        for (let i = 0; i < outs[0].length; i++) sameBits(outs[t][i], outs[0][i], `output ${i} with ${t + 1} threads`);
+      nk.setThreads(defaultThreads);
+    });
+  });
+}
+
+describe('native kernels: argument validation', () => {
+  test('bad arguments throw instead of crashing', () => {
+    const a = new Float32Array(12), b = new Float32Array(12), c = new Float32Array(12);
+    nk.gemm(false, false, 3, 4, 3, a, 3, b, 4, c, 4, false, null, Act.None, null); // fits exactly
+    assert.throws(() => nk.gemm(false, false, 4, 4, 3, a, 3, b, 4, c, 4, false, null, Act.None, null), /too short/);
+    assert.throws(() => nk.gemm(false, false, -1, 4, 3, a, 3, b, 4, c, 4, false, null, Act.None, null), /M must be an integer >= 0/);
+    assert.throws(() => nk.gemm(false, false, 1.5, 4, 3, a, 3, b, 4, c, 4, false, null, Act.None, null), /M must be/);
+    assert.throws(() => nk.gemm(false, false, 3, 4, 3, a, 2, b, 4, c, 4, false, null, Act.None, null), /lda/);
+    assert.throws(() => nk.gemm(false, false, 3, 4, 3, a, 3, b, 4, c, 4, true, null, Act.Gelu, null), /accumulate/);
+    assert.throws(() => nk.gemm(false, false, 3, 4, 3, a, 3, b, 4, c, 4, false, new Float32Array(3), Act.None, null), /bias/);
+    assert.throws(() => nk.gemm(false, false, 3, 4, 3, new Float64Array(12) as unknown as Float32Array, 3, b, 4, c, 4, false, null, Act.None, null), /Float32Array/);
+    assert.throws(() => nk.gemm(false, false, 3, 4, 3, a, 3, b, 4, c, 4, false, null, 2 as Act, null), /act/);
+    assert.throws(() => nk.colSum(a, 5, 3, c, false), /too short/);
+    assert.throws(() => nk.dwconvForward(a, 1, 2, 2, 3, 4, new Float32Array(48), null, c), /odd/);
+    assert.throws(() => nk.dwconvForward(a, 1, 2, 2, 3, 3, new Float32Array(26), null, c), /weight/);
+    assert.throws(() => nk.layerNormForward(a, 4, 3, a, a, 1e-6, c, new Float32Array(3), new Float32Array(4)), /mean/);
+    assert.throws(() => nk.grnForward(a, new Int32Array([0, 3, 2]), 3, a, a, 1e-6, c, c, c), /non-decreasing/);
+    assert.throws(() => nk.grnForward(a, new Int32Array([0, 5]), 3, a, a, 1e-6, c, c, c), /too short/);
+    assert.throws(() => nk.grnForward(a, new Float32Array([0, 4]) as unknown as Int32Array, 3, a, a, 1e-6, c, c, c), /Int32Array/);
+    assert.throws(() => nk.gelu(a, c, 13), /too short/);
+    assert.throws(() => nk.gelu(a, c, Number.NaN), /n must be/);
+    assert.throws(() => nk.patchify(a, 1, 2, 2, 3, 0, c), /P must be/);
+    assert.throws(() => nk.adamw(a, a, a, a, 12, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 1), /bc1/);
+    assert.throws(() => nk.softmaxCrossEntropy(a, b, 3, 5, null), /too short/);
+    assert.throws(() => nk.setIsa('sse9' as 'avx2'), /unknown ISA/);
+    assert.throws(() => nk.setThreads(-2), /n must be/);
+    assert.throws(() => (nk.gemm as unknown as (...x: unknown[]) => void)(false), /must be/);
+  });
+});
