@@ -177,6 +177,10 @@ const MAX_ELEMENTS = 2 ** 32 - 1;
 const MAX_DIMS = 64;
 /** Extra bytes of tensors allowed beyond twice the storage bytes (small stride-0 views). */
 const BUDGET_SLACK = 64 * 1024 * 1024;
+/** Largest raw read in one piece (typed-array views are limited to 2^32 - 1 bytes). */
+const READ_CHUNK_BYTES = 256 * 1024 * 1024;
+/** Largest piece of tensor data handed to the zip writer at once. */
+const WRITE_CHUNK_BYTES = 1 << 30;
 
 class TorchStorage extends PickleExternal {
   readonly kind = 'torch storage';
@@ -287,15 +291,14 @@ class CheckpointReader {
     const entry = storage.entry;
     let data: Float32Array;
     if (numel > 0 && offset === 0 && numel * item === entry.size && this.isContiguous(size, stride)) {
-      // The tensor is its whole storage (the usual case): one read, CRC checked on those bytes.
-      const bytes = this.zip.readRange(entry, 0, entry.size);
-      if (this.verifyCrc && !this.verified.has(entry)) {
-        const got = crc32(bytes);
-        if (got !== entry.crc32) this.fail(`entry ${quoteEntryName(entry.name)}: CRC-32 mismatch (stored ${hex8(entry.crc32)}, data ${hex8(got)}): file corrupt`);
+      // The tensor is its whole storage (the usual case): one pass, CRC checked on those bytes.
+      const check = this.verifyCrc && !this.verified.has(entry);
+      let crc = 0;
+      data = this.readElems(entry, dtype, 0, numel, check ? (b) => { crc = crc32(b, crc); } : undefined);
+      if (check) {
+        if (crc !== entry.crc32) this.fail(`entry ${quoteEntryName(entry.name)}: CRC-32 mismatch (stored ${hex8(entry.crc32)}, data ${hex8(crc)}): file corrupt`);
         this.verified.add(entry);
       }
-      if (this.bigEndian) byteSwap(bytes, item);
-      data = toFloat32(dtype, bytes, numel);
     } else {
       if (this.verifyCrc && !this.verified.has(entry)) {
         this.zip.verify(entry);
@@ -308,11 +311,30 @@ class CheckpointReader {
     return t;
   }
 
-  private readElems(entry: ZipEntry, dtype: TorchDtype, first: number, count: number): Float32Array {
+  /**
+   * Elements `[first, first + count)` of a storage as float32, read in chunks of at most
+   * READ_CHUNK_BYTES (float32 straight into the result). `onBytes` sees the raw file bytes.
+   */
+  private readElems(entry: ZipEntry, dtype: TorchDtype, first: number, count: number, onBytes?: (b: Uint8Array) => void): Float32Array {
     const item = ITEM_SIZE[dtype];
-    const bytes = this.zip.readRange(entry, first * item, count * item);
-    if (this.bigEndian) byteSwap(bytes, item);
-    return toFloat32(dtype, bytes, count);
+    const out = new Float32Array(count);
+    const per = Math.max(1, Math.floor(READ_CHUNK_BYTES / item));
+    let tmp: Uint8Array | undefined;
+    for (let done = 0; done < count;) {
+      const n = Math.min(per, count - done);
+      let bytes: Uint8Array;
+      if (dtype === 'float32') bytes = new Uint8Array(out.buffer, done * 4, n * 4);
+      else {
+        if (!tmp || tmp.length < n * item) tmp = new Uint8Array(Math.min(per, count) * item);
+        bytes = tmp.subarray(0, n * item);
+      }
+      this.zip.readRangeInto(entry, (first + done) * item, bytes);
+      if (onBytes) onBytes(bytes);
+      if (this.bigEndian) byteSwap(bytes, item);
+      if (dtype !== 'float32') out.set(toFloat32(dtype, bytes, n), done);
+      done += n;
+    }
+    return out;
   }
 
   /** Row-major contiguous strides (dimensions of size 1 may have any stride). */
@@ -753,9 +775,12 @@ export function writeTorchCheckpoint(path: string, obj: TorchWritable, opts: Tor
     zip.add(`${archive}/byteorder`, text('little'));
     let mix = 0n;
     for (const s of storages) {
-      const bytes = new Uint8Array(s.data.buffer, s.data.byteOffset, s.data.byteLength);
-      zip.add(`${archive}/data/${s.key}`, bytes);
-      mix = BigInt.asUintN(64, mix * 1000003n + BigInt(bytes.length) + 1n);
+      const parts: Uint8Array[] = [];
+      for (let off = 0; off < s.data.byteLength; off += WRITE_CHUNK_BYTES) {
+        parts.push(new Uint8Array(s.data.buffer, s.data.byteOffset + off, Math.min(WRITE_CHUNK_BYTES, s.data.byteLength - off)));
+      }
+      zip.add(`${archive}/data/${s.key}`, parts);
+      mix = BigInt.asUintN(64, mix * 1000003n + BigInt(s.data.byteLength) + 1n);
     }
     zip.add(`${archive}/version`, text('3\n'));
     const h = new Uint8Array(8);

@@ -126,6 +126,8 @@ export interface ZipReader {
    * entries are read with one positioned read; deflated ones are inflated once and cached.
    */
   readRange(entry: ZipEntry, start: number, length: number): Uint8Array;
+  /** Reads bytes `[start, start + into.length)` of `entry`'s uncompressed content into `into`. */
+  readRangeInto(entry: ZipEntry, start: number, into: Uint8Array): void;
   /** Checks `entry`'s CRC-32, streaming stored entries in chunks (no large allocation). */
   verify(entry: ZipEntry): void;
   /** Releases the file descriptor (no-op for buffers). */
@@ -250,13 +252,28 @@ class Reader implements ZipReader {
     return out;
   }
 
-  readRange(entry: ZipEntry, start: number, length: number): Uint8Array {
-    const what = `entry ${quoteEntryName(entry.name)}`;
+  private checkRange(entry: ZipEntry, start: number, length: number): void {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > entry.size) {
-      this.fail(`${what}: bytes [${start}, ${start + length}) requested, it has ${entry.size}`);
+      this.fail(`entry ${quoteEntryName(entry.name)}: bytes [${start}, ${start + length}) requested, it has ${entry.size}`);
     }
+  }
+
+  readRange(entry: ZipEntry, start: number, length: number): Uint8Array {
+    this.checkRange(entry, start, length);
     if (entry.method === 8) return this.inflate(entry, false).slice(start, start + length);
-    return this.raw(entry.dataOffset + start, length, what);
+    return this.raw(entry.dataOffset + start, length, `entry ${quoteEntryName(entry.name)}`);
+  }
+
+  readRangeInto(entry: ZipEntry, start: number, into: Uint8Array): void {
+    this.checkRange(entry, start, into.length);
+    if (entry.method === 8) {
+      into.set(this.inflate(entry, false).subarray(start, start + into.length));
+      return;
+    }
+    if (this.closed) this.fail(`read of entry ${quoteEntryName(entry.name)} after close()`);
+    if (!this.src.readExact(entry.dataOffset + start, into)) {
+      this.fail(`file ended while reading entry ${quoteEntryName(entry.name)} (truncated or changed since it was opened?)`);
+    }
   }
 
   verify(entry: ZipEntry): void {
