@@ -456,11 +456,21 @@ const framed = (body: string): string => {
   return '\x80\x04\x95' + String.fromCharCode(n & 0xff, n >> 8, 0, 0, 0, 0, 0, 0) + body;
 };
 
-test('hostile: os.system via GLOBAL + REDUCE is refused when GLOBAL is read', () => {
-  const pkl = bytesLit('\x80\x02cos\nsystem\nX\x0c\x00\x00\x00touch /tmp/x\x85R.');
-  const msg = throwsOneLine(() => readTorchCheckpointBuffer(withPickle(pkl), 'evil.pt'), /^evil\.pt: data\.pkl: refused global os\.system: could run code \(at byte 2\)$/);
-  assert.ok(msg.length < 200);
-  throwsOneLine(() => unpickle(pkl), /refused global os\.system/);
+test('hostile: os.system via GLOBAL + REDUCE is refused when GLOBAL is read, nothing runs', () => {
+  const dir = tmpDir();
+  try {
+    const marker = nodePath.join(dir, 'pwned');
+    const cmd = `touch ${marker}`;
+    const pkl = bytesLit(`\x80\x02cos\nsystem\nX${String.fromCharCode(cmd.length, 0, 0, 0)}${cmd}\x85R.`);
+    const file = nodePath.join(dir, 'evil.pt');
+    fs.writeFileSync(file, withPickle(pkl));
+    const msg = throwsOneLine(() => readTorchCheckpoint(file), /evil\.pt: data\.pkl: refused global os\.system: could run code \(at byte 2\)$/);
+    assert.ok(msg.length < 300);
+    throwsOneLine(() => unpickle(pkl), /^pickle: refused global os\.system/);
+    assert.ok(!fs.existsSync(marker), 'the command ran');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('hostile: builtins.eval, __builtin__.eval, posix.system via STACK_GLOBAL, and friends', () => {
@@ -548,6 +558,7 @@ test('hostile: missing storage, short storage, bad persistent ids, views past th
 
 test('hostile: truncated zips, central directory out of bounds or of 1 TB, overlapping entries', () => {
   const small = fs.readFileSync(SMALL_PT);
+  const before = process.memoryUsage().arrayBuffers;
   for (const cut of [1, 4, 21, 22, 100, 10000, small.length >> 1, small.length - 200, small.length - 98, small.length - 60, small.length - 23, small.length - 1]) {
     throwsOneLine(() => readTorchCheckpointBuffer(small.subarray(0, cut), `cut${cut}.pt`), new RegExp(`^cut${cut}\\.pt: `));
   }
@@ -591,6 +602,8 @@ test('hostile: truncated zips, central directory out of bounds or of 1 TB, overl
   const t2 = Buffer.from(two);
   t2.writeUInt32LE(0, cd2 + 46 + 'archive/data.pkl'.length + 42);
   throwsOneLine(() => readTorchCheckpointBuffer(t2, 'o.pt'), /bad local header|differs|overlap/);
+  // Nothing of the claimed sizes was allocated (the fixtures and patched copies are ~1 MB each).
+  assert.ok(process.memoryUsage().arrayBuffers - before < 256 * 1024 * 1024);
 });
 
 test('hostile: legacy, empty, non-zip, TorchScript, directory and missing files', () => {
