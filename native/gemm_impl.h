@@ -232,17 +232,32 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
 }
 
 // Epilogue for the split-K path on rows [r0, r1): C = sum_c P_c (+ C) (+ bias), GELU.
-static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64 r0, i64 r1) {
+// Partials are M x N, or N x M when trans.
+static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64 r0, i64 r1,
+                             bool trans) {
   const i64 M = g.M, N = g.N;
   const i64 stride = M * N;
+  float* row = trans ? scratch(2, (size_t)N) : nullptr;
   for (i64 i = r0; i < r1; ++i) {
     float* c = g.C + i * g.ldc;
     float* pre = (g.act == 1 && g.preact) ? g.preact + i * g.ldc : nullptr;
+    if (trans) {
+      for (i64 j = 0; j < N; ++j) {
+        float t = parts[j * M + i];
+        for (i64 ch = 1; ch < nch; ++ch) t += parts[ch * stride + j * M + i];
+        row[j] = t;
+      }
+    }
     for (i64 j = 0; j < N; j += S::W) {
       const int n = (int)(N - j < S::W ? N - j : S::W);
-      const float* p = parts + i * N + j;
-      S::v t = S::load_n(p, n);
-      for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, S::load_n(p + ch * stride, n));
+      S::v t;
+      if (trans) {
+        t = S::load_n(row + j, n);
+      } else {
+        const float* p = parts + i * N + j;
+        t = S::load_n(p, n);
+        for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, S::load_n(p + ch * stride, n));
+      }
       if (g.accumulate) t = S::add(t, S::load_n(c + j, n));
       if (g.bias) t = S::add(t, S::load_n(g.bias + j, n));
       if (g.act == 1) {
@@ -272,28 +287,46 @@ static void gemm(const GemmCall& g) {
     chunk = (chunk + 15) / 16 * 16;
     const i64 nch = (K + chunk - 1) / chunk;
     float* parts = scratch(1, (size_t)(nch * M * N));
+    // Orientation: compute the partials as C^T = op(B)^T op(A)^T when that fills the
+    // register tiles better (e.g. N = 40 with 32-wide tiles). A function of the shape only.
+    auto eff = [](i64 m, i64 n) {
+      return ((double)m / (double)((m + MR - 1) / MR * MR)) *
+             ((double)n / (double)((n + NR - 1) / NR * NR));
+    };
+    const bool swap = eff(N, M) > eff(M, N) * 1.05;
+    GemmCall h = g;
+    if (swap) {
+      h.transA = !g.transB;
+      h.transB = !g.transA;
+      h.M = N;
+      h.N = M;
+      h.A = g.B;
+      h.lda = g.ldb;
+      h.B = g.A;
+      h.ldb = g.lda;
+    }
+    const i64 hM = h.M, hN = h.N;
     // Tasks: chunk x column block.
+    const i64 ntile = (hN + NR - 1) / NR;
     i64 nb = 1;
     if (nch < 4 * nth) {
-      const i64 ntile = (N + NR - 1) / NR;
       nb = (4 * nth + nch - 1) / nch;
       if (nb > ntile) nb = ntile;
     }
-    const i64 ntile = (N + NR - 1) / NR;
     const i64 tilesPer = (ntile + nb - 1) / nb;
     parallel_for(nch * nb, [&](i64 task) {
       const i64 ch = task / nb, b = task % nb;
       const i64 k0 = ch * chunk, k1 = k0 + chunk < K ? k0 + chunk : K;
       const i64 n0 = b * tilesPer * NR;
-      const i64 n1 = n0 + tilesPer * NR < N ? n0 + tilesPer * NR : N;
+      const i64 n1 = n0 + tilesPer * NR < hN ? n0 + tilesPer * NR : hN;
       if (n0 >= n1) return;
-      gemm_block(g, 0, M, n0, n1, k0, k1, parts + ch * M * N, N, false, false);
+      gemm_block(h, 0, hM, n0, n1, k0, k1, parts + ch * M * N, hN, false, false);
     });
     const i64 rowsPer = M < 64 ? M : (M + 4 * nth - 1) / (4 * nth);
     const i64 nrt = (M + rowsPer - 1) / rowsPer;
     parallel_for(nrt, [&](i64 task) {
       const i64 r0 = task * rowsPer, r1 = r0 + rowsPer < M ? r0 + rowsPer : M;
-      gemm_reduce_rows(g, parts, nch, r0, r1);
+      gemm_reduce_rows(g, parts, nch, r0, r1, swap);
     });
     return;
   }

@@ -121,7 +121,7 @@ for (const isa of ISAS) {
 
     test('gemm: split-K weight-gradient shapes', () => {
       use();
-      for (const [M, N, K] of [[20, 37, 5000], [40, 48, 2100], [3, 5, 9000]]) {
+      for (const [M, N, K] of [[20, 37, 5000], [40, 48, 2100], [3, 5, 9000], [160, 40, 2100]]) {
         runGemm({ tA: true, tB: false, M, N, K, padA: 0, padB: 0, padC: 0, acc: true, bias: false, act: Act.None, preact: false }, 1e-4);
         runGemm({ tA: true, tB: false, M, N, K, padA: 2, padB: 1, padC: 4, acc: false, bias: true, act: Act.Gelu, preact: true }, 1e-4);
       }
@@ -360,7 +360,7 @@ for (const isa of ISAS) {
       use();
       const outs: Float32Array[][] = [];
       const inputs = {
-        a: rnd(6000 * 48), b: rnd(6000 * 40), big: rnd(3000 * 64), dy: rnd(2 * 20 * 20 * 40), x: rnd(2 * 20 * 20 * 40),
+        a: rnd(6000 * 160), b: rnd(6000 * 40), big: rnd(3000 * 64), dy: rnd(2 * 20 * 20 * 40), x: rnd(2 * 20 * 20 * 40),
       };
       const off = new Int32Array([0, 400, 450, 3000]);
       for (const th of [1, 2, 3]) {
@@ -368,8 +368,8 @@ for (const isa of ISAS) {
         assert.equal(nk.threads, th);
         const r: Float32Array[] = [];
         // weight gradients: split-K (transA) and a non-split shape
-        const c1 = new Float32Array(48 * 40);
-        nk.gemm(true, false, 48, 40, 6000, inputs.a, 48, inputs.b, 40, c1, 40, false, null, Act.None, null);
+        const c1 = new Float32Array(160 * 40);
+        nk.gemm(true, false, 160, 40, 6000, inputs.a, 160, inputs.b, 40, c1, 40, false, null, Act.None, null);
         r.push(c1);
         const c2 = new Float32Array(300 * 64);
         nk.gemm(false, true, 300, 64, 64, inputs.big, 64, inputs.big, 64, c2, 64, false, null, Act.Gelu, null);
