@@ -24,6 +24,7 @@ struct Tile {
   i64 ldc;
   int nlast;  // valid lanes in the last vector (1..W)
   bool loadc, final;
+  bool stream;  // final stores bypass the caches (large outputs; c, pre and ldc aligned)
   const float* bias;  // at the tile's first column (final only), or null
   float* pre;         // at the tile's origin (final, gelu only), or null
   int act;
@@ -105,10 +106,14 @@ static void ukr(const Tile& t) {
         float* pp = t.pre + r * t.ldc;
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-          if (j < V - 1 || full)
-            S::store(pp + j * S::W, acc[r][j]);
-          else
+          if (j < V - 1 || full) {
+            if (t.stream)
+              S::stream(pp + j * S::W, acc[r][j]);
+            else
+              S::store(pp + j * S::W, acc[r][j]);
+          } else {
             S::store_n(pp + j * S::W, acc[r][j], nl);
+          }
         }
       }
     }
@@ -122,10 +127,14 @@ static void ukr(const Tile& t) {
     float* cp = t.c + r * t.ldc;
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
-      if (j < V - 1 || full)
-        S::store(cp + j * S::W, acc[r][j]);
-      else
+      if (j < V - 1 || full) {
+        if (t.stream)
+          S::stream(cp + j * S::W, acc[r][j]);
+        else
+          S::store(cp + j * S::W, acc[r][j]);
+      } else {
         S::store_n(cp + j * S::W, acc[r][j], nl);
+      }
     }
   }
 }
@@ -198,11 +207,18 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   const i64 kcb = nkb == 1 ? K : (K + nkb - 1) / nkb;
   const i64 ncmax = (n1 - n0) < NC ? (n1 - n0) : NC;
   float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + NR - 1) / NR * NR));
+  float* apack = g.transA ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR) : nullptr;
   const UkrTable& tab = ukr_table();
   Tile t;
   t.lda = g.lda;
   t.ldc = ldo;
   t.act = g.act;
+  // Streaming stores for outputs much larger than the caches, when rows stay aligned.
+  const bool big = epi && (double)g.M * (double)g.N * 4.0 >= 8.0 * 1024 * 1024;
+  const bool canStream = big && ldo % S::W == 0 &&
+                         (g.act != 1 || !g.preact || (uintptr_t)g.preact % (S::W * 4) ==
+                                                         (uintptr_t)out % (S::W * 4));
+  bool streamed = false;
   for (i64 jc = n0; jc < n1; jc += NC) {
     const i64 nc = n1 - jc < NC ? n1 - jc : NC;
     for (i64 kb = 0; kb < nkb; ++kb) {
@@ -215,7 +231,17 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
       t.final = epi && kb == nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
-        t.a = g.transA ? g.A + pc * g.lda + ir : g.A + ir * g.lda + pc;
+        if (g.transA) {
+          // Copy the k-major A panel contiguously: rows of A stored K x M with a large
+          // (often power-of-two-like) stride would fight over few L1 sets.
+          const float* src = g.A + pc * g.lda + ir;
+          for (i64 k = 0; k < kc; ++k)
+            for (int r = 0; r < mr; ++r) apack[k * MR + r] = src[k * g.lda + r];
+          t.a = apack;
+          t.lda = MR;
+        } else {
+          t.a = g.A + ir * g.lda + pc;
+        }
         for (i64 jr = 0; jr < nc; jr += NR) {
           const i64 nr = nc - jr < NR ? nc - jr : NR;
           const int nv = (int)((nr + S::W - 1) / S::W);
@@ -224,11 +250,14 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
           t.c = out + ir * ldo + jc + jr;
           t.bias = (t.final && g.bias) ? g.bias + jc + jr : nullptr;
           t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + jc + jr : nullptr;
+          t.stream = canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
+          streamed |= t.stream;
           tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
         }
       }
     }
   }
+  if (streamed) S::fence();
 }
 
 // Epilogue for the split-K path on rows [r0, r1): C = sum_c P_c (+ C) (+ bias), GELU.

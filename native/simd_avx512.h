@@ -8,6 +8,8 @@ struct S {
   static inline __mmask16 nmask(int n) { return (__mmask16)((1u << n) - 1u); }
   static inline v load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(nmask(n), p); }
   static inline void store_n(float* p, v x, int n) { _mm512_mask_storeu_ps(p, nmask(n), x); }
+  static inline void stream(float* p, v x) { _mm512_stream_ps(p, x); }  // p 64-byte aligned
+  static inline void fence() { _mm_sfence(); }
   static inline v set1(float x) { return _mm512_set1_ps(x); }
   static inline v zero() { return _mm512_setzero_ps(); }
   static inline v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }

@@ -20,6 +20,8 @@ struct S {
   static inline void store_n(float* p, v x, int n) {
     for (int i = 0; i < n; ++i) p[i] = x[i];
   }
+  static inline void stream(float* p, v x) { store(p, x); }
+  static inline void fence() {}
   static inline v set1(float x) { return v{x, x, x, x}; }
   static inline v zero() { return v{0, 0, 0, 0}; }
   static inline v fma(v a, v b, v c) { return a * b + c; }
