@@ -38,6 +38,10 @@ struct S {
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   }
+  static inline v mul_pow2_magic(v p, v m) {
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
+                                                _mm256_slli_epi32(_mm256_castps_si256(m), 23)));
+  }
   static inline v rcp(v a) { return _mm256_div_ps(_mm256_set1_ps(1.0f), a); }
   static inline float hsum(v a) {
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

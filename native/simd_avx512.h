@@ -30,6 +30,11 @@ struct S {
   }
   // p * 2^n for integral n in [-126, 127].
   static inline v scale2(v p, v n) { return _mm512_scalef_ps(p, n); }
+  // p * 2^n where m = n + 1.5 * 2^23 (n integral, in the low mantissa bits of m).
+  static inline v mul_pow2_magic(v p, v m) {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p),
+                                                _mm512_slli_epi32(_mm512_castps_si512(m), 23)));
+  }
   static inline v rcp(v a) {  // ~1e-8 relative
     v r = _mm512_rcp14_ps(a);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(2.0f)));

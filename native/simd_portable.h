@@ -64,6 +64,15 @@ struct S {
     std::memcpy(&f, &e, sizeof f);
     return p * f;
   }
+  static inline v mul_pow2_magic(v p, v m) {
+    cnx_v4i ip, im;
+    std::memcpy(&ip, &p, sizeof ip);
+    std::memcpy(&im, &m, sizeof im);
+    ip += im << 23;
+    v r;
+    std::memcpy(&r, &ip, sizeof r);
+    return r;
+  }
   static inline v rcp(v a) { return set1(1.0f) / a; }
   static inline float hsum(v a) { return (a[0] + a[2]) + (a[1] + a[3]); }
 };
