@@ -23,6 +23,7 @@ struct Tile {
   float* c;
   i64 ldc;
   int nlast;  // valid lanes in the last vector (1..W)
+  int skip;   // invalid leading lanes of the first vector (aligned streaming layout), else 0
   bool loadc, final;
   bool stream;  // final stores bypass the caches (large outputs; c, pre and ldc aligned)
   const float* bias;  // at the tile's first column (final only), or null
@@ -76,24 +77,28 @@ static void ukr(const Tile& t) {
       bp += NR;
     }
   }
-  // Epilogue.
-  const int nl = t.nlast;
-  const bool full = nl == S::W;
+  // Epilogue. Vector j holds lanes [lo(j), hi(j)).
+  const int nl = t.nlast, sk = t.skip;
+  const bool full = nl == S::W && sk == 0;
+#define CNX_LO(j) ((j) == 0 ? sk : 0)
+#define CNX_HI(j) ((j) == V - 1 ? nl : S::W)
+#define CNX_FULL(j) (full || ((j) != 0 && (j) != V - 1) || (CNX_LO(j) == 0 && CNX_HI(j) == S::W))
   if (t.loadc) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const float* cp = t.c + r * t.ldc;
 #pragma GCC unroll 4
       for (int j = 0; j < V; ++j)
-        acc[r][j] = S::add(acc[r][j], (j < V - 1 || full) ? S::load(cp + j * S::W)
-                                                         : S::load_n(cp + j * S::W, nl));
+        acc[r][j] = S::add(acc[r][j], CNX_FULL(j) ? S::load(cp + j * S::W)
+                                                  : S::load_range(cp + j * S::W, CNX_LO(j), CNX_HI(j)));
     }
   }
   if (t.final && t.bias) {
     v bb[V];
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j)
-      bb[j] = (j < V - 1 || full) ? S::load(t.bias + j * S::W) : S::load_n(t.bias + j * S::W, nl);
+      bb[j] = CNX_FULL(j) ? S::load(t.bias + j * S::W)
+                          : S::load_range(t.bias + j * S::W, CNX_LO(j), CNX_HI(j));
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
@@ -106,13 +111,13 @@ static void ukr(const Tile& t) {
         float* pp = t.pre + r * t.ldc;
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-          if (j < V - 1 || full) {
+          if (CNX_FULL(j)) {
             if (t.stream)
               S::stream(pp + j * S::W, acc[r][j]);
             else
               S::store(pp + j * S::W, acc[r][j]);
           } else {
-            S::store_n(pp + j * S::W, acc[r][j], nl);
+            S::store_range(pp + j * S::W, acc[r][j], CNX_LO(j), CNX_HI(j));
           }
         }
       }
@@ -127,16 +132,19 @@ static void ukr(const Tile& t) {
     float* cp = t.c + r * t.ldc;
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
-      if (j < V - 1 || full) {
+      if (CNX_FULL(j)) {
         if (t.stream)
           S::stream(cp + j * S::W, acc[r][j]);
         else
           S::store(cp + j * S::W, acc[r][j]);
       } else {
-        S::store_n(cp + j * S::W, acc[r][j], nl);
+        S::store_range(cp + j * S::W, acc[r][j], CNX_LO(j), CNX_HI(j));
       }
     }
   }
+#undef CNX_LO
+#undef CNX_HI
+#undef CNX_FULL
 }
 
 template <bool TA, int R, int V>
@@ -167,8 +175,22 @@ static const UkrTable& ukr_table() {
   return t;
 }
 
-// Packs op(B)[k0:k0+kc, n0:n0+nc] into NR-wide panels (kc x NR each, zero padded).
-static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp) {
+// Packs op(B)[k0:k0+kc, n0:n0+nc] into NR-wide panels (kc x NR each, zero padded), after
+// `lead` zero columns (the aligned streaming layout).
+static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp, int lead = 0) {
+  if (lead > 0) {
+    // First panel: lead zero columns, then up to NR - lead real ones.
+    const i64 nr = nc < NR - lead ? nc : NR - lead;
+    for (i64 k = 0; k < kc; ++k) {
+      float* d = bp + k * NR;
+      for (int j = 0; j < lead; ++j) d[j] = 0.0f;
+      for (i64 j = 0; j < nr; ++j)
+        d[lead + j] = g.transB ? g.B[(n0 + j) * g.ldb + k0 + k] : g.B[(k0 + k) * g.ldb + n0 + j];
+      for (i64 j = lead + nr; j < NR; ++j) d[j] = 0.0f;
+    }
+    if (nc > nr) pack_b(g, k0, kc, n0 + nr, nc - nr, bp + kc * NR, 0);
+    return;
+  }
   for (i64 jp = 0; jp < nc; jp += NR) {
     const i64 nr = nc - jp < NR ? nc - jp : NR;
     float* dst = bp + (jp / NR) * kc * NR;
@@ -206,7 +228,7 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
   const i64 kcb = nkb == 1 ? K : (K + nkb - 1) / nkb;
   const i64 ncmax = (n1 - n0) < NC ? (n1 - n0) : NC;
-  float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + NR - 1) / NR * NR));
+  float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + S::W + NR - 1) / NR * NR));
   float* apack = g.transA ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR) : nullptr;
   const UkrTable& tab = ukr_table();
   Tile t;
@@ -219,13 +241,17 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
                          (g.act != 1 || !g.preact || (uintptr_t)g.preact % (S::W * 4) ==
                                                          (uintptr_t)out % (S::W * 4));
   bool streamed = false;
-  for (i64 jc = n0; jc < n1; jc += NC) {
-    const i64 nc = n1 - jc < NC ? n1 - jc : NC;
+  // Leading lanes to skip so that vectors of C (and preact) start on aligned addresses.
+  const int lead = canStream && S::W >= 8 ? (int)(((uintptr_t)(out + n0) / 4) % S::W) : 0;
+  for (i64 jc = n0; jc < n1;) {
+    // The first block is NC - lead wide, so the later ones start aligned (NC % W == 0).
+    const int ld = jc == n0 ? lead : 0;
+    const i64 nc = n1 - jc < NC - ld ? n1 - jc : NC - ld;
     for (i64 kb = 0; kb < nkb; ++kb) {
       const i64 pc = k0 + kb * kcb;
       i64 kc = k1 - pc < kcb ? k1 - pc : kcb;
       if (kc < 0) kc = 0;
-      pack_b(g, pc, kc, jc, nc, bp);
+      pack_b(g, pc, kc, jc, nc, bp, ld);
       t.kc = kc;
       t.loadc = accum || kb > 0;
       t.final = epi && kb == nkb - 1;
@@ -242,20 +268,24 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
         } else {
           t.a = g.A + ir * g.lda + pc;
         }
-        for (i64 jr = 0; jr < nc; jr += NR) {
-          const i64 nr = nc - jr < NR ? nc - jr : NR;
+        // Virtual columns [jc - ld, jc + nc): the first ld are masked off.
+        for (i64 jr = 0; jr < nc + ld; jr += NR) {
+          const i64 nr = nc + ld - jr < NR ? nc + ld - jr : NR;
           const int nv = (int)((nr + S::W - 1) / S::W);
           t.nlast = (int)(nr - (nv - 1) * S::W);
+          t.skip = jr == 0 ? ld : 0;
+          const i64 col = jc - ld + jr;
           t.bp = bp + (jr / NR) * kc * NR;
-          t.c = out + ir * ldo + jc + jr;
-          t.bias = (t.final && g.bias) ? g.bias + jc + jr : nullptr;
-          t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + jc + jr : nullptr;
+          t.c = out + ir * ldo + col;
+          t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
+          t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
           t.stream = canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
           streamed |= t.stream;
           tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
         }
       }
     }
+    jc += nc;
   }
   if (streamed) S::fence();
 }

@@ -14,6 +14,12 @@ struct S {
   static inline void store_n(float* p, v x, int n) { _mm256_maskstore_ps(p, nmask(n), x); }
   static inline void stream(float* p, v x) { _mm256_stream_ps(p, x); }  // p 32-byte aligned
   static inline void fence() { _mm_sfence(); }
+  static inline v load_range(const float* p, int lo, int hi) {
+    return _mm256_maskload_ps(p, _mm256_andnot_si256(nmask(lo), nmask(hi)));
+  }
+  static inline void store_range(float* p, v x, int lo, int hi) {
+    _mm256_maskstore_ps(p, _mm256_andnot_si256(nmask(lo), nmask(hi)), x);
+  }
   static inline v set1(float x) { return _mm256_set1_ps(x); }
   static inline v zero() { return _mm256_setzero_ps(); }
   static inline v fma(v a, v b, v c) { return _mm256_fmadd_ps(a, b, c); }

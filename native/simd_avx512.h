@@ -10,6 +10,13 @@ struct S {
   static inline void store_n(float* p, v x, int n) { _mm512_mask_storeu_ps(p, nmask(n), x); }
   static inline void stream(float* p, v x) { _mm512_stream_ps(p, x); }  // p 64-byte aligned
   static inline void fence() { _mm_sfence(); }
+  // Lanes [lo, hi) only; masked-off lanes are neither read nor written (no faults).
+  static inline v load_range(const float* p, int lo, int hi) {
+    return _mm512_maskz_loadu_ps((__mmask16)(nmask(hi) & ~nmask(lo)), p);
+  }
+  static inline void store_range(float* p, v x, int lo, int hi) {
+    _mm512_mask_storeu_ps(p, (__mmask16)(nmask(hi) & ~nmask(lo)), x);
+  }
   static inline v set1(float x) { return _mm512_set1_ps(x); }
   static inline v zero() { return _mm512_setzero_ps(); }
   static inline v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }

@@ -22,6 +22,14 @@ struct S {
   }
   static inline void stream(float* p, v x) { store(p, x); }
   static inline void fence() {}
+  static inline v load_range(const float* p, int lo, int hi) {
+    v r = {0, 0, 0, 0};
+    for (int i = lo; i < hi; ++i) r[i] = p[i];
+    return r;
+  }
+  static inline void store_range(float* p, v x, int lo, int hi) {
+    for (int i = lo; i < hi; ++i) p[i] = x[i];
+  }
   static inline v set1(float x) { return v{x, x, x, x}; }
   static inline v zero() { return v{0, 0, 0, 0}; }
   static inline v fma(v a, v b, v c) { return a * b + c; }

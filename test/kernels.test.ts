@@ -104,6 +104,10 @@ for (const isa of ISAS) {
         // several k-blocks, multi-task grid
         { tA: false, tB: true, M: 130, N: 96, K: 700, padA: 0, padB: 0, padC: 0, acc: true, bias: true, act: Act.None, preact: false },
         { tA: false, tB: false, M: 300, N: 160, K: 40, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        // large outputs: streaming stores, misaligned views (shifted column tiles)
+        { tA: false, tB: true, M: 2100, N: 1008, K: 5, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        { tA: false, tB: false, M: 2100, N: 1024, K: 3, padA: 1, padB: 0, padC: 0, acc: true, bias: true, act: Act.None, preact: false },
+        { tA: false, tB: false, M: 1030, N: 2080, K: 2, padA: 0, padB: 0, padC: 16, acc: false, bias: false, act: Act.None, preact: false },
         // wide N (several column blocks)
         { tA: false, tB: true, M: 14, N: 1100, K: 20, padA: 0, padB: 0, padC: 3, acc: false, bias: true, act: Act.Gelu, preact: false },
       ];
