@@ -2,7 +2,10 @@
 // channels (the last vector of a row masked when C is not a multiple of the width).
 // Included inside an ISA namespace after S. Requires threadpool.h and kernels.h.
 
-static constexpr int DWS = S::W >= 16 ? 8 : 4;  // output positions per register strip
+#ifndef CNX_DWS
+#define CNX_DWS 8
+#endif
+static constexpr int DWS = S::W >= 16 ? CNX_DWS : 4;  // output positions per register strip
 
 // Any odd K: plain loops.
 static void dw_row_generic(const float* src, i64 H, i64 Wd, i64 C, int K, const float* w,
@@ -103,22 +106,22 @@ static inline void dw_ring_strip(const float* const* rows, const float* wb, S::v
                                  S::v* out) {
   constexpr int K = KK;
   S::v a[WS];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int s = 0; s < WS; ++s) a[s] = b0;
 #pragma GCC unroll 1
   for (int ky = 0; ky < K; ++ky) {
     const float* r = rows[ky] + x0 * S::W;
     S::v xs[WS + K - 1];
-#pragma GCC unroll 16
+#pragma GCC unroll 24
     for (int i = 0; i < WS + K - 1; ++i) xs[i] = S::load(r + i * S::W);
 #pragma GCC unroll 8
     for (int kx = 0; kx < K; ++kx) {
       const S::v wk = S::load(wb + (ky * K + kx) * S::W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int s = 0; s < WS; ++s) a[s] = S::fma(xs[s + kx], wk, a[s]);
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int s = 0; s < WS; ++s) out[s] = a[s];
 }
 
@@ -152,7 +155,7 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
     S::v out[DWS];
     for (; x + DWS <= Wd; x += DWS) {
       dw_ring_strip<KK, DWS>(rows, wb, b0, x, out);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int s = 0; s < DWS; ++s) {
         float* yp = y + (x + s) * C;
         S::v v = out[s];
@@ -174,7 +177,11 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
         case 4: dw_ring_strip<KK, (DWS > 4 ? 4 : 1)>(rows, wb, b0, x, out); break;
         case 5: dw_ring_strip<KK, (DWS > 5 ? 5 : 1)>(rows, wb, b0, x, out); break;
         case 6: dw_ring_strip<KK, (DWS > 6 ? 6 : 1)>(rows, wb, b0, x, out); break;
-        default: dw_ring_strip<KK, (DWS > 7 ? 7 : 1)>(rows, wb, b0, x, out); break;
+        case 7: dw_ring_strip<KK, (DWS > 7 ? 7 : 1)>(rows, wb, b0, x, out); break;
+        case 8: dw_ring_strip<KK, (DWS > 8 ? 8 : 1)>(rows, wb, b0, x, out); break;
+        case 9: dw_ring_strip<KK, (DWS > 9 ? 9 : 1)>(rows, wb, b0, x, out); break;
+        case 10: dw_ring_strip<KK, (DWS > 10 ? 10 : 1)>(rows, wb, b0, x, out); break;
+        default: dw_ring_strip<KK, (DWS > 11 ? 11 : 1)>(rows, wb, b0, x, out); break;
       }
       for (int s = 0; s < tail; ++s) {
         float* yp = y + (x + s) * C;
@@ -220,13 +227,13 @@ static inline void dww_ring_strip(const float* r, const float* dyb, i64 x0, S::v
   constexpr int K = KK;
   S::v xs[WS + K - 1], d[WS];
   const float* rp = r + x0 * S::W;
-#pragma GCC unroll 16
+#pragma GCC unroll 24
   for (int i = 0; i < WS + K - 1; ++i) xs[i] = S::load(rp + i * S::W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int s = 0; s < WS; ++s) d[s] = S::load(dyb + (x0 + s) * S::W);
 #pragma GCC unroll 8
   for (int kx = 0; kx < K; ++kx)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int s = 0; s < WS; ++s) acc[kx] = S::fma(xs[s + kx], d[s], acc[kx]);
 }
 
@@ -277,7 +284,11 @@ static void dww_fast_chunk(const float* dy, const float* x, i64 H, i64 Wd, i64 C
           case 4: dww_ring_strip<KK, (DWS > 4 ? 4 : 1)>(rr, dyb, x0, acc); break;
           case 5: dww_ring_strip<KK, (DWS > 5 ? 5 : 1)>(rr, dyb, x0, acc); break;
           case 6: dww_ring_strip<KK, (DWS > 6 ? 6 : 1)>(rr, dyb, x0, acc); break;
-          default: dww_ring_strip<KK, (DWS > 7 ? 7 : 1)>(rr, dyb, x0, acc); break;
+          case 7: dww_ring_strip<KK, (DWS > 7 ? 7 : 1)>(rr, dyb, x0, acc); break;
+          case 8: dww_ring_strip<KK, (DWS > 8 ? 8 : 1)>(rr, dyb, x0, acc); break;
+          case 9: dww_ring_strip<KK, (DWS > 9 ? 9 : 1)>(rr, dyb, x0, acc); break;
+          case 10: dww_ring_strip<KK, (DWS > 10 ? 10 : 1)>(rr, dyb, x0, acc); break;
+          default: dww_ring_strip<KK, (DWS > 11 ? 11 : 1)>(rr, dyb, x0, acc); break;
         }
 #pragma GCC unroll 8
         for (int kx = 0; kx < K; ++kx) S::store_n(pp + kx * C, acc[kx], nl);
