@@ -4,6 +4,8 @@
  * measurement and, with --json, one JSON object as the last line.
  */
 import { ConvNextError } from '../errors.js';
+import { getKernels } from '../kernels/index.js';
+import { KernelProfiler } from '../kernels/profile.js';
 import { makeConfig } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { forwardMacs } from '../model/flops.js';
@@ -26,6 +28,7 @@ export const bench: Command = {
     warmup: { kind: 'int', help: 'untimed iterations first', default: 2 },
     iters: { kind: 'int', help: 'timed iterations (0: as many as fit in --seconds)', default: 0 },
     seconds: { kind: 'number', help: 'time budget for the timed iterations', default: 10 },
+    profile: { kind: 'boolean', help: 'print time per kernel (one extra profiled iteration per timed one)' },
   },
   run(args, ctx) {
     const mode = args.requireString('mode');
@@ -35,7 +38,8 @@ export const bench: Command = {
     if (B < 1) throw new ConvNextError('bench: --batch-size must be at least 1', 2);
     if (S < 32) throw new ConvNextError('bench: --input-size must be at least 32', 2);
     const cfg = makeConfig(args.requireString('model'), { numClasses: args.requireNumber('num-classes') });
-    const model = new ConvNeXtV2(cfg, { seed: 0 });
+    const profiler = args.bool('profile') ? new KernelProfiler(getKernels()) : null;
+    const model = new ConvNeXtV2(cfg, { seed: 0, kernels: profiler?.kernels });
     const k = model.kernels;
     const rng = new Rng(1);
     const x = tensor([B, cfg.inChans, S, S]);
@@ -55,6 +59,19 @@ export const bench: Command = {
       const t = performance.now();
       step();
       times.push(performance.now() - t);
+    }
+    if (profiler) {
+      profiler.reset();
+      const t = performance.now();
+      const n = Math.min(times.length, 5);
+      for (let i = 0; i < n; i++) step();
+      const wall = (performance.now() - t) / n;
+      const { rows, totalMs } = profiler.report();
+      ctx.out(`profile (${n} iterations, per batch):`);
+      ctx.out(`| kernel | calls | ms | % |\n|---|---|---|---|`);
+      for (const r of rows) ctx.out(`| ${r.kernel} | ${r.calls / n} | ${(r.ms / n).toFixed(2)} | ${((100 * r.ms) / n / wall).toFixed(1)} |`);
+      ctx.out(`| outside kernels (TypeScript, allocation) | | ${(wall - totalMs / n).toFixed(2)} | ${((100 * (wall - totalMs / n)) / wall).toFixed(1)} |`);
+      ctx.out(`| total | | ${wall.toFixed(2)} | 100 |`);
     }
     times.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)];
