@@ -5,7 +5,9 @@
 #ifndef CNX_DWS
 #define CNX_DWS 8
 #endif
-static constexpr int DWS = S::W >= 16 ? CNX_DWS : 4;  // output positions per register strip
+static constexpr int DWS = S::W >= 16 ? CNX_DWS : 4;
+// Weight-gradient strip: K accumulators + strip + K - 1 inputs + strip dy must fit the registers.
+static constexpr int DWWS = S::W >= 16 ? CNX_DWS : (S::W >= 8 ? 4 : 2);  // output positions per register strip
 
 // Any odd K: plain loops.
 static void dw_row_generic(const float* src, i64 H, i64 Wd, i64 C, int K, const float* w,
@@ -102,7 +104,7 @@ static inline void dw_pack_row(const float* img, i64 H, i64 Wd, i64 C, i64 cb, i
 
 // out[s] = b0 + sum_ky,kx rows[ky][x0+s+kx] * wb[ky*K+kx], s < WS.
 template <int KK, int WS>
-static inline void dw_ring_strip(const float* const* rows, const float* wb, S::v b0, i64 x0,
+static inline __attribute__((always_inline)) void dw_ring_strip(const float* const* rows, const float* wb, S::v b0, i64 x0,
                                  S::v* out) {
   constexpr int K = KK;
   S::v a[WS];
@@ -223,7 +225,7 @@ static void dwconv_bwd_in(const float* dy, i64 N, i64 H, i64 W, i64 C, int K, co
 
 // acc[kx] += sum_s r[x0+s+kx] * dyb[x0+s], s < WS.
 template <int KK, int WS>
-static inline void dww_ring_strip(const float* r, const float* dyb, i64 x0, S::v* acc) {
+static inline __attribute__((always_inline)) void dww_ring_strip(const float* r, const float* dyb, i64 x0, S::v* acc) {
   constexpr int K = KK;
   S::v xs[WS + K - 1], d[WS];
   const float* rp = r + x0 * S::W;
@@ -275,20 +277,20 @@ static void dww_fast_chunk(const float* dy, const float* x, i64 H, i64 Wd, i64 C
 #pragma GCC unroll 8
         for (int kx = 0; kx < K; ++kx) acc[kx] = S::load_n(pp + kx * C, nl);
         i64 x0 = 0;
-        for (; x0 + DWS <= Wd; x0 += DWS) dww_ring_strip<KK, DWS>(rr, dyb, x0, acc);
+        for (; x0 + DWWS <= Wd; x0 += DWWS) dww_ring_strip<KK, DWWS>(rr, dyb, x0, acc);
         switch ((int)(Wd - x0)) {
           case 0: break;
           case 1: dww_ring_strip<KK, 1>(rr, dyb, x0, acc); break;
           case 2: dww_ring_strip<KK, 2>(rr, dyb, x0, acc); break;
           case 3: dww_ring_strip<KK, 3>(rr, dyb, x0, acc); break;
-          case 4: dww_ring_strip<KK, (DWS > 4 ? 4 : 1)>(rr, dyb, x0, acc); break;
-          case 5: dww_ring_strip<KK, (DWS > 5 ? 5 : 1)>(rr, dyb, x0, acc); break;
-          case 6: dww_ring_strip<KK, (DWS > 6 ? 6 : 1)>(rr, dyb, x0, acc); break;
-          case 7: dww_ring_strip<KK, (DWS > 7 ? 7 : 1)>(rr, dyb, x0, acc); break;
-          case 8: dww_ring_strip<KK, (DWS > 8 ? 8 : 1)>(rr, dyb, x0, acc); break;
-          case 9: dww_ring_strip<KK, (DWS > 9 ? 9 : 1)>(rr, dyb, x0, acc); break;
-          case 10: dww_ring_strip<KK, (DWS > 10 ? 10 : 1)>(rr, dyb, x0, acc); break;
-          default: dww_ring_strip<KK, (DWS > 11 ? 11 : 1)>(rr, dyb, x0, acc); break;
+          case 4: dww_ring_strip<KK, (DWWS > 4 ? 4 : 1)>(rr, dyb, x0, acc); break;
+          case 5: dww_ring_strip<KK, (DWWS > 5 ? 5 : 1)>(rr, dyb, x0, acc); break;
+          case 6: dww_ring_strip<KK, (DWWS > 6 ? 6 : 1)>(rr, dyb, x0, acc); break;
+          case 7: dww_ring_strip<KK, (DWWS > 7 ? 7 : 1)>(rr, dyb, x0, acc); break;
+          case 8: dww_ring_strip<KK, (DWWS > 8 ? 8 : 1)>(rr, dyb, x0, acc); break;
+          case 9: dww_ring_strip<KK, (DWWS > 9 ? 9 : 1)>(rr, dyb, x0, acc); break;
+          case 10: dww_ring_strip<KK, (DWWS > 10 ? 10 : 1)>(rr, dyb, x0, acc); break;
+          default: dww_ring_strip<KK, (DWWS > 11 ? 11 : 1)>(rr, dyb, x0, acc); break;
         }
 #pragma GCC unroll 8
         for (int kx = 0; kx < K; ++kx) S::store_n(pp + kx * C, acc[kx], nl);
