@@ -13,6 +13,10 @@ import { Block } from '../src/model/block.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/rng.js';
+import { Arena } from '../src/nn/arena.js';
+
+const sh = new Arena();
+const B = (cache: boolean) => ({ shared: sh, cache });
 
 const k = new ReferenceKernels();
 const rng = new Rng(1234);
@@ -65,7 +69,7 @@ test('Linear and Linear+GELU backward match finite differences', () => {
     const b = param('b', [O]);
     const lin = new Linear(w, b, I, O, gelu);
     const x = randn(M * I);
-    check(`linear gelu=${gelu}`, x, [w, b], (c) => lin.forward(k, x, M, c), (dy) => lin.backward(k, dy));
+    check(`linear gelu=${gelu}`, x, [w, b], (c) => Float32Array.from(lin.forward(k, x, M, B(c))), (dy) => lin.backward(k, dy, sh));
   }
 });
 
@@ -75,7 +79,7 @@ test('LayerNorm backward matches finite differences', () => {
   const b = param('beta', [C]);
   const ln = new LayerNorm(g, b, C, 1e-6);
   const x = randn(M * C, 2);
-  check('layernorm', x, [g, b], (c) => ln.forward(k, x, M, c), (dy) => ln.backward(k, dy), { eps: 1e-3 });
+  check('layernorm', x, [g, b], (c) => Float32Array.from(ln.forward(k, x, M, B(c))), (dy) => ln.backward(k, dy, sh), { eps: 1e-3 });
 });
 
 test('depthwise 7x7 convolution backward matches finite differences', () => {
@@ -84,7 +88,7 @@ test('depthwise 7x7 convolution backward matches finite differences', () => {
   const b = param('b', [C]);
   const conv = new DepthwiseConv(w, b, C, K);
   const x = randn(N * H * W * C);
-  check('dwconv', x, [w, b], (c) => conv.forward(k, x, N, H, W, c), (dy) => conv.backward(k, dy));
+  check('dwconv', x, [w, b], (c) => Float32Array.from(conv.forward(k, x, N, H, W, B(c))), (dy) => conv.backward(k, dy, new Float32Array(x.length)));
 });
 
 test('patch convolution (stem / downsample) backward matches finite differences, odd sizes floored', () => {
@@ -93,7 +97,7 @@ test('patch convolution (stem / downsample) backward matches finite differences,
   const b = param('b', [Co]);
   const conv = new PatchConv(w, b, Ci, Co, P);
   const x = randn(N * H * W * Ci);
-  check('patchconv', x, [w, b], (c) => conv.forward(k, x, N, H, W, c), (dy) => conv.backward(k, dy));
+  check('patchconv', x, [w, b], (c) => Float32Array.from(conv.forward(k, x, N, H, W, B(c))), (dy) => conv.backward(k, dy, sh));
 });
 
 test('GRN backward matches finite differences (per image and over uneven segments)', () => {
@@ -104,7 +108,7 @@ test('GRN backward matches finite differences (per image and over uneven segment
     const b = param('beta', [C]);
     const grn = new GRN(g, b, C);
     const x = randn(rows * C);
-    check(`grn ${offsets.join(',')}`, x, [g, b], (c) => grn.forward(k, x, offsets, c), (dy) => grn.backward(k, dy), { eps: 1e-3 });
+    check(`grn ${offsets.join(',')}`, x, [g, b], (c) => Float32Array.from(grn.forward(k, x, offsets, B(c))), (dy) => grn.backward(k, dy, sh), { eps: 1e-3 });
   }
 });
 
@@ -151,8 +155,8 @@ test('a whole block, with per-sample drop path fixed by a seeded rng, matches fi
     const blk = new Block((n) => ps.get(n)!, C, 7, 1e-6, dropPath);
     const x = randn(N * H * W * C);
     // Same drop-path draw for every evaluation: reseed before each forward.
-    const run = (c: boolean) => blk.forward(k, x, N, H, W, { cache: c, train: dropPath > 0, rng: new Rng(7) });
-    check(`block dropPath=${dropPath}`, x, [...ps.values()], run, (dy) => blk.backward(k, dy), { eps: 1e-2, count: 6 });
+    const run = (c: boolean) => Float32Array.from(blk.forward(k, x, N, H, W, { shared: sh, cache: c, train: dropPath > 0, rng: new Rng(7) }));
+    check(`block dropPath=${dropPath}`, x, [...ps.values()], run, (dy) => blk.backward(k, Float32Array.from(dy), sh), { eps: 1e-2, count: 6 });
   }
 });
 
@@ -163,5 +167,5 @@ test('the whole model: input gradient matches finite differences', () => {
   const N = 1, H = 33, W = 40;
   const x = randn(N * H * W * 3);
   check('model', x, model.params.filter((p) => /fc1.weight|grn|stem.0/.test(p.name)),
-    (c) => model.forwardNHWC(x, N, H, W, { cache: c }).logits!, (dy) => model.backward(dy, true), { eps: 1e-2, count: 5 });
+    (c) => Float32Array.from(model.forwardNHWC(x, N, H, W, { cache: c }).logits!), (dy) => model.backward(dy, true), { eps: 1e-2, count: 5 });
 });

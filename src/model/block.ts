@@ -5,6 +5,7 @@
  * Names follow timm: conv_dw, norm, mlp.fc1, mlp.grn, mlp.fc2.
  */
 import type { Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from '../nn/arena.js';
 import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear } from '../nn/linear.js';
@@ -12,12 +13,21 @@ import type { Param } from '../nn/param.js';
 import type { Rng } from '../rng.js';
 import { GRN } from './grn.js';
 
+export interface BlockForwardOptions extends Buffers {
+  /** Training mode: drop path active (needs rng). */
+  train: boolean;
+  rng?: Rng;
+  /** Where the output goes (default: the block's own buffer when caching, else a fresh array). */
+  out?: Float32Array;
+}
+
 export class Block {
   readonly convDw: DepthwiseConv;
   readonly norm: LayerNorm;
   readonly fc1: Linear;
   readonly grn: GRN;
   readonly fc2: Linear;
+  private readonly own = new Arena();
   /** Per-sample drop-path scales of the last training forward (null: no drop path). */
   private scale: Float32Array | null = null;
   private shape: [number, number, number] = [0, 0, 0];
@@ -30,54 +40,49 @@ export class Block {
     this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
   }
 
-  /**
-   * x: [N, H, W, C]. `train` enables drop path (needs rng); `cache` keeps what backward needs.
-   */
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, opts: { cache: boolean; train: boolean; rng?: Rng }): Float32Array {
+  /** x: [N, H, W, C] -> x + drop_path(mlp(norm(dwconv(x)))). */
+  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, opts: BlockForwardOptions): Float32Array {
     const M = N * H * W;
-    const { cache } = opts;
-    const t = this.convDw.forward(k, x, N, H, W, cache);
-    const u = this.norm.forward(k, t, M, cache);
-    const g = this.fc1.forward(k, u, M, cache);
-    const r = this.grn.forward(k, g, GRN.perImage(N, H * W), cache);
+    const n = M * this.C;
+    const t = this.convDw.forward(k, x, N, H, W, opts);
+    const u = this.norm.forward(k, t, M, opts);
+    const g = this.fc1.forward(k, u, M, opts);
+    const r = this.grn.forward(k, g, GRN.perImage(N, H * W), opts);
     this.shape = [N, H, W];
     this.scale = null;
+    const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
     if (opts.train && this.dropPath > 0) {
       if (!opts.rng) throw new Error('drop path needs an rng');
       const keep = 1 - this.dropPath;
       const scale = new Float32Array(N);
-      for (let n = 0; n < N; n++) scale[n] = opts.rng.uniform() < keep ? 1 / keep : 0;
-      const b = this.fc2.forward(k, r, M, cache);
-      const out = new Float32Array(M * this.C);
-      k.addScaled(x, b, scale, N, H * W, this.C, out);
+      for (let i = 0; i < N; i++) scale[i] = opts.rng.uniform() < keep ? 1 / keep : 0;
+      const branch = this.fc2.forward(k, r, M, opts, opts.shared.get('block.branch', n));
+      k.addScaled(x, branch, scale, N, H * W, this.C, out);
       this.scale = scale;
       return out;
     }
-    // Residual fused into the GEMM: out = x + r W2^T + b2.
-    const out = Float32Array.from(x.subarray(0, M * this.C));
-    k.gemm(false, true, M, this.C, 4 * this.C, r, 4 * this.C, this.fc2.weight.data, 4 * this.C, out, this.C, true,
-      this.fc2.bias!.data, 0, null);
-    this.fc2.M = M;
-    this.fc2.x = cache ? r : null;
-    return out;
+    // Residual fused into the GEMM: out = x, then out += r W2^T + b2.
+    out.set(x.subarray(0, n));
+    return this.fc2.forward(k, r, M, opts, out, true);
   }
 
-  /** dy: [N, H, W, C] -> dx. */
-  backward(k: Kernels, dy: Float32Array): Float32Array {
+  /**
+   * dy: [N, H, W, C] -> dx, computed in place: dy's buffer is consumed and returned holding
+   * dx = dy (the residual) + the branch's input gradient.
+   */
+  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
     const [N, H, W] = this.shape;
     let db = dy;
     if (this.scale) {
-      db = new Float32Array(dy.length);
-      const zero = new Float32Array(dy.length);
+      db = shared.get('block.db', dy.length);
+      const zero = shared.get('block.zero', dy.length).fill(0);
       k.addScaled(zero, dy, this.scale, N, H * W, this.C, db);
     }
-    const dr = this.fc2.backward(k, db);
-    const dg = this.grn.backward(k, dr);
-    const du = this.fc1.backward(k, dg);
-    const dt = this.norm.backward(k, du);
-    // dx = dy (residual) + d(dwconv)/dx
-    const dx = Float32Array.from(dy);
-    this.convDw.backward(k, dt, dx);
-    return dx;
+    const M = N * H * W;
+    const dr = this.fc2.backward(k, db, shared, shared.get('block.dr', M * 4 * this.C))!;
+    const dg = this.grn.backward(k, dr, shared, 'block.dg');
+    const du = this.fc1.backward(k, dg, shared, shared.get('block.du', M * this.C))!;
+    const dt = this.norm.backward(k, du, shared, 'block.dt');
+    return this.convDw.backward(k, dt, dy);
   }
 }

@@ -10,6 +10,7 @@
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
+import { Arena } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear } from '../nn/linear.js';
 import { Param } from '../nn/param.js';
@@ -68,6 +69,8 @@ export class ConvNeXtV2 {
   readonly headFc: Linear | null;
   private inputShape: [number, number, number] = [0, 0, 0];
   private stageShapes: [number, number][] = [];
+  /** Temporaries shared by all layers (see nn/arena.ts). */
+  private readonly shared = new Arena();
 
   constructor(config: ConvNeXtV2Config, opts: ModelOptions = {}) {
     validateConfig(config);
@@ -174,41 +177,57 @@ export class ConvNeXtV2 {
   /** Forward from NCHW pixels. */
   forward(pixels: Tensor, opts: ForwardOptions = {}): ForwardResult {
     const [N, H, W] = this.checkInput(pixels.shape);
-    const x = new Float32Array(N * H * W * this.config.inChans);
+    if (pixels.data.length !== N * this.config.inChans * H * W) {
+      throw new ConvNextError(`input data has ${pixels.data.length} values, shape ${shapeStr(pixels.shape)} needs ${N * this.config.inChans * H * W}`);
+    }
+    const x = this.shared.get('model.input', N * H * W * this.config.inChans);
     this.kernels.nchwToNhwc(pixels.data, N, this.config.inChans, H, W, x);
     return this.forwardNHWC(x, N, H, W, opts);
   }
 
-  /** Forward from NHWC pixels [N, H, W, inChans]. */
+  /**
+   * Forward from NHWC pixels [N, H, W, inChans]. With `cache` (training), the returned arrays
+   * are the model's own buffers, overwritten by the next forward; without, they are fresh.
+   */
   forwardNHWC(x: Float32Array, N: number, H: number, W: number, opts: ForwardOptions = {}): ForwardResult {
     const k = this.kernels;
     const train = opts.train ?? false;
     const cache = opts.cache ?? train;
     const rng = opts.rng ?? this.rng;
     const { dims } = this.config;
+    const buf = { shared: this.shared, cache };
     this.inputShape = [N, H, W];
     this.stageShapes = [];
     let [h, w] = this.stem.outSize(H, W);
-    let y = this.stem.forward(k, x, N, H, W, cache);
-    y = this.stemNorm.forward(k, y, N * h * w, cache);
+    if (h < 1 || w < 1) throw new ConvNextError(`input ${H}x${W} is too small`);
+    let y = this.stem.forward(k, x, N, H, W, buf);
+    y = this.stemNorm.forward(k, y, N * h * w, buf, 'stem.ln');
     const stages: StageMap[] = [];
     for (let s = 0; s < 4; s++) {
       if (s > 0) {
-        y = this.downNorms[s]!.forward(k, y, N * h * w, cache);
         const conv = this.downConvs[s]!;
-        const hw = conv.outSize(h, w);
-        y = conv.forward(k, y, N, h, w, cache);
-        [h, w] = hw;
+        const [h2, w2] = conv.outSize(h, w);
+        if (h2 < 1 || w2 < 1) throw new ConvNextError(`input ${H}x${W} is too small: stage ${s} would be empty`);
+        y = this.downNorms[s]!.forward(k, y, N * h * w, buf, 'downsample.ln');
+        y = conv.forward(k, y, N, h, w, buf);
+        [h, w] = [h2, w2];
       }
-      if (h < 1 || w < 1) throw new ConvNextError(`input ${H}x${W} is too small: stage ${s} would be empty`);
       this.stageShapes.push([h, w]);
-      for (const blk of this.stages[s]) y = blk.forward(k, y, N, h, w, { cache, train, rng });
+      const blocks = this.stages[s];
+      const n = N * h * w * dims[s];
+      for (let b = 0; b < blocks.length; b++) {
+        // Inference ping-pongs between two shared buffers; a stage's output is fresh.
+        const out = cache ? undefined : b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(`block.out${b % 2}`, n);
+        y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out });
+      }
+      if (blocks.length === 0 && !cache) y = Float32Array.from(y);
       stages.push({ data: y, N, H: h, W: w, C: dims[s] });
     }
-    const pooled = new Float32Array(N * dims[3]);
+    const pooled = this.shared.get('head.pooled', N * dims[3]);
     k.avgPoolForward(y, N, h * w, dims[3], pooled);
-    const preLogits = this.headNorm.forward(k, pooled, N, cache);
-    const logits = this.headFc ? this.headFc.forward(k, preLogits, N, cache) : null;
+    let preLogits = this.headNorm.forward(k, pooled, N, buf, 'head.ln');
+    let logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : new Float32Array(N * this.config.numClasses)) : null;
+    if (!cache) preLogits = Float32Array.from(preLogits);
     return { logits, preLogits, stages };
   }
 
@@ -219,24 +238,31 @@ export class ConvNeXtV2 {
    */
   backward(dout: Float32Array, needInput = false): Float32Array | null {
     const k = this.kernels;
+    const sh = this.shared;
     const { dims } = this.config;
     const [N] = this.inputShape;
-    let d = this.headFc ? this.headFc.backward(k, dout) : dout;
-    d = this.headNorm.backward(k, d);
+    let d = this.headFc ? this.headFc.backward(k, dout, sh)! : dout;
+    d = this.headNorm.backward(k, d, sh, 'head.dx');
     let [h, w] = this.stageShapes[3];
-    const dmap = new Float32Array(N * h * w * dims[3]);
+    const dmap = sh.get('stage3.d', N * h * w * dims[3]);
     k.avgPoolBackward(d, N, h * w, dims[3], dmap);
     d = dmap;
     for (let s = 3; s >= 0; s--) {
       const blocks = this.stages[s];
-      for (let b = blocks.length - 1; b >= 0; b--) d = blocks[b].backward(k, d);
+      for (let b = blocks.length - 1; b >= 0; b--) d = blocks[b].backward(k, d, sh);
       if (s > 0) {
-        d = this.downConvs[s]!.backward(k, d)!;
+        d = this.downConvs[s]!.backward(k, d, sh)!;
         [h, w] = this.stageShapes[s - 1];
-        d = this.downNorms[s]!.backward(k, d);
+        d = this.downNorms[s]!.backward(k, d, sh, `stage${s - 1}.d`);
       }
     }
-    d = this.stemNorm.backward(k, d);
-    return this.stem.backward(k, d, needInput);
+    d = this.stemNorm.backward(k, d, sh, 'stem.d');
+    const dx = this.stem.backward(k, d, sh, needInput);
+    return dx ? Float32Array.from(dx) : null;
+  }
+
+  /** Bytes held in reusable activation and gradient buffers (excluding parameters). */
+  bufferBytes(): number {
+    return this.shared.bytes();
   }
 }

@@ -8,14 +8,16 @@
  * any grouping (the sparse FCMAE encoder aggregates over all visible rows of the batch).
  */
 import type { Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from '../nn/arena.js';
 import type { Param } from '../nn/param.js';
 
 export class GRN {
   static readonly EPS = 1e-6;
-  x: Float32Array | null = null;
-  offsets: Int32Array | null = null;
-  gx: Float32Array | null = null;
-  nx: Float32Array | null = null;
+  private readonly own = new Arena();
+  private x: Float32Array | null = null;
+  private offsets: Int32Array | null = null;
+  private gx: Float32Array | null = null;
+  private nx: Float32Array | null = null;
 
   constructor(readonly gamma: Param, readonly beta: Param, readonly C: number) {}
 
@@ -26,25 +28,25 @@ export class GRN {
     return o;
   }
 
-  forward(k: Kernels, x: Float32Array, offsets: Int32Array, cache: boolean): Float32Array {
+  forward(k: Kernels, x: Float32Array, offsets: Int32Array, b: Buffers): Float32Array {
     const S = offsets.length - 1;
     const rows = offsets[S];
-    const y = new Float32Array(rows * this.C);
-    const gx = new Float32Array(S * this.C);
-    const nx = new Float32Array(S * this.C);
+    const a = b.cache ? this.own : b.shared;
+    const y = a.get(b.cache ? 'y' : 'grn.y', rows * this.C);
+    const gx = a.get(b.cache ? 'gx' : 'grn.gx', S * this.C);
+    const nx = a.get(b.cache ? 'nx' : 'grn.nx', S * this.C);
     k.grnForward(x, offsets, this.C, this.gamma.data, this.beta.data, GRN.EPS, y, gx, nx);
-    if (cache) {
-      this.x = x;
-      this.offsets = offsets;
-      this.gx = gx;
-      this.nx = nx;
-    }
+    this.x = b.cache ? x : null;
+    this.offsets = b.cache ? offsets : null;
+    this.gx = b.cache ? gx : null;
+    this.nx = b.cache ? nx : null;
     return y;
   }
 
-  backward(k: Kernels, dy: Float32Array): Float32Array {
+  /** dy -> dx in the shared arena under `key`; accumulates d gamma, d beta. */
+  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'grn.dx'): Float32Array {
     if (!this.x || !this.offsets || !this.gx || !this.nx) throw new Error('GRN.backward without a cached forward');
-    const dx = new Float32Array(this.x.length);
+    const dx = shared.get(key, this.x.length);
     k.grnBackward(dy, this.x, this.offsets, this.C, this.gamma.data, GRN.EPS, this.gx, this.nx, dx,
       this.gamma.grad, this.beta.grad);
     this.x = this.offsets = this.gx = this.nx = null;

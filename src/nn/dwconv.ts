@@ -4,15 +4,19 @@
  * transposed on each forward (C*K*K values, negligible) and its gradient transposed back.
  */
 import type { Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class DepthwiseConv {
-  x: Float32Array | null = null;
-  wt: Float32Array;
-  N = 0; H = 0; W = 0;
+  private readonly own = new Arena();
+  private x: Float32Array | null = null;
+  private readonly wt: Float32Array;
+  private readonly dwt: Float32Array;
+  private N = 0; private H = 0; private W = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly C: number, readonly K: number) {
     this.wt = new Float32Array(K * K * C);
+    this.dwt = new Float32Array(K * K * C);
   }
 
   private transposeWeight(): void {
@@ -21,27 +25,27 @@ export class DepthwiseConv {
     for (let c = 0; c < C; c++) for (let t = 0; t < K * K; t++) this.wt[t * C + c] = w[c * K * K + t];
   }
 
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, cache: boolean): Float32Array {
+  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, b: Buffers): Float32Array {
     this.transposeWeight();
-    const y = new Float32Array(N * H * W * this.C);
+    const n = N * H * W * this.C;
+    const y = b.cache ? this.own.get('y', n) : b.shared.get('dwconv.y', n);
     k.dwconvForward(x, N, H, W, this.C, this.K, this.wt, this.bias.data, y);
     this.N = N; this.H = H; this.W = W;
-    this.x = cache ? x : null;
+    this.x = b.cache ? x : null;
     return y;
   }
 
-  /** Returns dx (overwritten buffer) or, if `dxAcc` is given, adds into it and returns it. */
-  backward(k: Kernels, dy: Float32Array, dxAcc?: Float32Array): Float32Array {
+  /** Adds d(out)/d(x) · dy into `dxAcc` (the residual gradient already there) and returns it. */
+  backward(k: Kernels, dy: Float32Array, dxAcc: Float32Array): Float32Array {
     if (!this.x) throw new Error('DepthwiseConv.backward without a cached forward');
     const { N, H, W, C, K } = this;
-    const dwt = new Float32Array(K * K * C);
-    k.dwconvBackwardWeight(dy, this.x, N, H, W, C, K, dwt, this.bias.grad);
+    this.dwt.fill(0);
+    k.dwconvBackwardWeight(dy, this.x, N, H, W, C, K, this.dwt, this.bias.grad);
     const g = this.weight.grad;
-    for (let c = 0; c < C; c++) for (let t = 0; t < K * K; t++) g[c * K * K + t] += dwt[t * C + c];
-    const dx = dxAcc ?? new Float32Array(N * H * W * C);
+    for (let c = 0; c < C; c++) for (let t = 0; t < K * K; t++) g[c * K * K + t] += this.dwt[t * C + c];
     this.transposeWeight();
-    k.dwconvBackwardInput(dy, N, H, W, C, K, this.wt, dx, dxAcc !== undefined);
+    k.dwconvBackwardInput(dy, N, H, W, C, K, this.wt, dxAcc, true);
     this.x = null;
-    return dx;
+    return dxAcc;
   }
 }

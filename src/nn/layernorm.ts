@@ -1,32 +1,35 @@
 /** LayerNorm over the channels of channels-last rows (timm LayerNorm / LayerNorm2d). */
 import type { Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class LayerNorm {
-  x: Float32Array | null = null;
-  mean: Float32Array | null = null;
-  rstd: Float32Array | null = null;
-  M = 0;
+  private readonly own = new Arena();
+  private x: Float32Array | null = null;
+  private mean: Float32Array | null = null;
+  private rstd: Float32Array | null = null;
+  private M = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly C: number, readonly eps: number) {}
 
-  forward(k: Kernels, x: Float32Array, M: number, cache: boolean): Float32Array {
-    const y = new Float32Array(M * this.C);
-    const mean = new Float32Array(M);
-    const rstd = new Float32Array(M);
+  /** x: [M, C] -> y (a buffer of its own when caching, else the shared `key`). */
+  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, key = 'layernorm.y'): Float32Array {
+    const a = b.cache ? this.own : b.shared;
+    const y = b.cache ? this.own.get('y', M * this.C) : b.shared.get(key, M * this.C);
+    const mean = a.get(b.cache ? 'mean' : 'layernorm.mean', M);
+    const rstd = a.get(b.cache ? 'rstd' : 'layernorm.rstd', M);
     k.layerNormForward(x, M, this.C, this.weight.data, this.bias.data, this.eps, y, mean, rstd);
     this.M = M;
-    if (cache) {
-      this.x = x;
-      this.mean = mean;
-      this.rstd = rstd;
-    }
+    this.x = b.cache ? x : null;
+    this.mean = b.cache ? mean : null;
+    this.rstd = b.cache ? rstd : null;
     return y;
   }
 
-  backward(k: Kernels, dy: Float32Array): Float32Array {
+  /** dy -> dx in the shared arena under `key`. */
+  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'layernorm.dx'): Float32Array {
     if (!this.x || !this.mean || !this.rstd) throw new Error('LayerNorm.backward without a cached forward');
-    const dx = new Float32Array(this.M * this.C);
+    const dx = shared.get(key, this.M * this.C);
     k.layerNormBackward(dy, this.x, this.mean, this.rstd, this.weight.data, this.M, this.C, dx, false,
       this.weight.grad, this.bias.grad);
     this.x = this.mean = this.rstd = null;

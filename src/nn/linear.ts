@@ -3,12 +3,14 @@
  * optional exact-GELU epilogue fused into the GEMM (the pre-activation is kept for backward).
  */
 import { Act, type Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class Linear {
-  x: Float32Array | null = null;
-  preact: Float32Array | null = null;
-  M = 0;
+  private readonly own = new Arena();
+  private x: Float32Array | null = null;
+  private preact: Float32Array | null = null;
+  private M = 0;
 
   constructor(
     readonly weight: Param,
@@ -18,35 +20,43 @@ export class Linear {
     readonly gelu = false,
   ) {}
 
-  /** x: [M, in] -> y: [M, out]. When `cache`, keeps x (and the pre-activation) for backward. */
-  forward(k: Kernels, x: Float32Array, M: number, cache: boolean, out?: Float32Array): Float32Array {
-    const y = out ?? new Float32Array(M * this.outFeatures);
-    const pre = this.gelu && cache ? new Float32Array(M * this.outFeatures) : null;
+  /**
+   * x: [M, in] -> y: [M, out] (written to `out` when given). When `residual`, y = residual +
+   * xW^T + b with `out` holding the residual on entry (the GEMM accumulates into it).
+   */
+  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual = false): Float32Array {
+    const n = M * this.outFeatures;
+    const y = out ?? (b.cache ? this.own.get('y', n) : b.shared.get(`linear.y`, n));
+    const pre = this.gelu && b.cache ? this.own.get('preact', n) : null;
     k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures,
-      y, this.outFeatures, false, this.bias ? this.bias.data : null, this.gelu ? Act.Gelu : Act.None, pre);
+      y, this.outFeatures, residual, this.bias ? this.bias.data : null, this.gelu ? Act.Gelu : Act.None, pre);
     this.M = M;
-    this.x = cache ? x : null;
+    this.x = b.cache ? x : null;
     this.preact = pre;
     return y;
   }
 
-  /** dy: [M, out] (gradient after the activation) -> dx: [M, in]; accumulates dW, db. */
-  backward(k: Kernels, dy: Float32Array): Float32Array {
+  /**
+   * dy: [M, out] (gradient after the activation) -> dx: [M, in] written to `dx` (or a shared
+   * temporary, or nothing when `dx` is null). Accumulates dW, db.
+   */
+  backward(k: Kernels, dy: Float32Array, shared: Arena, dx?: Float32Array | null): Float32Array | null {
     const { M, inFeatures: I, outFeatures: O } = this;
     if (!this.x) throw new Error('Linear.backward without a cached forward');
     let g = dy;
     if (this.gelu) {
       if (!this.preact) throw new Error('Linear.backward: missing pre-activation');
-      g = new Float32Array(M * O);
+      g = shared.get('linear.dgelu', M * O);
       k.geluBackward(dy, this.preact, g, M * O);
     }
     // dW[O, I] += g^T [O, M] · x [M, I]
     k.gemm(true, false, O, I, M, g, O, this.x, I, this.weight.grad, I, true, null, Act.None, null);
     if (this.bias) k.colSum(g, M, O, this.bias.grad, true);
-    const dx = new Float32Array(M * I);
-    k.gemm(false, false, M, I, O, g, O, this.weight.data, I, dx, I, false, null, Act.None, null);
     this.x = null;
     this.preact = null;
-    return dx;
+    if (dx === null) return null;
+    const out = dx ?? shared.get('linear.dx', M * I);
+    k.gemm(false, false, M, I, O, g, O, this.weight.data, I, out, I, false, null, Act.None, null);
+    return out;
   }
 }

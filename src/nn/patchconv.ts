@@ -4,11 +4,13 @@
  * Output size floors like PyTorch's strided convolution.
  */
 import { Act, type Kernels } from '../kernels/types.js';
+import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class PatchConv {
-  cols: Float32Array | null = null;
-  N = 0; H = 0; W = 0;
+  private readonly own = new Arena();
+  private cols: Float32Array | null = null;
+  private N = 0; private H = 0; private W = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly inC: number, readonly outC: number, readonly P: number) {}
 
@@ -16,22 +18,23 @@ export class PatchConv {
     return [Math.floor(H / this.P), Math.floor(W / this.P)];
   }
 
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, cache: boolean): Float32Array {
+  /** x [N, H, W, in] -> y [N, Ho, Wo, out], written to `out` when given. */
+  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, b: Buffers, out?: Float32Array): Float32Array {
     const { P, inC, outC } = this;
     const [Ho, Wo] = this.outSize(H, W);
     const M = N * Ho * Wo;
     const L = inC * P * P;
-    const cols = new Float32Array(M * L);
+    const cols = b.cache ? this.own.get('cols', M * L) : b.shared.get('patchconv.cols', M * L);
     k.patchify(x, N, H, W, inC, P, cols);
-    const y = new Float32Array(M * outC);
+    const y = out ?? (b.cache ? this.own.get('y', M * outC) : b.shared.get('patchconv.y', M * outC));
     k.gemm(false, true, M, outC, L, cols, L, this.weight.data, L, y, outC, false, this.bias.data, Act.None, null);
     this.N = N; this.H = H; this.W = W;
-    this.cols = cache ? cols : null;
+    this.cols = b.cache ? cols : null;
     return y;
   }
 
-  /** dy: [N*Ho*Wo, out] -> dx: [N, H, W, in]. Pass needInput=false to skip dx (the stem). */
-  backward(k: Kernels, dy: Float32Array, needInput = true): Float32Array | null {
+  /** dy: [N*Ho*Wo, out] -> dx: [N, H, W, in] (shared arena); needInput=false skips dx (the stem). */
+  backward(k: Kernels, dy: Float32Array, shared: Arena, needInput = true): Float32Array | null {
     if (!this.cols) throw new Error('PatchConv.backward without a cached forward');
     const { N, H, W, P, inC, outC } = this;
     const [Ho, Wo] = this.outSize(H, W);
@@ -41,9 +44,9 @@ export class PatchConv {
     k.colSum(dy, M, outC, this.bias.grad, true);
     this.cols = null;
     if (!needInput) return null;
-    const dcols = new Float32Array(M * L);
+    const dcols = shared.get('patchconv.dcols', M * L);
     k.gemm(false, false, M, L, outC, dy, outC, this.weight.data, L, dcols, L, false, null, Act.None, null);
-    const dx = new Float32Array(N * H * W * inC);
+    const dx = shared.get('patchconv.dx', N * H * W * inC);
     k.unpatchify(dcols, N, H, W, inC, P, dx);
     return dx;
   }
