@@ -2,6 +2,7 @@
 // path this CPU supports; bit-identical results for any thread count; bad arguments throw.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { NativeKernels, nativeAvailable } from '../src/kernels/native.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import { Act } from '../src/kernels/types.js';
@@ -431,5 +432,20 @@ describe('native kernels: argument validation', () => {
     assert.throws(() => nk.setIsa('sse9' as 'avx2'), /unknown ISA/);
     assert.throws(() => nk.setThreads(-2), /n must be/);
     assert.throws(() => (nk.gemm as unknown as (...x: unknown[]) => void)(false), /must be/);
+  });
+});
+
+describe('native kernels: environment', () => {
+  const probe = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['--import', 'tsx', '-e',
+      "import('./src/kernels/native.ts').then((m) => { try { const k = new m.NativeKernels(); console.log(k.isa + ' ' + k.threads); } catch (e) { console.log('error: ' + e.message); } })"],
+    { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, ...env } });
+
+  test('CONVNEXTV2_ISA and CONVNEXTV2_THREADS choose the path and the pool size', () => {
+    const last = ISAS[ISAS.length - 1];
+    const r = probe({ CONVNEXTV2_ISA: last, CONVNEXTV2_THREADS: '3' });
+    assert.equal(r.stdout.trim(), `${last} 3`, r.stderr);
+    const bad = probe({ CONVNEXTV2_ISA: 'sse9' });
+    assert.match(bad.stdout, /error: .*unknown ISA/, bad.stderr);
   });
 });
