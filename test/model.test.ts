@@ -110,3 +110,33 @@ test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
   bad.set('stages.1.blocks.0.mlp.fc1.weight', { shape: [64, 8], data: new Float32Array(512) });
   assert.throws(() => m.loadStateDict(bad), /stages\.1\.blocks\.0\.mlp\.fc1\.weight has shape \[64,8\], expected \[64,16\]/);
 });
+
+test('training gradients are bit-identical for any thread count (native kernels)', (t) => {
+  const native = getKernels() as Kernels & { setThreads?: (n: number) => void; threads: number };
+  if (native.name !== 'native' || !native.setThreads) {
+    t.skip('native kernels unavailable');
+    return;
+  }
+  const before = native.threads;
+  const cfg = makeConfig({ depths: [1, 2, 1, 1], dims: [24, 40, 56, 72] }, { numClasses: 7, dropPathRate: 0.2 });
+  const x = new Float32Array(3 * 3 * 96 * 80).map((_, i) => Math.sin(i * 0.37) + Math.cos(i * 0.011));
+  const run = (threads: number) => {
+    native.setThreads!(threads);
+    const m = new ConvNeXtV2(cfg, { seed: 11 });
+    for (const p of m.params) if (p.name.includes('grn')) p.data.fill(0.3);
+    m.zeroGrad();
+    const out = m.forward({ shape: [3, 3, 96, 80], data: x }, { train: true });
+    const d = new Float32Array(out.logits!.length).map((_, i) => (i % 5) - 2);
+    m.backward(d, true);
+    return m.params.map((p) => Float32Array.from(p.grad));
+  };
+  try {
+    const one = run(1);
+    for (const n of [2, 3]) {
+      const other = run(n);
+      one.forEach((g, i) => assert.deepEqual(other[i], g, `param ${i} with ${n} threads`));
+    }
+  } finally {
+    native.setThreads(before);
+  }
+});
