@@ -262,7 +262,10 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
           // (often power-of-two-like) stride would fight over few L1 sets.
           const float* src = g.A + pc * g.lda + ir;
           for (i64 k = 0; k < kc; ++k)
-            for (int r = 0; r < mr; ++r) apack[k * MR + r] = src[k * g.lda + r];
+            for (int r = 0; r < mr; r += S::W) {
+              const int n = mr - r < S::W ? mr - r : S::W;
+              S::store_n(apack + k * MR + r, S::load_n(src + k * g.lda + r, n), n);
+            }
           t.a = apack;
           t.lda = MR;
         } else {
@@ -368,8 +371,8 @@ static void gemm(const GemmCall& g) {
     // Tasks: chunk x column block.
     const i64 ntile = (hN + NR - 1) / NR;
     i64 nb = 1;
-    if (nch < 4 * nth) {
-      nb = (4 * nth + nch - 1) / nch;
+    if (nch < 2 * nth) {
+      nb = (2 * nth + nch - 1) / nch;
       if (nb > ntile) nb = ntile;
     }
     const i64 tilesPer = (ntile + nb - 1) / nb;
