@@ -19,11 +19,11 @@ import { Progress } from './progress.js';
 export const demo: Command = {
   name: 'demo',
   summary: 'train a small ConvNeXt V2 on the embedded synthetic set and evaluate it',
-  usage: 'convnextv2 demo [--out results/demo] [--epochs 4] [--train-images 2000]',
+  usage: 'convnextv2 demo [--out results/demo] [--epochs 6] [--train-images 4000]',
   flags: {
     out: { kind: 'string', help: 'results folder', default: 'results/demo' },
-    epochs: { kind: 'int', help: 'training epochs', default: 4 },
-    'train-images': { kind: 'int', help: 'training images', default: 2000 },
+    epochs: { kind: 'int', help: 'training epochs', default: 6 },
+    'train-images': { kind: 'int', help: 'training images', default: 4000 },
     'val-images': { kind: 'int', help: 'validation images', default: 500 },
     'batch-size': { kind: 'int', help: 'batch size', default: 32 },
     'input-size': { kind: 'int', help: 'image size', default: 64 },
