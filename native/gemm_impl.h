@@ -293,6 +293,100 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   if (streamed) S::fence();
 }
 
+// Packs one NR-wide panel of op(B)[k0:k0+kc, c0:c0+NR) (kc x NR); columns outside [0, N)
+// (c0 may be negative: the aligned streaming layout) are zero.
+static void pack_panel(const GemmCall& g, i64 k0, i64 kc, i64 c0, float* dst) {
+  const i64 jlo = c0 < 0 ? -c0 : 0;
+  const i64 jhi = g.N - c0 < NR ? g.N - c0 : NR;
+  if (!g.transB) {
+    const float* src = g.B + k0 * g.ldb + c0;
+    if (jlo == 0 && jhi == NR) {
+      for (i64 k = 0; k < kc; ++k)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) S::store(dst + k * NR + j * S::W, S::load(src + k * g.ldb + j * S::W));
+      return;
+    }
+    for (i64 k = 0; k < kc; ++k) {
+      float* d = dst + k * NR;
+      for (i64 j = 0; j < NR; ++j) d[j] = (j >= jlo && j < jhi) ? src[k * g.ldb + j] : 0.0f;
+    }
+    return;
+  }
+  for (i64 j = 0; j < NR; ++j) {
+    if (j >= jlo && j < jhi) {
+      const float* sj = g.B + (c0 + j) * g.ldb + k0;
+      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = sj[k];
+    } else {
+      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+// B packed once for the whole call: k-block kb, panel p at bpk + (kb * npan + p) * kcb * NR;
+// panel p covers columns [p * NR - lead, (p + 1) * NR - lead).
+struct PackedB {
+  const float* bpk;
+  i64 nkb, kcb, npan;
+  int lead;
+  bool canStream;
+};
+
+// C[m0:m1, panels p0..p1) with the full epilogue, from the shared packed B. Single-threaded.
+static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 m1, i64 p0,
+                              i64 p1) {
+  const i64 K = g.K;
+  float* apack = g.transA ? scratch(3, (size_t)(pb.kcb > 0 ? pb.kcb : 1) * MR) : nullptr;
+  const UkrTable& tab = ukr_table();
+  Tile t;
+  t.lda = g.lda;
+  t.ldc = g.ldc;
+  t.act = g.act;
+  bool streamed = false;
+  const i64 PG = NC / NR;  // panels per L2 block
+  for (i64 pg = p0; pg < p1; pg += PG) {
+    const i64 pe = pg + PG < p1 ? pg + PG : p1;
+    for (i64 kb = 0; kb < pb.nkb; ++kb) {
+      const i64 pc = kb * pb.kcb;
+      i64 kc = K - pc < pb.kcb ? K - pc : pb.kcb;
+      if (kc < 0) kc = 0;
+      t.kc = kc;
+      t.loadc = g.accumulate || kb > 0;
+      t.final = kb == pb.nkb - 1;
+      for (i64 ir = m0; ir < m1; ir += MR) {
+        const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
+        if (g.transA) {
+          const float* src = g.A + pc * g.lda + ir;
+          for (i64 k = 0; k < kc; ++k)
+            for (int r = 0; r < mr; r += S::W) {
+              const int n = mr - r < S::W ? mr - r : S::W;
+              S::store_n(apack + k * MR + r, S::load_n(src + k * g.lda + r, n), n);
+            }
+          t.a = apack;
+          t.lda = MR;
+        } else {
+          t.a = g.A + ir * g.lda + pc;
+        }
+        for (i64 p = pg; p < pe; ++p) {
+          const i64 col = p * NR - pb.lead;
+          const int skip = col < 0 ? (int)-col : 0;
+          const i64 end = g.N - col < NR ? g.N - col : NR;  // valid lanes end within the panel
+          const int nv = (int)((end + S::W - 1) / S::W);
+          t.nlast = (int)(end - (nv - 1) * S::W);
+          t.skip = skip;
+          t.bp = pb.bpk + (kb * pb.npan + p) * pb.kcb * NR;
+          t.c = g.C + ir * g.ldc + col;
+          t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
+          t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
+          t.stream = pb.canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
+          streamed |= t.stream;
+          tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
+        }
+      }
+    }
+  }
+  if (streamed) S::fence();
+}
+
 // Epilogue for the split-K path on rows [r0, r1): C = sum_c P_c (+ C) (+ bias), GELU.
 // Partials are M x N, or N x M when trans.
 static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64 r0, i64 r1,
@@ -396,6 +490,50 @@ static void gemm(const GemmCall& g) {
   if (nth <= 1 || work < 2.0e5) {
     gemm_block(g, 0, M, 0, N, 0, K, g.C, g.ldc, g.accumulate, true);
     return;
+  }
+  {
+    // B packed once, shared by all tasks (when it fits): tasks over rows x panel ranges.
+    const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+    const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+    const bool big = (double)M * (double)N * 4.0 >= 8.0 * 1024 * 1024;
+    const bool canStream = big && S::W >= 8 && g.ldc % S::W == 0 &&
+                           (g.act != 1 || !g.preact || (uintptr_t)g.preact % (S::W * 4) ==
+                                                           (uintptr_t)g.C % (S::W * 4));
+    const int lead = canStream ? (int)(((uintptr_t)g.C / 4) % S::W) : 0;
+    const i64 npan = (N + lead + NR - 1) / NR;
+    const double psize = (double)nkb * (double)npan * (double)kcb * NR;
+    if (psize <= (double)((i64)1 << 25)) {
+      float* bpk = scratch(2, (size_t)psize);
+      parallel_for(nkb * npan, [&](i64 task) {
+        const i64 kb = task / npan, p = task % npan;
+        const i64 pc = kb * kcb;
+        i64 kc = K - pc < kcb ? K - pc : kcb;
+        if (kc < 0) kc = 0;
+        pack_panel(g, pc, kc, p * NR - lead, bpk + (kb * npan + p) * kcb * NR);
+      });
+      const PackedB pb{bpk, nkb, kcb, npan, lead, canStream};
+      const i64 mt = (M + MR - 1) / MR;
+      i64 target = 4 * nth;
+      i64 maxTasks = (i64)(work / 1.0e6);
+      if (maxTasks < 1) maxTasks = 1;
+      if (target > maxTasks) target = maxTasks < nth ? nth : maxTasks;
+      i64 nmb = target < mt ? target : mt;
+      i64 npb = 1;
+      if (nmb < target) {  // few rows: split panels too
+        npb = (target + nmb - 1) / nmb;
+        if (npb > npan) npb = npan;
+      }
+      const i64 mtPer = (mt + nmb - 1) / nmb;
+      const i64 ppPer = (npan + npb - 1) / npb;
+      parallel_for(nmb * npb, [&](i64 task) {
+        const i64 bm = task / npb, bn = task % npb;
+        const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
+        const i64 p0 = bn * ppPer, p1 = p0 + ppPer < npan ? p0 + ppPer : npan;
+        if (m0 >= m1 || p0 >= p1) return;
+        gemm_block_packed(g, pb, m0, m1, p0, p1);
+      });
+      return;
+    }
   }
   // 2-D task grid: column ranges of up to NC columns, row ranges of MR multiples.
   const i64 ntile = (N + NR - 1) / NR;
