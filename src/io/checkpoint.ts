@@ -23,22 +23,32 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { MODEL_SIZES, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
-import { openSafetensors, writeSafetensors, type SafetensorsReader, type TensorData } from './safetensors.js';
+import { writeSafetensors, type TensorData } from './safetensors.js';
 import { writeBytesAtomicSync } from './atomic.js';
+import { writeTorchCheckpoint } from './torch.js';
+import { isPickleRecord } from './pickle.js';
+import { openTensorSource, type Container, type JsonValue, type TensorSource } from './sources.js';
+import {
+  FCMAE_PREFIX, applyFcmaeTransform, detectFcmae, fcmaeHints, fcmaeParamSpecs, inferFcmaeInfo, mapFcmaeNames, parseFcmaeInfo,
+  type FcmaeInfo, type FcmaeMapEntry,
+} from './fcmae.js';
 
 /** A state dict: tensor name -> shape and float32 values. */
 export type StateDict = Map<string, TensorData>;
 
 /** Parameter naming conventions we can map to and from canonical names. */
 export type Naming = 'timm' | 'official' | 'hf';
-/** Where a checkpoint came from: our own training checkpoints, or a foreign naming. */
-export type CheckpointFormat = 'convnextv2' | Naming;
+/** Where a checkpoint came from: our own checkpoints, a foreign naming, or official FCMAE pre-training. */
+export type CheckpointFormat = 'convnextv2' | Naming | 'fcmae';
 
 /** Prefixes of the non-model tensors in our own checkpoints. */
 export const EXTRA_PREFIXES = ['optimizer.', 'ema.', 'fcmae.'] as const;
 
 /** File names looked for, in order, when a directory is given. */
-export const CHECKPOINT_FILES = ['model.safetensors', 'checkpoint-best.safetensors', 'checkpoint-last.safetensors'] as const;
+export const CHECKPOINT_FILES = [
+  'model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json',
+  'checkpoint-best.safetensors', 'checkpoint-last.safetensors',
+] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Name rules
@@ -196,7 +206,7 @@ export function detectNaming(keys: Iterable<string>, label = 'checkpoint'): Dete
   }
   const sparse = all.find((k) => /(^|\.)(dwconv|downsample_layers\.\d+\.1)\.kernel$/.test(k));
   if (sparse) {
-    throw new ConvNextError(`${label}: is an official FCMAE pre-training checkpoint (sparse encoder tensors such as ${sparse}); converting it is not supported yet`);
+    throw new ConvNextError(`${label}: is an official FCMAE pre-training checkpoint (sparse encoder tensors such as ${sparse}); read it with loadCheckpoint, which remaps its kernels`);
   }
   if (found.length === 0) {
     throw new ConvNextError(`${label}: cannot recognise the parameter names (no stem weight stem.0.weight, downsample_layers.0.0.weight or embeddings.patch_embeddings.weight); first names: ${listNames(all, 5) || 'none'}`);
@@ -226,6 +236,11 @@ export interface PlanOptions {
   declared?: Partial<ConvNeXtV2Config>;
   /** Accept tensors that map to nothing (listed in `unused`) instead of failing. */
   allowUnexpected?: boolean;
+  /**
+   * Canonical names that may be absent: they are listed in `initialised` and take their
+   * initial values (only parameters initialised to ones or zeros, e.g. `head.norm.*`).
+   */
+  initialise?: readonly string[];
 }
 
 export interface PlanEntry {
@@ -243,8 +258,10 @@ export interface MappingPlan {
   config: ConvNeXtV2Config;
   /** The named size (`atto` ... `huge`) whose depths and dims match, if any. */
   modelName?: string;
-  /** One entry per `paramSpecs(config)` parameter, in that order. */
+  /** One entry per `paramSpecs(config)` parameter present in the source, in that order. */
   entries: PlanEntry[];
+  /** Parameters absent from the source that take their initial values (see `initialise`). */
+  initialised: string[];
   /** Source names that map to no parameter (only with `allowUnexpected`). */
   unused: string[];
 }
@@ -415,10 +432,16 @@ export function planCanonical(shapes: Iterable<readonly [string, readonly number
 
   const entries: PlanEntry[] = [];
   const missing: string[] = [];
+  const initialised: string[] = [];
+  const mayInit = new Set(opts.initialise ?? []);
   const wrong: string[] = [];
   const used = new Set<string>();
   for (const spec of paramSpecs(config)) {
     const m = mapped.get(spec.name);
+    if (!m && mayInit.has(spec.name) && spec.init !== 'trunc_normal') {
+      initialised.push(spec.name);
+      continue;
+    }
     if (!m) {
       const srcName = naming === 'timm' ? spec.name : fromCanonicalName(naming, spec.name, det.bare);
       missing.push(`${prefix}${srcName}`);
@@ -449,7 +472,7 @@ export function planCanonical(shapes: Iterable<readonly [string, readonly number
     const model = `${naming} naming, depths ${shapeStr(config.depths)}, dims ${shapeStr(config.dims)}, ${config.numClasses} classes`;
     throw new ConvNextError(`${label}: ${problems.join('; ')} (read as ${model})`);
   }
-  const plan: MappingPlan = { naming, prefix, config, entries, unused: unexpected };
+  const plan: MappingPlan = { naming, prefix, config, entries, initialised, unused: unexpected };
   const modelName = matchModelSize(config.depths, config.dims);
   if (modelName !== undefined) plan.modelName = modelName;
   return plan;
@@ -466,15 +489,34 @@ export interface CanonicalResult extends MappingPlan {
  */
 export function toCanonical(sd: ReadonlyMap<string, TensorData>, opts: PlanOptions = {}): CanonicalResult {
   const plan = planCanonical([...sd].map(([k, t]) => [k, t.shape] as const), opts);
-  const state: StateDict = new Map();
-  for (const e of plan.entries) {
+  const state = buildState(plan, (e) => {
     const t = sd.get(e.source) as TensorData;
     if (t.data.length !== e.shape.reduce((a, b) => a * b, 1)) {
       throw new ConvNextError(`checkpoint ${opts.source ?? '(state dict)'}: tensor ${e.source} has ${t.data.length} values for shape ${shapeStr(t.shape)}`);
     }
-    state.set(e.name, { shape: [...e.shape], data: t.data });
-  }
+    return t.data;
+  });
   return { ...plan, state };
+}
+
+/**
+ * The canonical state dict of a plan in `paramSpecs` order: `read` gives each entry's values,
+ * parameters in `plan.initialised` get their initial values (ones or zeros).
+ */
+function buildState(plan: MappingPlan, read: (e: PlanEntry) => Float32Array): StateDict {
+  const byName = new Map(plan.entries.map((e) => [e.name, e]));
+  const init = new Set(plan.initialised);
+  const state: StateDict = new Map();
+  for (const spec of paramSpecs(plan.config)) {
+    const e = byName.get(spec.name);
+    if (e) state.set(spec.name, { shape: [...e.shape], data: read(e) });
+    else if (init.has(spec.name)) {
+      const data = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
+      if (spec.init === 'ones') data.fill(1);
+      state.set(spec.name, { shape: [...spec.shape], data });
+    }
+  }
+  return state;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,15 +580,15 @@ export function toNaming(state: ReadonlyMap<string, TensorData>, naming: Naming,
   return toTimmNames(state, opts);
 }
 
-/** A Hugging Face `config.json` for a ConvNextV2ForImageClassification with this config. */
+/**
+ * A Hugging Face `config.json`: `ConvNextV2ForImageClassification` with `id2label`, or a bare
+ * `ConvNextV2Model` for a backbone (numClasses 0). `layer_norm_eps` is the final norm's
+ * epsilon (headNormEps; transformers uses 1e-6 for the other norms, as we do).
+ */
 export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[]): Record<string, unknown> {
   const n = config.numClasses;
-  const names = labels && labels.length === n ? labels : Array.from({ length: n }, (_v, i) => `LABEL_${i}`);
-  const id2label: Record<string, string> = {};
-  const label2id: Record<string, number> = {};
-  names.forEach((l, i) => { id2label[String(i)] = l; label2id[l] = i; });
-  return {
-    architectures: ['ConvNextV2ForImageClassification'],
+  const out: Record<string, unknown> = {
+    architectures: [n > 0 ? 'ConvNextV2ForImageClassification' : 'ConvNextV2Model'],
     model_type: 'convnextv2',
     depths: [...config.depths],
     hidden_sizes: [...config.dims],
@@ -558,33 +600,91 @@ export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[
     drop_path_rate: config.dropPathRate,
     initializer_range: 0.02,
     image_size: 224,
-    id2label,
-    label2id,
   };
+  if (n > 0) {
+    const names = labels && labels.length === n ? labels : Array.from({ length: n }, (_v, i) => `LABEL_${i}`);
+    const id2label: Record<string, string> = {};
+    const label2id: Record<string, number> = {};
+    names.forEach((l, i) => {
+      Object.defineProperty(id2label, String(i), { value: l, enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(label2id, l, { value: i, enumerable: true, writable: true, configurable: true });
+    });
+    out.id2label = id2label;
+    out.label2id = label2id;
+  }
+  return out;
+}
+
+/**
+ * The `preprocessor_config.json` of the official Hugging Face ConvNeXt V2 checkpoints:
+ * ConvNextImageProcessor, resize the shortest edge to 224 / crop_pct (0.875) and centre-crop
+ * 224 (ImageNet evaluation), rescale to [0, 1], normalise with the ImageNet mean and std.
+ */
+export function hfPreprocessorJson(): Record<string, unknown> {
+  return {
+    crop_pct: 0.875,
+    do_normalize: true,
+    do_rescale: true,
+    do_resize: true,
+    image_mean: [0.485, 0.456, 0.406],
+    image_processor_type: 'ConvNextImageProcessor',
+    image_std: [0.229, 0.224, 0.225],
+    resample: 3,
+    rescale_factor: 0.00392156862745098,
+    size: { shortest_edge: 224 },
+  };
+}
+
+/** Whether timm stores this model's MLP as 1x1 convolutions (`conv_mlp=True`: atto..nano). */
+export function timmUsesConvMlp(config: Pick<ConvNeXtV2Config, 'depths' | 'dims'>): boolean {
+  const name = matchModelSize(config.depths, config.dims);
+  if (name !== undefined) return ['atto', 'femto', 'pico', 'nano'].includes(name);
+  return config.dims[0] <= 80;
 }
 
 export interface ExportOptions extends TimmExportOptions {
   naming: Naming;
   /** Class names (written to config.json for `hf`, to metadata otherwise). */
   labels?: readonly string[];
+  /**
+   * For `official`: `torch` writes a `torch.save` zip holding `{"model": state_dict}` (what
+   * `torch.load(f)["model"]` of the official code expects); default safetensors.
+   */
+  container?: 'safetensors' | 'torch';
+}
+
+function fsError(path: string, err: unknown): ConvNextError {
+  return new ConvNextError(`cannot export to ${path}: ${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ')}`);
 }
 
 /**
  * Writes model weights for use elsewhere (no optimizer state): `timm` or `official` as one
- * safetensors file at `path`; `hf` as a directory `path` with model.safetensors + config.json.
+ * safetensors file at `path` (`official` with `container: 'torch'`: a torch.save zip);
+ * `hf` as a directory `path` with model.safetensors, config.json and preprocessor_config.json
+ * (a backbone as a bare `ConvNextV2Model`). Files are written atomically.
  */
 export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config; state: ReadonlyMap<string, TensorData> }, opts: ExportOptions): void {
   checkState(model.config, model.state, `cannot export to ${path}`);
-  const tensors = toNaming(model.state, opts.naming, opts);
+  let tensors = toNaming(model.state, opts.naming, opts);
   if (opts.naming === 'hf') {
     try {
       fs.mkdirSync(path, { recursive: true });
     } catch (err) {
-      throw new ConvNextError(`cannot export to ${path}: ${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ')}`);
+      throw fsError(path, err);
+    }
+    if (model.config.numClasses === 0) {
+      // save_pretrained of a ConvNextV2Model: no `convnextv2.` level.
+      tensors = new Map([...tensors].map(([k, t]) => [k.startsWith('convnextv2.') ? k.slice('convnextv2.'.length) : k, t]));
     }
     writeSafetensors(nodePath.join(path, 'model.safetensors'), tensors, { format: 'pt' });
-    const json = JSON.stringify(hfConfigJson(model.config, opts.labels), null, 2) + '\n';
-    writeBytesAtomicSync(nodePath.join(path, 'config.json'), Buffer.from(json, 'utf8'));
+    const json = (o: unknown) => Buffer.from(JSON.stringify(o, null, 2) + '\n', 'utf8');
+    writeBytesAtomicSync(nodePath.join(path, 'config.json'), json(hfConfigJson(model.config, opts.labels)));
+    writeBytesAtomicSync(nodePath.join(path, 'preprocessor_config.json'), json(hfPreprocessorJson()));
+    return;
+  }
+  if (opts.container === 'torch') {
+    if (opts.naming !== 'official') throw new ConvNextError(`cannot export to ${path}: torch.save files are written in the official naming only`);
+    writeTorchCheckpoint(path, { model: tensors });
     return;
   }
   const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: JSON.stringify(model.config) };
@@ -625,6 +725,10 @@ export interface SaveCheckpointInput {
   metadata?: Readonly<Record<string, string>>;
   /** Class names, stored as JSON in metadata `labels`. */
   labels?: readonly string[];
+  /** Parameters that hold initial values, not trained ones (metadata `initialised`, JSON). */
+  initialised?: readonly string[];
+  /** FCMAE decoder setup of the `fcmae.` extras (metadata `fcmae`, JSON). */
+  fcmae?: FcmaeInfo;
 }
 
 /**
@@ -644,6 +748,8 @@ export function saveCheckpoint(path: string, ck: SaveCheckpointInput): void {
   }
   const metadata: Record<string, string> = { ...(ck.metadata ?? {}) };
   if (ck.labels) metadata.labels = JSON.stringify(ck.labels);
+  if (ck.initialised && ck.initialised.length > 0) metadata.initialised = JSON.stringify(ck.initialised);
+  if (ck.fcmae) metadata.fcmae = JSON.stringify(ck.fcmae);
   metadata.format = 'convnextv2';
   metadata.config = JSON.stringify(ck.config);
   writeSafetensors(path, tensors, metadata);
@@ -653,9 +759,12 @@ export function saveCheckpoint(path: string, ck: SaveCheckpointInput): void {
 // Loading
 
 export interface LoadOptions {
-  /** Load the `ema.` weights of our checkpoints as the model instead of the raw weights. */
+  /**
+   * Load the EMA weights as the model: `ema.*` of our checkpoints, `model_ema` of official
+   * `.pt` files. An error for files that hold none.
+   */
   ema?: boolean;
-  /** Also read the `optimizer.` / `ema.` / `fcmae.` tensors of our checkpoints into `extra`. */
+  /** Also read the `optimizer.` / `ema.` / `fcmae.` tensors (ours) or FCMAE decoder parts into `extra`. */
   extra?: boolean;
   /** Key prefix of the model's tensors, when a file holds several (e.g. `param.`). */
   prefix?: string;
@@ -667,9 +776,12 @@ export interface LoadedCheckpoint {
   config: ConvNeXtV2Config;
   /** Canonical state dict in `paramSpecs(config)` order. */
   state: StateDict;
+  /** `fcmae`: an official FCMAE pre-training checkpoint (sparse encoder + decoder). */
   format: CheckpointFormat;
-  /** Naming of the model tensors in the file. */
+  /** Naming of the model tensors in the file (`official` for FCMAE, after its remapping). */
   naming: Naming;
+  /** The file container: safetensors, a torch.save zip, or sharded versions of either. */
+  container: Container;
   /** The named size matching depths and dims, if any. */
   modelName?: string;
   /** Class names (HF id2label, or our metadata `labels`), when they match numClasses. */
@@ -677,13 +789,30 @@ export interface LoadedCheckpoint {
   metadata: Record<string, string>;
   /** The file actually read (a directory resolves to a file inside it). */
   file: string;
-  /** Names of the `optimizer.` / `ema.` / `fcmae.` tensors in the file. */
+  /** No classifier head (numClasses 0): a feature extractor, e.g. an FCMAE encoder. */
+  backbone: boolean;
+  /**
+   * Parameters the file lacks that were set to their initial values. An FCMAE encoder has no
+   * final norm: `head.norm.weight` / `head.norm.bias` are ones / zeros, as the official
+   * fine-tuning starts from (its `norm` LayerNorm keeps PyTorch's initialisation).
+   */
+  initialised: string[];
+  /** Names of the `optimizer.` / `ema.` / `fcmae.` tensors (ours) or the FCMAE decoder parts. */
   extraNames: string[];
   /** Those tensors, when `extra: true`. */
   extra?: StateDict;
+  /** The FCMAE decoder setup, for FCMAE checkpoints and ours that carry `fcmae.` tensors. */
+  fcmae?: FcmaeInfo;
+  /** For `.pt` files: the top-level key of the state dict (`model`, `model_ema`, ...). */
+  stateDictKey?: string;
+  /** For `.pt` files: the other top-level entries (epoch, args, ...), summarised as JSON. */
+  records?: Record<string, JsonValue>;
   /** Source tensors that were not used (only with `allowUnexpected`). */
   unused: string[];
 }
+
+/** File names of Hugging Face checkpoints (config.json beside them is read). */
+const HF_FILES: ReadonlySet<string> = new Set(['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']);
 
 /** Resolves a checkpoint path: a file, or a directory holding one of {@link CHECKPOINT_FILES}. */
 export function resolveCheckpointPath(path: string): { file: string; hfConfig?: string } {
@@ -693,21 +822,17 @@ export function resolveCheckpointPath(path: string): { file: string; hfConfig?: 
   } catch {
     throw new ConvNextError(`checkpoint ${path}: no such file or directory`);
   }
+  let file = path;
   if (st.isDirectory()) {
-    for (const f of CHECKPOINT_FILES) {
-      const file = nodePath.join(path, f);
-      if (fs.existsSync(file)) {
-        const cfg = nodePath.join(path, 'config.json');
-        return f === 'model.safetensors' && fs.existsSync(cfg) ? { file, hfConfig: cfg } : { file };
-      }
-    }
-    throw new ConvNextError(`checkpoint ${path}: the directory holds none of ${CHECKPOINT_FILES.join(', ')}`);
+    const f = CHECKPOINT_FILES.find((name) => fs.existsSync(nodePath.join(path, name)));
+    if (f === undefined) throw new ConvNextError(`checkpoint ${path}: the directory holds none of ${CHECKPOINT_FILES.join(', ')}`);
+    file = nodePath.join(path, f);
   }
-  if (nodePath.basename(path) === 'model.safetensors') {
-    const cfg = nodePath.join(nodePath.dirname(path), 'config.json');
-    if (fs.existsSync(cfg)) return { file: path, hfConfig: cfg };
+  if (HF_FILES.has(nodePath.basename(file))) {
+    const cfg = nodePath.join(nodePath.dirname(file), 'config.json');
+    if (fs.existsSync(cfg)) return { file, hfConfig: cfg };
   }
-  return { file: path };
+  return { file };
 }
 
 interface HfConfigInfo {
@@ -796,69 +921,134 @@ function parseLabels(text: string | undefined, n: number): string[] | undefined 
 }
 
 /**
- * Loads a checkpoint from a safetensors file or a directory (HF `model.safetensors` +
+ * Loads a checkpoint: a safetensors file, a torch.save zip (`.pt`, `.pth`, `pytorch_model.bin`;
+ * detected by its magic bytes), a Hugging Face sharded index, or a directory (HF files +
  * `config.json`, or a run directory's `checkpoint-best` / `checkpoint-last`). Detects the
- * naming, infers and validates the config, and reads only the tensors it needs.
+ * naming (timm, official, HF, ours, official FCMAE pre-training), infers and validates the
+ * config, and reads only the tensors it needs (safetensors lazily).
+ *
+ * An official FCMAE checkpoint loads as a backbone: its encoder mapped as the official
+ * `remap_checkpoint_keys` does (see io/fcmae.ts), `numClasses` 0, `head.norm` initialised
+ * to ones / zeros (listed in `initialised`), and its decoder parts as `fcmae.*` in
+ * `extraNames` (read into `extra` with `extra: true`), with the decoder setup in `fcmae`.
  */
 export function loadCheckpoint(path: string, opts: LoadOptions = {}): LoadedCheckpoint {
   const { file, hfConfig } = resolveCheckpointPath(path);
-  const reader: SafetensorsReader = openSafetensors(file);
+  const src = openTensorSource(file, { ema: opts.ema });
   try {
-    const metadata: Record<string, string> = { ...reader.metadata };
-    const ours = metadata.format === 'convnextv2';
-    const extraNames = ours ? reader.names().filter((n) => EXTRA_PREFIXES.some((p) => n.startsWith(p))) : [];
-    const extraSet = new Set(extraNames);
-
-    let shapes: Array<readonly [string, readonly number[]]>;
-    const planOpts: PlanOptions = { source: file, allowUnexpected: opts.allowUnexpected };
-    let labels: string[] | undefined;
-    let hf: HfConfigInfo | undefined;
-    if (ours) {
-      if (opts.ema && !extraNames.some((n) => n.startsWith('ema.'))) throw new ConvNextError(`checkpoint ${file}: holds no EMA weights (ema.*)`);
-      const keep = (n: string) => (opts.ema ? n.startsWith('ema.') : !extraSet.has(n));
-      shapes = reader.tensors.filter((t) => keep(t.name)).map((t) => [t.name, t.shape] as const);
-      planOpts.naming = 'timm';
-      planOpts.prefix = opts.ema ? 'ema.' : '';
-      if (metadata.config !== undefined) planOpts.declared = parseOurConfig(file, metadata.config);
-    } else {
-      if (opts.ema) throw new ConvNextError(`checkpoint ${file}: EMA weights are only read from convnextv2 checkpoints`);
-      shapes = reader.tensors.map((t) => [t.name, t.shape] as const);
-      if (opts.prefix !== undefined) planOpts.prefix = opts.prefix;
-      const det = detectNaming(shapes.map(([n]) => n).filter((n) => opts.prefix === undefined || n.startsWith(opts.prefix)), `checkpoint ${file}`);
-      if (det.naming === 'hf') {
-        hf = hfConfig ? readHfConfig(hfConfig) : { declared: { headNormEps: 1e-12 } };
-        planOpts.declared = hf.declared;
-      } else if (metadata.naming !== undefined && metadata.config !== undefined) {
-        // Written by exportCheckpoint: the config restores what shapes cannot tell (eps, ...).
-        planOpts.declared = parseOurConfig(file, metadata.config);
-      }
-    }
-    const plan = planCanonical(shapes, planOpts);
-    const state: StateDict = new Map();
-    for (const e of plan.entries) state.set(e.name, { shape: [...e.shape], data: reader.get(e.source) });
-
-    if (ours) labels = parseLabels(metadata.labels, plan.config.numClasses);
-    else if (hf?.labels && hf.labels.length === plan.config.numClasses) labels = hf.labels;
-    else labels = parseLabels(metadata.labels, plan.config.numClasses);
-
-    const out: LoadedCheckpoint = {
-      config: plan.config,
-      state,
-      format: ours ? 'convnextv2' : plan.naming,
-      naming: plan.naming,
-      metadata,
-      file,
-      extraNames,
-      unused: plan.unused,
-    };
-    if (plan.modelName !== undefined) out.modelName = plan.modelName;
-    if (labels) out.labels = labels;
-    if (opts.extra && ours) {
-      out.extra = new Map();
-      for (const n of extraNames) out.extra.set(n, reader.getTensor(n));
-    }
-    return out;
+    return loadFromSource(src, file, hfConfig, opts);
   } finally {
-    reader.close();
+    src.close();
   }
+}
+
+function loadFromSource(src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions): LoadedCheckpoint {
+  const label = `checkpoint ${file}`;
+  const metadata: Record<string, string> = { ...src.metadata };
+  const ours = src.container === 'safetensors' && metadata.format === 'convnextv2';
+  const isTorch = src.container === 'torch' || src.container === 'torch-sharded';
+  if (opts.ema && !ours && !isTorch) throw new ConvNextError(`${label}: EMA weights are read from convnextv2 checkpoints (ema.*) and .pt files (model_ema) only`);
+  const allShapes = src.tensors.map((t) => [t.name, t.shape] as const);
+  const finish = (out: Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'>): LoadedCheckpoint => {
+    const r: LoadedCheckpoint = { ...out, container: src.container, backbone: out.config.numClasses === 0, metadata, file };
+    if (src.stateDictKey !== undefined) r.stateDictKey = src.stateDictKey;
+    if (src.records !== undefined) r.records = src.records;
+    return r;
+  };
+
+  // Official FCMAE pre-training checkpoints (sparse encoder kernels).
+  const fcPrefix = ours ? undefined : detectFcmae(allShapes.map(([n]) => n), label, opts.prefix);
+  if (fcPrefix !== undefined) {
+    const map = mapFcmaeNames(allShapes, fcPrefix, label);
+    if (map.unused.length > 0 && !opts.allowUnexpected) {
+      throw new ConvNextError(`${label}: unexpected tensor${map.unused.length > 1 ? 's' : ''} ${listNames(map.unused)} (read as an official FCMAE checkpoint with key prefix '${fcPrefix}')`);
+    }
+    const byName = new Map(map.encoder.map((e) => [e.name, e]));
+    const plan = planCanonical(map.encoder.map((e) => [e.name, e.shape] as const), {
+      source: file, naming: 'official', prefix: '', allowUnexpected: opts.allowUnexpected, initialise: ['head.norm.weight', 'head.norm.bias'],
+    });
+    const state = buildState(plan, (e) => {
+      const m = byName.get(e.source) as FcmaeMapEntry;
+      return applyFcmaeTransform(m, src.get(m.source));
+    });
+    const args = src.raw?.get('args');
+    const hints = fcmaeHints((k) => (isPickleRecord(args) ? args[k] : metadata[k]));
+    const fcmae = inferFcmaeInfo(new Map(map.decoder.map((d) => [d.name, d.shape])), plan.config.dims[3], plan.config.inChans, hints, label);
+    const specs = fcmaeParamSpecs(fcmae, plan.config.dims[3], plan.config.inChans);
+    const out = {
+      config: plan.config, state, format: 'fcmae' as const, naming: 'official' as const, initialised: plan.initialised,
+      extraNames: specs.map((x) => x.name), fcmae, unused: [...map.unused, ...plan.unused.map((n) => byName.get(n)?.source ?? n)],
+    } as Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'>;
+    if (plan.modelName !== undefined) out.modelName = plan.modelName;
+    if (opts.extra) {
+      const bySpec = new Map(map.decoder.map((d) => [d.name, d]));
+      out.extra = new Map(specs.map((x) => [x.name, { shape: [...x.shape], data: src.get((bySpec.get(x.name) as FcmaeMapEntry).source) }]));
+    }
+    return finish(out);
+  }
+
+  const extraNames = ours ? src.tensors.map((t) => t.name).filter((n) => EXTRA_PREFIXES.some((p) => n.startsWith(p))) : [];
+  const extraSet = new Set(extraNames);
+  let shapes: Array<readonly [string, readonly number[]]>;
+  const planOpts: PlanOptions = { source: file, allowUnexpected: opts.allowUnexpected };
+  let hf: HfConfigInfo | undefined;
+  if (ours) {
+    if (opts.ema && !extraNames.some((n) => n.startsWith('ema.'))) throw new ConvNextError(`${label}: holds no EMA weights (ema.*)`);
+    const keep = (n: string) => (opts.ema ? n.startsWith('ema.') : !extraSet.has(n));
+    shapes = allShapes.filter(([n]) => keep(n));
+    planOpts.naming = 'timm';
+    planOpts.prefix = opts.ema ? 'ema.' : '';
+    if (metadata.config !== undefined) planOpts.declared = parseOurConfig(file, metadata.config);
+  } else {
+    shapes = allShapes;
+    if (opts.prefix !== undefined) planOpts.prefix = opts.prefix;
+    const det = detectNaming(shapes.map(([n]) => n).filter((n) => opts.prefix === undefined || n.startsWith(opts.prefix)), label);
+    if (det.naming === 'hf') {
+      hf = hfConfig ? readHfConfig(hfConfig) : { declared: { headNormEps: 1e-12 } };
+      planOpts.declared = hf.declared;
+    } else if (metadata.naming !== undefined && metadata.config !== undefined) {
+      // Written by exportCheckpoint: the config restores what shapes cannot tell (eps, ...).
+      planOpts.declared = parseOurConfig(file, metadata.config);
+    }
+  }
+  const plan = planCanonical(shapes, planOpts);
+  const state = buildState(plan, (e) => src.get(e.source));
+
+  let labels: string[] | undefined;
+  if (ours) labels = parseLabels(metadata.labels, plan.config.numClasses);
+  else if (hf?.labels && hf.labels.length === plan.config.numClasses) labels = hf.labels;
+  else labels = parseLabels(metadata.labels, plan.config.numClasses);
+
+  const out: Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'> = {
+    config: plan.config,
+    state,
+    format: ours ? 'convnextv2' : plan.naming,
+    naming: plan.naming,
+    initialised: parseInitialised(ours ? metadata.initialised : undefined),
+    extraNames,
+    unused: plan.unused,
+  };
+  if (plan.modelName !== undefined) out.modelName = plan.modelName;
+  if (labels) out.labels = labels;
+  if (ours) {
+    const fcmae = parseFcmaeInfo(metadata.fcmae);
+    if (fcmae && extraNames.some((n) => n.startsWith(FCMAE_PREFIX))) out.fcmae = fcmae;
+  }
+  if (opts.extra && ours) {
+    out.extra = new Map();
+    for (const n of extraNames) out.extra.set(n, { shape: [...(src.tensors.find((t) => t.name === n) as { shape: number[] }).shape], data: src.get(n) });
+  }
+  return finish(out);
+}
+
+/** Our metadata `initialised`: a JSON list of parameter names (see LoadedCheckpoint.initialised). */
+function parseInitialised(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  } catch {
+    // optional; ignore malformed values
+  }
+  return [];
 }
