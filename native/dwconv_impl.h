@@ -223,6 +223,14 @@ static void dwconv_bwd_in(const float* dy, i64 N, i64 H, i64 W, i64 C, int K, co
   dw_conv(dy, N, H, W, C, K, w, nullptr, true, accumulate, dx);
 }
 
+static inline S::v dw_ld(const float* p, int nl) { return nl == S::W ? S::load(p) : S::load_n(p, nl); }
+static inline void dw_st(float* p, S::v v, int nl) {
+  if (nl == S::W)
+    S::store(p, v);
+  else
+    S::store_n(p, v, nl);
+}
+
 // acc[kx] += sum_s r[x0+s+kx] * dyb[x0+s], s < WS.
 template <int KK, int WS>
 static inline __attribute__((always_inline)) void dww_ring_strip(const float* r, const float* dyb, i64 x0, S::v* acc) {
@@ -263,7 +271,7 @@ static void dww_fast_chunk(const float* dy, const float* x, i64 H, i64 Wd, i64 C
       const float* dr = dy + n * img + h * Wd * C + cb;
       S::v rowsum = S::zero();
       for (i64 xx = 0; xx < Wd; ++xx) {
-        const S::v d = S::load_n(dr + xx * C, nl);
+        const S::v d = dw_ld(dr + xx * C, nl);
         S::store(dyb + xx * S::W, d);
         rowsum = S::add(rowsum, d);
       }
@@ -275,7 +283,7 @@ static void dww_fast_chunk(const float* dy, const float* x, i64 H, i64 Wd, i64 C
         S::v acc[K];
         float* pp = part + (i64)ky * K * C + cb;
 #pragma GCC unroll 8
-        for (int kx = 0; kx < K; ++kx) acc[kx] = S::load_n(pp + kx * C, nl);
+        for (int kx = 0; kx < K; ++kx) acc[kx] = dw_ld(pp + kx * C, nl);
         i64 x0 = 0;
         for (; x0 + DWWS <= Wd; x0 += DWWS) dww_ring_strip<KK, DWWS>(rr, dyb, x0, acc);
         switch ((int)(Wd - x0)) {
@@ -293,11 +301,11 @@ static void dww_fast_chunk(const float* dy, const float* x, i64 H, i64 Wd, i64 C
           default: dww_ring_strip<KK, (DWWS > 11 ? 11 : 1)>(rr, dyb, x0, acc); break;
         }
 #pragma GCC unroll 8
-        for (int kx = 0; kx < K; ++kx) S::store_n(pp + kx * C, acc[kx], nl);
+        for (int kx = 0; kx < K; ++kx) dw_st(pp + kx * C, acc[kx], nl);
       }
     }
     float* pb = part + (i64)K * K * C + cb;
-    S::store_n(pb, S::add(S::load_n(pb, nl), bacc), nl);
+    dw_st(pb, S::add(dw_ld(pb, nl), bacc), nl);
   }
 }
 
