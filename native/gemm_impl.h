@@ -1,13 +1,17 @@
 // Packed, cache-blocked SGEMM with fused epilogue. Included inside an ISA namespace after
 // S (simd_*.h) and vmath.h. Requires threadpool.h and kernels.h.
 //
-// Tiles: MR rows x NR = NV*W columns held in registers. A is read in place (row-major or
-// transposed: both layouts give cheap broadcasts), B is packed per (k-block, column block)
-// into zero-padded NR-wide panels. The epilogue (accumulate, bias, GELU + pre-activation)
-// runs on the registers of the last k-block. The arithmetic of every output element is the
-// same whatever the tiling or the thread that computes it, so results do not depend on the
-// number of threads; when K is split for parallelism (weight gradients), the chunking is a
-// function of the shape only and partial sums are added in chunk order.
+// Tiles: MR rows x NR = NV*W columns held in registers (AVX-512: 12 x 32, 24 accumulators).
+// A row-major is read in place (broadcasts from MR row pointers); A transposed (K x M) is
+// copied per k-block into a contiguous k-major panel. B is packed into zero-padded NR-wide
+// panels per k-block: once per call and shared by all tasks (or per task when it would be
+// too large). The epilogue (accumulate, bias, GELU + pre-activation) runs on the registers of
+// the last k-block; outputs much larger than the caches are written with streaming stores,
+// the column tiles shifted (masked leading lanes) so that vectors land on aligned addresses.
+// The arithmetic of every output element is the same whatever the tiling or the thread that
+// computes it, so results do not depend on the number of threads; when K is split for
+// parallelism (weight gradients: small M x N, large K), the chunking is a function of the
+// shape only and partial sums are added in chunk order.
 
 static constexpr int MR = CNX_GEMM_MR;
 static constexpr int NV = CNX_GEMM_NV;
