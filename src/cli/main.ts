@@ -9,10 +9,12 @@ import { setThreads } from '../kernels/index.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
 import type { Command, CommandContext } from './command.js';
+import { convert } from './convert.js';
 import { demo } from './demo.js';
 import { forward } from './forward.js';
+import { inspect } from './inspect.js';
 
-const COMMANDS: Command[] = [forward, bench, demo];
+const COMMANDS: Command[] = [forward, bench, demo, convert, inspect];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },

@@ -635,11 +635,14 @@ export function hfPreprocessorJson(): Record<string, unknown> {
   };
 }
 
-/** Whether timm stores this model's MLP as 1x1 convolutions (`conv_mlp=True`: atto..nano). */
+/**
+ * Whether timm stores this model's MLP as 1x1 convolutions: its registered convnextv2_atto,
+ * _femto, _pico and _nano set `conv_mlp=True`; every other size, and timm's `ConvNeXt`
+ * default for custom depths/dims, uses Linear layers.
+ */
 export function timmUsesConvMlp(config: Pick<ConvNeXtV2Config, 'depths' | 'dims'>): boolean {
   const name = matchModelSize(config.depths, config.dims);
-  if (name !== undefined) return ['atto', 'femto', 'pico', 'nano'].includes(name);
-  return config.dims[0] <= 80;
+  return name !== undefined && ['atto', 'femto', 'pico', 'nano'].includes(name);
 }
 
 export interface ExportOptions extends TimmExportOptions {
