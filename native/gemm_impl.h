@@ -506,7 +506,7 @@ static void gemm(const GemmCall& g) {
     const int lead = canStream ? (int)(((uintptr_t)g.C / 4) % S::W) : 0;
     const i64 npan = (N + lead + NR - 1) / NR;
     const double psize = (double)nkb * (double)npan * (double)kcb * NR;
-    if (psize <= (double)((i64)1 << 25)) {
+    if (psize <= (double)((i64)1 << 24)) {  // up to 64 MiB
       float* bpk = scratch(2, (size_t)psize);
       parallel_for(nkb * npan, [&](i64 task) {
         const i64 kb = task / npan, p = task % npan;
