@@ -133,6 +133,29 @@ for (const isa of ISAS) {
       runGemm({ tA: false, tB: true, M: 9, N: 11, K: 4100, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.None, preact: false }, 1e-4);
     });
 
+    test('gemm: very large B (per-task packing) matches the serial path and sampled dot products', () => {
+      use();
+      // K x N beyond the shared-packing cap and M x N beyond the split-K limit.
+      const M = 512, N = 4112, K = 4100;
+      const A = rnd(M * K), B = rnd(N * K), bias = rnd(N);
+      const C1 = new Float32Array(M * N), C2 = new Float32Array(M * N);
+      nk.setThreads(1);
+      nk.gemm(false, true, M, N, K, A, K, B, K, C1, N, false, bias, Act.None, null);
+      nk.setThreads(2);
+      nk.gemm(false, true, M, N, K, A, K, B, K, C2, N, false, bias, Act.None, null);
+      nk.setThreads(defaultThreads);
+      sameBits(C1, C2, 'large gemm, 1 vs 2 threads');
+      let maxErr = 0, maxRef = 0;
+      for (let t = 0; t < 40; t++) {
+        const i = randInt(0, M - 1), j = randInt(0, N - 1);
+        let s = bias[j];
+        for (let k = 0; k < K; k++) s += A[i * K + k] * B[j * K + k];
+        maxErr = Math.max(maxErr, Math.abs(C1[i * N + j] - s));
+        maxRef = Math.max(maxRef, Math.abs(s));
+      }
+      assert.ok(maxErr <= 1e-4 * Math.max(maxRef, 1), `sampled error ${maxErr} (scale ${maxRef})`);
+    });
+
     test('colSum', () => {
       use();
       for (const [M, N] of [[1, 1], [7, 37], [1000, 19], [3, 100], [0, 5]]) {
