@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvNextError } from '../src/errors.js';
 import { paramSpecs } from '../src/model/config.js';
+import { Rng } from '../src/rng.js';
 import {
   openSafetensors, readSafetensors, readSafetensorsWithMetadata, parseSafetensorsBuffer,
   serializeSafetensors, writeSafetensors, type TensorData,
@@ -528,5 +529,71 @@ describe('our checkpoints', () => {
     const tensors = paramSpecs(config).map((s) => [s.name, state.get(s.name) as TensorData] as const);
     writeSafetensors(file, tensors, { format: 'convnextv2', config: JSON.stringify({ ...config, dims: [16, 32, 48, 96] }) });
     assertOneLineError(() => loadCheckpoint(file), /config says dims \[16,32,48,96\] but the tensors say \[16,32,48,64\]/);
+  });
+});
+
+describe('fuzz', () => {
+  test('2,400 seeded mutations of safetensors fixtures load or throw a one-line ConvNextError', { timeout: 120_000 }, () => {
+    const ours = path.join(tmp, 'fuzz-ours.safetensors');
+    const { config, state } = toCanonical(smallTimmParams());
+    saveCheckpoint(ours, { config, state, extra: new Map([['ema.stem.0.bias', state.get('stem.0.bias') as TensorData]]), labels: Array.from({ length: 10 }, (_v, i) => `c${i}`) });
+    const seeds = [path.join(HF_DIR, 'model.safetensors'), path.join(HF_DIR, 'expected.safetensors'), ours].map((f) => fs.readFileSync(f));
+    const rng = new Rng(20240503);
+    const N = 2400;
+    const kinds = new Map<string, number>();
+    let loaded = 0;
+    let worst = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) {
+      const src = seeds[i % seeds.length];
+      const headerEnd = Math.min(src.length, 8 + Number(src.readBigUInt64LE(0)));
+      const kind = ['flip', 'flip', 'digit', 'digit', 'truncate', 'length', 'insert', 'delete', 'anywhere'][rng.int(9)];
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+      let buf: Buffer;
+      if (kind === 'truncate') {
+        buf = Buffer.from(src.subarray(0, rng.uniform() < 0.7 ? rng.int(headerEnd + 1) : rng.int(src.length)));
+      } else if (kind === 'insert' || kind === 'delete') {
+        const at = 8 + rng.int(headerEnd - 8);
+        const n = 1 + rng.int(8);
+        const ins = Buffer.from(Array.from({ length: n }, () => ' "{}[],:0123456789eE-.'.charCodeAt(rng.int(22))));
+        buf = kind === 'insert' ? Buffer.concat([src.subarray(0, at), ins, src.subarray(at)]) : Buffer.concat([src.subarray(0, at), src.subarray(at + n)]);
+      } else {
+        buf = Buffer.from(src);
+        if (kind === 'flip') for (let j = 1 + rng.int(4); j > 0; j--) buf[8 + rng.int(headerEnd - 8)] ^= 1 << rng.int(8);
+        else if (kind === 'anywhere') for (let j = 1 + rng.int(4); j > 0; j--) buf[rng.int(buf.length)] = rng.int(256);
+        else if (kind === 'length') buf[rng.int(8)] = rng.int(256);
+        else {
+          // A digit of the JSON header replaced: shapes and offsets change, syntax stays.
+          const header = buf.subarray(8, headerEnd);
+          const digits: number[] = [];
+          header.forEach((b, j) => { if (b >= 0x30 && b <= 0x39) digits.push(j); });
+          for (let j = 1 + rng.int(2); j > 0 && digits.length; j--) header[digits[rng.int(digits.length)]] = 0x30 + rng.int(10);
+        }
+      }
+      const label = `fuzz#${i}`;
+      const t1 = performance.now();
+      try {
+        const r = parseSafetensorsBuffer(buf, label);
+        for (const n of r.names()) r.getTensor(n);
+        r.close();
+        if (i % 6 === 0) {
+          const file = path.join(tmp, `fuzz-${i % 12}.safetensors`);
+          fs.writeFileSync(file, buf);
+          loadCheckpoint(file, { allowUnexpected: true, extra: true });
+        }
+        loaded++;
+      } catch (err) {
+        if (!(err instanceof ConvNextError)) {
+          fs.writeFileSync(path.join(os.tmpdir(), `convnextv2-fuzz-failure-${i}.safetensors`), buf);
+          assert.fail(`case ${i} (${kind}): ${err instanceof Error ? err.stack : String(err)}`);
+        }
+        assert.ok(!/[\r\n]/.test(err.message), `case ${i}: message not one line: ${err.message}`);
+      }
+      worst = Math.max(worst, performance.now() - t1);
+    }
+    const total = performance.now() - t0;
+    assert.ok(loaded > 0 && loaded < N, `loaded ${loaded} of ${N}`);
+    assert.ok(total < 60_000, `fuzz took ${total.toFixed(0)} ms`);
+    console.log(`# safetensors fuzz: ${N} cases, ${loaded} loaded, ${N - loaded} rejected, worst ${worst.toFixed(1)} ms, total ${(total / 1000).toFixed(1)} s, kinds ${JSON.stringify(Object.fromEntries(kinds))}`);
   });
 });
