@@ -63,25 +63,33 @@ static void avgpool_bwd(const float* dy, i64 N, i64 HW, i64 C, float* dx) {
 static double softmax_ce(const float* logits, const float* targets, i64 N, i64 K,
                          float* dlogits) {
   if (N <= 0) return 0.0;
-  double total = 0.0;
-  for (i64 i = 0; i < N; ++i) {
-    const float* l = logits + i * K;
-    const float* t = targets + i * K;
-    double mx = -HUGE_VAL;
-    for (i64 k = 0; k < K; ++k) mx = l[k] > mx ? l[k] : mx;
-    double se = 0.0;
-    for (i64 k = 0; k < K; ++k) se += std::exp((double)l[k] - mx);
-    const double lse = mx + std::log(se);
-    double row = 0.0;
-    for (i64 k = 0; k < K; ++k)
-      if (t[k] != 0.0f) row -= (double)t[k] * ((double)l[k] - lse);
-    total += row;
-    if (dlogits) {
-      float* d = dlogits + i * K;
+  // Per-row losses in double (rows in parallel), summed in row order.
+  double* rowLoss = reinterpret_cast<double*>(scratch(1, (size_t)(2 * N + 16)));
+  const i64 RB = 16;
+  parallel_for((N + RB - 1) / RB, [&](i64 task) {
+    const i64 i0 = task * RB, i1 = i0 + RB < N ? i0 + RB : N;
+    for (i64 i = i0; i < i1; ++i) {
+      const float* l = logits + i * K;
+      const float* t = targets + i * K;
+      double mx = -HUGE_VAL;
+      for (i64 k = 0; k < K; ++k) mx = l[k] > mx ? l[k] : mx;
+      double se = 0.0;
+      for (i64 k = 0; k < K; ++k) se += std::exp((double)l[k] - mx);
+      const double lse = mx + std::log(se);
+      double row = 0.0;
       for (i64 k = 0; k < K; ++k)
-        d[k] = (float)((std::exp((double)l[k] - lse) - (double)t[k]) / (double)N);
+        if (t[k] != 0.0f) row -= (double)t[k] * ((double)l[k] - lse);
+      rowLoss[i] = row;
+      if (dlogits) {
+        float* d = dlogits + i * K;
+        const double inv = 1.0 / se;
+        for (i64 k = 0; k < K; ++k)
+          d[k] = (float)((std::exp((double)l[k] - mx) * inv - (double)t[k]) / (double)N);
+      }
     }
-  }
+  });
+  double total = 0.0;
+  for (i64 i = 0; i < N; ++i) total += rowLoss[i];
   return total / (double)N;
 }
 
