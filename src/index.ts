@@ -15,5 +15,11 @@ export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
 export { trainStep, forwardBackward, smoothTargets, type StepResult } from './train/step.js';
 export { readSafetensors, openSafetensors, writeSafetensors, serializeSafetensors, type TensorData } from './io/safetensors.js';
-export { loadCheckpoint, saveCheckpoint } from './io/checkpoint.js';
+export {
+  loadCheckpoint, saveCheckpoint, exportCheckpoint, timmUsesConvMlp,
+  type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming,
+} from './io/checkpoint.js';
+export { readTorchCheckpoint, writeTorchCheckpoint, findStateDict } from './io/torch.js';
+export { type FcmaeInfo, FCMAE_PREFIX } from './io/fcmae.js';
+export { exportOnnx, onnxModelBytes, type OnnxExportOptions } from './io/onnx.js';
 export { SYNTHETIC_CLASSES, renderSynthetic, syntheticBatch } from './data/synthetic.js';

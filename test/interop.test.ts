@@ -15,7 +15,7 @@ import { applyFcmaeTransform, mapFcmaeNames, toSparseKernel } from '../src/io/fc
 import { exportOnnx, onnxRoot } from '../src/io/onnx.js';
 import { openSafetensors, readSafetensors, writeSafetensors, type TensorData } from '../src/io/safetensors.js';
 import { writeTorchCheckpoint } from '../src/io/torch.js';
-import { ZipWriter } from '../src/io/zip.js';
+import { openZipBuffer, ZipWriter } from '../src/io/zip.js';
 import { makeConfig } from '../src/model/config.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { relErr } from './helpers.js';
@@ -501,6 +501,25 @@ test('convert and inspect: FCMAE to ours, official .pt to onnx, inspect text and
   const truncated = path.join(tmp, 'truncated.pt');
   fs.writeFileSync(truncated, fs.readFileSync(SMALL_PT).subarray(0, 300_000));
   assertCliError(cli('inspect', '--checkpoint', truncated), 1, /truncated\.pt/);
+  // A storage missing from the zip, and one shorter than its tensor.
+  const zr = openZipBuffer(fs.readFileSync(SMALL_PT), 'small_official.pt');
+  const rebuilt = (edit: (name: string, data: Uint8Array) => Uint8Array | null): Buffer => {
+    const parts: Uint8Array[] = [];
+    const w = new ZipWriter((b) => parts.push(b.slice()));
+    for (const e of zr.entries) {
+      const d = edit(e.name, zr.read(e));
+      if (d) w.add(e.name, d);
+    }
+    w.finish();
+    return Buffer.concat(parts);
+  };
+  const noStorage = path.join(tmp, 'nostorage.pt');
+  fs.writeFileSync(noStorage, rebuilt((n, d) => (n === 'archive/data/3' ? null : d)));
+  assertCliError(cli('convert', '--checkpoint', noStorage, '--to', 'hf', '--output', path.join(tmp, 'nostorage-hf')), 1, /nostorage\.pt: storage data\/3 is missing from the archive/);
+  const shortStorage = path.join(tmp, 'short.pt');
+  fs.writeFileSync(shortStorage, rebuilt((n, d) => (n === 'archive/data/5' ? d.subarray(0, d.length - 4) : d)));
+  assertCliError(cli('inspect', '--checkpoint', shortStorage), 1, /short\.pt: storage data\/5 has \d+ bytes, tensor needs \d+/);
+  assert.ok(!fs.existsSync(path.join(tmp, 'nostorage-hf')));
   // A .pt whose pickle calls os.system: refused before anything runs.
   const marker = path.join(tmp, 'pwned');
   const cmd = `touch ${marker}`;
