@@ -56,7 +56,14 @@ class Pool {
     }
     cv_.notify_all();
     work();
-    while (active_.load(std::memory_order_acquire) != 0) CNX_PAUSE();
+    // Wait for the workers to finish their last tasks: spin briefly, then yield so that a
+    // worker that lost its core (other processes running) gets it back sooner.
+    for (int it = 0; active_.load(std::memory_order_acquire) != 0; ++it) {
+      if (it < 2048)
+        CNX_PAUSE();
+      else
+        std::this_thread::yield();
+    }
   }
 
  private:
@@ -82,14 +89,18 @@ class Pool {
       // Spin briefly (consecutive kernels follow each other closely), then sleep.
       uint64_t g = gen_.load(std::memory_order_acquire);
       if (g == seen && !stop_.load(std::memory_order_relaxed)) {
+        // ~50 us of pause-spinning, then yielding spins up to 200 us (cheap for other
+        // runnable threads), then sleep on the condition variable.
         const auto t0 = std::chrono::steady_clock::now();
         for (int it = 0;; ++it) {
           g = gen_.load(std::memory_order_acquire);
           if (g != seen || stop_.load(std::memory_order_relaxed)) break;
+          if ((it & 63) == 63) {
+            const auto dt = std::chrono::steady_clock::now() - t0;
+            if (dt > std::chrono::microseconds(200)) break;
+            if (dt > std::chrono::microseconds(50)) std::this_thread::yield();
+          }
           CNX_PAUSE();
-          if ((it & 255) == 255 &&
-              std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(300))
-            break;
         }
       }
       if (g == seen) {
