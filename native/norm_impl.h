@@ -142,65 +142,167 @@ static SegChunks seg_chunks(const int32_t* off, i64 S_, int slot) {
   return sc;
 }
 
+// ---- GRN. Statistics per (segment, 256-row chunk) task, summed per segment in chunk order.
+// When there are several segments of moderate size (dense maps: one per image), each task
+// handles a whole segment (statistics, then the output while the segment is still in cache);
+// otherwise the statistics and the rows are parallelised separately. Both orders give the
+// same arithmetic.
+
+static void grn_chunk_sumsq(const float* x, i64 r0, i64 r1, i64 C, float* p) {
+  for (i64 c = 0; c < C; c += S::W) {
+    const int n = lanes(C, c);
+    S::v a = S::zero();
+    for (i64 i = r0; i < r1; ++i) {
+      const S::v v = ld(x + i * C + c, n);
+      a = S::fma(v, v, a);
+    }
+    st(p + c, a, n);
+  }
+}
+
+static void grn_seg_stats(const SegChunks& sc, const float* parts, i64 s, i64 C, float eps,
+                          float* gx, float* nx) {
+  float* g = gx + s * C;
+  const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
+  for (i64 c = 0; c < C; c += S::W) {
+    const int n = lanes(C, c);
+    S::v a = S::zero();
+    for (i64 t = t0; t < t1; ++t) a = S::add(a, ld(parts + t * C + c, n));
+    st(g + c, S::sqrt(a), n);
+  }
+  float m = 0.0f;
+  for (i64 c = 0; c < C; ++c) m += g[c];
+  const float den = m / (float)C + eps;
+  for (i64 c = 0; c < C; ++c) nx[s * C + c] = g[c] / den;
+}
+
+static void grn_rows_y(const float* x, i64 r0, i64 r1, i64 C, const float* gamma,
+                       const float* beta, const float* nr, float* y) {
+  for (i64 i = r0; i < r1; ++i) {
+    const float* xr = x + i * C;
+    float* yr = y + i * C;
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      const S::v xv = ld(xr + c, n);
+      st(yr + c, S::add(S::fma(ld(gamma + c, n), S::mul(xv, ld(nr + c, n)), ld(beta + c, n)), xv), n);
+    }
+  }
+}
+
+// Segment of row r (binary search over the offsets).
+static i64 grn_segment_of(const int32_t* off, i64 S_, i64 r) {
+  i64 lo = 0, hi = S_ - 1;
+  while (lo < hi) {
+    const i64 mid = (lo + hi + 1) / 2;
+    if (off[mid] <= r) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+static bool grn_per_segment(const int32_t* off, i64 S_, i64 C) {
+  if (S_ < 2) return false;
+  i64 mx = 0;
+  for (i64 s = 0; s < S_; ++s) mx = off[s + 1] - off[s] > mx ? off[s + 1] - off[s] : mx;
+  return mx * C <= ((i64)1 << 20);
+}
+
 static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const float* gamma,
                     const float* beta, float eps, float* y, float* gx, float* nx) {
   if (S_ <= 0 || C <= 0) return;
   const SegChunks sc = seg_chunks(off, S_, 2);
   float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * C));
-  parallel_for(sc.ntasks, [&](i64 t) {
+  auto chunk = [&](i64 t) {
     const i64 s = sc.seg[t], r0 = sc.start[t];
     const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
-    float* p = parts + t * C;
-    for (i64 c = 0; c < C; c += S::W) {
-      const int n = lanes(C, c);
-      S::v a = S::zero();
-      for (i64 i = r0; i < r1; ++i) {
-        const S::v v = ld(x + i * C + c, n);
-        a = S::fma(v, v, a);
-      }
-      st(p + c, a, n);
-    }
-  });
-  for (i64 s = 0; s < S_; ++s) {
-    float* g = gx + s * C;
-    const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
-    for (i64 c = 0; c < C; c += S::W) {
-      const int n = lanes(C, c);
-      S::v a = S::zero();
-      for (i64 t = t0; t < t1; ++t) a = S::add(a, ld(parts + t * C + c, n));
-      st(g + c, S::sqrt(a), n);
-    }
-    float m = 0.0f;
-    for (i64 c = 0; c < C; ++c) m += g[c];
-    const float den = m / (float)C + eps;
-    for (i64 c = 0; c < C; ++c) nx[s * C + c] = g[c] / den;
+    grn_chunk_sumsq(x, r0, r1, C, parts + t * C);
+  };
+  if (grn_per_segment(off, S_, C)) {
+    parallel_for(S_, [&](i64 s) {
+      for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) chunk(t);
+      grn_seg_stats(sc, parts, s, C, eps, gx, nx);
+      grn_rows_y(x, off[s], off[s + 1], C, gamma, beta, nx + s * C, y);
+    });
+    return;
   }
-  // y = gamma * (x * nx) + beta + x, in row blocks.
+  parallel_for(sc.ntasks, chunk);
+  for (i64 s = 0; s < S_; ++s) grn_seg_stats(sc, parts, s, C, eps, gx, nx);
   const i64 RB = 64;
   const i64 M = off[S_] - off[0];
   if (M <= 0) return;
   const i64 base = off[0];
   parallel_for((M + RB - 1) / RB, [&](i64 task) {
     const i64 r0 = base + task * RB, r1 = r0 + RB < base + M ? r0 + RB : base + M;
-    // segment of r0 (binary search)
-    i64 lo = 0, hi = S_ - 1;
-    while (lo < hi) {
-      const i64 mid = (lo + hi + 1) / 2;
-      if (off[mid] <= r0) lo = mid; else hi = mid - 1;
-    }
-    i64 s = lo;
-    for (i64 i = r0; i < r1; ++i) {
+    i64 s = grn_segment_of(off, S_, r0);
+    for (i64 i = r0; i < r1;) {
       while (i >= off[s + 1]) ++s;
-      const float* xr = x + i * C;
-      float* yr = y + i * C;
-      const float* nr = nx + s * C;
-      for (i64 c = 0; c < C; c += S::W) {
-        const int n = lanes(C, c);
-        const S::v xv = ld(xr + c, n);
-        st(yr + c, S::add(S::fma(ld(gamma + c, n), S::mul(xv, ld(nr + c, n)), ld(beta + c, n)), xv), n);
-      }
+      const i64 e = off[s + 1] < r1 ? off[s + 1] : r1;
+      grn_rows_y(x, i, e, C, gamma, beta, nx + s * C, y);
+      i = e;
     }
   });
+}
+
+static void grn_chunk_bwd(const float* dy, const float* x, i64 r0, i64 r1, i64 C, float* p) {
+  for (i64 c = 0; c < C; c += S::W) {
+    const int n = lanes(C, c);
+    S::v a = S::zero(), b = S::zero();
+    for (i64 i = r0; i < r1; ++i) {
+      const S::v d = ld(dy + i * C + c, n);
+      a = S::fma(d, ld(x + i * C + c, n), a);
+      b = S::add(b, d);
+    }
+    st(p + c, a, n);
+    st(p + C + c, b, n);
+  }
+}
+
+// Segment coefficients A1 = 1 + gamma*nx, A2 = dG / gx (0 where gx == 0) into coef[s] (2C),
+// and the segment's dgamma / dbeta contributions into contrib[s] (2C).
+static void grn_seg_bwd(const SegChunks& sc, const float* parts, i64 s, i64 C,
+                        const float* gamma, float eps, const float* gx, const float* nx,
+                        float* coef, float* contrib) {
+  const float* g = gx + s * C;
+  const float* nn = nx + s * C;
+  float* A1 = coef + s * 2 * C;
+  float* A2 = A1 + C;
+  float* cg = contrib + s * 2 * C;
+  float* cb = cg + C;
+  const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
+  // S1 = sum dy*x into A2, S2 = sum dy into A1 (temporarily).
+  for (i64 c = 0; c < C; c += S::W) {
+    const int n = lanes(C, c);
+    S::v a = S::zero(), b = S::zero();
+    for (i64 t = t0; t < t1; ++t) {
+      a = S::add(a, ld(parts + t * 2 * C + c, n));
+      b = S::add(b, ld(parts + t * 2 * C + C + c, n));
+    }
+    st(A2 + c, a, n);
+    st(A1 + c, b, n);
+  }
+  float m = 0.0f;
+  for (i64 c = 0; c < C; ++c) m += g[c];
+  const float D = m / (float)C + eps;
+  float dot = 0.0f;
+  for (i64 c = 0; c < C; ++c) dot += gamma[c] * A2[c] * g[c];
+  const float corr = dot / (float)C / (D * D);
+  for (i64 c = 0; c < C; ++c) {
+    const float s1 = A2[c], s2 = A1[c];
+    cg[c] = s1 * nn[c];
+    cb[c] = s2;
+    const float dG = gamma[c] * s1 / D - corr;
+    A2[c] = g[c] == 0.0f ? 0.0f : dG / g[c];
+    A1[c] = 1.0f + gamma[c] * nn[c];
+  }
+}
+
+static void grn_rows_dx(const float* dy, const float* x, i64 r0, i64 r1, i64 C,
+                        const float* A1, float* dx) {
+  const float* A2 = A1 + C;
+  for (i64 i = r0; i < r1; ++i)
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      st(dx + i * C + c, S::fma(ld(dy + i * C + c, n), ld(A1 + c, n), S::mul(ld(x + i * C + c, n), ld(A2 + c, n))), n);
+    }
 }
 
 static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_, i64 C,
@@ -209,83 +311,47 @@ static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_,
   if (S_ <= 0 || C <= 0) return;
   const SegChunks sc = seg_chunks(off, S_, 2);
   float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * 2 * C));
-  parallel_for(sc.ntasks, [&](i64 t) {
+  float* coef = scratch(3, (size_t)(S_ * 4 * C));
+  float* contrib = coef + S_ * 2 * C;
+  auto chunk = [&](i64 t) {
     const i64 s = sc.seg[t], r0 = sc.start[t];
     const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
-    float* p = parts + t * 2 * C;
-    for (i64 c = 0; c < C; c += S::W) {
-      const int n = lanes(C, c);
-      S::v a = S::zero(), b = S::zero();
-      for (i64 i = r0; i < r1; ++i) {
-        const S::v d = ld(dy + i * C + c, n);
-        a = S::fma(d, ld(x + i * C + c, n), a);
-        b = S::add(b, d);
-      }
-      st(p + c, a, n);
-      st(p + C + c, b, n);
-    }
-  });
-  // Per segment: coefficients A1 = 1 + gamma*nx, A2 = dG / gx (0 where gx == 0).
-  float* coef = scratch(3, (size_t)(S_ * 2 * C + 2 * C));
-  float* sumDg = coef + S_ * 2 * C;  // dgamma total
-  float* sumDb = sumDg + C;          // dbeta total
-  for (i64 c = 0; c < 2 * C; ++c) sumDg[c] = 0.0f;
-  for (i64 s = 0; s < S_; ++s) {
-    const float* g = gx + s * C;
-    const float* nn = nx + s * C;
-    float* A1 = coef + s * 2 * C;
-    float* A2 = A1 + C;
-    const i64 t0 = sc.first[s], t1 = sc.first[s + 1];
-    // S1 (sum dy*x) into A2 temporarily, S2 (sum dy) into A1 temporarily.
-    for (i64 c = 0; c < C; c += S::W) {
-      const int n = lanes(C, c);
-      S::v a = S::zero(), b = S::zero();
-      for (i64 t = t0; t < t1; ++t) {
-        a = S::add(a, ld(parts + t * 2 * C + c, n));
-        b = S::add(b, ld(parts + t * 2 * C + C + c, n));
-      }
-      st(A2 + c, a, n);
-      st(A1 + c, b, n);
-    }
-    float m = 0.0f;
-    for (i64 c = 0; c < C; ++c) m += g[c];
-    const float D = m / (float)C + eps;
-    float dot = 0.0f;
-    for (i64 c = 0; c < C; ++c) dot += gamma[c] * A2[c] * g[c];
-    const float corr = dot / (float)C / (D * D);
-    for (i64 c = 0; c < C; ++c) {
-      const float s1 = A2[c], s2 = A1[c];
-      sumDg[c] += s1 * nn[c];
-      sumDb[c] += s2;
-      const float dG = gamma[c] * s1 / D - corr;
-      A2[c] = g[c] == 0.0f ? 0.0f : dG / g[c];
-      A1[c] = 1.0f + gamma[c] * nn[c];
-    }
+    grn_chunk_bwd(dy, x, r0, r1, C, parts + t * 2 * C);
+  };
+  const bool perSeg = grn_per_segment(off, S_, C);
+  if (perSeg) {
+    parallel_for(S_, [&](i64 s) {
+      for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) chunk(t);
+      grn_seg_bwd(sc, parts, s, C, gamma, eps, gx, nx, coef, contrib);
+      grn_rows_dx(dy, x, off[s], off[s + 1], C, coef + s * 2 * C, dx);
+    });
+  } else {
+    parallel_for(sc.ntasks, chunk);
+    for (i64 s = 0; s < S_; ++s) grn_seg_bwd(sc, parts, s, C, gamma, eps, gx, nx, coef, contrib);
   }
+  // dgamma, dbeta: segment contributions added in segment order.
   for (i64 c = 0; c < C; ++c) {
-    dgamma[c] += sumDg[c];
-    dbeta[c] += sumDb[c];
+    float sg = 0.0f, sb = 0.0f;
+    for (i64 s = 0; s < S_; ++s) {
+      sg += contrib[s * 2 * C + c];
+      sb += contrib[s * 2 * C + C + c];
+    }
+    dgamma[c] += sg;
+    dbeta[c] += sb;
   }
+  if (perSeg) return;
   const i64 RB = 64;
   const i64 M = off[S_] - off[0];
   if (M <= 0) return;
   const i64 base = off[0];
   parallel_for((M + RB - 1) / RB, [&](i64 task) {
     const i64 r0 = base + task * RB, r1 = r0 + RB < base + M ? r0 + RB : base + M;
-    i64 lo = 0, hi = S_ - 1;
-    while (lo < hi) {
-      const i64 mid = (lo + hi + 1) / 2;
-      if (off[mid] <= r0) lo = mid; else hi = mid - 1;
-    }
-    i64 s = lo;
-    for (i64 i = r0; i < r1; ++i) {
+    i64 s = grn_segment_of(off, S_, r0);
+    for (i64 i = r0; i < r1;) {
       while (i >= off[s + 1]) ++s;
-      const float* A1 = coef + s * 2 * C;
-      const float* A2 = A1 + C;
-      for (i64 c = 0; c < C; c += S::W) {
-        const int n = lanes(C, c);
-        st(dx + i * C + c, S::fma(ld(dy + i * C + c, n), ld(A1 + c, n), S::mul(ld(x + i * C + c, n), ld(A2 + c, n))), n);
-      }
+      const i64 e = off[s + 1] < r1 ? off[s + 1] : r1;
+      grn_rows_dx(dy, x, i, e, C, coef + s * 2 * C, dx);
+      i = e;
     }
   });
 }
