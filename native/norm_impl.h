@@ -200,7 +200,8 @@ static i64 grn_segment_of(const int32_t* off, i64 S_, i64 r) {
 }
 
 static bool grn_per_segment(const int32_t* off, i64 S_, i64 C) {
-  if (S_ < 2) return false;
+  // Enough segments to balance the threads (the choice does not change any result).
+  if (S_ < 2 || S_ < 2 * pool_threads()) return false;
   i64 mx = 0;
   for (i64 s = 0; s < S_; ++s) mx = off[s + 1] - off[s] > mx ? off[s + 1] - off[s] : mx;
   return mx * C <= ((i64)1 << 20);
