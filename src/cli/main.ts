@@ -57,6 +57,12 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// Output piped into `head` and the like: stop quietly when the reader goes away.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: unknown) => {
