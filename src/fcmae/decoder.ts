@@ -1,0 +1,74 @@
+/**
+ * The FCMAE decoder (official `forward_decoder`): a 1x1 projection of the encoder's final map
+ * to `decoderDim`, the mask token at removed sites, `decoderDepth` dense ConvNeXt V2 blocks
+ * (per-image GRN) and a 1x1 prediction of p*p*3 values per site. Parameters use the
+ * official names under `fcmae.` (`fcmae.proj`, `fcmae.mask_token`, `fcmae.decoder.I.*`,
+ * `fcmae.pred`).
+ */
+import type { Kernels } from '../kernels/types.js';
+import { Block } from '../model/block.js';
+import { Arena } from '../nn/arena.js';
+import { Linear } from '../nn/linear.js';
+import type { Param } from '../nn/param.js';
+
+/** Our block names -> the official decoder block names. */
+const OFFICIAL_BLOCK_NAMES: Record<string, string> = {
+  'conv_dw.weight': 'dwconv.weight', 'conv_dw.bias': 'dwconv.bias',
+  'norm.weight': 'norm.weight', 'norm.bias': 'norm.bias',
+  'mlp.fc1.weight': 'pwconv1.weight', 'mlp.fc1.bias': 'pwconv1.bias',
+  'mlp.grn.weight': 'grn.gamma', 'mlp.grn.bias': 'grn.beta',
+  'mlp.fc2.weight': 'pwconv2.weight', 'mlp.fc2.bias': 'pwconv2.bias',
+};
+
+export class FcmaeDecoder {
+  private readonly proj: Linear;
+  private readonly maskToken: Param;
+  readonly blocks: Block[] = [];
+  private readonly pred: Linear;
+  private readonly own = new Arena();
+  private keep: Float32Array | null = null;
+  private shape: [number, number, number] = [0, 0, 0];
+
+  constructor(p: (name: string) => Param, readonly encDim: number, readonly dim: number, depth: number, kernelSize: number,
+    readonly outDim: number, readonly shared: Arena) {
+    this.proj = new Linear(p('fcmae.proj.weight'), p('fcmae.proj.bias'), encDim, dim);
+    this.maskToken = p('fcmae.mask_token');
+    for (let b = 0; b < depth; b++) {
+      this.blocks.push(new Block((n) => p(`fcmae.decoder.${b}.${OFFICIAL_BLOCK_NAMES[n]}`), dim, kernelSize, 1e-6, 0));
+    }
+    this.pred = new Linear(p('fcmae.pred.weight'), p('fcmae.pred.bias'), dim, outDim);
+  }
+
+  /** e: dense encoder map [N, h, w, encDim]; keep: 1 at visible sites [N*h*w]. Returns pred [N*h*w, outDim]. */
+  forward(k: Kernels, e: Float32Array, keep: Float32Array, N: number, h: number, w: number): Float32Array {
+    const b = { shared: this.shared, cache: true };
+    const rows = N * h * w;
+    const D = this.dim;
+    this.keep = keep;
+    this.shape = [N, h, w];
+    const x = this.proj.forward(k, e, rows, b, this.own.get('mixed', rows * D));
+    const tok = this.maskToken.data;
+    for (let r = 0; r < rows; r++) if (!keep[r]) x.set(tok, r * D);
+    let y = x;
+    for (const blk of this.blocks) y = blk.forward(k, y, N, h, w, { ...b, train: false });
+    return this.pred.forward(k, y, rows, b);
+  }
+
+  /** dpred -> d(encoder map) (dense); accumulates parameter gradients. */
+  backward(k: Kernels, dpred: Float32Array): Float32Array {
+    const keep = this.keep!;
+    const [N, h, w] = this.shape;
+    const rows = N * h * w;
+    const D = this.dim;
+    let d = this.pred.backward(k, dpred, this.shared, this.shared.get('dec.dy', rows * D))!;
+    for (let i = this.blocks.length - 1; i >= 0; i--) d = this.blocks[i].backward(k, d, this.shared);
+    const gt = this.maskToken.grad;
+    for (let r = 0; r < rows; r++) {
+      if (keep[r]) continue;
+      const o = r * D;
+      for (let c = 0; c < D; c++) gt[c] += d[o + c];
+      d.fill(0, o, o + D);
+    }
+    return this.proj.backward(k, d, this.shared, this.shared.get('dec.de', rows * this.encDim))!;
+  }
+}

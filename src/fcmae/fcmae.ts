@@ -1,0 +1,209 @@
+/**
+ * FCMAE: the Fully Convolutional Masked AutoEncoder of ConvNeXt V2 (paper Sec. 3.1): random
+ * masking of 32x32 patches, a sparse ConvNeXt V2 encoder on the visible patches, a light
+ * ConvNeXt V2 decoder, and the mean squared error of the removed patches' pixels.
+ *
+ * The encoder's parameters are those of a dense `ConvNeXtV2` backbone (timm names, so the
+ * pre-trained encoder fine-tunes as a classifier without conversion); the decoder's carry
+ * the official names under `fcmae.`.
+ */
+import { ConvNextError } from '../errors.js';
+import { getKernels } from '../kernels/index.js';
+import type { Kernels } from '../kernels/types.js';
+import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
+import type { ConvNeXtV2Config } from '../model/config.js';
+import { ConvNeXtV2 } from '../model/convnextv2.js';
+import { Arena } from '../nn/arena.js';
+import { Param } from '../nn/param.js';
+import { Rng } from '../rng.js';
+import { shapeStr, type Tensor } from '../tensor.js';
+import { FcmaeDecoder } from './decoder.js';
+import { maskedMse, normalizePatches, patchifyTarget } from './loss.js';
+import { randomMask } from './masking.js';
+import { type EncoderMode, type GrnStats, SparseEncoder } from './sparse_encoder.js';
+
+export interface FcmaeOptions {
+  decoderDim: number;
+  decoderDepth: number;
+  /** Mask patch size; equals the encoder's total stride (32). */
+  patchSize: number;
+  maskRatio: number;
+  /** Per-patch normalised target (the official pre-training script turns it on). */
+  normPixLoss: boolean;
+  /** Encoder GRN statistics: over the batch's visible sites (official) or per sample. */
+  grnStats: GrnStats;
+}
+
+export const FCMAE_DEFAULTS: FcmaeOptions = {
+  decoderDim: 512, decoderDepth: 1, patchSize: 32, maskRatio: 0.6, normPixLoss: false, grnStats: 'batch',
+};
+
+export interface FcmaeOutput {
+  loss: number;
+  /** [N, L, p*p*C] predictions, L = (H/p)*(W/p) patches in row-major order. */
+  pred: Float32Array;
+  /** The (normalised, with normPixLoss) target, same layout. */
+  target: Float32Array;
+  /** Per-patch [mean, std] of the raw target when normPixLoss (to de-normalise pred). */
+  patchStats: Float32Array | null;
+  mask: Float32Array;
+}
+
+export class FCMAE {
+  readonly encoderModel: ConvNeXtV2;
+  readonly encoder: SparseEncoder;
+  readonly decoder: FcmaeDecoder;
+  readonly opts: FcmaeOptions;
+  readonly kernels: Kernels;
+  /** Trainable parameters: the encoder's (without the unused head.norm) and the decoder's. */
+  readonly params: Param[];
+  readonly decoderParams: Param[];
+  readonly rng: Rng;
+  private readonly byName = new Map<string, Param>();
+  private readonly shared = new Arena();
+  private last: { rows: number; P: number; dpred: Float32Array } | null = null;
+
+  constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels?: Kernels; seed?: number } = {}) {
+    this.opts = { ...FCMAE_DEFAULTS, ...opts };
+    if (this.opts.patchSize !== 32) {
+      throw new ConvNextError(`FCMAE patch size ${this.opts.patchSize}: the encoder's total stride is 32, so the patch size must be 32`);
+    }
+    this.kernels = init.kernels ?? getKernels();
+    this.encoderModel = new ConvNeXtV2({ ...encoderConfig, numClasses: 0 }, { kernels: this.kernels, seed: init.seed });
+    for (const p of this.encoderModel.params) this.byName.set(p.name, p);
+    this.decoderParams = fcmaeParamSpecs(this.info(), encoderConfig.dims[3], encoderConfig.inChans)
+      .map((s) => new Param(s.name, s.shape, s.name.endsWith('.bias') || s.shape.length === 1));
+    for (const p of this.decoderParams) this.byName.set(p.name, p);
+    this.params = [...this.encoderModel.params.filter((p) => !p.name.startsWith('head.')), ...this.decoderParams];
+    this.encoder = new SparseEncoder(this.encoderModel, this.shared);
+    const d = this.opts;
+    this.decoder = new FcmaeDecoder((n) => this.param(n), encoderConfig.dims[3], d.decoderDim, d.decoderDepth, 7,
+      d.patchSize * d.patchSize * encoderConfig.inChans, this.shared);
+    this.rng = new Rng((init.seed ?? 0) + 0x3a5c);
+    this.init(init.seed ?? 0);
+  }
+
+  /** The decoder setup as stored in checkpoints. */
+  info(): FcmaeInfo {
+    return {
+      decoderDim: this.opts.decoderDim, decoderDepth: this.opts.decoderDepth, patchSize: this.opts.patchSize,
+      decoderKernelSize: 7, maskRatio: this.opts.maskRatio, normPixLoss: this.opts.normPixLoss,
+    };
+  }
+
+  param(name: string): Param {
+    const p = this.byName.get(name);
+    if (!p) throw new ConvNextError(`FCMAE has no parameter '${name}'`);
+    return p;
+  }
+
+  /**
+   * The official FCMAE initialisation, quirks included: FCMAE.apply(_init_weights) overrides
+   * the encoder's own init, so the depthwise kernels, the pointwise (MinkowskiLinear) weights
+   * and every nn.Conv2d (stem, proj, pred, decoder depthwise) get trunc_normal_ with timm's
+   * default std 1.0 (truncated at +-2); only the downsampling convolutions (MinkowskiConvolution)
+   * get std 0.02. The decoder's nn.Linear layers (pwconv1/2) keep PyTorch's default
+   * (uniform +-1/sqrt(fan_in) for weight and bias). Biases 0, LayerNorm 1/0, GRN 0/0, the mask
+   * token normal(0, 0.02).
+   */
+  init(seed: number): void {
+    const rng = new Rng(seed);
+    const tn = (p: Param, std: number) => { for (let i = 0; i < p.size; i++) p.data[i] = rng.truncNormal(std); };
+    for (const p of this.encoderModel.params) {
+      const n = p.name;
+      if (/\.bias$/.test(n) || /grn/.test(n)) p.data.fill(0);
+      else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) p.data.fill(1);
+      else if (/downsample\.1\.weight$/.test(n)) tn(p, 0.02);
+      else tn(p, 1); // stem.0, conv_dw, mlp.fc1, mlp.fc2
+    }
+    for (const p of this.decoderParams) {
+      const n = p.name;
+      if (n === `${FCMAE_PREFIX}mask_token`) {
+        for (let i = 0; i < p.size; i++) p.data[i] = rng.normal() * 0.02;
+      } else if (/pwconv[12]\.(weight|bias)$/.test(n)) {
+        const fanIn = n.includes('pwconv1') ? this.opts.decoderDim : 4 * this.opts.decoderDim;
+        const bound = 1 / Math.sqrt(fanIn);
+        for (let i = 0; i < p.size; i++) p.data[i] = (rng.uniform() * 2 - 1) * bound;
+      } else if (/\.bias$|grn\./.test(n)) {
+        p.data.fill(0);
+      } else if (/norm\.weight$/.test(n)) {
+        p.data.fill(1);
+      } else {
+        tn(p, 1); // proj, pred, decoder dwconv
+      }
+    }
+  }
+
+  /** Parameters without weight decay under the official pre-training rule: 1-D tensors and biases
+   * in the official shapes (GRN gamma/beta are [1, C] there, so they ARE decayed, as is the mask token). */
+  pretrainNoDecay(p: Param): boolean {
+    if (p.name.endsWith('.bias') || p.name.endsWith('grn.beta')) return true;
+    if (/grn\.(weight|gamma)$/.test(p.name)) return false;
+    return p.shape.length === 1;
+  }
+
+  /** Random masks [N, L] for a batch of H x W images from the model's rng (or `rng`). */
+  randomMask(N: number, H: number, W: number, rng: Rng = this.rng): Float32Array {
+    const p = this.opts.patchSize;
+    return randomMask(N, (H / p) * (W / p), this.opts.maskRatio, rng);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.encoderModel.params) p.grad.fill(0);
+    for (const p of this.decoderParams) p.grad.fill(0);
+  }
+
+  /** Forward from NCHW pixels and a mask [N, L] (1 = removed). Keeps what backward needs. */
+  forward(pixels: Tensor, mask: Float32Array, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
+    if (pixels.shape.length !== 4) throw new ConvNextError(`pixel_values must be [N, C, H, W], got ${shapeStr(pixels.shape)}`);
+    const [N, C, H, W] = pixels.shape;
+    const cfg = this.encoderModel.config;
+    if (C !== cfg.inChans) throw new ConvNextError(`input has ${C} channels, the model expects ${cfg.inChans}`);
+    const p = this.opts.patchSize;
+    if (H % p !== 0 || W % p !== 0 || H < p || W < p) {
+      throw new ConvNextError(`FCMAE input ${H}x${W}: height and width must be positive multiples of the patch size ${p}`);
+    }
+    const k = this.kernels;
+    const x = this.shared.get('fcmae.input', N * H * W * C);
+    k.nchwToNhwc(pixels.data, N, C, H, W, x);
+    const enc = this.encoder.forward(k, x, N, H, W, mask, { mode: opts.mode ?? 'sparse', grnStats: this.opts.grnStats });
+    const keep = this.encoder.stageMasks()[3].keep;
+    const pred = this.decoder.forward(k, enc.map, keep, N, enc.H, enc.W);
+    const rows = N * enc.H * enc.W;
+    const P = p * p * C;
+    const target = patchifyTarget(x, N, H, W, C, p, new Float32Array(rows * P));
+    const norm = opts.normPixLoss ?? this.opts.normPixLoss;
+    const patchStats = norm ? normalizePatches(target, rows, P) : null;
+    const dpred = this.shared.get('fcmae.dpred', rows * P);
+    const loss = maskedMse(pred, target, mask, rows, P, dpred);
+    this.last = { rows, P, dpred };
+    return { loss, pred: Float32Array.from(pred), target, patchStats, mask };
+  }
+
+  /** Backward of the last forward's loss; accumulates into Param.grad (scaled by 1/lossScale). */
+  backward(lossScale = 1): void {
+    if (!this.last) throw new Error('FCMAE.backward without a forward');
+    const { dpred } = this.last;
+    if (lossScale !== 1) for (let i = 0; i < dpred.length; i++) dpred[i] /= lossScale;
+    const dmap = this.decoder.backward(this.kernels, dpred);
+    this.encoder.backward(this.kernels, dmap);
+    this.last = null;
+  }
+
+  /** Encoder (timm names) and decoder (`fcmae.` names) tensors. */
+  stateDict(): Map<string, Tensor> {
+    const m = this.encoderModel.stateDict();
+    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: p.data });
+    return m;
+  }
+
+  /** Loads decoder tensors (`fcmae.*`); the encoder loads through `encoderModel.loadStateDict`. */
+  loadDecoderState(state: ReadonlyMap<string, Tensor>, source = 'state dict'): void {
+    for (const p of this.decoderParams) {
+      const t = state.get(p.name);
+      if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
+      if (t.data.length !== p.size) throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
+      p.data.set(t.data);
+    }
+  }
+}

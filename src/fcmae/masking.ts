@@ -1,0 +1,116 @@
+/**
+ * FCMAE masking (paper Sec. 3.1): patches of the final-stage grid (32 px for the standard
+ * model, a 7x7 grid at 224 px) are removed at random, exactly floor(L * (1 - ratio)) kept per
+ * sample, as the official `gen_random_mask`. Convention as the official code: 1 = removed,
+ * 0 = visible.
+ *
+ * A `StageMask` is the mask upsampled to one stage's resolution (each grid cell covers
+ * 2^(3-s) x 2^(3-s) positions at stage s, 8x8 at the stem's): the visible positions as row
+ * indices of the dense NHWC map, as runs of contiguous rows, and per-sample offsets into the
+ * compacted rows. The sparse encoder computes on the compacted rows; gather/scatter move
+ * between the two layouts.
+ */
+import { ConvNextError } from '../errors.js';
+import type { Rng } from '../rng.js';
+
+/** Random masks [N, L] (1 = removed) with exactly floor(L * (1 - ratio)) visible cells each. */
+export function randomMask(N: number, L: number, ratio: number, rng: Rng): Float32Array {
+  if (!(ratio >= 0 && ratio < 1)) throw new ConvNextError(`mask ratio ${ratio} must be in [0, 1)`);
+  const keep = Math.floor(L * (1 - ratio));
+  const mask = new Float32Array(N * L);
+  const order = new Int32Array(L);
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < L; i++) order[i] = i;
+    rng.shuffle(order);
+    for (let i = keep; i < L; i++) mask[n * L + order[i]] = 1;
+  }
+  return mask;
+}
+
+export interface StageMask {
+  N: number;
+  H: number;
+  W: number;
+  /** Dense row (n*H*W + y*W + x) of each visible position, ascending. */
+  idx: Int32Array;
+  /** Runs of visible dense rows: [start, end) pairs; compact rows follow run order. */
+  visRuns: Int32Array;
+  /** Runs of masked dense rows: [start, end) pairs. */
+  maskRuns: Int32Array;
+  /** Compact-row offsets of each sample (N + 1 entries). */
+  sampleOffsets: Int32Array;
+  /** 1 at visible dense rows, 0 at masked ones (N*H*W). */
+  keep: Float32Array;
+}
+
+/**
+ * The mask [N, gh*gw] (1 = removed) upsampled by `scale` to an H x W map (H = gh*scale,
+ * W = gw*scale).
+ */
+export function stageMask(mask: Float32Array, N: number, gh: number, gw: number, scale: number): StageMask {
+  const H = gh * scale;
+  const W = gw * scale;
+  const keep = new Float32Array(N * H * W);
+  for (let n = 0; n < N; n++) {
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        keep[(n * H + y) * W + x] = mask[n * gh * gw + Math.floor(y / scale) * gw + Math.floor(x / scale)] ? 0 : 1;
+      }
+    }
+  }
+  const idx: number[] = [];
+  const vis: number[] = [];
+  const msk: number[] = [];
+  const sampleOffsets = new Int32Array(N + 1);
+  const total = N * H * W;
+  let r = 0;
+  while (r < total) {
+    const v = keep[r];
+    let e = r + 1;
+    // A run never crosses an image boundary, so per-sample offsets stay exact.
+    const imageEnd = (Math.floor(r / (H * W)) + 1) * H * W;
+    while (e < imageEnd && keep[e] === v) e++;
+    (v ? vis : msk).push(r, e);
+    if (v) for (let i = r; i < e; i++) idx.push(i);
+    r = e;
+  }
+  for (let n = 0, i = 0; n < N; n++) {
+    while (i < idx.length && idx[i] < (n + 1) * H * W) i++;
+    sampleOffsets[n + 1] = i;
+  }
+  return { N, H, W, idx: Int32Array.from(idx), visRuns: Int32Array.from(vis), maskRuns: Int32Array.from(msk), sampleOffsets, keep };
+}
+
+/** dst[compact r] = src[dense idx[r]] for C channels. */
+export function gatherRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): Float32Array {
+  const runs = sm.visRuns;
+  let o = 0;
+  for (let i = 0; i < runs.length; i += 2) {
+    const a = runs[i] * C;
+    const b = runs[i + 1] * C;
+    dst.set(src.subarray(a, b), o);
+    o += b - a;
+  }
+  return dst;
+}
+
+/** Dense dst: visible rows from compact src, masked rows zero (overwrites all of dst). */
+export function scatterRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): Float32Array {
+  const runs = sm.visRuns;
+  let o = 0;
+  for (let i = 0; i < runs.length; i += 2) {
+    const a = runs[i] * C;
+    const b = runs[i + 1] * C;
+    dst.set(src.subarray(o, o + b - a), a);
+    o += b - a;
+  }
+  zeroMasked(dst, sm, C);
+  return dst;
+}
+
+/** Zeroes the masked rows of a dense map in place. */
+export function zeroMasked(x: Float32Array, sm: StageMask, C: number): Float32Array {
+  const runs = sm.maskRuns;
+  for (let i = 0; i < runs.length; i += 2) x.fill(0, runs[i] * C, runs[i + 1] * C);
+  return x;
+}

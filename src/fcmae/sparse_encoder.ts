@@ -1,0 +1,288 @@
+/**
+ * The FCMAE encoder: a ConvNeXt V2 that sees only the visible patches (paper Sec. 3.1, the
+ * official `SparseConvNeXtV2` on MinkowskiEngine), sharing its parameters with a dense
+ * `ConvNeXtV2` backbone so pre-trained weights are the classifier's weights.
+ *
+ * Semantics (as the official sparse encoder):
+ * 1. stem conv + LayerNorm on the whole image, then masked positions set to zero;
+ * 2. every later layer acts on visible positions only: the 7x7 depthwise convolution is
+ *    submanifold (outputs at visible sites only, masked inputs count as zero), LayerNorm,
+ *    Linear, GELU per site, GRN statistics over all visible sites of the batch (MinkowskiGRN;
+ *    `grnStats: 'per-sample'` makes them per image, like the dense GRN at fine-tuning), 2x2
+ *    downsampling on blocks that are wholly visible or wholly masked;
+ * 3. the output is dense with zeros at masked sites.
+ *
+ * Two execution modes compute the same function:
+ * - `sparse` (default): compaction. The visible positions of the whole batch are rows [S, C];
+ *   LayerNorm, Linear, GELU, GRN and the residual run on S rows only; the depthwise
+ *   convolution scatters rows into a zeroed map and keeps outputs at visible rows; the
+ *   downsampling gathers the patches of visible 2x2 blocks.
+ * - `dense`: full maps with masked rows zeroed after every layer (for cross-checking and the
+ *   speed comparison).
+ */
+import { ConvNextError } from '../errors.js';
+import type { Kernels } from '../kernels/types.js';
+import { Act } from '../kernels/types.js';
+import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import { GRN } from '../model/grn.js';
+import { Arena } from '../nn/arena.js';
+import { DepthwiseConv } from '../nn/dwconv.js';
+import { LayerNorm } from '../nn/layernorm.js';
+import { Linear } from '../nn/linear.js';
+import type { Param } from '../nn/param.js';
+import { PatchConv } from '../nn/patchconv.js';
+import { gatherRows, scatterRows, stageMask, type StageMask, zeroMasked } from './masking.js';
+
+export type EncoderMode = 'sparse' | 'dense';
+export type GrnStats = 'batch' | 'per-sample';
+
+/** dst[compact r] += src[dense idx[r]] (C channels). */
+function gatherAddRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): void {
+  const runs = sm.visRuns;
+  let o = 0;
+  for (let i = 0; i < runs.length; i += 2) {
+    const a = runs[i] * C;
+    const b = runs[i + 1] * C;
+    for (let j = a; j < b; j++) dst[o++] += src[j];
+  }
+}
+
+function grnOffsets(sm: StageMask, mode: EncoderMode, stats: GrnStats): Int32Array {
+  const HW = sm.H * sm.W;
+  if (mode === 'sparse') return stats === 'batch' ? Int32Array.of(0, sm.idx.length) : sm.sampleOffsets;
+  return stats === 'batch' ? Int32Array.of(0, sm.N * HW) : GRN.perImage(sm.N, HW);
+}
+
+/** A ConvNeXt V2 block on visible positions (compacted rows, or a dense map with zeros). */
+class MaskedBlock {
+  private readonly convDw: DepthwiseConv;
+  private readonly norm: LayerNorm;
+  private readonly fc1: Linear;
+  private readonly grn: GRN;
+  private readonly fc2: Linear;
+  private readonly own = new Arena();
+  private sm: StageMask | null = null;
+  private mode: EncoderMode = 'sparse';
+
+  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number) {
+    this.convDw = new DepthwiseConv(p('conv_dw.weight'), p('conv_dw.bias'), C, kernelSize);
+    this.norm = new LayerNorm(p('norm.weight'), p('norm.bias'), C, eps);
+    this.fc1 = new Linear(p('mlp.fc1.weight'), p('mlp.fc1.bias'), C, 4 * C, true);
+    this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
+    this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
+  }
+
+  forward(k: Kernels, x: Float32Array, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Float32Array {
+    const { C } = this;
+    const { N, H, W } = sm;
+    const b = { shared, cache: true };
+    this.sm = sm;
+    this.mode = mode;
+    const sparse = mode === 'sparse';
+    const rows = sparse ? sm.idx.length : N * H * W;
+    let t: Float32Array;
+    if (sparse) {
+      const d = scatterRows(x, sm, C, this.own.get('dense', N * H * W * C));
+      t = gatherRows(this.convDw.forward(k, d, N, H, W, b), sm, C, this.own.get('t', rows * C));
+    } else {
+      t = zeroMasked(this.convDw.forward(k, x, N, H, W, b), sm, C);
+    }
+    const u = this.norm.forward(k, t, rows, b);
+    if (!sparse) zeroMasked(u, sm, C);
+    const g = this.fc1.forward(k, u, rows, b);
+    if (!sparse) zeroMasked(g, sm, 4 * C);
+    const r = this.grn.forward(k, g, grnOffsets(sm, mode, stats), b);
+    if (!sparse) zeroMasked(r, sm, 4 * C);
+    const out = this.own.get('out', rows * C);
+    out.set(x.subarray(0, rows * C));
+    this.fc2.forward(k, r, rows, b, out, true);
+    if (!sparse) zeroMasked(out, sm, C);
+    return out;
+  }
+
+  /** dy -> dx in place (dy's buffer is returned holding dx). */
+  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
+    const sm = this.sm;
+    if (!sm) throw new Error('MaskedBlock.backward without a forward');
+    const { C } = this;
+    const { N, H, W } = sm;
+    const sparse = this.mode === 'sparse';
+    const rows = sparse ? sm.idx.length : N * H * W;
+    const mask = (v: Float32Array, ch: number) => (sparse ? v : zeroMasked(v, sm, ch));
+    mask(dy, C);
+    const dr = mask(this.fc2.backward(k, dy, shared, shared.get('mb.dr', rows * 4 * C))!, 4 * C);
+    const dg = mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C);
+    const du = mask(this.fc1.backward(k, dg, shared, shared.get('mb.du', rows * C))!, C);
+    const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
+    if (!sparse) return this.convDw.backward(k, dt, dy);
+    const dtDense = scatterRows(dt, sm, C, shared.get('mb.dtDense', N * H * W * C));
+    const dxDense = shared.get('mb.dxDense', N * H * W * C).fill(0);
+    this.convDw.backward(k, dtDense, dxDense);
+    gatherAddRows(dxDense, sm, C, dy);
+    return dy;
+  }
+}
+
+/** LayerNorm + 2x2 stride-2 convolution between stages, on visible blocks. */
+class MaskedDownsample {
+  private readonly norm: LayerNorm;
+  private readonly conv: PatchConv;
+  private readonly own = new Arena();
+  private prev: StageMask | null = null;
+  private next: StageMask | null = null;
+  private mode: EncoderMode = 'sparse';
+  private cols: Float32Array | null = null;
+
+  constructor(private readonly w: Param, private readonly bias: Param, lnW: Param, lnB: Param, readonly inC: number, readonly outC: number, eps: number) {
+    this.norm = new LayerNorm(lnW, lnB, inC, eps);
+    this.conv = new PatchConv(w, bias, inC, outC, 2);
+  }
+
+  forward(k: Kernels, x: Float32Array, prev: StageMask, next: StageMask, mode: EncoderMode, shared: Arena): Float32Array {
+    const b = { shared, cache: true };
+    this.prev = prev;
+    this.next = next;
+    this.mode = mode;
+    const { N, H, W } = prev;
+    if (mode === 'dense') {
+      const u = zeroMasked(this.norm.forward(k, x, N * H * W, b), prev, this.inC);
+      return zeroMasked(this.conv.forward(k, u, N, H, W, b), next, this.outC);
+    }
+    const S = next.idx.length;
+    const L = this.inC * 4;
+    const u = this.norm.forward(k, x, prev.idx.length, b);
+    const dense = scatterRows(u, prev, this.inC, shared.get('ds.dense', N * H * W * this.inC));
+    const colsAll = shared.get('ds.colsAll', N * next.H * next.W * L);
+    k.patchify(dense, N, H, W, this.inC, 2, colsAll);
+    const cols = gatherRows(colsAll, next, L, this.own.get('cols', S * L));
+    const y = this.own.get('y', S * this.outC);
+    k.gemm(false, true, S, this.outC, L, cols, L, this.w.data, L, y, this.outC, false, this.bias.data, Act.None, null);
+    this.cols = cols;
+    return y;
+  }
+
+  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
+    const prev = this.prev;
+    const next = this.next;
+    if (!prev || !next) throw new Error('MaskedDownsample.backward without a forward');
+    const { N, H, W } = prev;
+    if (this.mode === 'dense') {
+      const du = zeroMasked(this.conv.backward(k, zeroMasked(dy, next, this.outC), shared)!, prev, this.inC);
+      return this.norm.backward(k, du, shared, 'ds.dx');
+    }
+    const cols = this.cols!;
+    const S = next.idx.length;
+    const L = this.inC * 4;
+    k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, this.w.grad, L, true, null, Act.None, null);
+    k.colSum(dy, S, this.outC, this.bias.grad, true);
+    const dcols = shared.get('ds.dcols', S * L);
+    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.w.data, L, dcols, L, false, null, Act.None, null);
+    const dcolsAll = scatterRows(dcols, next, L, shared.get('ds.dcolsAll', N * next.H * next.W * L));
+    const dDense = shared.get('ds.dDense', N * H * W * this.inC);
+    k.unpatchify(dcolsAll, N, H, W, this.inC, 2, dDense);
+    const du = gatherRows(dDense, prev, this.inC, shared.get('ds.du', prev.idx.length * this.inC));
+    this.cols = null;
+    return this.norm.backward(k, du, shared, 'ds.dx');
+  }
+}
+
+export interface EncoderOutput {
+  /** Dense final-stage map [N, h, w, C3], zeros at masked sites. */
+  map: Float32Array;
+  N: number;
+  H: number;
+  W: number;
+  C: number;
+}
+
+export class SparseEncoder {
+  private readonly stem: PatchConv;
+  private readonly stemNorm: LayerNorm;
+  private readonly downs: (MaskedDownsample | null)[] = [];
+  private readonly stages: MaskedBlock[][] = [];
+  private readonly own = new Arena();
+  private masks: StageMask[] = [];
+  private mode: EncoderMode = 'sparse';
+  private inputShape: [number, number, number] = [0, 0, 0];
+
+  constructor(readonly backbone: ConvNeXtV2, readonly shared: Arena) {
+    const cfg = backbone.config;
+    const p = (n: string) => backbone.param(n);
+    const eps = cfg.layerNormEps;
+    this.stem = new PatchConv(p('stem.0.weight'), p('stem.0.bias'), cfg.inChans, cfg.dims[0], 4);
+    this.stemNorm = new LayerNorm(p('stem.1.weight'), p('stem.1.bias'), cfg.dims[0], eps);
+    for (let s = 0; s < 4; s++) {
+      const d = `stages.${s}.downsample`;
+      this.downs.push(s === 0 ? null : new MaskedDownsample(p(`${d}.1.weight`), p(`${d}.1.bias`), p(`${d}.0.weight`), p(`${d}.0.bias`),
+        cfg.dims[s - 1], cfg.dims[s], eps));
+      const blocks: MaskedBlock[] = [];
+      for (let b = 0; b < cfg.depths[s]; b++) {
+        blocks.push(new MaskedBlock((n) => p(`stages.${s}.blocks.${b}.${n}`), cfg.dims[s], cfg.kernelSize, eps));
+      }
+      this.stages.push(blocks);
+    }
+  }
+
+  /**
+   * x: NHWC pixels [N, H, W, inChans] with H and W multiples of 32; mask [N, (H/32)*(W/32)]
+   * (1 = removed). Returns the dense final map with zeros at masked sites.
+   */
+  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, mask: Float32Array,
+    opts: { mode?: EncoderMode; grnStats?: GrnStats } = {}): EncoderOutput {
+    const cfg = this.backbone.config;
+    if (H % 32 !== 0 || W % 32 !== 0) throw new ConvNextError(`FCMAE input ${H}x${W}: height and width must be multiples of 32`);
+    const gh = H / 32;
+    const gw = W / 32;
+    if (mask.length !== N * gh * gw) throw new ConvNextError(`mask has ${mask.length} values, expected [${N}, ${gh * gw}]`);
+    const mode = opts.mode ?? 'sparse';
+    const stats = opts.grnStats ?? 'batch';
+    this.mode = mode;
+    this.inputShape = [N, H, W];
+    this.masks = [8, 4, 2, 1].map((scale) => stageMask(mask, N, gh, gw, scale));
+    const b = { shared: this.shared, cache: true };
+    const [h0, w0] = [H / 4, W / 4];
+    let y = this.stem.forward(k, x, N, H, W, b);
+    y = this.stemNorm.forward(k, y, N * h0 * w0, b);
+    y = mode === 'sparse'
+      ? gatherRows(y, this.masks[0], cfg.dims[0], this.own.get('stem.rows', this.masks[0].idx.length * cfg.dims[0]))
+      : zeroMasked(y, this.masks[0], cfg.dims[0]);
+    for (let s = 0; s < 4; s++) {
+      if (s > 0) y = this.downs[s]!.forward(k, y, this.masks[s - 1], this.masks[s], mode, this.shared);
+      for (const blk of this.stages[s]) y = blk.forward(k, y, this.masks[s], mode, stats, this.shared);
+    }
+    const m3 = this.masks[3];
+    const C3 = cfg.dims[3];
+    const map = mode === 'sparse' ? scatterRows(y, m3, C3, this.own.get('out', N * m3.H * m3.W * C3)) : y;
+    return { map, N, H: m3.H, W: m3.W, C: C3 };
+  }
+
+  /** Backward from d/d(output map) (dense [N, h, w, C3]); accumulates parameter gradients. */
+  backward(k: Kernels, dmap: Float32Array): void {
+    const cfg = this.backbone.config;
+    const sh = this.shared;
+    const m3 = this.masks[3];
+    let d = this.mode === 'sparse'
+      ? gatherRows(dmap, m3, cfg.dims[3], sh.get('enc.d3', m3.idx.length * cfg.dims[3]))
+      : Float32Array.from(dmap);
+    for (let s = 3; s >= 0; s--) {
+      const blocks = this.stages[s];
+      for (let i = blocks.length - 1; i >= 0; i--) d = blocks[i].backward(k, d, sh);
+      // The downsampling's input gradient (a shared buffer) is consumed in place by the
+      // previous stage's blocks before the next downsampling reuses it.
+      if (s > 0) d = this.downs[s]!.backward(k, d, sh);
+    }
+    const m0 = this.masks[0];
+    const C0 = cfg.dims[0];
+    const [N, H, W] = this.inputShape;
+    d = this.mode === 'sparse'
+      ? scatterRows(d, m0, C0, sh.get('enc.d0', N * (H / 4) * (W / 4) * C0))
+      : zeroMasked(d, m0, C0);
+    d = this.stemNorm.backward(k, d, sh, 'enc.dstem');
+    this.stem.backward(k, d, sh, false);
+  }
+
+  /** The stage masks of the last forward (for visualisation). */
+  stageMasks(): readonly StageMask[] {
+    return this.masks;
+  }
+}
