@@ -126,6 +126,7 @@ void check_size(Args& a, double elems) {
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Args a(info, "gemm");
+  cnx::DenormalGuard denormals;
   cnx::GemmCall g;
   g.transA = a.flag(0, "transA");
   g.transB = a.flag(1, "transB");
@@ -160,6 +161,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 
 Napi::Value ColSum(const Napi::CallbackInfo& info) {
   Args a(info, "colSum");
+  cnx::DenormalGuard denormals;
   const i64 M = a.dim(1, "M"), N = a.dim(2, "N");
   check_size(a, prod({M, N}));
   const float* x = a.f32(0, "x", prod({M, N}));
@@ -176,6 +178,7 @@ void check_k(Args& a, i64 K) {
 
 Napi::Value DwconvForward(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvForward");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
   const i64 K = a.dim(5, "K");
   check_k(a, K);
@@ -192,6 +195,7 @@ Napi::Value DwconvForward(const Napi::CallbackInfo& info) {
 
 Napi::Value DwconvBackwardInput(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvBackwardInput");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
   const i64 K = a.dim(5, "K");
   check_k(a, K);
@@ -208,6 +212,7 @@ Napi::Value DwconvBackwardInput(const Napi::CallbackInfo& info) {
 
 Napi::Value DwconvBackwardWeight(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvBackwardWeight");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(2, "N"), H = a.dim(3, "H"), W = a.dim(4, "W"), C = a.dim(5, "C");
   const i64 K = a.dim(6, "K");
   check_k(a, K);
@@ -224,6 +229,7 @@ Napi::Value DwconvBackwardWeight(const Napi::CallbackInfo& info) {
 
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   Args a(info, "layerNormForward");
+  cnx::DenormalGuard denormals;
   const i64 M = a.dim(1, "M"), C = a.dim(2, "C");
   const double sz = prod({M, C});
   check_size(a, sz);
@@ -241,6 +247,7 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
 
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   Args a(info, "layerNormBackward");
+  cnx::DenormalGuard denormals;
   const i64 M = a.dim(5, "M"), C = a.dim(6, "C");
   const double sz = prod({M, C});
   check_size(a, sz);
@@ -274,6 +281,7 @@ i64 grn_offsets(Args& a, const int32_t* off, size_t len, i64* end) {
 
 Napi::Value GrnForward(const Napi::CallbackInfo& info) {
   Args a(info, "grnForward");
+  cnx::DenormalGuard denormals;
   size_t olen = 0;
   const int32_t* off = a.i32(1, "offsets", &olen);
   i64 end = 0;
@@ -295,6 +303,7 @@ Napi::Value GrnForward(const Napi::CallbackInfo& info) {
 
 Napi::Value GrnBackward(const Napi::CallbackInfo& info) {
   Args a(info, "grnBackward");
+  cnx::DenormalGuard denormals;
   size_t olen = 0;
   const int32_t* off = a.i32(2, "offsets", &olen);
   i64 end = 0;
@@ -318,6 +327,7 @@ Napi::Value GrnBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value Gelu(const Napi::CallbackInfo& info) {
   Args a(info, "gelu");
+  cnx::DenormalGuard denormals;
   const i64 n = a.dim(2, "n");
   const float* x = a.f32(0, "x", (double)n);
   float* y = a.f32(1, "y", (double)n);
@@ -328,6 +338,7 @@ Napi::Value Gelu(const Napi::CallbackInfo& info) {
 
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   Args a(info, "geluBackward");
+  cnx::DenormalGuard denormals;
   const i64 n = a.dim(3, "n");
   const float* dy = a.f32(0, "dy", (double)n);
   const float* x = a.f32(1, "x", (double)n);
@@ -339,6 +350,7 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value AvgPoolForward(const Napi::CallbackInfo& info) {
   Args a(info, "avgPoolForward");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
   check_size(a, prod({N, HW, C}));
   const float* x = a.f32(0, "x", prod({N, HW, C}));
@@ -350,6 +362,7 @@ Napi::Value AvgPoolForward(const Napi::CallbackInfo& info) {
 
 Napi::Value AvgPoolBackward(const Napi::CallbackInfo& info) {
   Args a(info, "avgPoolBackward");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
   check_size(a, prod({N, HW, C}));
   const float* dy = a.f32(0, "dy", prod({N, C}));
@@ -361,6 +374,7 @@ Napi::Value AvgPoolBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
   Args a(info, "softmaxCrossEntropy");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(2, "N"), K = a.dim(3, "K");
   check_size(a, prod({N, K}));
   const float* l = a.f32(0, "logits", prod({N, K}));
@@ -372,6 +386,7 @@ Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
 
 Napi::Value Patchify(const Napi::CallbackInfo& info) {
   Args a(info, "patchify");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
   const i64 P = a.dim(5, "P", 1);
   if (!a.ok()) return a.fail();
@@ -385,6 +400,7 @@ Napi::Value Patchify(const Napi::CallbackInfo& info) {
 
 Napi::Value Unpatchify(const Napi::CallbackInfo& info) {
   Args a(info, "unpatchify");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
   const i64 P = a.dim(5, "P", 1);
   if (!a.ok()) return a.fail();
@@ -398,6 +414,7 @@ Napi::Value Unpatchify(const Napi::CallbackInfo& info) {
 
 Napi::Value NchwToNhwc(const Napi::CallbackInfo& info) {
   Args a(info, "nchwToNhwc");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), C = a.dim(2, "C"), H = a.dim(3, "H"), W = a.dim(4, "W");
   check_size(a, prod({N, C, H, W}));
   const float* s = a.f32(0, "src", prod({N, C, H, W}));
@@ -409,6 +426,7 @@ Napi::Value NchwToNhwc(const Napi::CallbackInfo& info) {
 
 Napi::Value NhwcToNchw(const Napi::CallbackInfo& info) {
   Args a(info, "nhwcToNchw");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
   check_size(a, prod({N, C, H, W}));
   const float* s = a.f32(0, "src", prod({N, C, H, W}));
@@ -420,6 +438,7 @@ Napi::Value NhwcToNchw(const Napi::CallbackInfo& info) {
 
 Napi::Value AddScaled(const Napi::CallbackInfo& info) {
   Args a(info, "addScaled");
+  cnx::DenormalGuard denormals;
   const i64 N = a.dim(3, "N"), R = a.dim(4, "rowsPerSample"), C = a.dim(5, "C");
   const double sz = prod({N, R, C});
   check_size(a, sz);
@@ -434,6 +453,7 @@ Napi::Value AddScaled(const Napi::CallbackInfo& info) {
 
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   Args a(info, "adamw");
+  cnx::DenormalGuard denormals;
   const i64 n = a.dim(4, "n");
   float* p = a.f32(0, "p", (double)n);
   const float* g = a.f32(1, "g", (double)n);
@@ -493,6 +513,7 @@ Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   Args a(info, "setThreads");
+  cnx::DenormalGuard denormals;
   const i64 n = a.dim(0, "n", 0);
   if (a.ok() && n > 1024) a.error("n must be <= 1024");
   if (!a.ok()) return a.fail();

@@ -2,6 +2,7 @@
 
 #if defined(CNX_X86) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
+#include <xmmintrin.h>
 #define CNX_HAVE_CPUID 1
 #endif
 
@@ -55,5 +56,16 @@ Isa cpu_best_isa() {
   if (cpu_supports(ISA_AVX2) && kernel_table(ISA_AVX2)) return ISA_AVX2;
   return ISA_PORTABLE;
 }
+
+#if defined(CNX_HAVE_CPUID)
+static constexpr unsigned kFtzDaz = 0x8040;  // MXCSR flush-to-zero (bit 15), denormals-are-zero (bit 6)
+void flush_denormals_this_thread() { _mm_setcsr(_mm_getcsr() | kFtzDaz); }
+DenormalGuard::DenormalGuard() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtzDaz); }
+DenormalGuard::~DenormalGuard() { _mm_setcsr(saved_); }
+#else
+void flush_denormals_this_thread() {}
+DenormalGuard::DenormalGuard() : saved_(0) {}
+DenormalGuard::~DenormalGuard() {}
+#endif
 
 }  // namespace cnx

@@ -1,4 +1,5 @@
 #include "threadpool.h"
+#include "cpu.h"
 
 #include <atomic>
 #include <chrono>
@@ -85,6 +86,7 @@ class Pool {
   }
 
   void worker_main(uint64_t seen) {
+    flush_denormals_this_thread();
     for (;;) {
       // Spin briefly (consecutive kernels follow each other closely), then sleep.
       uint64_t g = gen_.load(std::memory_order_acquire);

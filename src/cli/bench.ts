@@ -8,7 +8,8 @@ import { getKernels } from '../kernels/index.js';
 import { KernelProfiler } from '../kernels/profile.js';
 import { makeConfig } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
-import { forwardMacs } from '../model/flops.js';
+import { fcmaeMacs, forwardMacs } from '../model/flops.js';
+import { FCMAE } from '../fcmae/fcmae.js';
 import { Rng } from '../rng.js';
 import { tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
@@ -18,10 +19,14 @@ import type { Command } from './command.js';
 export const bench: Command = {
   name: 'bench',
   summary: 'measure images/s and GFLOP/s of inference or training on random data',
-  usage: 'convnextv2 bench [--model atto] [--mode infer|train] [--batch-size 16] [--input-size 224] [--threads T] [--json]',
+  usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--threads T] [--json]',
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
-    mode: { kind: 'string', help: 'infer or train', default: 'infer' },
+    mode: { kind: 'string', help: 'infer, train (classifier step) or pretrain (FCMAE step)', default: 'infer' },
+    'mask-ratio': { kind: 'number', help: 'pretrain: fraction of patches removed', default: 0.6 },
+    'dense-masking': { kind: 'boolean', help: 'pretrain: the dense-masked encoder instead of the sparse one' },
+    'decoder-embed-dim': { kind: 'int', help: 'pretrain: decoder width', default: 512 },
+    'decoder-depth': { kind: 'int', help: 'pretrain: decoder blocks', default: 1 },
     'batch-size': { kind: 'int', help: 'images per batch', default: 16 },
     'input-size': { kind: 'int', help: 'image height and width', default: 224 },
     'num-classes': { kind: 'int', help: 'classifier outputs', default: 1000 },
@@ -32,7 +37,7 @@ export const bench: Command = {
   },
   run(args, ctx) {
     const mode = args.requireString('mode');
-    if (mode !== 'infer' && mode !== 'train') throw new ConvNextError(`bench: --mode must be infer or train, got '${mode}'`, 2);
+    if (mode !== 'infer' && mode !== 'train' && mode !== 'pretrain') throw new ConvNextError(`bench: --mode must be infer, train or pretrain, got '${mode}'`, 2);
     const B = args.requireNumber('batch-size');
     const S = args.requireNumber('input-size');
     if (B < 1) throw new ConvNextError('bench: --batch-size must be at least 1', 2);
@@ -45,10 +50,29 @@ export const bench: Command = {
     const x = tensor([B, cfg.inChans, S, S]);
     for (let i = 0; i < x.data.length; i++) x.data[i] = rng.normal();
     const labels = Array.from({ length: B }, () => rng.int(cfg.numClasses));
-    const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.05 });
-    const step = mode === 'infer'
-      ? () => { model.forward(x); }
-      : () => { trainStep(model, opt, x, labels); };
+    let step: () => void;
+    let flopsPerImage = 2 * forwardMacs(cfg, S, S) * (mode === 'train' ? 3 : 1);
+    if (mode === 'pretrain') {
+      if (S % 32 !== 0) throw new ConvNextError('bench: --mode pretrain needs --input-size a multiple of 32', 2);
+      const dec = { decoderDim: args.requireNumber('decoder-embed-dim'), decoderDepth: args.requireNumber('decoder-depth'), patchSize: 32 };
+      const fcmae = new FCMAE(cfg, { ...dec, maskRatio: args.requireNumber('mask-ratio'), normPixLoss: true }, { seed: 0, kernels: model.kernels });
+      const fopt = new AdamW(fcmae.params, { lr: 1e-4, betas: [0.9, 0.95], weightDecay: 0.05 });
+      const encMode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
+      const L = (S / 32) ** 2;
+      const visible = encMode === 'dense' ? 1 : Math.floor(L * (1 - fcmae.opts.maskRatio)) / L;
+      flopsPerImage = 2 * 3 * fcmaeMacs(cfg, S, S, dec, visible);
+      step = () => {
+        fcmae.forward(x, fcmae.randomMask(B, S, S), { mode: encMode });
+        fcmae.backward();
+        fopt.update(fcmae.kernels);
+        fcmae.zeroGrad();
+      };
+    } else {
+      const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.05 });
+      step = mode === 'infer'
+        ? () => { model.forward(x); }
+        : () => { trainStep(model, opt, x, labels); };
+    }
     const warmup = args.requireNumber('warmup');
     for (let i = 0; i < warmup; i++) step();
     const iters = args.requireNumber('iters');
@@ -76,11 +100,10 @@ export const bench: Command = {
     times.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)];
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
-    const flopsPerImage = 2 * forwardMacs(cfg, S, S) * (mode === 'train' ? 3 : 1);
     const ips = (B * 1000) / median;
     const result = {
       model: args.requireString('model'),
-      mode,
+      mode: mode === 'pretrain' && args.bool('dense-masking') ? 'pretrain-dense' : mode,
       batch_size: B,
       input_size: S,
       iterations: times.length,
@@ -94,7 +117,7 @@ export const bench: Command = {
       isa: k.isa,
       kernels: k.name,
     };
-    ctx.out(`${result.model} ${mode} batch ${B} @${S}px: ${result.images_per_second} images/s, ${result.ms_per_batch} ms/batch (median of ${times.length}), ` +
+    ctx.out(`${result.model} ${result.mode} batch ${B} @${S}px: ${result.images_per_second} images/s, ${result.ms_per_batch} ms/batch (median of ${times.length}), ` +
       `${result.gflops_per_second} GFLOP/s, peak RSS ${result.peak_rss_mb} MB, ${result.threads} threads, ${result.isa}`);
     return result;
   },
