@@ -1,0 +1,92 @@
+/**
+ * The decoded image every data set yields, and decoding with sharp (libvips: JPEG, PNG, WebP,
+ * and more), shaped like torchvision's `Image.open(f).convert('RGB')`: EXIF orientation
+ * applied, grey replicated to three channels, alpha dropped (not composited), 8 bits.
+ */
+import { ConvNextError } from '../errors.js';
+
+/** An 8-bit RGB image, HWC (row-major, 3 bytes per pixel), and its class index. */
+export interface Image {
+  width: number;
+  height: number;
+  /** RGB bytes, length width * height * 3. */
+  data: Uint8Array;
+  /** Class index, -1 when unlabelled. */
+  label: number;
+  /** Where it came from, for files. */
+  path?: string;
+}
+
+/** A file that cannot be decoded (corrupt, truncated, not an image). */
+export class CorruptImageError extends ConvNextError {
+  readonly path: string;
+  readonly reason: string;
+  constructor(path: string, reason: string) {
+    super(`cannot decode image ${path}: ${reason}`);
+    this.name = 'CorruptImageError';
+    this.path = path;
+    this.reason = reason;
+  }
+}
+
+type SharpModule = typeof import('sharp');
+let sharpModule: Promise<SharpModule['default']> | undefined;
+
+/** Loads sharp once (lazily: data sets without files never need it). */
+export function loadSharp(): Promise<SharpModule['default']> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule;
+}
+
+function oneLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Decodes an image file (or its bytes; then `path` names it in errors) into 8-bit RGB.
+ * Truncated or corrupt data raises a CorruptImageError naming the file.
+ */
+export async function decodeImage(input: string | Uint8Array, label = -1, path?: string): Promise<Image> {
+  const name = path ?? (typeof input === 'string' ? input : '<bytes>');
+  const sharp = await loadSharp();
+  let data: Buffer;
+  let info: { width: number; height: number; channels: number };
+  try {
+    const r = await sharp(input, { failOn: 'error' })
+      .rotate() // EXIF orientation
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    data = r.data;
+    info = r.info;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof input === 'string' && (code === 'ENOENT' || code === 'EACCES')) throw new ConvNextError(`cannot read ${name}: ${oneLine(err)}`);
+    throw new CorruptImageError(name, oneLine(err));
+  }
+  return { width: info.width, height: info.height, data: toRgb(data, info.width * info.height, info.channels), label, path };
+}
+
+/** 1 (grey), 2 (grey + alpha), 3 or 4 (RGBA) interleaved channels -> RGB. */
+export function toRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
+  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3);
+  const out = new Uint8Array(pixels * 3);
+  if (channels === 1 || channels === 2) {
+    for (let i = 0, j = 0; i < pixels; i++, j += channels) {
+      const v = src[j];
+      out[i * 3] = v;
+      out[i * 3 + 1] = v;
+      out[i * 3 + 2] = v;
+    }
+  } else if (channels === 4) {
+    for (let i = 0; i < pixels; i++) {
+      out[i * 3] = src[i * 4];
+      out[i * 3 + 1] = src[i * 4 + 1];
+      out[i * 3 + 2] = src[i * 4 + 2];
+    }
+  } else {
+    throw new ConvNextError(`unsupported image with ${channels} channels`);
+  }
+  return out;
+}
