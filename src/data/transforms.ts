@@ -316,3 +316,22 @@ export function applyTransform(spec: TransformSpec, img: Image, rng: Rng): Float
   compileTransform(spec)(img, rng, out, 0);
   return out;
 }
+
+/**
+ * The inverse of {@link toNormalizedCHW} for display: normalised CHW floats (at `offset`)
+ * -> RGB HWC bytes, rounded and clipped.
+ */
+export function fromNormalizedCHW(
+  chw: Float32Array, height: number, width: number,
+  mean: readonly number[] = IMAGENET_MEAN, std: readonly number[] = IMAGENET_STD, offset = 0,
+): Image {
+  const n = width * height;
+  const data = new Uint8Array(n * 3);
+  for (let c = 0; c < 3; c++) {
+    for (let p = 0; p < n; p++) {
+      const v = Math.round((chw[offset + c * n + p] * std[c] + mean[c]) * 255);
+      data[p * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return { width, height, data, label: -1 };
+}
