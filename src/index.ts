@@ -23,3 +23,21 @@ export { readTorchCheckpoint, writeTorchCheckpoint, findStateDict } from './io/t
 export { type FcmaeInfo, FCMAE_PREFIX } from './io/fcmae.js';
 export { exportOnnx, onnxModelBytes, type OnnxExportOptions } from './io/onnx.js';
 export { SYNTHETIC_CLASSES, renderSynthetic, syntheticBatch } from './data/synthetic.js';
+export {
+  openDataset, datasetFromShared, splitIndices, parseIdx, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, CIFAR10_CLASSES,
+  type Dataset, type Split, type OpenOptions, type SharedDataset,
+} from './data/dataset.js';
+export { decodeImage, CorruptImageError, type Image } from './data/image.js';
+export { resizeRgb, setResampleBackend, type ResampleFilter, type CropBox } from './data/resample.js';
+export {
+  randomResizedCrop, randomResizedCropParams, hflip, flipHorizontal, resize, resizeShortSide, centerCrop, evalResize,
+  evalTransform, toNormalizedCHW, fromNormalizedCHW, randomErasing, compileTransform, applyTransform, IMAGENET_MEAN, IMAGENET_STD,
+  type TransformSpec, type TrainTransformSpec, type EvalTransformSpec, type ResizeTransformSpec, type SampleTransform,
+  type RandomResizedCropOptions, type RandomErasingOptions, type CropParams,
+} from './data/transforms.js';
+export { randAugment, parseRandAugment, type RandAugmentConfig } from './data/randaugment.js';
+export { Mixup, mixupTarget, type MixupOptions, type MixResult } from './data/mixup.js';
+export { DataLoader, sampleSeed, type DataLoaderOptions, type Batch, type CustomTransform } from './data/loader.js';
+export { encodePng, writePng, crc32, type RasterImage } from './viz/png.js';
+export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
+export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';

@@ -43,7 +43,11 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   const norm = raw / mag;
   const step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
   const ticks: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  const first = Math.ceil(lo / step - 1e-9);
+  for (let k = first; k * step <= hi + step * 1e-9; k++) {
+    const v = Number((k * step).toPrecision(12)); // no float noise (0.6, not 0.6000000000000001)
+    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  }
   return ticks;
 }
 
