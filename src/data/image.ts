@@ -17,7 +17,7 @@ export interface Image {
   path?: string;
 }
 
-/** A file that cannot be decoded (corrupt, truncated, not an image). */
+/** A file that cannot be read or decoded (missing, unreadable, corrupt, truncated, not an image). */
 export class CorruptImageError extends ConvNextError {
   readonly path: string;
   readonly reason: string;
@@ -61,8 +61,7 @@ export async function decodeImage(input: string | Uint8Array, label = -1, path?:
     data = r.data;
     info = r.info;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (typeof input === 'string' && (code === 'ENOENT' || code === 'EACCES')) throw new ConvNextError(`cannot read ${name}: ${oneLine(err)}`);
+    // Missing, unreadable, truncated or not an image: all are "this file cannot be used".
     throw new CorruptImageError(name, oneLine(err));
   }
   return { width: info.width, height: info.height, data: toRgb(data, info.width * info.height, info.channels), label, path };
