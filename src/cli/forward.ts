@@ -12,18 +12,19 @@ import type { Command } from './command.js';
 export const forward: Command = {
   name: 'forward',
   summary: 'run a checkpoint on pixel_values from a safetensors file, write logits (and features)',
-  usage: 'convnextv2 forward --checkpoint P --input IN.safetensors --output OUT.safetensors [--features]',
+  usage: 'convnextv2 forward --checkpoint P --input IN.safetensors --output OUT.safetensors [--features] [--ema]',
   flags: {
     checkpoint: { kind: 'string', help: 'checkpoint file or run directory (any supported format)' },
     input: { kind: 'string', help: 'safetensors file holding pixel_values [N, C, H, W] float32' },
     output: { kind: 'string', help: 'safetensors file to write' },
     features: { kind: 'boolean', help: 'also write pre_logits and stage0..stage3 (NCHW)' },
+    ema: { kind: 'boolean', help: 'use the EMA weights (model_ema of .pt files, ema.* of ours)' },
   },
   run(args, ctx) {
     const ckptPath = args.requireString('checkpoint');
     const inPath = args.requireString('input');
     const outPath = args.requireString('output');
-    const ckpt = loadCheckpoint(ckptPath);
+    const ckpt = loadCheckpoint(ckptPath, { ema: args.bool('ema') });
     const model = new ConvNeXtV2(ckpt.config);
     model.loadStateDict(ckpt.state, `checkpoint ${ckptPath}`);
     const reader = openSafetensors(inPath);
