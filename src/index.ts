@@ -28,7 +28,7 @@ export {
   type Dataset, type Split, type OpenOptions, type SharedDataset,
 } from './data/dataset.js';
 export { decodeImage, CorruptImageError, type Image } from './data/image.js';
-export { resizeRgb, setResampleBackend, type ResampleFilter, type CropBox } from './data/resample.js';
+export { resizeRgb, type ResampleFilter, type CropBox } from './data/resample.js';
 export {
   randomResizedCrop, randomResizedCropParams, hflip, flipHorizontal, resize, resizeShortSide, centerCrop, evalResize,
   evalTransform, toNormalizedCHW, fromNormalizedCHW, randomErasing, compileTransform, applyTransform, IMAGENET_MEAN, IMAGENET_STD,

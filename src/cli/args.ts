@@ -11,6 +11,8 @@ export interface FlagSpec {
   kind: FlagKind;
   help: string;
   default?: string | number | boolean;
+  /** For string flags: the value when the flag is given without one (e.g. `--resume`). */
+  implicit?: string;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -85,6 +87,11 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       continue;
     }
     if (value === undefined) {
+      const nextArg = argv[i + 1];
+      if (spec.implicit !== undefined && (nextArg === undefined || nextArg.startsWith('--'))) {
+        flags.set(name, spec.implicit);
+        continue;
+      }
       value = argv[++i];
       if (value === undefined) throw new ConvNextError(`${command}: --${name} needs a value`, 2);
     }

@@ -12,9 +12,11 @@ import type { Command, CommandContext } from './command.js';
 import { convert } from './convert.js';
 import { demo } from './demo.js';
 import { forward } from './forward.js';
+import { fcmaeLoss } from './fcmae_loss.js';
+import { pretrain } from './pretrain.js';
 import { inspect } from './inspect.js';
 
-const COMMANDS: Command[] = [forward, bench, demo, convert, inspect];
+const COMMANDS: Command[] = [forward, pretrain, fcmaeLoss, bench, demo, convert, inspect];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
@@ -63,9 +65,20 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
+// A command whose work can no longer progress (a promise nothing will settle) would let the
+// event loop drain and exit 0: report it as the failure it is.
+let finished = false;
+process.on('beforeExit', () => {
+  if (finished) return;
+  finished = true;
+  process.stderr.write('convnextv2: internal error: the command stopped before finishing\n');
+  process.exitCode = 1;
+});
+
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => { finished = true; process.exitCode = code; },
   (e: unknown) => {
+    finished = true;
     const debug = process.env.CONVNEXTV2_DEBUG === '1';
     if (e instanceof ConvNextError) {
       process.stderr.write(`convnextv2: ${e.message}\n`);

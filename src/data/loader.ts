@@ -163,7 +163,10 @@ class WorkerPool {
   }
 
   async close(): Promise<void> {
-    this.failure ??= new ConvNextError('data loader closed');
+    // Pending jobs are rejected; the workers are ref'd while terminating, or an unref'd
+    // worker's exit would not keep the event loop alive and `close` would never settle.
+    this.fail(new ConvNextError('data loader closed'));
+    for (const w of this.workers) w.ref();
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -14,7 +14,6 @@
  * Cost: about 3 ms for a 224x224 crop out of a 500x375 image on one core (see the tests).
  */
 
-import { RESAMPLE_WASM_BASE64 } from './wasm/resample-wasm.js';
 
 export type ResampleFilter = 'bicubic' | 'bilinear';
 
@@ -101,12 +100,10 @@ export function resizeRgb(
   src: Uint8Array, sw: number, sh: number, dw: number, dh: number,
   filter: ResampleFilter = 'bicubic', crop?: CropBox,
 ): Uint8Array {
-  return backend === 'wasm' && wasmReady()
-    ? resizeWasm(src, sw, sh, dw, dh, filter, crop)
-    : resizeJs(src, sw, sh, dw, dh, filter, crop);
+  return resizeJs(src, sw, sh, dw, dh, filter, crop);
 }
 
-/** The TypeScript implementation (the fallback, and the oracle the WebAssembly one is tested against). */
+/** The implementation behind {@link resizeRgb}. */
 export function resizeJs(
   src: Uint8Array, sw: number, sh: number, dw: number, dh: number,
   filter: ResampleFilter = 'bicubic', crop?: CropBox,
@@ -240,109 +237,4 @@ function checkCrop(sw: number, sh: number, dw: number, dh: number, crop?: CropBo
     throw new RangeError(`resize: bad crop ${c.x},${c.y} ${c.w}x${c.h} of ${sw}x${sh} to ${dw}x${dh}`);
   }
   return c;
-}
-
-// ---- WebAssembly path -------------------------------------------------------------------
-
-let backend: 'wasm' | 'js' = 'wasm';
-
-/** Chooses the implementation (both give identical bytes); 'wasm' falls back to 'js' where WebAssembly SIMD is missing. */
-export function setResampleBackend(b: 'wasm' | 'js'): void {
-  backend = b;
-}
-
-/** The few WebAssembly APIs used (the project's TypeScript lib has no DOM/WebAssembly types). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Memory: new (d: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-
-interface WasmResample {
-  memory: WasmMemory;
-  horizontal: (src: number, srcStride: number, rows: number, dst: number, dw: number, bounds: number, kk: number, ksize: number) => void;
-  vertical: (src: number, srcStride: number, dst: number, rowLen: number, dh: number, bounds: number, kk: number, ksize: number, acc: number) => void;
-}
-
-let wasm: WasmResample | null | undefined;
-
-function wasmReady(): boolean {
-  if (wasm === undefined) {
-    try {
-      const WA = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-      if (!WA) throw new Error('no WebAssembly');
-      const bytes = Buffer.from(RESAMPLE_WASM_BASE64, 'base64');
-      const memory = new WA.Memory({ initial: 64 });
-      const inst = new WA.Instance(new WA.Module(bytes), { env: { memory } });
-      const ex = inst.exports as unknown as Omit<WasmResample, 'memory'>;
-      wasm = { memory, horizontal: ex.horizontal, vertical: ex.vertical };
-    } catch {
-      wasm = null;
-    }
-  }
-  return wasm !== null;
-}
-
-/** Start of our buffers in the module's memory (its stack lies below). */
-const HEAP_BASE = 1 << 17;
-
-function align(n: number): number {
-  return (n + 15) & ~15;
-}
-
-function resizeWasm(
-  src: Uint8Array, sw: number, sh: number, dw: number, dh: number,
-  filter: ResampleFilter, crop?: CropBox,
-): Uint8Array {
-  const w = wasm as WasmResample;
-  const { x: cx, y: cy, w: cw, h: ch } = checkCrop(sw, sh, dw, dh, crop);
-  const needH = dw !== cw;
-  const needV = dh !== ch;
-  if (!needH && !needV) return resizeJs(src, sw, sh, dw, dh, filter, crop);
-  const vert = precompute(ch, 0, ch, dh, filter);
-  const yFirst = vert.bounds[0];
-  const yLast = vert.bounds[dh * 2 - 2] + vert.bounds[dh * 2 - 1];
-  const rows = yLast - yFirst;
-  for (let i = 0; i < dh; i++) vert.bounds[i * 2] -= yFirst;
-  const hor = needH ? precompute(cw, 0, cw, dw, filter) : null;
-  // Layout: source rows [yFirst, yLast) of the crop | horizontal result | output | coefficients | accumulators.
-  const srcBytes = rows * cw * 3;
-  const tmpBytes = needH ? rows * dw * 3 : 0;
-  const outBytes = dw * dh * 3;
-  const pSrc = HEAP_BASE;
-  const pTmp = align(pSrc + srcBytes);
-  const pOut = align(pTmp + tmpBytes);
-  const pHb = align(pOut + outBytes);
-  const pHk = align(pHb + (hor ? hor.bounds.byteLength : 0));
-  const pVb = align(pHk + (hor ? hor.kk.byteLength : 0));
-  const pVk = align(pVb + vert.bounds.byteLength);
-  const pAcc = align(pVk + vert.kk.byteLength);
-  const end = pAcc + dw * 3 * 4;
-  const have = w.memory.buffer.byteLength;
-  if (end > have) w.memory.grow(Math.ceil((end - have) / 65536));
-  const heap = new Uint8Array(w.memory.buffer);
-  const rowLen = cw * 3;
-  for (let r = 0; r < rows; r++) {
-    const s0 = (cy + yFirst + r) * sw * 3 + cx * 3;
-    heap.set(src.subarray(s0, s0 + rowLen), pSrc + r * rowLen);
-  }
-  const i32 = new Int32Array(w.memory.buffer);
-  i32.set(vert.bounds, pVb >> 2);
-  i32.set(vert.kk, pVk >> 2);
-  let vSrc = pSrc;
-  let vStride = rowLen;
-  if (hor) {
-    i32.set(hor.bounds, pHb >> 2);
-    i32.set(hor.kk, pHk >> 2);
-    w.horizontal(pSrc, rowLen, rows, pTmp, dw, pHb, pHk, hor.ksize);
-    vSrc = pTmp;
-    vStride = dw * 3;
-    if (!needV) return heap.slice(pTmp, pTmp + outBytes);
-  }
-  w.vertical(vSrc, vStride, pOut, dw * 3, dh, pVb, pVk, vert.ksize, pAcc);
-  return heap.slice(pOut, pOut + outBytes);
 }

@@ -1,0 +1,229 @@
+/**
+ * `convnextv2 pretrain`: FCMAE self-supervised pre-training with the official script's
+ * defaults (main_pretrain.py): norm-pix loss, AdamW betas (0.9, 0.95), weight decay 0.05
+ * except 1-D tensors and biases, lr = blr * effective batch / 256 with blr 1.5e-4,
+ * half-cycle cosine after linear warmup updated every optimizer step, RandomResizedCrop
+ * (scale 0.2-1, bicubic) + horizontal flip + ImageNet normalisation, mask ratio 0.6.
+ *
+ * Every epoch: a line in DIR/log.jsonl, a reconstruction PNG of a few fixed images, and
+ * (each --save-every epochs) DIR/checkpoint-last.safetensors written atomically with the
+ * weights, the decoder, the AdamW moments and the step. The data order, augmentation and
+ * masks are functions of (seed, epoch, batch), so `--resume` continues bit-identically.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConvNextError } from '../errors.js';
+import { FCMAE } from '../fcmae/fcmae.js';
+import { openDataset, type Dataset } from '../data/dataset.js';
+import { DataLoader, sampleSeed } from '../data/loader.js';
+import { randomMask } from '../fcmae/masking.js';
+import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { writeBytesAtomicSync } from '../io/atomic.js';
+import { makeConfig, type ConvNeXtV2Config } from '../model/config.js';
+import { Rng } from '../rng.js';
+import { AdamW, type ParamGroup } from '../train/adamw.js';
+import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
+import { lrAt, scaledLr } from '../train/schedule.js';
+import type { TensorData } from '../io/safetensors.js';
+import type { Command } from './command.js';
+import { Progress } from './progress.js';
+import { writeReconstructionPng } from './reconstruction.js';
+
+export interface EpochRecord {
+  epoch: number;
+  loss: number;
+  lr: number;
+  images_per_second: number;
+  seconds: number;
+  steps: number;
+}
+
+export const pretrain: Command = {
+  name: 'pretrain',
+  summary: 'FCMAE self-supervised pre-training (sparse encoder) with the official recipe',
+  usage: 'convnextv2 pretrain --model atto --data SPEC --epochs E --batch-size B --out DIR [--resume [FILE]]',
+  flags: {
+    model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
+    data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
+    epochs: { kind: 'int', help: 'epochs', default: 800 },
+    'batch-size': { kind: 'int', help: 'images per step', default: 64 },
+    'update-freq': { kind: 'int', help: 'gradient accumulation steps per update', default: 1 },
+    'input-size': { kind: 'int', help: 'image size (a multiple of 32)', default: 224 },
+    'mask-ratio': { kind: 'number', help: 'fraction of 32x32 patches removed', default: 0.6 },
+    'norm-pix-loss': { kind: 'boolean', help: 'per-patch normalised target (the official script forces it on)', default: true },
+    'decoder-depth': { kind: 'int', help: 'decoder blocks', default: 1 },
+    'decoder-embed-dim': { kind: 'int', help: 'decoder width', default: 512 },
+    'grn-stats': { kind: 'string', help: 'encoder GRN statistics: batch (official) or per-sample', default: 'batch' },
+    'dense-masking': { kind: 'boolean', help: 'dense-masked encoder instead of the sparse one (same function, slower)' },
+    blr: { kind: 'number', help: 'base learning rate: lr = blr * batch * update-freq / 256', default: 1.5e-4 },
+    lr: { kind: 'number', help: 'absolute learning rate (overrides --blr)' },
+    'min-lr': { kind: 'number', help: 'final learning rate of the cosine', default: 0 },
+    'warmup-epochs': { kind: 'number', help: 'linear warmup epochs', default: 40 },
+    'weight-decay': { kind: 'number', help: 'AdamW weight decay (not on 1-D tensors and biases)', default: 0.05 },
+    seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation and masks', default: 0 },
+    limit: { kind: 'int', help: 'use the first N training images' },
+    out: { kind: 'string', help: 'run folder (log.jsonl, PNGs, checkpoints)' },
+    'save-every': { kind: 'int', help: 'write checkpoint-last.safetensors every N epochs (and after the last)', default: 1 },
+    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors, or from FILE', implicit: 'auto' },
+    workers: { kind: 'int', help: 'data loading worker threads (default: cores - 1, at most 4)' },
+    'vis-images': { kind: 'int', help: 'images in the per-epoch reconstruction PNG', default: 4 },
+    'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted; --resume continues)' },
+  },
+  async run(args, ctx) {
+    const out = resolve(args.requireString('out'));
+    const E = args.requireNumber('epochs');
+    const B = args.requireNumber('batch-size');
+    const updateFreq = args.requireNumber('update-freq');
+    const S = args.requireNumber('input-size');
+    const seed = args.requireNumber('seed');
+    const grnStats = args.requireString('grn-stats');
+    if (grnStats !== 'batch' && grnStats !== 'per-sample') throw new ConvNextError(`pretrain: --grn-stats must be batch or per-sample, got '${grnStats}'`, 2);
+    if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
+    if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
+    mkdirSync(out, { recursive: true });
+
+    // Resume: the checkpoint's config and decoder setup win over flags.
+    const resumeArg = args.string('resume');
+    let resumeFile: string | null = null;
+    if (resumeArg !== undefined) {
+      resumeFile = resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
+      if (!existsSync(resumeFile)) throw new ConvNextError(`pretrain: nothing to resume: ${resumeFile} does not exist`);
+    }
+    const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
+    if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
+    const encCfg: ConvNeXtV2Config = ck ? ck.config : makeConfig(args.requireString('model'), { numClasses: 0 });
+    const fcmae = new FCMAE(encCfg, {
+      decoderDim: ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim'),
+      decoderDepth: ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth'),
+      maskRatio: args.requireNumber('mask-ratio'),
+      normPixLoss: args.bool('norm-pix-loss'),
+      grnStats,
+    }, { seed });
+    const decayed = fcmae.params.filter((p) => !fcmae.pretrainNoDecay(p));
+    const groups: ParamGroup[] = [
+      { params: decayed, weightDecay: args.requireNumber('weight-decay'), lrScale: 1 },
+      { params: fcmae.params.filter((p) => fcmae.pretrainNoDecay(p)), weightDecay: 0, lrScale: 1 },
+    ];
+    const opt = new AdamW(groups, { betas: [0.9, 0.95], eps: 1e-8 });
+    let startEpoch = 0;
+    let step = 0;
+    if (ck) {
+      fcmae.encoderModel.loadStateDict(ck.state, resumeFile!);
+      const extra = ck.extra ?? new Map<string, TensorData>();
+      fcmae.loadDecoderState(extra, resumeFile!);
+      startEpoch = Number(ck.metadata.epoch);
+      step = Number(ck.metadata.step);
+      if (!Number.isInteger(startEpoch) || !Number.isInteger(step)) throw new ConvNextError(`pretrain: ${resumeFile} has no epoch/step metadata`);
+      loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!);
+    }
+
+    const limit = args.number('limit');
+    const train = openDataset(args.requireString('data'), 'train', { limit, seed });
+    const loader = new DataLoader(train, {
+      batchSize: B, shuffle: true, seed, dropLast: true,
+      transform: { kind: 'train', size: S, scale: [0.2, 1], hflip: 0.5 },
+      workers: args.number('workers') ?? 'auto',
+    });
+    const steps = loader.length;
+    if (steps < 1) throw new ConvNextError(`pretrain: ${train.length} training images make no batch of ${B}`);
+    const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B, updateFreq);
+    const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
+    const vis = await visBatch(args.requireString('data'), seed, S, args.requireNumber('vis-images'), train);
+    const logPath = join(out, 'log.jsonl');
+    keepLogUpTo(logPath, startEpoch);
+    const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
+    ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
+      `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
+      `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed at epoch ${startEpoch}` : ''}`);
+    const L = (S / 32) ** 2;
+    const records: EpochRecord[] = [];
+    try {
+      for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
+        const bar = new Progress(`epoch ${epoch}/${E}`, steps, 'img');
+        const t0 = performance.now();
+        let sum = 0;
+        let count = 0;
+        let curLr = lrAt(schedule, epoch - 1);
+        fcmae.zeroGrad();
+        for await (const batch of loader.epoch(epoch - 1)) {
+          const it = batch.batch;
+          if (it % updateFreq === 0) curLr = lrAt(schedule, epoch - 1 + it / steps);
+          const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
+          const r = fcmae.forward({ shape: [B, 3, S, S], data: batch.pixels }, mask, { mode });
+          if (!Number.isFinite(r.loss)) {
+            throw new ConvNextError(`pretrain: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping ` +
+              `(the last good checkpoint in ${out} is intact; try a lower --blr or more --warmup-epochs)`);
+          }
+          fcmae.backward(updateFreq);
+          if ((it + 1) % updateFreq === 0) {
+            opt.update(fcmae.kernels, curLr);
+            fcmae.zeroGrad();
+            step++;
+          }
+          sum += r.loss;
+          count++;
+          bar.update(count, { loss: sum / count, lr: curLr }, count * B);
+        }
+        // Gradients of an incomplete accumulation at the epoch's end are dropped.
+        fcmae.zeroGrad();
+        const seconds = (performance.now() - t0) / 1000;
+        const rec: EpochRecord = { epoch, loss: sum / count, lr: curLr, images_per_second: (count * B) / seconds, seconds, steps: count };
+        records.push(rec);
+        appendFileSync(logPath, JSON.stringify(rec) + '\n');
+        const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
+        writeReconstructionPng(png, fcmae, vis.pixels, vis.n, S, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
+        if (epoch % args.requireNumber('save-every') === 0 || epoch === E) {
+          saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
+            config: fcmae.encoderModel.config,
+            state: fcmae.encoderModel.stateDict(),
+            extra: new Map([...fcmae.decoderParams.map((p) => [p.name, { shape: p.shape, data: p.data }] as const), ...optimizerTensors(opt)]),
+            initialised: ['head.norm.weight', 'head.norm.bias'],
+            fcmae: fcmae.info(),
+            metadata: {
+              kind: 'fcmae-pretrain', epoch: String(epoch), step: String(step), optimizer_step: String(opt.step),
+              seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
+            },
+          });
+        }
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${png}`);
+        if (epoch === args.number('stop-after')) break;
+      }
+    } finally {
+      await loader.close();
+    }
+    ctx.out(`run folder: ${out}`);
+    return { out, epochs: records };
+  },
+};
+
+/** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
+function keepLogUpTo(path: string, epoch: number): void {
+  if (!existsSync(path)) return;
+  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const keep = lines.filter((l) => {
+    try {
+      return (JSON.parse(l) as { epoch: number }).epoch <= epoch;
+    } catch {
+      return false;
+    }
+  });
+  writeBytesAtomicSync(path, Buffer.from(keep.map((l) => l + '\n').join('')));
+}
+
+/** A few fixed images for the reconstruction PNG: the validation part if any, else training. */
+async function visBatch(spec: string, seed: number, S: number, n: number, train: Dataset): Promise<{ pixels: Float32Array; n: number }> {
+  let ds: Dataset = train;
+  try {
+    ds = openDataset(spec, 'val', { seed, limit: n, warn: () => undefined });
+  } catch {
+    ds = train;
+  }
+  const count = Math.min(n, ds.length);
+  const loader = new DataLoader(ds, { batchSize: count, transform: { kind: 'eval', size: S }, workers: 0, seed });
+  try {
+    for await (const b of loader.epoch(0)) return { pixels: b.pixels, n: b.pixels.length / (3 * S * S) };
+  } finally {
+    await loader.close();
+  }
+  throw new ConvNextError(`pretrain: no images for the reconstruction picture in ${spec}`);
+}
