@@ -19,7 +19,8 @@ export type FlagSpecs = Record<string, FlagSpec>;
 export type FlagValue = string | number | boolean | undefined;
 
 export class ParsedArgs {
-  constructor(readonly flags: Map<string, FlagValue>, readonly positionals: string[]) {}
+  /** `explicit`: the flags given on the command line (the rest hold defaults). */
+  constructor(readonly flags: Map<string, FlagValue>, readonly positionals: string[], readonly explicit: ReadonlySet<string> = new Set()) {}
 
   has(name: string): boolean {
     return this.flags.get(name) !== undefined;
@@ -55,6 +56,7 @@ export class ParsedArgs {
 export function parseArgs(argv: string[], specs: FlagSpecs, command: string): ParsedArgs {
   const flags = new Map<string, FlagValue>();
   const positionals: string[] = [];
+  const explicit = new Set<string>();
   for (const [name, s] of Object.entries(specs)) flags.set(name, s.default);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -76,8 +78,10 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
     const spec = specs[name];
     if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean' && value === undefined) {
       flags.set(name.slice(3), false);
+      explicit.add(name.slice(3));
       continue;
     }
+    if (spec) explicit.add(name);
     if (!spec) throw new ConvNextError(`${command}: unknown flag --${name} (see 'convnextv2 ${command} --help')`, 2);
     if (spec.kind === 'boolean') {
       if (value !== undefined && value !== 'true' && value !== 'false') {
@@ -105,7 +109,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       flags.set(name, value);
     }
   }
-  return new ParsedArgs(flags, positionals);
+  return new ParsedArgs(flags, positionals, explicit);
 }
 
 export function formatHelp(usage: string, specs: FlagSpecs): string {

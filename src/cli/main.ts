@@ -14,9 +14,12 @@ import { demo } from './demo.js';
 import { forward } from './forward.js';
 import { fcmaeLoss } from './fcmae_loss.js';
 import { pretrain } from './pretrain.js';
+import { finetune } from './finetune.js';
+import { evalCommand } from './eval.js';
+import { predict, embed } from './predict.js';
 import { inspect } from './inspect.js';
 
-const COMMANDS: Command[] = [forward, pretrain, fcmaeLoss, bench, demo, convert, inspect];
+const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },

@@ -10,7 +10,7 @@
  * weights, the decoder, the AdamW moments and the step. The data order, augmentation and
  * masks are functions of (seed, epoch, batch), so `--resume` continues bit-identically.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { FCMAE } from '../fcmae/fcmae.js';
@@ -18,7 +18,6 @@ import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
 import { randomMask } from '../fcmae/masking.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
-import { writeBytesAtomicSync } from '../io/atomic.js';
 import { makeConfig, type ConvNeXtV2Config } from '../model/config.js';
 import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
@@ -27,6 +26,7 @@ import { lrAt, scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
+import { keepLogUpTo } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 
 export interface EpochRecord {
@@ -195,20 +195,6 @@ export const pretrain: Command = {
     return { out, epochs: records };
   },
 };
-
-/** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
-function keepLogUpTo(path: string, epoch: number): void {
-  if (!existsSync(path)) return;
-  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '');
-  const keep = lines.filter((l) => {
-    try {
-      return (JSON.parse(l) as { epoch: number }).epoch <= epoch;
-    } catch {
-      return false;
-    }
-  });
-  writeBytesAtomicSync(path, Buffer.from(keep.map((l) => l + '\n').join('')));
-}
 
 /** A few fixed images for the reconstruction PNG: the validation part if any, else training. */
 async function visBatch(spec: string, seed: number, S: number, n: number, train: Dataset): Promise<{ pixels: Float32Array; n: number }> {

@@ -22,3 +22,20 @@ export function lrAt(s: CosineSchedule, epoch: number): number {
 export function scaledLr(blr: number, batchSize: number, updateFreq = 1): number {
   return (blr * batchSize * updateFreq) / 256;
 }
+
+/**
+ * The official fine-tuning schedule (utils.cosine_scheduler): one value per optimizer step,
+ * a linear warmup from 0 to `lr` over warmupEpochs * stepsPerEpoch steps (np.linspace, both
+ * ends included), then lr -> minLr along a half cosine over the remaining steps.
+ */
+export function cosineScheduler(lr: number, minLr: number, epochs: number, stepsPerEpoch: number, warmupEpochs: number, warmupSteps = -1): Float64Array {
+  const total = epochs * stepsPerEpoch;
+  const warm = Math.min(total, warmupSteps > 0 ? warmupSteps : Math.floor(warmupEpochs * stepsPerEpoch));
+  const out = new Float64Array(total);
+  if (warmupEpochs > 0 || warmupSteps > 0) {
+    for (let i = 0; i < warm; i++) out[i] = warm === 1 ? 0 : (lr * i) / (warm - 1);
+  }
+  const n = total - warm;
+  for (let i = 0; i < n; i++) out[warm + i] = minLr + 0.5 * (lr - minLr) * (1 + Math.cos((Math.PI * i) / n));
+  return out;
+}

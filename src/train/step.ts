@@ -6,6 +6,21 @@ import { ConvNextError } from '../errors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Tensor } from '../tensor.js';
 import type { AdamW } from './adamw.js';
+import type { Param } from '../nn/param.js';
+import type { Rng } from '../rng.js';
+
+/**
+ * Scales all gradients so their total L2 norm is at most maxNorm (torch's
+ * clip_grad_norm_: factor maxNorm / (norm + 1e-6) when norm exceeds maxNorm). Returns the norm.
+ */
+export function clipGradNorm(params: readonly Param[], maxNorm: number): number {
+  let ss = 0;
+  for (const p of params) for (let i = 0; i < p.grad.length; i++) ss += p.grad[i] * p.grad[i];
+  const norm = Math.sqrt(ss);
+  const f = maxNorm / (norm + 1e-6);
+  if (f < 1) for (const p of params) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= f;
+  return norm;
+}
 
 /** One-hot targets with label smoothing: (1 - s) on the label plus s / K everywhere (timm). */
 export function smoothTargets(labels: ArrayLike<number>, numClasses: number, smoothing = 0): Float32Array {
@@ -32,14 +47,14 @@ export interface StepResult {
  * indices or soft targets [N, K]. `lossScale` divides the gradient (gradient accumulation).
  */
 export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
-  opts: { smoothing?: number; lossScale?: number } = {}): StepResult {
+  opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepResult {
   const K = model.config.numClasses;
   if (K === 0) throw new ConvNextError('training a classifier needs numClasses > 0');
   const N = pixels.shape[0];
   const soft = targets instanceof Float32Array && targets.length === N * K
     ? targets
     : smoothTargets(targets, K, opts.smoothing ?? 0);
-  const out = model.forward(pixels, { train: true });
+  const out = model.forward(pixels, { train: true, rng: opts.rng });
   const logits = out.logits!;
   const dlogits = new Float32Array(N * K);
   const loss = model.kernels.softmaxCrossEntropy(logits, soft, N, K, dlogits);
@@ -51,8 +66,9 @@ export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: Arra
 
 /** forwardBackward, then one AdamW update at `lr`, then zeroed gradients. */
 export function trainStep(model: ConvNeXtV2, opt: AdamW, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
-  opts: { lr?: number; smoothing?: number } = {}): StepResult {
+  opts: { lr?: number; smoothing?: number; rng?: Rng; clipGrad?: number } = {}): StepResult {
   const r = forwardBackward(model, pixels, targets, opts);
+  if (opts.clipGrad !== undefined) clipGradNorm(model.params, opts.clipGrad);
   opt.update(model.kernels, opts.lr);
   model.zeroGrad();
   return r;

@@ -1,0 +1,48 @@
+/**
+ * Evaluation as the official code: preprocessing per `evalTransform` (short side to
+ * size / crop_pct then centre crop below 384 px, a warp at 384 and above), top-1 / top-5 in
+ * percent and the mean cross-entropy (no smoothing).
+ */
+import type { Dataset } from '../data/dataset.js';
+import { DataLoader } from '../data/loader.js';
+import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import { smoothTargets } from '../train/step.js';
+
+export interface EvalResult {
+  top1: number;
+  top5: number;
+  loss: number;
+  images: number;
+}
+
+export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto' }): Promise<EvalResult> {
+  const K = model.config.numClasses;
+  const loader = new DataLoader(ds, {
+    batchSize: opts.batchSize ?? 64, transform: { kind: 'eval', size: opts.size, cropPct: opts.cropPct },
+    fill: false, workers: opts.workers ?? 'auto',
+  });
+  let c1 = 0;
+  let c5 = 0;
+  let lossSum = 0;
+  let n = 0;
+  try {
+    for await (const b of loader.epoch(0)) {
+      const B = b.labels.length;
+      if (B === 0) continue;
+      const logits = model.forward({ shape: [B, 3, opts.size, opts.size], data: b.pixels.subarray(0, B * 3 * opts.size * opts.size) }).logits!;
+      lossSum += model.kernels.softmaxCrossEntropy(logits, smoothTargets(b.labels, K, 0), B, K, null) * B;
+      for (let i = 0; i < B; i++) {
+        const y = b.labels[i];
+        const v = logits[i * K + y];
+        let higher = 0;
+        for (let k = 0; k < K; k++) if (logits[i * K + k] > v || (logits[i * K + k] === v && k < y)) higher++;
+        if (higher === 0) c1++;
+        if (higher < 5) c5++;
+      }
+      n += B;
+    }
+  } finally {
+    await loader.close();
+  }
+  return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n };
+}

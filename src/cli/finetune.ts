@@ -1,0 +1,306 @@
+/**
+ * `convnextv2 finetune`: supervised fine-tuning with the official recipe (main_finetune.py):
+ * AdamW with layer-wise lr decay, lr = blr * effective batch / 256, warmup then half-cycle
+ * cosine per optimizer step, label smoothing or mixup/cutmix soft targets, RandAugment,
+ * random erasing, drop path, head init scale, model EMA, gradient clipping and accumulation.
+ * `--init` takes an FCMAE checkpoint (encoder mapped, decoder dropped, head initialised) or a
+ * classifier (head kept when the classes match). `--recipe SIZE` applies the paper's
+ * per-size settings (TRAINING.md); explicit flags override it.
+ *
+ * Every epoch: a line in DIR/log.jsonl (epoch, loss, lr, val_top1, val_top5, val_loss and the
+ * EMA's), DIR/checkpoint-last.safetensors (weights, AdamW moments, EMA, step), and
+ * DIR/checkpoint-best.safetensors when validation top-1 improves; `--resume` continues
+ * bit-identically (data, augmentation, mixup and drop path are functions of seed, epoch, step).
+ */
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConvNextError } from '../errors.js';
+import { openDataset, type Dataset } from '../data/dataset.js';
+import { DataLoader, sampleSeed } from '../data/loader.js';
+import { Mixup } from '../data/mixup.js';
+import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import type { TensorData } from '../io/safetensors.js';
+import { makeConfig, MODEL_SIZES, type ConvNeXtV2Config } from '../model/config.js';
+import { ConvNeXtV2 } from '../model/convnextv2.js';
+import { Rng } from '../rng.js';
+import { AdamW, type ParamGroup } from '../train/adamw.js';
+import { ModelEma } from '../train/ema.js';
+import { layerScale, type LayerDecayType } from '../train/layer_decay.js';
+import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
+import { cosineScheduler, scaledLr } from '../train/schedule.js';
+import { clipGradNorm, forwardBackward, smoothTargets } from '../train/step.js';
+import type { ParsedArgs } from './args.js';
+import type { Command } from './command.js';
+import { evaluate } from './evaluate.js';
+import { keepLogUpTo } from './runlog.js';
+import { Progress } from './progress.js';
+
+/** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
+ * nano use atto's, large and huge use base's). */
+export const RECIPES: Record<string, Record<string, string | number | boolean>> = {
+  atto: { blr: 2e-4, epochs: 600, 'warmup-epochs': 0, 'layer-decay-type': 'single', 'layer-decay': 0.9, 'weight-decay': 0.3, 'drop-path': 0.1, reprob: 0.25, mixup: 0, cutmix: 0, smoothing: 0.2, 'model-ema': true, 'model-ema-eval': true },
+  tiny: { blr: 8e-4, epochs: 300, 'warmup-epochs': 40, 'layer-decay-type': 'single', 'layer-decay': 0.9, 'weight-decay': 0.05, 'drop-path': 0.2, reprob: 0.25, mixup: 0.8, cutmix: 1.0, smoothing: 0.1, 'model-ema': true, 'model-ema-eval': true },
+  base: { blr: 6.25e-4, epochs: 100, 'warmup-epochs': 20, 'layer-decay-type': 'group', 'layer-decay': 0.6, 'weight-decay': 0.05, 'drop-path': 0.1, reprob: 0.25, mixup: 0.8, cutmix: 1.0, smoothing: 0.1, 'model-ema': true, 'model-ema-eval': true },
+};
+for (const s of ['femto', 'pico', 'nano']) RECIPES[s] = RECIPES.atto;
+for (const s of ['large', 'huge']) RECIPES[s] = RECIPES.base;
+
+export const finetune: Command = {
+  name: 'finetune',
+  summary: 'supervised fine-tuning with the paper recipe (from FCMAE, a classifier, or scratch)',
+  usage: 'convnextv2 finetune --model atto --data SPEC [--init CKPT] --epochs E --out DIR [--recipe SIZE] [--resume [FILE]]',
+  flags: {
+    model: { kind: 'string', help: 'model size (atto ... huge); --init decides when given', default: 'atto' },
+    data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
+    init: { kind: 'string', help: 'initial weights: FCMAE or classifier checkpoint (file or run folder)' },
+    recipe: { kind: 'string', help: "the paper's settings for a size (atto ... huge); flags override" },
+    epochs: { kind: 'int', help: 'epochs', default: 100 },
+    'batch-size': { kind: 'int', help: 'images per step', default: 64 },
+    'update-freq': { kind: 'int', help: 'gradient accumulation steps', default: 1 },
+    'input-size': { kind: 'int', help: 'image size', default: 224 },
+    blr: { kind: 'number', help: 'base lr: lr = blr * batch * update-freq / 256', default: 5e-4 },
+    lr: { kind: 'number', help: 'absolute lr (overrides --blr)' },
+    'min-lr': { kind: 'number', help: 'final lr of the cosine', default: 1e-6 },
+    'warmup-epochs': { kind: 'number', help: 'linear warmup epochs', default: 20 },
+    'warmup-steps': { kind: 'int', help: 'linear warmup steps (overrides --warmup-epochs)', default: -1 },
+    'opt-eps': { kind: 'number', help: 'AdamW epsilon', default: 1e-8 },
+    'opt-betas': { kind: 'string', help: 'AdamW betas "b1,b2"', default: '0.9,0.999' },
+    'weight-decay': { kind: 'number', help: 'weight decay (none on 1-D tensors, biases, GRN gamma/beta)', default: 0.05 },
+    'layer-decay': { kind: 'number', help: 'layer-wise lr decay (1: none)', default: 1.0 },
+    'layer-decay-type': { kind: 'string', help: 'single (per block) or group (12 groups)', default: 'single' },
+    smoothing: { kind: 'number', help: 'label smoothing', default: 0.1 },
+    mixup: { kind: 'number', help: 'mixup alpha (0: off)', default: 0 },
+    cutmix: { kind: 'number', help: 'cutmix alpha (0: off)', default: 0 },
+    'mixup-prob': { kind: 'number', help: 'probability of mixup or cutmix per batch', default: 1 },
+    'mixup-switch-prob': { kind: 'number', help: 'probability of cutmix when both are on', default: 0.5 },
+    'mixup-mode': { kind: 'string', help: 'batch (per batch)', default: 'batch' },
+    aa: { kind: 'string', help: "RandAugment policy ('' or none to disable)", default: 'rand-m9-mstd0.5-inc1' },
+    reprob: { kind: 'number', help: 'random erasing probability', default: 0.25 },
+    'drop-path': { kind: 'number', help: 'stochastic depth rate', default: 0 },
+    'head-init-scale': { kind: 'number', help: 'scale of the initial head weights', default: 0.001 },
+    'model-ema': { kind: 'boolean', help: 'keep an EMA of the weights' },
+    'model-ema-decay': { kind: 'number', help: 'EMA decay', default: 0.9999 },
+    'model-ema-eval': { kind: 'boolean', help: 'also evaluate the EMA every epoch' },
+    'clip-grad': { kind: 'number', help: 'clip the total gradient norm' },
+    'val-split': { kind: 'number', help: 'fraction of train carved out for validation when the data has no val part' },
+    'crop-pct': { kind: 'number', help: 'evaluation centre-crop fraction', default: 0.875 },
+    seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation, mixup, drop path', default: 0 },
+    limit: { kind: 'int', help: 'use the first N training images' },
+    out: { kind: 'string', help: 'run folder' },
+    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors or FILE', implicit: 'auto' },
+    workers: { kind: 'int', help: 'data loading worker threads' },
+    'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted)' },
+  },
+  async run(args, ctx) {
+    const a = withRecipe(args);
+    const out = resolve(a.str('out'));
+    mkdirSync(out, { recursive: true });
+    const E = a.num('epochs');
+    const B = a.num('batch-size');
+    const updateFreq = a.num('update-freq');
+    const S = a.num('input-size');
+    const seed = a.num('seed');
+    const ldType = a.str('layer-decay-type') as LayerDecayType;
+    if (ldType !== 'single' && ldType !== 'group') throw new ConvNextError(`finetune: --layer-decay-type must be single or group`, 2);
+    if (a.str('mixup-mode') !== 'batch') throw new ConvNextError(`finetune: --mixup-mode ${a.str('mixup-mode')} is not supported (batch only)`, 2);
+    const betas = a.str('opt-betas').split(/[ ,]+/).map(Number);
+    if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) throw new ConvNextError('finetune: --opt-betas needs two numbers in [0, 1), e.g. 0.9,0.999', 2);
+
+    const valSplit = args.number('val-split');
+    const limit = args.number('limit');
+    const spec = a.str('data');
+    const train = openDataset(spec, 'train', { limit, seed, valSplit });
+    const val = openValidation(spec, seed, valSplit);
+    const K = train.classes.length;
+
+    // Model: from --resume, --init, or scratch.
+    const resumeArg = args.string('resume');
+    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
+    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`finetune: nothing to resume: ${resumeFile} does not exist`);
+    const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
+    const initPath = args.string('init');
+    const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
+    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : makeConfig(a.str('model')));
+    const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: a.num('drop-path'), headInitScale: a.num('head-init-scale') };
+    const model = new ConvNeXtV2(cfg, { seed });
+    let initNote = 'from scratch';
+    if (resumed) {
+      model.loadStateDict(resumed.state, resumeFile!);
+    } else if (init) {
+      const state = new Map(init.state);
+      const headMatches = init.config.numClasses === K && !init.backbone;
+      for (const p of model.params) {
+        if (p.name.startsWith('head.fc.') && !headMatches) continue;
+        if (init.initialised.includes(p.name)) continue;
+        const t = state.get(p.name);
+        if (!t) continue;
+        if (t.data.length !== p.size) throw new ConvNextError(`finetune: --init ${initPath}: tensor ${p.name} does not fit the model`);
+        p.data.set(t.data);
+      }
+      initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}`;
+    }
+
+    // Optimizer groups: (layer, decay) with the layer-wise lr scale.
+    const decay = a.num('layer-decay');
+    const wd = a.num('weight-decay');
+    const groupsByKey = new Map<string, ParamGroup>();
+    for (const p of model.params) {
+      const scale = decay === 1 ? 1 : layerScale(p.name, cfg.depths, ldType, decay);
+      const key = `${scale}:${p.noDecay}`;
+      let g = groupsByKey.get(key);
+      if (!g) groupsByKey.set(key, (g = { params: [], weightDecay: p.noDecay ? 0 : wd, lrScale: scale }));
+      g.params.push(p);
+    }
+    const opt = new AdamW([...groupsByKey.values()], { betas: [betas[0], betas[1]], eps: a.num('opt-eps') });
+    const ema = a.bool('model-ema') ? new ModelEma(model.params, a.num('model-ema-decay')) : null;
+    let startEpoch = 0;
+    let step = 0;
+    let best = -1;
+    if (resumed) {
+      const extra = resumed.extra ?? new Map<string, TensorData>();
+      startEpoch = Number(resumed.metadata.epoch);
+      step = Number(resumed.metadata.step);
+      best = Number(resumed.metadata.best_top1 ?? -1);
+      loadOptimizerTensors(opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!);
+      if (ema) {
+        for (const p of model.params) {
+          const t = extra.get(`ema.${p.name}`);
+          if (!t) throw new ConvNextError(`finetune: ${resumeFile} has no EMA weights (ema.${p.name})`);
+          ema.shadow.get(p.name)!.set(t.data);
+        }
+      }
+    }
+
+    const aa = a.str('aa');
+    const loader = new DataLoader(train, {
+      batchSize: B, shuffle: true, seed, dropLast: true,
+      transform: { kind: 'train', size: S, scale: [0.08, 1], hflip: 0.5, autoAugment: aa === 'none' ? '' : aa, reprob: a.num('reprob'), remode: 'pixel' },
+      workers: args.number('workers') ?? 'auto',
+    });
+    const stepsPerEpoch = loader.length;
+    if (stepsPerEpoch < 1) throw new ConvNextError(`finetune: ${train.length} training images make no batch of ${B}`);
+    const updatesPerEpoch = Math.floor(stepsPerEpoch / updateFreq);
+    const lr = args.number('lr') ?? scaledLr(a.num('blr'), B, updateFreq);
+    const schedule = cosineScheduler(lr, a.num('min-lr'), E, Math.max(1, updatesPerEpoch), a.num('warmup-epochs'), a.num('warmup-steps'));
+    const mixOn = a.num('mixup') > 0 || a.num('cutmix') > 0;
+    const mixup = mixOn ? new Mixup({
+      mixupAlpha: a.num('mixup'), cutmixAlpha: a.num('cutmix'), prob: a.num('mixup-prob'), switchProb: a.num('mixup-switch-prob'),
+      mode: 'batch', labelSmoothing: a.num('smoothing'), numClasses: K,
+    }) : null;
+    const clip = args.number('clip-grad');
+    const cropPct = a.num('crop-pct');
+    const logPath = join(out, 'log.jsonl');
+    keepLogUpTo(logPath, startEpoch);
+    ctx.out(`finetune: ConvNeXt V2 ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
+      `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
+      `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
+      `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed at epoch ${startEpoch}` : ''}`);
+    const records: object[] = [];
+    try {
+      for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
+        const bar = new Progress(`epoch ${epoch}/${E}`, stepsPerEpoch, 'img');
+        const t0 = performance.now();
+        let sum = 0;
+        let count = 0;
+        let curLr = schedule[Math.min(step, schedule.length - 1)];
+        model.zeroGrad();
+        for await (const batch of loader.epoch(epoch - 1)) {
+          const it = batch.batch;
+          curLr = schedule[Math.min(step, schedule.length - 1)];
+          let targets: Float32Array;
+          if (mixup) {
+            targets = mixup.apply(batch.pixels, batch.labels, 3, S, S, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets;
+          } else {
+            targets = smoothTargets(batch.labels, K, a.num('smoothing'));
+          }
+          const r = forwardBackward(model, { shape: [B, 3, S, S], data: batch.pixels }, targets,
+            { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
+          if (!Number.isFinite(r.loss)) {
+            throw new ConvNextError(`finetune: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping (the last good checkpoint in ${out} is intact)`);
+          }
+          if ((it + 1) % updateFreq === 0) {
+            if (clip !== undefined) clipGradNorm(model.params, clip);
+            opt.update(model.kernels, curLr);
+            model.zeroGrad();
+            ema?.update();
+            step++;
+          }
+          sum += r.loss;
+          count++;
+          bar.update(count, { loss: sum / count, lr: curLr }, count * B);
+        }
+        model.zeroGrad();
+        const seconds = (performance.now() - t0) / 1000;
+        const ev = await evaluate(model, val, { size: S, cropPct, batchSize: Math.max(B, 32) });
+        const rec: Record<string, number> = {
+          epoch, loss: sum / count, lr: curLr, val_top1: ev.top1, val_top5: ev.top5, val_loss: ev.loss,
+          images_per_second: (count * B) / seconds, seconds,
+        };
+        if (ema && a.bool('model-ema-eval')) {
+          ema.swap();
+          const evE = await evaluate(model, val, { size: S, cropPct, batchSize: Math.max(B, 32) });
+          ema.swap();
+          rec.ema_top1 = evE.top1;
+          rec.ema_top5 = evE.top5;
+          rec.ema_loss = evE.loss;
+        }
+        records.push(rec);
+        appendFileSync(logPath, JSON.stringify(rec) + '\n');
+        const improved = ev.top1 > best;
+        if (improved) best = ev.top1;
+        const extra = new Map<string, TensorData>(optimizerTensors(opt));
+        if (ema) for (const p of model.params) extra.set(`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! });
+        const meta = {
+          kind: 'finetune', epoch: String(epoch), step: String(step), optimizer_step: String(opt.step), best_top1: String(best),
+          seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
+        };
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra, labels: train.classes, metadata: meta });
+        if (improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), labels: train.classes, metadata: meta });
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${ev.top1.toFixed(2)}% top-5 ${ev.top5.toFixed(2)}% loss ${ev.loss.toFixed(4)}` +
+          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${improved ? ' (best)' : ''}`);
+        if (epoch === args.number('stop-after')) break;
+      }
+    } finally {
+      await loader.close();
+    }
+    ctx.out(`run folder: ${out} (best val top-1 ${best.toFixed(2)}%)`);
+    return { out, best_top1: best, epochs: records };
+  },
+};
+
+/** The validation part of a data set: its own val/test part, or a carved-out fraction. */
+export function openValidation(spec: string, seed: number, valSplit?: number): Dataset {
+  try {
+    return openDataset(spec, 'val', { seed, valSplit });
+  } catch (e) {
+    if (valSplit === undefined) {
+      throw new ConvNextError(`${e instanceof Error ? e.message : String(e)} (give --val-split F to carve a validation part out of train)`);
+    }
+    throw e;
+  }
+}
+
+/** Flag values with `--recipe SIZE` applied under explicit flags. */
+function withRecipe(args: ParsedArgs): { flags: Map<string, unknown>; str(n: string): string; num(n: string): number; bool(n: string): boolean } {
+  const name = args.string('recipe');
+  const recipe = name === undefined ? {} : RECIPES[name];
+  if (!recipe) throw new ConvNextError(`finetune: unknown --recipe '${name}' (one of ${Object.keys(MODEL_SIZES).join(', ')})`, 2);
+  const explicit = new Set(args.explicit);
+  const flags = new Map<string, unknown>(args.flags);
+  for (const [k, v] of Object.entries(recipe)) if (!explicit.has(k)) flags.set(k, v);
+  const get = (n: string) => flags.get(n);
+  return {
+    flags,
+    str: (n) => {
+      const v = get(n);
+      if (v === undefined || v === '') throw new ConvNextError(`missing --${n}`, 2);
+      return String(v);
+    },
+    num: (n) => {
+      const v = get(n);
+      if (v === undefined) throw new ConvNextError(`missing --${n}`, 2);
+      return Number(v);
+    },
+    bool: (n) => get(n) === true,
+  };
+}

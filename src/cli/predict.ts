@@ -1,0 +1,87 @@
+/**
+ * `convnextv2 predict IMAGE...`: top-k classes with probabilities per image (class names
+ * from the checkpoint: ImageFolder classes or HF id2label); `convnextv2 embed IMAGE...`:
+ * pre-logit features (pooled + normalised) written to a safetensors file.
+ */
+import { ConvNextError } from '../errors.js';
+import { decodeImage } from '../data/image.js';
+import { evalTransform } from '../data/transforms.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
+import { writeSafetensors } from '../io/safetensors.js';
+import { ConvNeXtV2 } from '../model/convnextv2.js';
+import type { ParsedArgs } from './args.js';
+import type { Command } from './command.js';
+
+async function loadBatch(args: ParsedArgs, S: number, cropPct: number): Promise<{ files: string[]; pixels: Float32Array }> {
+  const files = args.positionals;
+  if (files.length === 0) throw new ConvNextError('no image files given', 2);
+  const pixels = new Float32Array(files.length * 3 * S * S);
+  for (let i = 0; i < files.length; i++) {
+    const img = await decodeImage(files[i]);
+    evalTransform(img, S, cropPct, pixels, i * 3 * S * S);
+  }
+  return { files, pixels };
+}
+
+function setup(args: ParsedArgs) {
+  const path = args.requireString('checkpoint');
+  const ck = loadCheckpoint(path, { ema: args.bool('ema') });
+  const model = new ConvNeXtV2(ck.config);
+  model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
+  const S = args.number('input-size') ?? (Number(ck.metadata.input_size) || 224);
+  const cropPct = args.number('crop-pct') ?? (Number(ck.metadata.crop_pct) || 0.875);
+  return { ck, model, S, cropPct };
+}
+
+const COMMON = {
+  checkpoint: { kind: 'string' as const, help: 'checkpoint (a run folder means its best)' },
+  'input-size': { kind: 'int' as const, help: "image size (default: the checkpoint's, else 224)" },
+  'crop-pct': { kind: 'number' as const, help: "centre-crop fraction (default: the checkpoint's, else 0.875)" },
+  ema: { kind: 'boolean' as const, help: 'use the EMA weights' },
+};
+
+export const predict: Command = {
+  name: 'predict',
+  summary: 'classify image files: top-k classes with probabilities',
+  usage: 'convnextv2 predict --checkpoint P IMAGE... [--top-k 5] [--json]',
+  flags: { ...COMMON, 'top-k': { kind: 'int', help: 'classes shown per image', default: 5 } },
+  async run(args, ctx) {
+    const { ck, model, S, cropPct } = setup(args);
+    const K = ck.config.numClasses;
+    if (K === 0) throw new ConvNextError(`checkpoint ${ck.file}: has no classifier head; use 'convnextv2 embed' for features`);
+    const { files, pixels } = await loadBatch(args, S, cropPct);
+    const logits = model.forward({ shape: [files.length, 3, S, S], data: pixels }).logits!;
+    const topK = Math.min(args.requireNumber('top-k'), K);
+    const names = ck.labels ?? Array.from({ length: K }, (_, i) => `class ${i}`);
+    const results = files.map((file, i) => {
+      const row = logits.subarray(i * K, (i + 1) * K);
+      const mx = Math.max(...row);
+      const e = Array.from(row, (v) => Math.exp(v - mx));
+      const s = e.reduce((a, b) => a + b, 0);
+      const top = e.map((v, k) => ({ index: k, label: names[k], probability: v / s })).sort((a, b) => b.probability - a.probability).slice(0, topK);
+      return { file, top };
+    });
+    for (const r of results) {
+      ctx.out(r.file);
+      for (const t of r.top) ctx.out(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.label}`);
+    }
+    return { predictions: results };
+  },
+};
+
+export const embed: Command = {
+  name: 'embed',
+  summary: 'write pre-logit features of image files to a safetensors file',
+  usage: 'convnextv2 embed --checkpoint P --output OUT.safetensors IMAGE...',
+  flags: { ...COMMON, output: { kind: 'string', help: 'safetensors file: features [N, C]' } },
+  async run(args, ctx) {
+    const { ck, model, S, cropPct } = setup(args);
+    const out = args.requireString('output');
+    const { files, pixels } = await loadBatch(args, S, cropPct);
+    const r = model.forward({ shape: [files.length, 3, S, S], data: pixels });
+    const C = ck.config.dims[3];
+    writeSafetensors(out, [['features', { shape: [files.length, C], data: r.preLogits }]], { files: JSON.stringify(files), checkpoint: ck.file });
+    ctx.out(`wrote features [${files.length}, ${C}] to ${out}`);
+    return { output: out, images: files.length, dim: C };
+  },
+};
