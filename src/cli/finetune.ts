@@ -20,7 +20,7 @@ import { DataLoader, sampleSeed } from '../data/loader.js';
 import { Mixup } from '../data/mixup.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import type { TensorData } from '../io/safetensors.js';
-import { makeConfig, MODEL_SIZES, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
@@ -51,6 +51,8 @@ export const finetune: Command = {
   usage: 'convnextv2 finetune --model atto --data SPEC [--init CKPT] --epochs E --out DIR [--recipe SIZE] [--resume [FILE]]',
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge); --init decides when given', default: 'atto' },
+    depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
+    dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
     data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
     init: { kind: 'string', help: 'initial weights: FCMAE or classifier checkpoint (file or run folder)' },
     recipe: { kind: 'string', help: "the paper's settings for a size (atto ... huge); flags override" },
@@ -120,7 +122,7 @@ export const finetune: Command = {
     const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     const initPath = args.string('init');
     const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
-    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : makeConfig(a.str('model')));
+    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(a.str('model'), args.string('depths'), args.string('dims')));
     const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: a.num('drop-path'), headInitScale: a.num('head-init-scale') };
     const model = new ConvNeXtV2(cfg, { seed });
     let initNote = 'from scratch';

@@ -18,7 +18,7 @@ import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
 import { randomMask } from '../fcmae/masking.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
-import { makeConfig, type ConvNeXtV2Config } from '../model/config.js';
+import { modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
 import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
@@ -44,6 +44,8 @@ export const pretrain: Command = {
   usage: 'convnextv2 pretrain --model atto --data SPEC --epochs E --batch-size B --out DIR [--resume [FILE]]',
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
+    depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
+    dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
     data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
     epochs: { kind: 'int', help: 'epochs', default: 800 },
     'batch-size': { kind: 'int', help: 'images per step', default: 64 },
@@ -91,7 +93,7 @@ export const pretrain: Command = {
     }
     const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
-    const encCfg: ConvNeXtV2Config = ck ? ck.config : makeConfig(args.requireString('model'), { numClasses: 0 });
+    const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0 });
     const fcmae = new FCMAE(encCfg, {
       decoderDim: ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim'),
       decoderDepth: ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth'),

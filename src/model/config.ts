@@ -140,3 +140,14 @@ export function countParams(cfg: ConvNeXtV2Config): number {
   for (const p of paramSpecs(cfg)) n += p.shape.reduce((a, b) => a * b, 1);
   return n;
 }
+
+/** A model from a size name, or from explicit comma-separated depths and dims (both given). */
+export function modelFromFlags(model: string, depths?: string, dims?: string, over: ConfigOverrides = {}): ConvNeXtV2Config {
+  if (depths === undefined && dims === undefined) return makeConfig(model, over);
+  const parse = (flag: string, v?: string): number[] => {
+    const a = (v ?? '').split(/[ ,]+/).filter((x) => x !== '').map(Number);
+    if (a.length !== 4 || a.some((x) => !Number.isInteger(x) || x < 0)) throw new ConvNextError(`--${flag} needs four integers, e.g. 2,2,6,2`, 2);
+    return a;
+  };
+  return makeConfig({ depths: parse('depths', depths), dims: parse('dims', dims) }, over);
+}
