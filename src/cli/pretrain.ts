@@ -56,6 +56,7 @@ export const pretrain: Command = {
     'decoder-depth': { kind: 'int', help: 'decoder blocks', default: 1 },
     'decoder-embed-dim': { kind: 'int', help: 'decoder width', default: 512 },
     'grn-stats': { kind: 'string', help: 'encoder GRN statistics: batch (official) or per-sample', default: 'batch' },
+    'fcmae-init': { kind: 'string', help: "official (FCMAE's std-1 quirks) or timm (std 0.02 everywhere)", default: 'official' },
     'dense-masking': { kind: 'boolean', help: 'dense-masked encoder instead of the sparse one (same function, slower)' },
     blr: { kind: 'number', help: 'base learning rate: lr = blr * batch * update-freq / 256', default: 1.5e-4 },
     lr: { kind: 'number', help: 'absolute learning rate (overrides --blr)' },
@@ -80,6 +81,8 @@ export const pretrain: Command = {
     const seed = args.requireNumber('seed');
     const grnStats = args.requireString('grn-stats');
     if (grnStats !== 'batch' && grnStats !== 'per-sample') throw new ConvNextError(`pretrain: --grn-stats must be batch or per-sample, got '${grnStats}'`, 2);
+    const fcmaeInit = args.requireString('fcmae-init');
+    if (fcmaeInit !== 'official' && fcmaeInit !== 'timm') throw new ConvNextError(`pretrain: --fcmae-init must be official or timm, got '${fcmaeInit}'`, 2);
     if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
     if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
     mkdirSync(out, { recursive: true });
@@ -100,6 +103,7 @@ export const pretrain: Command = {
       maskRatio: args.requireNumber('mask-ratio'),
       normPixLoss: args.bool('norm-pix-loss'),
       grnStats,
+      initStyle: fcmaeInit,
     }, { seed });
     const decayed = fcmae.params.filter((p) => !fcmae.pretrainNoDecay(p));
     const groups: ParamGroup[] = [
