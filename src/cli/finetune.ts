@@ -85,6 +85,7 @@ export const finetune: Command = {
     'model-ema-eval': { kind: 'boolean', help: 'also evaluate the EMA every epoch' },
     'clip-grad': { kind: 'number', help: 'clip the total gradient norm' },
     'val-split': { kind: 'number', help: 'fraction of train carved out for validation when the data has no val part' },
+    'val-limit': { kind: 'int', help: 'evaluate each epoch on the first N validation images' },
     'crop-pct': { kind: 'number', help: 'evaluation centre-crop fraction', default: 0.875 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation, mixup, drop path', default: 0 },
     limit: { kind: 'int', help: 'use the first N training images' },
@@ -112,7 +113,7 @@ export const finetune: Command = {
     const limit = args.number('limit');
     const spec = a.str('data');
     const train = openDataset(spec, 'train', { limit, seed, valSplit });
-    const val = openValidation(spec, seed, valSplit);
+    const val = openValidation(spec, seed, valSplit, args.number('val-limit'));
     const K = train.classes.length;
 
     // Model: from --resume, --init, or scratch.
@@ -271,9 +272,9 @@ export const finetune: Command = {
 };
 
 /** The validation part of a data set: its own val/test part, or a carved-out fraction. */
-export function openValidation(spec: string, seed: number, valSplit?: number): Dataset {
+export function openValidation(spec: string, seed: number, valSplit?: number, limit?: number): Dataset {
   try {
-    return openDataset(spec, 'val', { seed, valSplit });
+    return openDataset(spec, 'val', { seed, valSplit, limit });
   } catch (e) {
     if (valSplit === undefined) {
       throw new ConvNextError(`${e instanceof Error ? e.message : String(e)} (give --val-split F to carve a validation part out of train)`);
