@@ -41,3 +41,11 @@ export { DataLoader, sampleSeed, type DataLoaderOptions, type Batch, type Custom
 export { encodePng, writePng, crc32, type RasterImage } from './viz/png.js';
 export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
 export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
+export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
+export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
+export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';
+export { ModelEma } from './train/ema.js';
+export { layerId, layerScale, numLayers, type LayerDecayType } from './train/layer_decay.js';
+export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
+export { clipGradNorm } from './train/step.js';
