@@ -20,7 +20,7 @@ import { DataLoader, sampleSeed } from '../data/loader.js';
 import { Mixup } from '../data/mixup.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import type { TensorData } from '../io/safetensors.js';
-import { MODEL_SIZES, modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
@@ -53,6 +53,7 @@ export const finetune: Command = {
     model: { kind: 'string', help: 'model size (atto ... huge); --init decides when given', default: 'atto' },
     depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
     dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
+    block: { kind: 'string', help: 'v2 (GRN) or v1 (ConvNeXt V1: LayerScale, no GRN); --init decides when given', default: 'v2' },
     data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
     init: { kind: 'string', help: 'initial weights: FCMAE or classifier checkpoint (file or run folder)' },
     recipe: { kind: 'string', help: "the paper's settings for a size (atto ... huge); flags override" },
@@ -123,7 +124,11 @@ export const finetune: Command = {
     const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     const initPath = args.string('init');
     const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
-    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(a.str('model'), args.string('depths'), args.string('dims')));
+    const block = parseBlockType(a.str('block'));
+    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(a.str('model'), args.string('depths'), args.string('dims'), { block }));
+    if (args.explicit.has('block') && base.block !== block) {
+      throw new ConvNextError(`finetune: --block ${block} but ${resumed ? resumeFile : initPath} holds ${base.block} blocks`, 2);
+    }
     const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: a.num('drop-path'), headInitScale: a.num('head-init-scale') };
     const model = new ConvNeXtV2(cfg, { seed });
     let initNote = 'from scratch';
@@ -194,7 +199,7 @@ export const finetune: Command = {
     const cropPct = a.num('crop-pct');
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
-    ctx.out(`finetune: ConvNeXt V2 ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
+    ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
       `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
       `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
       `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed at epoch ${startEpoch}` : ''}`);

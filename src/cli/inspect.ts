@@ -59,7 +59,7 @@ export const inspect: Command = {
     const lines: Array<[string, string]> = [];
     lines.push(['file', `${ck.file} (${ck.container})`]);
     lines.push(['format', `${ck.format}, ${ck.naming} names${ck.stateDictKey ? `, state dict "${ck.stateDictKey}"` : ''}`]);
-    lines.push(['architecture', `${ck.modelName ?? 'custom'}: depths [${c.depths.join(', ')}], dims [${c.dims.join(', ')}], kernel ${c.kernelSize}, ${c.inChans} input channels, head norm eps ${c.headNormEps < 1e-3 ? c.headNormEps.toExponential() : c.headNormEps}`]);
+    lines.push(['architecture', `${ck.modelName ?? 'custom'}${c.block === 'v1' ? ' with ConvNeXt V1 blocks (LayerScale, no GRN)' : ''}: depths [${c.depths.join(', ')}], dims [${c.dims.join(', ')}], kernel ${c.kernelSize}, ${c.inChans} input channels, head norm eps ${c.headNormEps < 1e-3 ? c.headNormEps.toExponential() : c.headNormEps}`]);
     lines.push(['parameters', params.toLocaleString('en-US')]);
     const labelText = ck.labels ? `; labels ${ck.labels.slice(0, MAX_LABELS).map((l) => JSON.stringify(l)).join(', ')}${ck.labels.length > MAX_LABELS ? ', ...' : ''}` : '';
     lines.push(['classes', c.numClasses > 0 ? `${c.numClasses}${labelText}` : '0 (backbone: no classifier head)']);
@@ -86,6 +86,7 @@ export const inspect: Command = {
       depths: c.depths,
       dims: c.dims,
       kernelSize: c.kernelSize,
+      block: c.block,
       inChans: c.inChans,
       headNormEps: c.headNormEps,
       params,

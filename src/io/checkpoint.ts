@@ -10,7 +10,9 @@
  *   `stages.S.B.{dwconv,norm,pwconv1,grn.gamma,grn.beta,pwconv2}`, `norm`, `head`).
  * - `hf`: Hugging Face transformers `ConvNextV2ForImageClassification` (`convnextv2.…`,
  *   `classifier`) or a bare `ConvNextV2Model`.
- * GRN parameters may be [C] or [1,1,1,C] (or [1,C]) in any naming.
+ * GRN parameters may be [C] or [1,1,1,C] (or [1,C]) in any naming. ConvNeXt V1 checkpoints
+ * (timm `stages.S.blocks.B.gamma`, official `stages.S.B.gamma`: LayerScale, no GRN) load as
+ * `block: 'v1'` models.
  *
  * The model config is inferred from the tensor shapes (depths, dims, classes, input channels,
  * kernel size), so loading needs no model name. Validation is strict: every expected tensor
@@ -22,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
-import { MODEL_SIZES, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, initConstant, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
 import { writeSafetensors, type TensorData } from './safetensors.js';
 import { writeBytesAtomicSync } from './atomic.js';
 import { writeTorchCheckpoint } from './torch.js';
@@ -69,6 +71,7 @@ const OFFICIAL_RULES: readonly Rule[] = [
   ['stages.{s}.blocks.{b}.mlp.grn.weight', 'stages.{s}.{b}.grn.gamma'],
   ['stages.{s}.blocks.{b}.mlp.grn.bias', 'stages.{s}.{b}.grn.beta'],
   ['stages.{s}.blocks.{b}.mlp.fc2.{p}', 'stages.{s}.{b}.pwconv2.{p}'],
+  ['stages.{s}.blocks.{b}.gamma', 'stages.{s}.{b}.gamma'],
   ['head.norm.{p}', 'norm.{p}'],
   ['head.fc.{p}', 'head.{p}'],
 ];
@@ -299,6 +302,8 @@ function inferConfig(label: string, shapes: ReadonlyMap<string, number[]>, decla
   const kVotes = new Votes();
   const clsVotes = new Votes();
   const maxBlock = [-1, -1, -1, -1];
+  let layerScales = 0;
+  let grns = 0;
   const quarter = (v: number | undefined) => (v !== undefined && v % 4 === 0 ? v / 4 : undefined);
   for (const [name, sh] of shapes) {
     let m: RegExpExecArray | null;
@@ -326,13 +331,21 @@ function inferConfig(label: string, shapes: ReadonlyMap<string, number[]>, decla
         case 'conv_dw.bias': case 'norm.weight': case 'norm.bias': case 'mlp.fc2.bias':
           d.add(sh[0]);
           break;
+        case 'gamma':
+          d.add(sh[0]);
+          layerScales++;
+          break;
         case 'mlp.fc1.weight':
           if (sh.length === 2) { d.add(sh[1]); d.add(quarter(sh[0])); }
           break;
         case 'mlp.fc2.weight':
           if (sh.length === 2) { d.add(sh[0]); d.add(quarter(sh[1])); }
           break;
-        case 'mlp.fc1.bias': case 'mlp.grn.weight': case 'mlp.grn.bias':
+        case 'mlp.grn.weight': case 'mlp.grn.bias':
+          grns++;
+          d.add(quarter(sh[0]));
+          break;
+        case 'mlp.fc1.bias':
           d.add(quarter(sh[0]));
           break;
         default:
@@ -365,9 +378,11 @@ function inferConfig(label: string, shapes: ReadonlyMap<string, number[]>, decla
     numClasses: clsVotes.winner() ?? 0,
     inChans: inVotes.winner() ?? declared.inChans ?? 3,
     kernelSize: kVotes.winner() ?? declared.kernelSize ?? 7,
+    // ConvNeXt V1 blocks: LayerScale and no GRN (with both, the gammas are left over as unexpected).
+    block: layerScales > 0 && grns === 0 ? 'v1' : 'v2',
   };
   // What the metadata / config.json says must agree with the tensors.
-  for (const key of ['depths', 'dims', 'numClasses', 'inChans', 'kernelSize'] as const) {
+  for (const key of ['depths', 'dims', 'numClasses', 'inChans', 'kernelSize', 'block'] as const) {
     const want = declared[key];
     if (want === undefined) continue;
     const got = cfg[key];
@@ -512,7 +527,7 @@ function buildState(plan: MappingPlan, read: (e: PlanEntry) => Float32Array): St
     if (e) state.set(spec.name, { shape: [...e.shape], data: read(e) });
     else if (init.has(spec.name)) {
       const data = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
-      if (spec.init === 'ones') data.fill(1);
+      if (spec.init !== 'trunc_normal') data.fill(initConstant(spec.init));
       state.set(spec.name, { shape: [...spec.shape], data });
     }
   }
@@ -668,6 +683,9 @@ function fsError(path: string, err: unknown): ConvNextError {
  */
 export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config; state: ReadonlyMap<string, TensorData> }, opts: ExportOptions): void {
   checkState(model.config, model.state, `cannot export to ${path}`);
+  if (opts.naming === 'hf' && model.config.block === 'v1') {
+    throw new ConvNextError(`cannot export to ${path}: Hugging Face's ConvNextV2 has no ConvNeXt V1 blocks (LayerScale); use timm or official naming`);
+  }
   let tensors = toNaming(model.state, opts.naming, opts);
   if (opts.naming === 'hf') {
     try {
@@ -908,6 +926,10 @@ function parseOurConfig(file: string, text: string): Partial<ConvNeXtV2Config> {
     if (x === undefined) continue;
     if (!Array.isArray(x) || !x.every((d) => Number.isSafeInteger(d))) throw new ConvNextError(`checkpoint ${file}: metadata config ${k} is not a list of integers`);
     out[k] = x as number[];
+  }
+  if (o.block !== undefined) {
+    if (o.block !== 'v1' && o.block !== 'v2') throw new ConvNextError(`checkpoint ${file}: metadata config block is not v1 or v2`);
+    out.block = o.block;
   }
   return out;
 }

@@ -237,7 +237,7 @@ function buildModel(config: ConvNeXtV2Config, state: ReadonlyMap<string, TensorD
   const one = g.float('const_one', [], new Float32Array([1]));
   const half = g.float('const_half', [], new Float32Array([0.5]));
   const sqrt2 = g.float('const_sqrt2', [], new Float32Array([Math.SQRT2]));
-  const grnEps = g.float('const_grn_eps', [], new Float32Array([1e-6]));
+  const grnEps = config.block === 'v2' ? g.float('const_grn_eps', [], new Float32Array([1e-6])) : '';
 
   let h = g.node('Conv', ['pixel_values', param('stem.0.weight'), param('stem.0.bias')], [attrInts('kernel_shape', [4, 4]), attrInts('strides', [4, 4])]);
   h = ln(toNhwc(h), 'stem.1', eps);
@@ -262,14 +262,18 @@ function buildModel(config: ConvNeXtV2Config, state: ReadonlyMap<string, TensorD
       // Exact GELU: x * 0.5 * (1 + erf(x / sqrt(2))).
       const e = g.node('Erf', [g.node('Div', [y, sqrt2])]);
       y = g.node('Mul', [g.node('Mul', [y, g.node('Add', [e, one])]), half]);
-      // GRN over H, W of each sample, normalised by the mean over channels.
-      const gx = g.reduce('ReduceL2', y, [1, 2], true);
-      const nx = g.node('Div', [gx, g.node('Add', [g.reduce('ReduceMean', gx, [-1], true), grnEps])]);
-      const cal = g.node('Add', [g.node('Mul', [g.node('Mul', [y, nx]), param(`${pre}.mlp.grn.weight`)]), param(`${pre}.mlp.grn.bias`)]);
-      y = g.node('Add', [cal, y]);
+      if (config.block === 'v2') {
+        // GRN over H, W of each sample, normalised by the mean over channels.
+        const gx = g.reduce('ReduceL2', y, [1, 2], true);
+        const nx = g.node('Div', [gx, g.node('Add', [g.reduce('ReduceMean', gx, [-1], true), grnEps])]);
+        const cal = g.node('Add', [g.node('Mul', [g.node('Mul', [y, nx]), param(`${pre}.mlp.grn.weight`)]), param(`${pre}.mlp.grn.bias`)]);
+        y = g.node('Add', [cal, y]);
+      }
       const fc2 = p(`${pre}.mlp.fc2.weight`);
       y = g.node('MatMul', [y, g.float(`${pre}.mlp.fc2.weight_t`, [4 * C, C], transpose2d(fc2.data, C, 4 * C))]);
       y = g.node('Add', [y, param(`${pre}.mlp.fc2.bias`)]);
+      // ConvNeXt V1: LayerScale on the MLP output.
+      if (config.block === 'v1') y = g.node('Mul', [y, param(`${pre}.gamma`)]);
       h = g.node('Add', [h, y]);
     }
   }

@@ -3,15 +3,27 @@
  *   x -> 7x7 depthwise conv -> LayerNorm -> Linear(C, 4C) -> GELU -> GRN -> Linear(4C, C)
  *     -> drop path -> + x
  * Names follow timm: conv_dw, norm, mlp.fc1, mlp.grn, mlp.fc2.
+ *
+ * With kind `v1`, the ConvNeXt V1 block (the paper's GRN ablation): no GRN, and LayerScale
+ * (`gamma` [C], timm's name) multiplying the MLP output before drop path:
+ *   x -> dwconv -> LayerNorm -> Linear -> GELU -> Linear -> * gamma -> drop path -> + x
  */
 import type { Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
 import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear } from '../nn/linear.js';
+import { LayerScaledLinear } from '../nn/layerscale.js';
 import type { Param } from '../nn/param.js';
 import type { Rng } from '../rng.js';
+import type { BlockType } from './config.js';
 import { GRN } from './grn.js';
+
+/**
+ * Receives a block's MLP hidden activation: GELU(fc1(...)), the input of GRN (V2) or of fc2
+ * (V1), [N, H, W, 4C] channels-last. The array is a reused buffer: read it before returning.
+ */
+export type HiddenCapture = (hidden: Float32Array, N: number, H: number, W: number, channels: number) => void;
 
 export interface BlockForwardOptions extends Buffers {
   /** Training mode: drop path active (needs rng). */
@@ -19,35 +31,50 @@ export interface BlockForwardOptions extends Buffers {
   rng?: Rng;
   /** Where the output goes (default: the block's own buffer when caching, else a fresh array). */
   out?: Float32Array;
+  /** Called with the MLP hidden activation (for analysis; nothing is copied when absent). */
+  capture?: HiddenCapture;
 }
 
 export class Block {
   readonly convDw: DepthwiseConv;
   readonly norm: LayerNorm;
   readonly fc1: Linear;
-  readonly grn: GRN;
-  readonly fc2: Linear;
+  /** GRN (V2 blocks; null in V1 blocks). */
+  readonly grn: GRN | null;
+  /** LayerScale (V1 blocks; null in V2 blocks). */
+  readonly gamma: Param | null;
+  /** The second Linear; in V1 blocks with LayerScale folded in. */
+  readonly fc2: Linear | LayerScaledLinear;
   private readonly own = new Arena();
   /** Per-sample drop-path scales of the last training forward (null: no drop path). */
   private scale: Float32Array | null = null;
   private shape: [number, number, number] = [0, 0, 0];
 
-  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number, readonly dropPath: number) {
+  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number, readonly dropPath: number,
+    readonly kind: BlockType = 'v2') {
     this.convDw = new DepthwiseConv(p('conv_dw.weight'), p('conv_dw.bias'), C, kernelSize);
     this.norm = new LayerNorm(p('norm.weight'), p('norm.bias'), C, eps);
     this.fc1 = new Linear(p('mlp.fc1.weight'), p('mlp.fc1.bias'), C, 4 * C, true);
-    this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
-    this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
+    if (kind === 'v1') {
+      this.grn = null;
+      this.gamma = p('gamma');
+      this.fc2 = new LayerScaledLinear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), this.gamma, 4 * C, C);
+    } else {
+      this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
+      this.gamma = null;
+      this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
+    }
   }
 
-  /** x: [N, H, W, C] -> x + drop_path(mlp(norm(dwconv(x)))). */
+  /** x: [N, H, W, C] -> x + drop_path(mlp(norm(dwconv(x)))) (V1: x + drop_path(gamma * mlp(...))). */
   forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, opts: BlockForwardOptions): Float32Array {
     const M = N * H * W;
     const n = M * this.C;
     const t = this.convDw.forward(k, x, N, H, W, opts);
     const u = this.norm.forward(k, t, M, opts);
     const g = this.fc1.forward(k, u, M, opts);
-    const r = this.grn.forward(k, g, GRN.perImage(N, H * W), opts);
+    opts.capture?.(g, N, H, W, 4 * this.C);
+    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
     this.shape = [N, H, W];
     this.scale = null;
     const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
@@ -80,7 +107,7 @@ export class Block {
     }
     const M = N * H * W;
     const dr = this.fc2.backward(k, db, shared, shared.get('block.dr', M * 4 * this.C))!;
-    const dg = this.grn.backward(k, dr, shared, 'block.dg');
+    const dg = this.grn ? this.grn.backward(k, dr, shared, 'block.dg') : dr;
     const du = this.fc1.backward(k, dg, shared, shared.get('block.du', M * this.C))!;
     const dt = this.norm.backward(k, du, shared, 'block.dt');
     return this.convDw.backward(k, dt, dy);

@@ -5,8 +5,18 @@
  * `stages.S.blocks.B.{conv_dw,norm,mlp.fc1,mlp.grn,mlp.fc2}`, `head.{norm,fc}`) with
  * PyTorch layouts and the Linear MLP form (`mlp.fc1.weight` is [4C, C]). Checkpoint readers
  * map other namings onto these; checkpoint writers map back.
+ *
+ * `block: 'v1'` builds ConvNeXt V1 blocks instead (Liu et al. 2022, for the paper's GRN
+ * ablation): no GRN, and LayerScale, a per-channel `gamma` [C] (timm's
+ * `stages.S.blocks.B.gamma`, initialised to 1e-6) multiplying the MLP output before drop path.
  */
 import { ConvNextError } from '../errors.js';
+
+/** ConvNeXt V2 blocks (GRN in the MLP) or ConvNeXt V1 blocks (no GRN, LayerScale). */
+export type BlockType = 'v2' | 'v1';
+
+/** LayerScale's initial value in ConvNeXt V1 (`layer_scale_init_value`, timm `ls_init_value`). */
+export const LAYER_SCALE_INIT = 1e-6;
 
 export interface ConvNeXtV2Config {
   /** Blocks per stage (four stages). */
@@ -27,6 +37,8 @@ export interface ConvNeXtV2Config {
   headNormEps: number;
   /** Depthwise convolution kernel size (7). */
   kernelSize: number;
+  /** Block kind: `v2` (GRN, the default) or `v1` (LayerScale `gamma`, no GRN). */
+  block: BlockType;
 }
 
 /** The named sizes of the paper and timm: depths and dims. */
@@ -65,6 +77,7 @@ export function makeConfig(model: string | { depths: number[]; dims: number[] },
     layerNormEps: 1e-6,
     headNormEps: 1e-6,
     kernelSize: 7,
+    block: 'v2',
     ...over,
   };
   validateConfig(cfg);
@@ -80,15 +93,30 @@ export function validateConfig(cfg: ConvNeXtV2Config): void {
   if (!Number.isInteger(cfg.inChans) || cfg.inChans < 1) bad(`inChans ${cfg.inChans}`);
   if (!(cfg.dropPathRate >= 0 && cfg.dropPathRate < 1)) bad(`dropPathRate ${cfg.dropPathRate} not in [0, 1)`);
   if (!(cfg.kernelSize >= 1 && cfg.kernelSize % 2 === 1)) bad(`kernelSize ${cfg.kernelSize} must be odd`);
+  if (cfg.block !== 'v2' && cfg.block !== 'v1') bad(`block '${String(cfg.block)}' (expected v2 or v1)`);
+}
+
+/** Parses a `--block` value. */
+export function parseBlockType(v: string): BlockType {
+  if (v === 'v2' || v === 'v1') return v;
+  throw new ConvNextError(`--block must be v2 or v1, got '${v}'`, 2);
 }
 
 export interface ParamSpec {
   name: string;
   shape: number[];
-  /** Initialisation, as the official classifier: trunc_normal(0.02) weights, zero biases, LN 1/0, GRN 0/0. */
-  init: 'trunc_normal' | 'zeros' | 'ones';
-  /** True for tensors AdamW must not decay (1-D tensors, biases, GRN gamma/beta). */
+  /**
+   * Initialisation, as the official classifier: trunc_normal(0.02) weights, zero biases, LN 1/0,
+   * GRN 0/0, LayerScale (V1 blocks) 1e-6.
+   */
+  init: 'trunc_normal' | 'zeros' | 'ones' | 'layer_scale';
+  /** True for tensors AdamW must not decay (1-D tensors, biases, GRN gamma/beta, LayerScale). */
   noDecay: boolean;
+}
+
+/** The constant a non-random initialisation fills a parameter with. */
+export function initConstant(init: Exclude<ParamSpec['init'], 'trunc_normal'>): number {
+  return init === 'ones' ? 1 : init === 'layer_scale' ? LAYER_SCALE_INIT : 0;
 }
 
 /** Every parameter of the model in timm order (the order of timm's state_dict). */
@@ -97,6 +125,8 @@ export function paramSpecs(cfg: ConvNeXtV2Config): ParamSpec[] {
   const w = (name: string, shape: number[]) => out.push({ name, shape, init: 'trunc_normal', noDecay: shape.length === 1 });
   const z = (name: string, shape: number[]) => out.push({ name, shape, init: 'zeros', noDecay: true });
   const o = (name: string, shape: number[]) => out.push({ name, shape, init: 'ones', noDecay: true });
+  const ls = (name: string, shape: number[]) => out.push({ name, shape, init: 'layer_scale', noDecay: true });
+  const v1 = cfg.block === 'v1';
   const { dims, depths, kernelSize: k } = cfg;
   w('stem.0.weight', [dims[0], cfg.inChans, 4, 4]);
   z('stem.0.bias', [dims[0]]);
@@ -113,14 +143,18 @@ export function paramSpecs(cfg: ConvNeXtV2Config): ParamSpec[] {
     }
     for (let b = 0; b < depths[s]; b++) {
       const p = `stages.${s}.blocks.${b}`;
+      // A module's own parameters precede its submodules' in a PyTorch state_dict.
+      if (v1) ls(`${p}.gamma`, [C]);
       w(`${p}.conv_dw.weight`, [C, 1, k, k]);
       z(`${p}.conv_dw.bias`, [C]);
       o(`${p}.norm.weight`, [C]);
       z(`${p}.norm.bias`, [C]);
       w(`${p}.mlp.fc1.weight`, [4 * C, C]);
       z(`${p}.mlp.fc1.bias`, [4 * C]);
-      z(`${p}.mlp.grn.weight`, [4 * C]);
-      z(`${p}.mlp.grn.bias`, [4 * C]);
+      if (!v1) {
+        z(`${p}.mlp.grn.weight`, [4 * C]);
+        z(`${p}.mlp.grn.bias`, [4 * C]);
+      }
       w(`${p}.mlp.fc2.weight`, [C, 4 * C]);
       z(`${p}.mlp.fc2.bias`, [C]);
     }

@@ -18,7 +18,21 @@ import { PatchConv } from '../nn/patchconv.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { Block } from './block.js';
-import { type ConvNeXtV2Config, paramSpecs, validateConfig } from './config.js';
+import { type ConvNeXtV2Config, initConstant, paramSpecs, validateConfig } from './config.js';
+
+/** Which block a captured activation comes from: stage, block within it, and index over all blocks. */
+export interface BlockLocation {
+  stage: number;
+  block: number;
+  index: number;
+}
+
+/**
+ * Receives each block's MLP hidden activation (after GELU; the input of GRN in V2 blocks),
+ * [N, H, W, channels] channels-last with channels = 4C. The array is a reused buffer, valid
+ * only during the call.
+ */
+export type ActivationCapture = (where: BlockLocation, hidden: Float32Array, N: number, H: number, W: number, channels: number) => void;
 
 export interface ModelOptions {
   /** Kernel backend (default: native when available). */
@@ -34,6 +48,8 @@ export interface ForwardOptions {
   cache?: boolean;
   /** Random source of drop path (default: the model's own). */
   rng?: Rng;
+  /** Called with every block's MLP hidden activation (analysis; costs nothing when absent). */
+  capture?: ActivationCapture;
 }
 
 /** Per-stage output of `forwardFeatures`, NHWC. */
@@ -102,7 +118,7 @@ export class ConvNeXtV2 {
       for (let b = 0; b < depths[s]; b++) {
         // Stochastic depth grows linearly from 0 to dropPathRate (timm's linspace).
         const rate = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
-        blocks.push(new Block((n) => p(`stages.${s}.blocks.${b}.${n}`), dims[s], kernelSize, eps, rate));
+        blocks.push(new Block((n) => p(`stages.${s}.blocks.${b}.${n}`), dims[s], kernelSize, eps, rate, this.config.block));
         blockIndex++;
       }
       this.stages.push(blocks);
@@ -115,13 +131,13 @@ export class ConvNeXtV2 {
   }
 
   /** Official initialisation: trunc_normal(std 0.02) for conv/linear weights, zero biases,
-   * LayerNorm 1/0, GRN 0/0; head weight and bias scaled by headInitScale. */
+   * LayerNorm 1/0, GRN 0/0, LayerScale 1e-6 (V1); head weight and bias scaled by headInitScale. */
   init(seed: number): void {
     const rng = new Rng(seed);
     for (const s of paramSpecs(this.config)) {
       const prm = this.param(s.name);
       if (s.init === 'trunc_normal') for (let i = 0; i < prm.size; i++) prm.data[i] = rng.truncNormal(0.02);
-      else prm.data.fill(s.init === 'ones' ? 1 : 0);
+      else prm.data.fill(initConstant(s.init));
     }
     if (this.config.numClasses > 0 && this.config.headInitScale !== 1) {
       for (const n of ['head.fc.weight', 'head.fc.bias']) {
@@ -194,6 +210,7 @@ export class ConvNeXtV2 {
     const train = opts.train ?? false;
     const cache = opts.cache ?? train;
     const rng = opts.rng ?? this.rng;
+    const capture = opts.capture;
     const { dims } = this.config;
     const buf = { shared: this.shared, cache };
     this.inputShape = [N, H, W];
@@ -203,6 +220,7 @@ export class ConvNeXtV2 {
     let y = this.stem.forward(k, x, N, H, W, buf);
     y = this.stemNorm.forward(k, y, N * h * w, buf, 'stem.ln');
     const stages: StageMap[] = [];
+    let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
       if (s > 0) {
         const conv = this.downConvs[s]!;
@@ -218,7 +236,9 @@ export class ConvNeXtV2 {
       for (let b = 0; b < blocks.length; b++) {
         // Inference ping-pongs between two shared buffers; a stage's output is fresh.
         const out = cache ? undefined : b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(`block.out${b % 2}`, n);
-        y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out });
+        const where = { stage: s, block: b, index: blockIndex++ };
+        const cap = capture ? (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture(where, a, n, hh, ww, c) : undefined;
+        y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
       }
       if (blocks.length === 0 && !cache) y = Float32Array.from(y);
       stages.push({ data: y, N, H: h, W: w, C: dims[s] });
