@@ -5,11 +5,15 @@ export { Rng } from './rng.js';
 export { getKernels, getNativeKernels, setThreads, ReferenceKernels, Act } from './kernels/index.js';
 export type { Kernels, Isa } from './kernels/index.js';
 export {
-  type ConvNeXtV2Config, type ConfigOverrides, type ParamSpec, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,
+  type ConvNeXtV2Config, type ConfigOverrides, type ParamSpec, type BlockType, MODEL_SIZES, LAYER_SCALE_INIT, makeConfig, validateConfig,
+  paramSpecs, countParams,
 } from './model/config.js';
-export { ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageMap } from './model/convnextv2.js';
+export {
+  ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageMap, type ActivationCapture, type BlockLocation,
+} from './model/convnextv2.js';
 export { GRN } from './model/grn.js';
-export { Block } from './model/block.js';
+export { Block, type HiddenCapture } from './model/block.js';
+export { LayerScaledLinear } from './nn/layerscale.js';
 export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
@@ -49,3 +53,11 @@ export { ModelEma } from './train/ema.js';
 export { layerId, layerScale, numLayers, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { clipGradNorm } from './train/step.js';
+export {
+  featureCosineDistance, channelCosineDistance, ClassSelectivity, selectivityIndices, distribution, type Distribution,
+} from './analysis/metrics.js';
+export {
+  ActivationAnalyzer, modelLayers, resolveLayer, type LayerInfo, type LayerResult, type ModelAnalysis, type ImageMaps, type AnalyzerOptions,
+} from './analysis/collect.js';
+export { cosineDistancePlot, selectivityPlot, activationMapsPng, viridis, type LabelledAnalysis } from './analysis/plots.js';
+export { analysisReport, type ReportInput, type ReportModel } from './analysis/report.js';

@@ -5,7 +5,8 @@
  */
 import { ConvNextError } from '../errors.js';
 
-export type FlagKind = 'string' | 'number' | 'int' | 'boolean';
+/** `list`: a repeatable string flag; every occurrence adds a value. */
+export type FlagKind = 'string' | 'number' | 'int' | 'boolean' | 'list';
 
 export interface FlagSpec {
   kind: FlagKind;
@@ -16,7 +17,7 @@ export interface FlagSpec {
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
-export type FlagValue = string | number | boolean | undefined;
+export type FlagValue = string | number | boolean | string[] | undefined;
 
 export class ParsedArgs {
   /** `explicit`: the flags given on the command line (the rest hold defaults). */
@@ -29,6 +30,12 @@ export class ParsedArgs {
   string(name: string): string | undefined {
     const v = this.flags.get(name);
     return v === undefined ? undefined : String(v);
+  }
+
+  /** The values of a repeatable (`list`) flag, in command-line order (empty when absent). */
+  list(name: string): string[] {
+    const v = this.flags.get(name);
+    return Array.isArray(v) ? [...v] : v === undefined ? [] : [String(v)];
   }
 
   requireString(name: string): string {
@@ -57,6 +64,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
   const flags = new Map<string, FlagValue>();
   const positionals: string[] = [];
   const explicit = new Set<string>();
+  const explicitList = new Set<string>();
   for (const [name, s] of Object.entries(specs)) flags.set(name, s.default);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -99,7 +107,11 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       value = argv[++i];
       if (value === undefined) throw new ConvNextError(`${command}: --${name} needs a value`, 2);
     }
-    if (spec.kind === 'number' || spec.kind === 'int') {
+    if (spec.kind === 'list') {
+      const prev = flags.get(name);
+      flags.set(name, Array.isArray(prev) && explicitList.has(name) ? [...prev, value] : [value]);
+      explicitList.add(name);
+    } else if (spec.kind === 'number' || spec.kind === 'int') {
       const n = Number(value);
       if (value.trim() === '' || !Number.isFinite(n) || (spec.kind === 'int' && !Number.isInteger(n))) {
         throw new ConvNextError(`${command}: --${name} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got '${value}'`, 2);
@@ -115,7 +127,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
 export function formatHelp(usage: string, specs: FlagSpecs): string {
   const lines = [`usage: ${usage}`, '', 'flags:'];
   for (const [name, s] of Object.entries(specs)) {
-    const flag = s.kind === 'boolean' ? `--${name} / --no-${name}` : `--${name} <${s.kind === 'string' ? 'value' : s.kind}>`;
+    const flag = s.kind === 'boolean' ? `--${name} / --no-${name}` : `--${name} <${s.kind === 'string' || s.kind === 'list' ? 'value' : s.kind}>${s.kind === 'list' ? '...' : ''}`;
     const def = s.default !== undefined ? ` (default ${String(s.default)})` : '';
     lines.push(`  ${flag.padEnd(34)} ${s.help}${def}`);
   }

@@ -18,8 +18,9 @@ import { finetune } from './finetune.js';
 import { evalCommand } from './eval.js';
 import { predict, embed } from './predict.js';
 import { inspect } from './inspect.js';
+import { analyze } from './analyze.js';
 
-const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect];
+const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
