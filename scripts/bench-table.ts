@@ -81,14 +81,18 @@ function ort(batch: number): number | null {
   return (JSON.parse(r.stdout.trim().split('\n').pop()!) as { images_per_second: number }).images_per_second;
 }
 
-const torchOk = existsSync(join(PEERS, 'torch_peer.py')) && spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+// The first Python that imports torch (Debian's python3-torch lives under /usr/bin/python3).
+const python = existsSync(join(PEERS, 'torch_peer.py'))
+  ? [process.env.PYTHON, 'python3', '/usr/bin/python3'].find((py) => py && spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0)
+  : undefined;
+const torchOk = python !== undefined;
 function torch(what: 'infer' | 'train' | 'fcmae'): Record<string, number> | null {
   if (!torchOk) return null;
   // The machine pins OpenBLAS to Haswell kernels for old numpy builds; the peer gets AVX-512.
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync('python3', [join(PEERS, 'torch_peer.py'), '2', what], { encoding: 'utf8', env });
+  const r = spawnSync(python!, [join(PEERS, 'torch_peer.py'), '2', what], { encoding: 'utf8', env });
   if (r.status !== 0) return null;
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
 }
