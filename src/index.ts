@@ -54,7 +54,7 @@ export { layerId, layerScale, numLayers, type LayerDecayType } from './train/lay
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { clipGradNorm } from './train/step.js';
 export {
-  featureCosineDistance, channelCosineDistance, ClassSelectivity, selectivityIndices, distribution, type Distribution,
+  featureCosineDistance, channelCosineDistance, cosineMatrix, ClassSelectivity, selectivityIndices, distribution, type Distribution,
 } from './analysis/metrics.js';
 export {
   ActivationAnalyzer, modelLayers, resolveLayer, type LayerInfo, type LayerResult, type ModelAnalysis, type ImageMaps, type AnalyzerOptions,

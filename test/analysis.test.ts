@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
-import { ClassSelectivity, channelCosineDistance, distribution, featureCosineDistance, selectivityIndices } from '../src/analysis/metrics.js';
+import { ClassSelectivity, channelCosineDistance, cosineMatrix, distribution, featureCosineDistance, selectivityIndices } from '../src/analysis/metrics.js';
 import { modelLayers, resolveLayer } from '../src/analysis/collect.js';
 import { Block } from '../src/model/block.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
@@ -45,21 +45,21 @@ for (const [label, k] of backends) {
     const v = [0.3, -1.2, 2.0, 0.7, 0.0, 1.1];
     // Identical channels: distance 0.
     const same = fromChannels([v, v, v, v]);
-    assert.ok(Math.abs(featureCosineDistance(k, same.x, same.HW, same.C)) < 1e-6);
+    assert.ok(Math.abs(featureCosineDistance(same.x, same.HW, same.C)) < 1e-6);
     // A positive multiple is the same direction.
     const scaled = fromChannels([v, v.map((a) => 3 * a)]);
-    assert.ok(featureCosineDistance(k, scaled.x, scaled.HW, scaled.C) < 1e-6);
+    assert.ok(featureCosineDistance(scaled.x, scaled.HW, scaled.C) < 1e-6);
     // Mutually orthogonal channels: every pair at 0.5; with the paper's diagonal (i = j, distance
     // 0) the layer value is 0.5 (1 - 1/C).
     const basis = [0, 1, 2, 3, 4].map((i) => [0, 1, 2, 3, 4].map((j) => (i === j ? 2 : 0)));
     const orth = fromChannels(basis);
     assert.equal(channelCosineDistance(basis[0], basis[3]), 0.5);
-    assert.ok(Math.abs(featureCosineDistance(k, orth.x, orth.HW, orth.C) - 0.5 * (1 - 1 / 5)) < 1e-6);
+    assert.ok(Math.abs(featureCosineDistance(orth.x, orth.HW, orth.C) - 0.5 * (1 - 1 / 5)) < 1e-6);
     // Opposite channels: the pair at 1; two of them give (0 + 1 + 1 + 0) / 4.
     const neg = v.map((a) => -a);
     assert.ok(Math.abs(channelCosineDistance(v, neg) - 1) < 1e-7);
     const opp = fromChannels([v, neg]);
-    assert.ok(Math.abs(featureCosineDistance(k, opp.x, opp.HW, opp.C) - 0.5) < 1e-6);
+    assert.ok(Math.abs(featureCosineDistance(opp.x, opp.HW, opp.C) - 0.5) < 1e-6);
     // Random channels, read at an offset: the double sum of pairwise distances.
     const C = 37, HW = 23;
     const chans = Array.from({ length: C }, () => Array.from(randn(HW)));
@@ -70,7 +70,14 @@ for (const [label, k] of backends) {
     let want = 0;
     for (let i = 0; i < C; i++) for (let j = 0; j < C; j++) want += channelCosineDistance(chans[i], chans[j]);
     want /= C * C;
-    assert.ok(Math.abs(featureCosineDistance(k, padded, HW, C, undefined, 10) - want) < 1e-5, `${featureCosineDistance(k, padded, HW, C, undefined, 10)} vs ${want}`);
+    const got = featureCosineDistance(padded, HW, C, 10);
+    assert.ok(Math.abs(got - want) < 1e-6, `${got} vs ${want}`);
+    // The same from the channel cosine matrix (Gram matrix by GEMM on the kernels).
+    const cm = cosineMatrix(k, padded, HW, C, 10);
+    let fromMatrix = 0;
+    for (let i = 0; i < C * C; i++) fromMatrix += (1 - cm[i]) / 2;
+    assert.ok(Math.abs(fromMatrix / (C * C) - want) < 1e-5, `matrix ${fromMatrix / (C * C)} vs ${want}`);
+    assert.ok(Math.abs(cm[1 * C + 2] - (1 - 2 * channelCosineDistance(chans[1], chans[2]))) < 1e-5);
   });
 }
 

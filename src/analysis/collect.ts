@@ -121,7 +121,6 @@ export class ActivationAnalyzer {
   private readonly sel: (ClassSelectivity | null)[];
   private readonly maps: ImageMaps[] = [];
   private readonly mapChannels: number[];
-  private gram = new Float32Array(0);
   private pooled = new Float32Array(0);
   private images = 0;
 
@@ -145,9 +144,8 @@ export class ActivationAnalyzer {
     this.model.forward({ shape: [N, this.model.config.inChans, size, size], data: pixels.subarray(0, N * this.model.config.inChans * size * size) }, {
       capture: (where, hidden, n, H, W, C) => {
         const HW = H * W;
-        if (this.gram.length < C * C) this.gram = new Float32Array(C * C);
         for (let i = 0; i < n; i++) {
-          const d = featureCosineDistance(k, hidden, HW, C, this.gram, i * HW * C);
+          const d = featureCosineDistance(hidden, HW, C, i * HW * C);
           this.cosSum[where.index] += d;
           this.cosSq[where.index] += d * d;
         }

@@ -6,10 +6,9 @@
  *   d(X) = (1/C^2) sum_i sum_j (1 - cos(X_i, X_j)) / 2,
  * the diagonal included as in the paper's formula (so C mutually orthogonal channels give
  * 0.5 (1 - 1/C), identical channels 0). Higher means more diverse channels; collapsed
- * (dead, saturated or redundant) channels pull it down. The cosines come from the Gram matrix
- * X^T X, one GEMM (`transA`) on the model's kernels. A channel whose values are all zero has
- * cosine 0 with every channel, itself included (PyTorch's `cosine_similarity` convention: norms
- * clamped at 1e-8).
+ * (dead, saturated or redundant) channels pull it down. A channel whose values are all zero
+ * has cosine 0 with every channel, itself included (PyTorch's `cosine_similarity` convention:
+ * norms clamped at 1e-8). `cosineMatrix` gives the full C x C matrix (a Gram matrix by GEMM).
  *
  * Class selectivity index (Morcos et al. 2018, per channel): with mu_k the mean over the
  * images of class k of the channel's spatial mean per image, clipped at 0,
@@ -39,27 +38,46 @@ export function channelCosineDistance(a: ArrayLike<number>, b: ArrayLike<number>
 
 /**
  * The paper's feature cosine distance of one image's activation x [HW, C] (channels-last rows,
- * read from `offset`). `gram` is scratch of at least C*C floats (allocated when absent).
+ * read from `offset`). The double sum of cosines needs no C x C matrix:
+ *   sum_i sum_j cos(X_i, X_j) = || sum_i X_i / ||X_i|| ||^2
+ * (a vector of HW values), so the cost is one pass over the activation, in float64.
  */
-export function featureCosineDistance(k: Kernels, x: Float32Array, HW: number, C: number, gram?: Float32Array, offset = 0): number {
-  if (HW < 1 || C < 1) throw new RangeError(`activation of ${HW} positions and ${C} channels`);
-  if (x.length < offset + HW * C) throw new RangeError(`activation has ${x.length - offset} values from offset ${offset}, needs ${HW * C}`);
-  const G = gram && gram.length >= C * C ? gram : new Float32Array(C * C);
-  const xs = offset === 0 && x.length === HW * C ? x : x.subarray(offset, offset + HW * C);
-  // G [C, C] = X^T X: op(A) = A^T with A = X stored HW x C.
-  k.gemm(true, false, C, C, HW, xs, C, xs, C, G, C, false, null, Act.None, null);
-  // sum_ij cos_ij = v^T G v with v_i = 1 / max(||X_i||, eps); d = (C^2 - v^T G v) / (2 C^2).
-  const v = new Float64Array(C);
-  for (let i = 0; i < C; i++) v[i] = 1 / Math.max(Math.sqrt(Math.max(G[i * C + i], 0)), COSINE_EPS);
+export function featureCosineDistance(x: Float32Array, HW: number, C: number, offset = 0): number {
+  checkActivation(x, HW, C, offset);
+  const inv = new Float64Array(C);
+  for (let p = 0; p < HW; p++) {
+    const o = offset + p * C;
+    for (let i = 0; i < C; i++) inv[i] += x[o + i] * x[o + i];
+  }
+  for (let i = 0; i < C; i++) inv[i] = 1 / Math.max(Math.sqrt(inv[i]), COSINE_EPS);
   let sum = 0;
-  for (let i = 0; i < C; i++) {
-    const row = i * C;
-    let r = 0;
-    for (let j = 0; j < C; j++) r += G[row + j] * v[j];
-    sum += v[i] * r;
+  for (let p = 0; p < HW; p++) {
+    const o = offset + p * C;
+    let s = 0;
+    for (let i = 0; i < C; i++) s += x[o + i] * inv[i];
+    sum += s * s;
   }
   const d = (C * C - sum) / (2 * C * C);
   return d < 0 ? 0 : d > 1 ? 1 : d;
+}
+
+/**
+ * The channel cosine matrix [C, C] of an activation x [HW, C] (from `offset`): the Gram matrix
+ * X^T X by one GEMM on the kernels (`transA`), divided by the norms (clamped at 1e-8).
+ */
+export function cosineMatrix(k: Kernels, x: Float32Array, HW: number, C: number, offset = 0, out?: Float32Array): Float32Array {
+  checkActivation(x, HW, C, offset);
+  const G = out && out.length >= C * C ? out : new Float32Array(C * C);
+  k.gemm(true, false, C, C, HW, x.subarray(offset, offset + HW * C), C, x.subarray(offset, offset + HW * C), C, G, C, false, null, Act.None, null);
+  const inv = new Float64Array(C);
+  for (let i = 0; i < C; i++) inv[i] = 1 / Math.max(Math.sqrt(Math.max(G[i * C + i], 0)), COSINE_EPS);
+  for (let i = 0; i < C; i++) for (let j = 0; j < C; j++) G[i * C + j] = Math.min(1, Math.max(-1, G[i * C + j] * inv[i] * inv[j]));
+  return G;
+}
+
+function checkActivation(x: Float32Array, HW: number, C: number, offset: number): void {
+  if (!(Number.isInteger(HW) && Number.isInteger(C) && HW >= 1 && C >= 1)) throw new RangeError(`activation of ${HW} positions and ${C} channels`);
+  if (x.length < offset + HW * C) throw new RangeError(`activation has ${x.length - offset} values from offset ${offset}, needs ${HW * C}`);
 }
 
 /** Summary of a distribution (NaN entries left out). */

@@ -106,7 +106,7 @@ export function activationMapsPng(images: readonly ImageMaps[], channels: readon
   const nc = channels.length;
   const cols = Math.min(perRow, nc);
   const rowsOfTiles = Math.ceil(nc / cols);
-  const tile = Math.max(2, Math.min(24, Math.floor(96 / Math.max(H, W))));
+  const tile = Math.max(1, Math.min(12, Math.floor(48 / Math.max(H, W))));
   const tw = W * tile;
   const th = H * tile;
   const gap = 2;
