@@ -227,6 +227,88 @@ Napi::Value DwconvBackwardWeight(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The row maps of the compacted (submanifold) depthwise kernels: rowOf with at least
+// N*H*W entries (values are not checked: the kernels treat any value outside [0, R) as a
+// masked position) and idx with at least R entries, each a dense position in [0, N*H*W)
+// (checked: one pass over R integers).
+void rows_maps(Args& a, size_t iRowOf, size_t iIdx, i64 R, double dense, const int32_t** rowOf,
+               const int32_t** idx) {
+  size_t nRowOf = 0, nIdx = 0;
+  *rowOf = a.i32(iRowOf, "rowOf", &nRowOf);
+  *idx = a.i32(iIdx, "idx", &nIdx);
+  if (!a.ok()) return;
+  if ((double)nRowOf < dense)
+    a.error("rowOf is too short: needs " + std::to_string((long long)dense) + " elements, has " +
+            std::to_string((long long)nRowOf));
+  else if ((i64)nIdx < R)
+    a.error("idx is too short: needs " + std::to_string((long long)R) + " elements, has " +
+            std::to_string((long long)nIdx));
+  for (i64 r = 0; r < R && a.ok(); ++r)
+    if ((*idx)[r] < 0 || (double)(*idx)[r] >= dense)
+      a.error("idx[" + std::to_string((long long)r) + "] = " + std::to_string((*idx)[r]) +
+              " is outside [0, N*H*W)");
+}
+
+Napi::Value DwconvForwardRows(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvForwardRows");
+  cnx::DenormalGuard denormals;
+  const i64 R = a.dim(3, "S"), N = a.dim(4, "N"), H = a.dim(5, "H"), W = a.dim(6, "W");
+  const i64 C = a.dim(7, "C"), K = a.dim(8, "K");
+  check_k(a, K);
+  const double sz = prod({R, C}), dense = prod({N, H, W});
+  check_size(a, sz);
+  check_size(a, prod({N, H, W, C}));
+  const int32_t *rowOf = nullptr, *idx = nullptr;
+  rows_maps(a, 1, 2, R, dense, &rowOf, &idx);
+  const float* x = a.f32(0, "x", sz);
+  const float* w = a.f32(9, "weight", prod({K, K, C}));
+  const float* b = a.f32(10, "bias", (double)C, true);
+  float* y = a.f32(11, "y", sz);
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_rows_fwd(x, rowOf, idx, R, N, H, W, C, (int)K, w, b, y);
+  return info.Env().Undefined();
+}
+
+Napi::Value DwconvBackwardInputRows(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvBackwardInputRows");
+  cnx::DenormalGuard denormals;
+  const i64 R = a.dim(3, "S"), N = a.dim(4, "N"), H = a.dim(5, "H"), W = a.dim(6, "W");
+  const i64 C = a.dim(7, "C"), K = a.dim(8, "K");
+  check_k(a, K);
+  const double sz = prod({R, C}), dense = prod({N, H, W});
+  check_size(a, sz);
+  check_size(a, prod({N, H, W, C}));
+  const int32_t *rowOf = nullptr, *idx = nullptr;
+  rows_maps(a, 1, 2, R, dense, &rowOf, &idx);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* w = a.f32(9, "weight", prod({K, K, C}));
+  float* dx = a.f32(10, "dx", sz);
+  const bool acc = a.flag(11, "accumulate");
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_rows_bwd_in(dy, rowOf, idx, R, N, H, W, C, (int)K, w, dx, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value DwconvBackwardWeightRows(const Napi::CallbackInfo& info) {
+  Args a(info, "dwconvBackwardWeightRows");
+  cnx::DenormalGuard denormals;
+  const i64 R = a.dim(4, "S"), N = a.dim(5, "N"), H = a.dim(6, "H"), W = a.dim(7, "W");
+  const i64 C = a.dim(8, "C"), K = a.dim(9, "K");
+  check_k(a, K);
+  const double sz = prod({R, C}), dense = prod({N, H, W});
+  check_size(a, sz);
+  check_size(a, prod({N, H, W, C}));
+  const int32_t *rowOf = nullptr, *idx = nullptr;
+  rows_maps(a, 2, 3, R, dense, &rowOf, &idx);
+  const float* dy = a.f32(0, "dy", sz);
+  const float* x = a.f32(1, "x", sz);
+  float* dw = a.f32(10, "dweight", prod({K, K, C}));
+  float* db = a.f32(11, "dbias", (double)C, true);
+  if (!a.ok()) return a.fail();
+  g_table->dwconv_rows_bwd_w(dy, x, rowOf, idx, R, N, H, W, C, (int)K, dw, db);
+  return info.Env().Undefined();
+}
+
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   Args a(info, "layerNormForward");
   cnx::DenormalGuard denormals;
@@ -538,6 +620,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dwconvForward", Napi::Function::New(env, DwconvForward));
   exports.Set("dwconvBackwardInput", Napi::Function::New(env, DwconvBackwardInput));
   exports.Set("dwconvBackwardWeight", Napi::Function::New(env, DwconvBackwardWeight));
+  exports.Set("dwconvForwardRows", Napi::Function::New(env, DwconvForwardRows));
+  exports.Set("dwconvBackwardInputRows", Napi::Function::New(env, DwconvBackwardInputRows));
+  exports.Set("dwconvBackwardWeightRows", Napi::Function::New(env, DwconvBackwardWeightRows));
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
   exports.Set("grnForward", Napi::Function::New(env, GrnForward));

@@ -32,6 +32,17 @@ struct KernelTable {
                         float* dx, bool accumulate);
   void (*dwconv_bwd_w)(const float* dy, const float* x, i64 N, i64 H, i64 W, i64 C, int K,
                        float* dw, float* dbias);
+  // Submanifold depthwise convolution on compacted rows: x, y, dy, dx [R, C]; rowOf [N*H*W]
+  // (the row of each dense position; outside [0, R) = masked); idx [R] (dense position of each
+  // row, in [0, N*H*W)).
+  void (*dwconv_rows_fwd)(const float* x, const int32_t* rowOf, const int32_t* idx, i64 R, i64 N,
+                          i64 H, i64 W, i64 C, int K, const float* w, const float* bias, float* y);
+  void (*dwconv_rows_bwd_in)(const float* dy, const int32_t* rowOf, const int32_t* idx, i64 R,
+                             i64 N, i64 H, i64 W, i64 C, int K, const float* w, float* dx,
+                             bool accumulate);
+  void (*dwconv_rows_bwd_w)(const float* dy, const float* x, const int32_t* rowOf,
+                            const int32_t* idx, i64 R, i64 N, i64 H, i64 W, i64 C, int K,
+                            float* dw, float* dbias);
   void (*ln_fwd)(const float* x, i64 M, i64 C, const float* gamma, const float* beta, float eps,
                  float* y, float* mean, float* rstd);
   void (*ln_bwd)(const float* dy, const float* x, const float* mean, const float* rstd,

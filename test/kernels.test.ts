@@ -59,6 +59,46 @@ function view(src: Float32Array, pad = 3): Float32Array {
   return buf.subarray(pad, pad + src.length);
 }
 
+/** Visible positions of an N x H x W map: the compact row of each position (-1 masked), the positions of the rows. */
+interface RowMap { rowOf: Int32Array; idx: Int32Array; S: number }
+type MaskKind = 'random' | 'cells' | 'all' | 'single' | 'none';
+function rowMap(N: number, H: number, W: number, kind: MaskKind): RowMap {
+  const M = N * H * W;
+  const keep = new Uint8Array(M);
+  if (kind === 'all') keep.fill(1);
+  else if (kind === 'single') keep[randInt(0, M - 1)] = 1;
+  else if (kind === 'random') for (let i = 0; i < M; i++) keep[i] = rand() < 0.5 ? 1 : 0;
+  else if (kind === 'cells') {
+    // FCMAE-like: square cells of 2 or 3 positions, each visible with probability 0.4.
+    const cs = randInt(2, 3);
+    const gh = Math.ceil(H / cs), gw = Math.ceil(W / cs);
+    const cell = Array.from({ length: N * gh * gw }, () => (rand() < 0.4 ? 1 : 0));
+    for (let n = 0; n < N; n++)
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) keep[(n * H + y) * W + x] = cell[(n * gh + Math.floor(y / cs)) * gw + Math.floor(x / cs)];
+  }
+  const rowOf = new Int32Array(M).fill(-1);
+  const idx: number[] = [];
+  for (let i = 0; i < M; i++) if (keep[i]) { rowOf[i] = idx.length; idx.push(i); }
+  return { rowOf, idx: Int32Array.from(idx), S: idx.length };
+}
+/** Dense [M, C] map with the rows at their positions and zeros elsewhere. */
+function scatter(rows: Float32Array, m: RowMap, M: number, C: number): Float32Array {
+  const d = new Float32Array(M * C);
+  for (let r = 0; r < m.S; r++) d.set(rows.subarray(r * C, (r + 1) * C), m.idx[r] * C);
+  return d;
+}
+function gather(dense: Float32Array, m: RowMap, C: number): Float32Array {
+  const o = new Float32Array(m.S * C);
+  for (let r = 0; r < m.S; r++) o.set(dense.subarray(m.idx[r] * C, (m.idx[r] + 1) * C), r * C);
+  return o;
+}
+const ROW_SHAPES: [number, number, number, number, number][] = [
+  [2, 9, 11, 37, 7], [1, 5, 4, 16, 3], [2, 14, 14, 40, 7], [1, 7, 7, 33, 7], [1, 13, 9, 17, 3],
+  [1, 6, 30, 8, 7], [3, 8, 8, 20, 7], [1, 1, 1, 3, 7], [1, 9, 7, 64, 3], [1, 5, 7, 5, 5], [1, 4, 3, 2, 1],
+];
+const ROW_MASKS: MaskKind[] = ['random', 'cells', 'all', 'single', 'none'];
+
 interface GemmCase {
   tA: boolean; tB: boolean; M: number; N: number; K: number;
   padA: number; padB: number; padC: number;
@@ -201,6 +241,95 @@ for (const isa of ISAS) {
         nk.dwconvBackwardWeight(dy, x, N, H, W, C, K, dw3, null);
         ref.dwconvBackwardWeight(dy, x, N, H, W, C, K, dw4, null);
         close(dw3, dw4, 1e-4, `dwconvBackwardWeight (no bias) ${[N, H, W, C, K]}`);
+      }
+    });
+
+    test('dwconv on compacted rows (submanifold): forward, input and weight gradients vs the reference', () => {
+      use();
+      for (const [N, H, W, C, K] of ROW_SHAPES) {
+        for (const kind of ROW_MASKS) {
+          const m = rowMap(N, H, W, kind);
+          const { rowOf, idx, S } = m;
+          const what = `${[N, H, W, C, K]} ${kind} S=${S}`;
+          const x = rnd(S * C), w = rnd(K * K * C), b = rnd(C), dy = rnd(S * C);
+          for (const useBias of [true, false]) {
+            const y1 = view(new Float32Array(S * C)), y2 = new Float32Array(S * C);
+            nk.dwconvForwardRows(view(x), rowOf, idx, S, N, H, W, C, K, view(w), useBias ? b : null, y1);
+            ref.dwconvForwardRows(x, rowOf, idx, S, N, H, W, C, K, w, useBias ? b : null, y2);
+            close(y1.slice(), y2, 1e-5, `dwconvForwardRows ${what} bias=${useBias}`);
+          }
+          for (const acc of [false, true]) {
+            const d0 = rnd(S * C);
+            const d1 = view(d0), d2 = d0.slice();
+            nk.dwconvBackwardInputRows(view(dy), rowOf, idx, S, N, H, W, C, K, w, d1, acc);
+            ref.dwconvBackwardInputRows(dy, rowOf, idx, S, N, H, W, C, K, w, d2, acc);
+            close(d1.slice(), d2, 1e-5, `dwconvBackwardInputRows ${what} acc=${acc}`);
+          }
+          const dw0 = rnd(K * K * C), db0 = rnd(C);
+          const dw1 = view(dw0), dw2 = dw0.slice(), db1 = view(db0), db2 = db0.slice();
+          nk.dwconvBackwardWeightRows(view(dy), view(x), rowOf, idx, S, N, H, W, C, K, dw1, db1);
+          ref.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dw2, db2);
+          close(dw1.slice(), dw2, 1e-4, `dwconvBackwardWeightRows dw ${what}`, 1);
+          close(db1.slice(), db2, 1e-4, `dwconvBackwardWeightRows db ${what}`, 1);
+          const dw3 = dw0.slice(), dw4 = dw0.slice();
+          nk.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dw3, null);
+          ref.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dw4, null);
+          close(dw3, dw4, 1e-4, `dwconvBackwardWeightRows (no bias) ${what}`, 1);
+        }
+      }
+    });
+
+    test('dwconv on rows = the dense kernels on the scattered map, gathered', () => {
+      use();
+      for (const [N, H, W, C, K] of ROW_SHAPES) {
+        for (const kind of ROW_MASKS) {
+          const m = rowMap(N, H, W, kind);
+          const { rowOf, idx, S } = m;
+          const M = N * H * W;
+          const what = `${[N, H, W, C, K]} ${kind}`;
+          const x = rnd(S * C), w = rnd(K * K * C), b = rnd(C), dy = rnd(S * C);
+          const xd = scatter(x, m, M, C), dyd = scatter(dy, m, M, C);
+          // Forward and input gradient: the same sums (masked taps add exact zeros), bit for bit.
+          for (const kk of [ref, nk]) {
+            const y = new Float32Array(S * C), yd = new Float32Array(M * C);
+            kk.dwconvForwardRows(x, rowOf, idx, S, N, H, W, C, K, w, b, y);
+            kk.dwconvForward(xd, N, H, W, C, K, w, b, yd);
+            sameBits(y, gather(yd, m, C), `${kk.name} forward rows vs dense ${what}`);
+            const dx = new Float32Array(S * C), dxd = new Float32Array(M * C);
+            kk.dwconvBackwardInputRows(dy, rowOf, idx, S, N, H, W, C, K, w, dx, false);
+            kk.dwconvBackwardInput(dyd, N, H, W, C, K, w, dxd, false);
+            sameBits(dx, gather(dxd, m, C), `${kk.name} input gradient rows vs dense ${what}`);
+          }
+          // Weight gradient: the same terms, summed in another order.
+          const dw1 = new Float32Array(K * K * C), db1 = new Float32Array(C);
+          const dw2 = new Float32Array(K * K * C), db2 = new Float32Array(C);
+          nk.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dw1, db1);
+          nk.dwconvBackwardWeight(dyd, xd, N, H, W, C, K, dw2, db2);
+          close(dw1, dw2, 1e-4, `weight gradient rows vs dense ${what}`, 1);
+          close(db1, db2, 1e-4, `bias gradient rows vs dense ${what}`, 1);
+        }
+      }
+    });
+
+    test('dwconv on rows: bit-identical for 1, 2 and 3 threads', () => {
+      use();
+      for (const [N, H, W, C, K] of [[4, 28, 28, 40, 7], [2, 20, 20, 33, 3], [3, 14, 14, 24, 5]] as const) {
+        const m = rowMap(N, H, W, 'cells');
+        const { rowOf, idx, S } = m;
+        const x = rnd(S * C), w = rnd(K * K * C), b = rnd(C), dy = rnd(S * C);
+        const outs: Float32Array[][] = [];
+        for (const th of [1, 2, 3]) {
+          nk.setThreads(th);
+          const y = new Float32Array(S * C), dx = new Float32Array(S * C);
+          const dw = new Float32Array(K * K * C), db = new Float32Array(C);
+          nk.dwconvForwardRows(x, rowOf, idx, S, N, H, W, C, K, w, b, y);
+          nk.dwconvBackwardInputRows(dy, rowOf, idx, S, N, H, W, C, K, w, dx, false);
+          nk.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dw, db);
+          outs.push([y, dx, dw, db]);
+        }
+        nk.setThreads(defaultThreads);
+        for (let t = 1; t < outs.length; t++)
+          for (let i = 0; i < outs[0].length; i++) sameBits(outs[t][i], outs[0][i], `rows ${[N, H, W, C, K]} output ${i} with ${t + 1} threads`);
       }
     });
 
@@ -443,6 +572,25 @@ describe('native kernels: argument validation', () => {
     assert.throws(() => nk.colSum(a, 5, 3, c, false), /too short/);
     assert.throws(() => nk.dwconvForward(a, 1, 2, 2, 3, 4, new Float32Array(48), null, c), /odd/);
     assert.throws(() => nk.dwconvForward(a, 1, 2, 2, 3, 3, new Float32Array(26), null, c), /weight/);
+    {
+      // 2x2 map, 3 channels, rows 0 and 1 at positions 0 and 3
+      const rowOf = Int32Array.of(0, -1, -1, 1), idx = Int32Array.of(0, 3), w9 = new Float32Array(27), y = new Float32Array(6);
+      nk.dwconvForwardRows(a, rowOf, idx, 2, 1, 2, 2, 3, 3, w9, null, y); // fits
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf, Int32Array.of(0, 4), 2, 1, 2, 2, 3, 3, w9, null, y), /idx\[1\] = 4 is outside/);
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf, Int32Array.of(-1, 3), 2, 1, 2, 2, 3, 3, w9, null, y), /idx\[0\]/);
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf, Int32Array.of(0), 2, 1, 2, 2, 3, 3, w9, null, y), /idx is too short/);
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf.subarray(0, 3), idx, 2, 1, 2, 2, 3, 3, w9, null, y), /rowOf is too short/);
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf, idx, 5, 1, 2, 2, 3, 3, w9, null, y), /too short/);
+      assert.throws(() => nk.dwconvForwardRows(a, rowOf, idx, 2, 1, 2, 2, 3, 2, w9, null, y), /odd/);
+      assert.throws(() => nk.dwconvForwardRows(a, new Float32Array(4) as unknown as Int32Array, idx, 2, 1, 2, 2, 3, 3, w9, null, y), /rowOf must be an Int32Array/);
+      assert.throws(() => nk.dwconvBackwardInputRows(a, rowOf, idx, 2, 1, 2, 2, 3, 3, w9, new Float32Array(5), false), /dx/);
+      assert.throws(() => nk.dwconvBackwardWeightRows(a, a, rowOf, Int32Array.of(0, 9), 2, 1, 2, 2, 3, 3, w9, null), /idx\[1\]/);
+      // rowOf values outside [0, S) count as masked (no out-of-bounds reads), as in the reference.
+      const bad = Int32Array.of(0, 1 << 30, -7, 1), x6 = rnd(6), wr = rnd(27), y1 = new Float32Array(6), y2 = new Float32Array(6);
+      nk.dwconvForwardRows(x6, bad, idx, 2, 1, 2, 2, 3, 3, wr, null, y1);
+      ref.dwconvForwardRows(x6, rowOf, idx, 2, 1, 2, 2, 3, 3, wr, null, y2);
+      close(y1, y2, 1e-6, 'rows with out-of-range rowOf values');
+    }
     assert.throws(() => nk.layerNormForward(a, 4, 3, a, a, 1e-6, c, new Float32Array(3), new Float32Array(4)), /mean/);
     assert.throws(() => nk.grnForward(a, new Int32Array([0, 3, 2]), 3, a, a, 1e-6, c, c, c), /non-decreasing/);
     assert.throws(() => nk.grnForward(a, new Int32Array([0, 5]), 3, a, a, 1e-6, c, c, c), /too short/);

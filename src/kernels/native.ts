@@ -31,6 +31,21 @@ interface Addon {
     dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
     dweight: Float32Array, dbias: Float32Array | null,
   ): void;
+  dwconvForwardRows(
+    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void;
+  dwconvBackwardInputRows(
+    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void;
+  dwconvBackwardWeightRows(
+    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void;
   layerNormForward(
     x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
     y: Float32Array, mean: Float32Array, rstd: Float32Array,
@@ -175,6 +190,30 @@ export class NativeKernels implements Kernels {
     dweight: Float32Array, dbias: Float32Array | null,
   ): void {
     this.a.dwconvBackwardWeight(dy, x, N, H, W, C, K, dweight, dbias);
+  }
+
+  dwconvForwardRows(
+    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void {
+    this.a.dwconvForwardRows(x, rowOf, idx, S, N, H, W, C, K, weight, bias, y);
+  }
+
+  dwconvBackwardInputRows(
+    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void {
+    this.a.dwconvBackwardInputRows(dy, rowOf, idx, S, N, H, W, C, K, weight, dx, accumulate);
+  }
+
+  dwconvBackwardWeightRows(
+    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void {
+    this.a.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dweight, dbias);
   }
 
   layerNormForward(

@@ -160,6 +160,99 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  dwconvForwardRows(
+    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void {
+    const P = K >> 1;
+    const HW = H * W;
+    for (let r = 0; r < S; r++) {
+      const p = idx[r];
+      const n = Math.floor(p / HW);
+      const h = Math.floor((p - n * HW) / W);
+      const w = p - n * HW - h * W;
+      for (let c = 0; c < C; c++) {
+        let s = bias ? bias[c] : 0;
+        for (let ky = 0; ky < K; ky++) {
+          const hh = h + ky - P;
+          if (hh < 0 || hh >= H) continue;
+          for (let kx = 0; kx < K; kx++) {
+            const ww = w + kx - P;
+            if (ww < 0 || ww >= W) continue;
+            const j = rowOf[(n * H + hh) * W + ww];
+            if (j < 0 || j >= S) continue;
+            s += x[j * C + c] * weight[(ky * K + kx) * C + c];
+          }
+        }
+        y[r * C + c] = s;
+      }
+    }
+  }
+
+  dwconvBackwardInputRows(
+    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void {
+    const P = K >> 1;
+    const HW = H * W;
+    for (let r = 0; r < S; r++) {
+      const p = idx[r];
+      const n = Math.floor(p / HW);
+      const h = Math.floor((p - n * HW) / W);
+      const w = p - n * HW - h * W;
+      for (let c = 0; c < C; c++) {
+        // x[h,w] contributed to the visible outputs y[h - ky + P, w - kx + P] with weight w[ky,kx].
+        let s = accumulate ? dx[r * C + c] : 0;
+        for (let ky = 0; ky < K; ky++) {
+          const hh = h - ky + P;
+          if (hh < 0 || hh >= H) continue;
+          for (let kx = 0; kx < K; kx++) {
+            const ww = w - kx + P;
+            if (ww < 0 || ww >= W) continue;
+            const j = rowOf[(n * H + hh) * W + ww];
+            if (j < 0 || j >= S) continue;
+            s += dy[j * C + c] * weight[(ky * K + kx) * C + c];
+          }
+        }
+        dx[r * C + c] = s;
+      }
+    }
+  }
+
+  dwconvBackwardWeightRows(
+    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void {
+    const P = K >> 1;
+    const HW = H * W;
+    const dw = new Float64Array(K * K * C);
+    const db = new Float64Array(C);
+    for (let r = 0; r < S; r++) {
+      const p = idx[r];
+      const n = Math.floor(p / HW);
+      const h = Math.floor((p - n * HW) / W);
+      const w = p - n * HW - h * W;
+      for (let c = 0; c < C; c++) db[c] += dy[r * C + c];
+      for (let ky = 0; ky < K; ky++) {
+        const hh = h + ky - P;
+        if (hh < 0 || hh >= H) continue;
+        for (let kx = 0; kx < K; kx++) {
+          const ww = w + kx - P;
+          if (ww < 0 || ww >= W) continue;
+          const j = rowOf[(n * H + hh) * W + ww];
+          if (j < 0 || j >= S) continue;
+          const t = (ky * K + kx) * C;
+          for (let c = 0; c < C; c++) dw[t + c] += dy[r * C + c] * x[j * C + c];
+        }
+      }
+    }
+    for (let i = 0; i < K * K * C; i++) dweight[i] += dw[i];
+    if (dbias) for (let c = 0; c < C; c++) dbias[c] += db[c];
+  }
+
   layerNormForward(
     x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
     y: Float32Array, mean: Float32Array, rstd: Float32Array,

@@ -81,6 +81,44 @@ export interface Kernels {
   ): void;
 
   /**
+   * Submanifold depthwise convolution on compacted rows (the sparse FCMAE encoder): the
+   * dwconvForward of an [N, H, W, C] map whose masked positions are zero, evaluated at the
+   * visible positions only. The S visible positions are rows x, y: [S, C];
+   * rowOf [N*H*W] is the row of each dense position n*H*W + h*W + w, or -1 where masked (any
+   * value outside [0, S) counts as masked); idx [S] is the dense position of each row (each in
+   * [0, N*H*W), checked; rowOf[idx[r]] == r is the caller's contract). With p = idx[r]:
+   *   y[r, c] = bias[c] + sum_{ky,kx} w[ky*K+kx, c] * x[rowOf[n, h+ky-P, w+kx-P], c]
+   * over in-bounds, visible neighbours (masked or outside ones count as zero); so
+   * y = gather(dwconvForward(scatter(x))) exactly as defined.
+   */
+  dwconvForwardRows(
+    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+  ): void;
+
+  /**
+   * dx [S, C] (+)= gradient of dwconvForwardRows w.r.t. its rows x (the flipped kernel over
+   * visible outputs only): gather(dwconvBackwardInput(scatter(dy))).
+   */
+  dwconvBackwardInputRows(
+    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+  ): void;
+
+  /**
+   * Accumulates the weight and bias gradients of dwconvForwardRows: dweight[K*K, C] +=
+   * sum over rows r and visible neighbours of dy[r] * x[neighbour]; dbias[C] += sum dy
+   * (dbias may be null). Rows are reduced in fixed chunks (a function of S only).
+   */
+  dwconvBackwardWeightRows(
+    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    S: number, N: number, H: number, W: number, C: number, K: number,
+    dweight: Float32Array, dbias: Float32Array | null,
+  ): void;
+
+  /**
    * LayerNorm over the last dimension (C) of M rows, biased variance:
    *   mean[i] = avg_c x; rstd[i] = 1/sqrt(var + eps); y = (x - mean) * rstd * gamma + beta.
    * mean and rstd (length M) are written for the backward pass.
