@@ -6,9 +6,10 @@
  *
  * A `StageMask` is the mask upsampled to one stage's resolution (each grid cell covers
  * 2^(3-s) x 2^(3-s) positions at stage s, 8x8 at the stem's): the visible positions as row
- * indices of the dense NHWC map, as runs of contiguous rows, and per-sample offsets into the
- * compacted rows. The sparse encoder computes on the compacted rows; gather/scatter move
- * between the two layouts.
+ * indices of the dense NHWC map, as runs of contiguous rows, per-sample offsets into the
+ * compacted rows, and the inverse map (the compact row of each dense position) that the
+ * submanifold depthwise kernels take. The sparse encoder computes on the compacted rows;
+ * gather/scatter move between the two layouts.
  */
 import { ConvNextError } from '../errors.js';
 import type { Rng } from '../rng.js';
@@ -33,6 +34,8 @@ export interface StageMask {
   W: number;
   /** Dense row (n*H*W + y*W + x) of each visible position, ascending. */
   idx: Int32Array;
+  /** Compact row of each dense row, -1 where masked (N*H*W): the inverse of idx. */
+  rowOf: Int32Array;
   /** Runs of visible dense rows: [start, end) pairs; compact rows follow run order. */
   visRuns: Int32Array;
   /** Runs of masked dense rows: [start, end) pairs. */
@@ -50,35 +53,38 @@ export interface StageMask {
 export function stageMask(mask: Float32Array, N: number, gh: number, gw: number, scale: number): StageMask {
   const H = gh * scale;
   const W = gw * scale;
-  const keep = new Float32Array(N * H * W);
-  for (let n = 0; n < N; n++) {
-    for (let y = 0; y < H; y++) {
-      for (let x = 0; x < W; x++) {
-        keep[(n * H + y) * W + x] = mask[n * gh * gw + Math.floor(y / scale) * gw + Math.floor(x / scale)] ? 0 : 1;
-      }
-    }
-  }
-  const idx: number[] = [];
+  const HW = H * W;
+  const total = N * HW;
+  const keep = new Float32Array(total);
+  const rowOf = new Int32Array(total);
+  const sampleOffsets = new Int32Array(N + 1);
+  // Runs never cross an image boundary, so per-sample offsets stay exact.
   const vis: number[] = [];
   const msk: number[] = [];
-  const sampleOffsets = new Int32Array(N + 1);
-  const total = N * H * W;
-  let r = 0;
-  while (r < total) {
-    const v = keep[r];
-    let e = r + 1;
-    // A run never crosses an image boundary, so per-sample offsets stay exact.
-    const imageEnd = (Math.floor(r / (H * W)) + 1) * H * W;
-    while (e < imageEnd && keep[e] === v) e++;
-    (v ? vis : msk).push(r, e);
-    if (v) for (let i = r; i < e; i++) idx.push(i);
-    r = e;
+  let S = 0;
+  for (let n = 0; n < N; n++) {
+    let runStart = n * HW;
+    let runVis = -1;
+    for (let y = 0; y < H; y++) {
+      const m = n * gh * gw + Math.floor(y / scale) * gw;
+      for (let x = 0; x < W; x++) {
+        const i = (n * H + y) * W + x;
+        const v = mask[m + Math.floor(x / scale)] ? 0 : 1;
+        keep[i] = v;
+        rowOf[i] = v ? S++ : -1;
+        if (v !== runVis) {
+          if (runVis >= 0) (runVis ? vis : msk).push(runStart, i);
+          runStart = i;
+          runVis = v;
+        }
+      }
+    }
+    if (runVis >= 0) (runVis ? vis : msk).push(runStart, (n + 1) * HW);
+    sampleOffsets[n + 1] = S;
   }
-  for (let n = 0, i = 0; n < N; n++) {
-    while (i < idx.length && idx[i] < (n + 1) * H * W) i++;
-    sampleOffsets[n + 1] = i;
-  }
-  return { N, H, W, idx: Int32Array.from(idx), visRuns: Int32Array.from(vis), maskRuns: Int32Array.from(msk), sampleOffsets, keep };
+  const idx = new Int32Array(S);
+  for (let i = 0; i < total; i++) if (rowOf[i] >= 0) idx[rowOf[i]] = i;
+  return { N, H, W, idx, rowOf, visRuns: Int32Array.from(vis), maskRuns: Int32Array.from(msk), sampleOffsets, keep };
 }
 
 /** dst[compact r] = src[dense idx[r]] for C channels. */

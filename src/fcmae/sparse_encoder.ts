@@ -15,8 +15,8 @@
  * Two execution modes compute the same function:
  * - `sparse` (default): compaction. The visible positions of the whole batch are rows [S, C];
  *   LayerNorm, Linear, GELU, GRN and the residual run on S rows only; the depthwise
- *   convolution scatters rows into a zeroed map and keeps outputs at visible rows; the
- *   downsampling gathers the patches of visible 2x2 blocks.
+ *   convolution runs on the rows too (the submanifold kernels dwconv*Rows, with the stage
+ *   mask's row maps); the downsampling gathers the patches of visible 2x2 blocks.
  * - `dense`: full maps with masked rows zeroed after every layer (for cross-checking and the
  *   speed comparison).
  */
@@ -35,17 +35,6 @@ import { gatherRows, scatterRows, stageMask, type StageMask, zeroMasked } from '
 
 export type EncoderMode = 'sparse' | 'dense';
 export type GrnStats = 'batch' | 'per-sample';
-
-/** dst[compact r] += src[dense idx[r]] (C channels). */
-function gatherAddRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): void {
-  const runs = sm.visRuns;
-  let o = 0;
-  for (let i = 0; i < runs.length; i += 2) {
-    const a = runs[i] * C;
-    const b = runs[i + 1] * C;
-    for (let j = a; j < b; j++) dst[o++] += src[j];
-  }
-}
 
 function grnOffsets(sm: StageMask, mode: EncoderMode, stats: GrnStats): Int32Array {
   const HW = sm.H * sm.W;
@@ -82,8 +71,7 @@ class MaskedBlock {
     const rows = sparse ? sm.idx.length : N * H * W;
     let t: Float32Array;
     if (sparse) {
-      const d = scatterRows(x, sm, C, this.own.get('dense', N * H * W * C));
-      t = gatherRows(this.convDw.forward(k, d, N, H, W, b), sm, C, this.own.get('t', rows * C));
+      t = this.convDw.forwardRows(k, x, sm.rowOf, sm.idx, N, H, W, b);
     } else {
       t = zeroMasked(this.convDw.forward(k, x, N, H, W, b), sm, C);
     }
@@ -105,25 +93,93 @@ class MaskedBlock {
     const sm = this.sm;
     if (!sm) throw new Error('MaskedBlock.backward without a forward');
     const { C } = this;
-    const { N, H, W } = sm;
     const sparse = this.mode === 'sparse';
-    const rows = sparse ? sm.idx.length : N * H * W;
+    const rows = sparse ? sm.idx.length : sm.N * sm.H * sm.W;
     const mask = (v: Float32Array, ch: number) => (sparse ? v : zeroMasked(v, sm, ch));
     mask(dy, C);
     const dr = mask(this.fc2.backward(k, dy, shared, shared.get('mb.dr', rows * 4 * C))!, 4 * C);
     const dg = mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C);
     const du = mask(this.fc1.backward(k, dg, shared, shared.get('mb.du', rows * C))!, C);
     const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
-    if (!sparse) return this.convDw.backward(k, dt, dy);
-    const dtDense = scatterRows(dt, sm, C, shared.get('mb.dtDense', N * H * W * C));
-    const dxDense = shared.get('mb.dxDense', N * H * W * C).fill(0);
-    this.convDw.backward(k, dtDense, dxDense);
-    gatherAddRows(dxDense, sm, C, dy);
-    return dy;
+    // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
+    return sparse ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
   }
 }
 
-/** LayerNorm + 2x2 stride-2 convolution between stages, on visible blocks. */
+/**
+ * The four previous-stage rows of each visible next-stage position (its 2x2 block), in
+ * (ky, kx) order, -1 for a masked child (never, for blocks of the upsampled mask grid).
+ */
+function blockChildren(prev: StageMask, next: StageMask, out: Int32Array): Int32Array {
+  const { H, W, rowOf } = prev;
+  const HWn = next.H * next.W;
+  const Wn = next.W;
+  const idx = next.idx;
+  for (let r = 0; r < idx.length; r++) {
+    const p = idx[r];
+    const n = Math.floor(p / HWn);
+    const Y = Math.floor((p - n * HWn) / Wn);
+    const X = p - n * HWn - Y * Wn;
+    for (let q = 0; q < 4; q++) out[4 * r + q] = rowOf[(n * H + 2 * Y + (q >> 1)) * W + 2 * X + (q & 1)];
+  }
+  return out;
+}
+
+/**
+ * cols [S_next, 4*C]: each visible block's four rows of `u` side by side (rows of C floats
+ * in `children` order; zeros for -1). The two children of a block row are adjacent positions,
+ * so consecutive rows of u: one copy of 2*C floats.
+ */
+function gatherBlocks(u: Float32Array, children: Int32Array, C: number, cols: Float32Array): Float32Array {
+  for (let i = 0; i < children.length; i += 2) {
+    const j = children[i];
+    if (j >= 0 && children[i + 1] === j + 1) {
+      cols.set(u.subarray(j * C, (j + 2) * C), i * C);
+      continue;
+    }
+    for (let q = i; q < i + 2; q++) {
+      const jq = children[q];
+      if (jq < 0) cols.fill(0, q * C, (q + 1) * C);
+      else cols.set(u.subarray(jq * C, (jq + 1) * C), q * C);
+    }
+  }
+  return cols;
+}
+
+/** The transpose of gatherBlocks: du [S_prev, C] gets each child's slice of dcols. */
+function scatterBlocks(dcols: Float32Array, children: Int32Array, C: number, du: Float32Array): Float32Array {
+  // Every visible position lies in exactly one visible block, unless the mask is not a
+  // block upsampling: then clear first and accumulate.
+  let n = 0;
+  for (let i = 0; i < children.length; i++) if (children[i] >= 0) n++;
+  if (n * C !== du.length) {
+    du.fill(0);
+    for (let i = 0; i < children.length; i++) {
+      const j = children[i];
+      if (j >= 0) for (let c = 0; c < C; c++) du[j * C + c] += dcols[i * C + c];
+    }
+    return du;
+  }
+  for (let i = 0; i < children.length; i += 2) {
+    const j = children[i];
+    if (j >= 0 && children[i + 1] === j + 1) {
+      du.set(dcols.subarray(i * C, (i + 2) * C), j * C);
+      continue;
+    }
+    for (let q = i; q < i + 2; q++) {
+      const jq = children[q];
+      if (jq >= 0) du.set(dcols.subarray(q * C, (q + 1) * C), jq * C);
+    }
+  }
+  return du;
+}
+
+/**
+ * LayerNorm + 2x2 stride-2 convolution between stages, on visible blocks. The sparse mode
+ * gathers each visible block's four input rows directly (no dense map), so its patches are in
+ * (ky, kx, c) order and the GEMM uses the weight permuted to match (the PyTorch weight
+ * [out, c, ky, kx] is kept; its gradient is permuted back).
+ */
 class MaskedDownsample {
   private readonly norm: LayerNorm;
   private readonly conv: PatchConv;
@@ -132,10 +188,35 @@ class MaskedDownsample {
   private next: StageMask | null = null;
   private mode: EncoderMode = 'sparse';
   private cols: Float32Array | null = null;
+  private children = new Int32Array(0);
+  /** The weight as [out, (ky, kx, c)], and a gradient buffer in that layout. */
+  private readonly wp: Float32Array;
+  private readonly dwp: Float32Array;
 
   constructor(private readonly w: Param, private readonly bias: Param, lnW: Param, lnB: Param, readonly inC: number, readonly outC: number, eps: number) {
     this.norm = new LayerNorm(lnW, lnB, inC, eps);
     this.conv = new PatchConv(w, bias, inC, outC, 2);
+    this.wp = new Float32Array(outC * 4 * inC);
+    this.dwp = new Float32Array(outC * 4 * inC);
+  }
+
+  private permuteWeight(): Float32Array {
+    const { inC, outC, wp } = this;
+    const w = this.w.data;
+    for (let o = 0; o < outC; o++) {
+      const b = o * 4 * inC;
+      for (let c = 0; c < inC; c++) for (let q = 0; q < 4; q++) wp[b + q * inC + c] = w[b + c * 4 + q];
+    }
+    return wp;
+  }
+
+  private addPermutedGrad(): void {
+    const { inC, outC, dwp } = this;
+    const g = this.w.grad;
+    for (let o = 0; o < outC; o++) {
+      const b = o * 4 * inC;
+      for (let c = 0; c < inC; c++) for (let q = 0; q < 4; q++) g[b + c * 4 + q] += dwp[b + q * inC + c];
+    }
   }
 
   forward(k: Kernels, x: Float32Array, prev: StageMask, next: StageMask, mode: EncoderMode, shared: Arena): Float32Array {
@@ -151,12 +232,11 @@ class MaskedDownsample {
     const S = next.idx.length;
     const L = this.inC * 4;
     const u = this.norm.forward(k, x, prev.idx.length, b);
-    const dense = scatterRows(u, prev, this.inC, shared.get('ds.dense', N * H * W * this.inC));
-    const colsAll = shared.get('ds.colsAll', N * next.H * next.W * L);
-    k.patchify(dense, N, H, W, this.inC, 2, colsAll);
-    const cols = gatherRows(colsAll, next, L, this.own.get('cols', S * L));
+    if (this.children.length < 4 * S) this.children = new Int32Array(4 * S);
+    const children = blockChildren(prev, next, this.children.subarray(0, 4 * S));
+    const cols = gatherBlocks(u, children, this.inC, this.own.get('cols', S * L));
     const y = this.own.get('y', S * this.outC);
-    k.gemm(false, true, S, this.outC, L, cols, L, this.w.data, L, y, this.outC, false, this.bias.data, Act.None, null);
+    k.gemm(false, true, S, this.outC, L, cols, L, this.permuteWeight(), L, y, this.outC, false, this.bias.data, Act.None, null);
     this.cols = cols;
     return y;
   }
@@ -173,14 +253,12 @@ class MaskedDownsample {
     const cols = this.cols!;
     const S = next.idx.length;
     const L = this.inC * 4;
-    k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, this.w.grad, L, true, null, Act.None, null);
+    k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, this.dwp, L, false, null, Act.None, null);
+    this.addPermutedGrad();
     k.colSum(dy, S, this.outC, this.bias.grad, true);
     const dcols = shared.get('ds.dcols', S * L);
-    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.w.data, L, dcols, L, false, null, Act.None, null);
-    const dcolsAll = scatterRows(dcols, next, L, shared.get('ds.dcolsAll', N * next.H * next.W * L));
-    const dDense = shared.get('ds.dDense', N * H * W * this.inC);
-    k.unpatchify(dcolsAll, N, H, W, this.inC, 2, dDense);
-    const du = gatherRows(dDense, prev, this.inC, shared.get('ds.du', prev.idx.length * this.inC));
+    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.permuteWeight(), L, dcols, L, false, null, Act.None, null);
+    const du = scatterBlocks(dcols, this.children.subarray(0, 4 * S), this.inC, shared.get('ds.du', prev.idx.length * this.inC));
     this.cols = null;
     return this.norm.backward(k, du, shared, 'ds.dx');
   }
