@@ -24,18 +24,38 @@ export function patchifyTarget(x: Float32Array, N: number, H: number, W: number,
   return out;
 }
 
+/** sum of t[a..b) in float64, four interleaved partial sums (no serial add chain). */
+function sum(t: Float32Array, a: number, b: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let i = a;
+  for (const e = a + ((b - a) & ~3); i < e; i += 4) {
+    s0 += t[i]; s1 += t[i + 1]; s2 += t[i + 2]; s3 += t[i + 3];
+  }
+  for (; i < b; i++) s0 += t[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+/** sum of (t[i] - m)^2 over [a, b) in float64, four interleaved partial sums. */
+function sumSqDev(t: Float32Array, a: number, b: number, m: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let i = a;
+  for (const e = a + ((b - a) & ~3); i < e; i += 4) {
+    const d0 = t[i] - m, d1 = t[i + 1] - m, d2 = t[i + 2] - m, d3 = t[i + 3] - m;
+    s0 += d0 * d0; s1 += d1 * d1; s2 += d2 * d2; s3 += d3 * d3;
+  }
+  for (; i < b; i++) { const d = t[i] - m; s0 += d * d; }
+  return (s0 + s1) + (s2 + s3);
+}
+
 /** Per-patch normalisation in place; returns [mean, std] per row for de-normalising. */
 export function normalizePatches(t: Float32Array, rows: number, P: number): Float32Array {
   const stats = new Float32Array(rows * 2);
   for (let r = 0; r < rows; r++) {
     const o = r * P;
-    let s = 0;
-    for (let i = 0; i < P; i++) s += t[o + i];
-    const mean = s / P;
-    let v = 0;
-    for (let i = 0; i < P; i++) v += (t[o + i] - mean) ** 2;
-    const std = Math.sqrt(v / (P - 1) + 1e-6);
-    for (let i = 0; i < P; i++) t[o + i] = (t[o + i] - mean) / std;
+    const mean = sum(t, o, o + P) / P;
+    const std = Math.sqrt(sumSqDev(t, o, o + P, mean) / (P - 1) + 1e-6);
+    const inv = 1 / std;
+    for (let i = o; i < o + P; i++) t[i] = (t[i] - mean) * inv;
     stats[2 * r] = mean;
     stats[2 * r + 1] = std;
   }
@@ -58,14 +78,20 @@ export function maskedMse(pred: Float32Array, target: Float32Array, mask: Float3
       if (dpred) dpred.fill(0, o, o + P);
       continue;
     }
-    let s = 0;
     const g = (2 * m) / (P * msum);
-    for (let i = 0; i < P; i++) {
-      const d = pred[o + i] - target[o + i];
-      s += d * d;
-      if (dpred) dpred[o + i] = g * d;
+    let s0 = 0, s1 = 0;
+    let i = o;
+    for (const e = o + (P & ~1); i < e; i += 2) {
+      const d0 = pred[i] - target[i], d1 = pred[i + 1] - target[i + 1];
+      s0 += d0 * d0; s1 += d1 * d1;
+      if (dpred) { dpred[i] = g * d0; dpred[i + 1] = g * d1; }
     }
-    loss += (m * s) / P;
+    for (; i < o + P; i++) {
+      const d = pred[i] - target[i];
+      s0 += d * d;
+      if (dpred) dpred[i] = g * d;
+    }
+    loss += (m * (s0 + s1)) / P;
   }
   return msum > 0 ? loss / msum : 0;
 }
