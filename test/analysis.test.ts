@@ -21,6 +21,7 @@ import { Arena } from '../src/nn/arena.js';
 import { Rng } from '../src/rng.js';
 import { exportCheckpoint, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
 import { readSafetensors } from '../src/io/safetensors.js';
+import { FCMAE } from '../src/fcmae/fcmae.js';
 import { exportOnnx } from '../src/io/onnx.js';
 import { relErr } from './helpers.js';
 
@@ -254,6 +255,29 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
   } finally {
     await sess.release();
   }
+});
+
+test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked encoders agree, gamma gets gradients', () => {
+  const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { block: 'v1' });
+  for (const initStyle of ['official', 'timm'] as const) {
+    const f = new FCMAE(cfg, { decoderDim: 16, initStyle }, { seed: 1 });
+    assert.ok(f.param('stages.3.blocks.0.gamma').data.every((v) => Math.abs(v - 1e-6) < 1e-12), initStyle);
+  }
+  const f = new FCMAE(cfg, { decoderDim: 16, initStyle: 'timm', normPixLoss: true }, { seed: 1 });
+  for (const p of f.encoderModel.params) if (p.name.endsWith('.gamma')) p.data.set(randn(p.size, 0.5));
+  const x = { shape: [2, 3, 64, 64], data: randn(2 * 3 * 64 * 64) };
+  const mask = Float32Array.of(1, 0, 0, 1, 0, 1, 1, 0);
+  const run = (mode: 'sparse' | 'dense') => {
+    f.zeroGrad();
+    const loss = f.forward(x, mask, { mode }).loss;
+    f.backward();
+    return { loss, grads: new Map(f.params.map((p) => [p.name, Float32Array.from(p.grad)])) };
+  };
+  const sp = run('sparse');
+  const de = run('dense');
+  assert.ok(Math.abs(sp.loss - de.loss) < 1e-5 * Math.abs(de.loss), `loss ${sp.loss} vs ${de.loss}`);
+  for (const [name, g] of de.grads) assert.ok(relErr(sp.grads.get(name)!, g) < 1e-4, name);
+  assert.ok(sp.grads.get('stages.1.blocks.0.gamma')!.some((v) => v !== 0));
 });
 
 test('layers are named and picked by S.B, stages.S.blocks.B or index', () => {

@@ -18,7 +18,7 @@ import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
 import { randomMask } from '../fcmae/masking.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
-import { modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
+import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
 import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
@@ -46,6 +46,7 @@ export const pretrain: Command = {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
     depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
     dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
+    block: { kind: 'string', help: 'v2 (GRN) or v1 (ConvNeXt V1: LayerScale, no GRN; the GRN ablation)', default: 'v2' },
     data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
     epochs: { kind: 'int', help: 'epochs', default: 800 },
     'batch-size': { kind: 'int', help: 'images per step', default: 64 },
@@ -96,7 +97,8 @@ export const pretrain: Command = {
     }
     const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
-    const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0 });
+    const block = parseBlockType(args.requireString('block'));
+    const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0, block });
     const fcmae = new FCMAE(encCfg, {
       decoderDim: ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim'),
       decoderDepth: ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth'),
@@ -138,7 +140,7 @@ export const pretrain: Command = {
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
     const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
-    ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
+    ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
       `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
       `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed at epoch ${startEpoch}` : ''}`);
     const L = (S / 32) ** 2;

@@ -6,12 +6,15 @@
  * The encoder's parameters are those of a dense `ConvNeXtV2` backbone (timm names, so the
  * pre-trained encoder fine-tunes as a classifier without conversion); the decoder's carry
  * the official names under `fcmae.`.
+ *
+ * An encoder config with `block: 'v1'` pre-trains ConvNeXt V1 blocks (no GRN, LayerScale
+ * initialised to 1e-6), the paper's GRN ablation; the decoder keeps its V2 block.
  */
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
-import type { ConvNeXtV2Config } from '../model/config.js';
+import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Arena } from '../nn/arena.js';
 import { Param } from '../nn/param.js';
@@ -123,6 +126,7 @@ export class FCMAE {
     for (const p of this.encoderModel.params) {
       const n = p.name;
       if (/\.bias$/.test(n) || /grn/.test(n)) p.data.fill(0);
+      else if (/\.blocks\.\d+\.gamma$/.test(n)) p.data.fill(LAYER_SCALE_INIT); // V1 blocks' LayerScale
       else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) p.data.fill(1);
       else if (/downsample\.1\.weight$/.test(n)) tn(p, 0.02);
       else tn(p, 1); // stem.0, conv_dw, mlp.fc1, mlp.fc2

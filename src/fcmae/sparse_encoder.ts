@@ -24,10 +24,12 @@ import { ConvNextError } from '../errors.js';
 import type { Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import type { BlockType } from '../model/config.js';
 import { GRN } from '../model/grn.js';
 import { Arena } from '../nn/arena.js';
 import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
+import { LayerScaledLinear } from '../nn/layerscale.js';
 import { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
 import { PatchConv } from '../nn/patchconv.js';
@@ -42,23 +44,32 @@ function grnOffsets(sm: StageMask, mode: EncoderMode, stats: GrnStats): Int32Arr
   return stats === 'batch' ? Int32Array.of(0, sm.N * HW) : GRN.perImage(sm.N, HW);
 }
 
-/** A ConvNeXt V2 block on visible positions (compacted rows, or a dense map with zeros). */
+/**
+ * A ConvNeXt V2 block on visible positions (compacted rows, or a dense map with zeros); with
+ * kind `v1`, a ConvNeXt V1 block (no GRN, LayerScale per site).
+ */
 class MaskedBlock {
   private readonly convDw: DepthwiseConv;
   private readonly norm: LayerNorm;
   private readonly fc1: Linear;
-  private readonly grn: GRN;
-  private readonly fc2: Linear;
+  /** GRN (V2 blocks) or null (V1 blocks: LayerScale folded into fc2). */
+  private readonly grn: GRN | null;
+  private readonly fc2: Linear | LayerScaledLinear;
   private readonly own = new Arena();
   private sm: StageMask | null = null;
   private mode: EncoderMode = 'sparse';
 
-  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number) {
+  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number, kind: BlockType = 'v2') {
     this.convDw = new DepthwiseConv(p('conv_dw.weight'), p('conv_dw.bias'), C, kernelSize);
     this.norm = new LayerNorm(p('norm.weight'), p('norm.bias'), C, eps);
     this.fc1 = new Linear(p('mlp.fc1.weight'), p('mlp.fc1.bias'), C, 4 * C, true);
-    this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
-    this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
+    if (kind === 'v1') {
+      this.grn = null;
+      this.fc2 = new LayerScaledLinear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), p('gamma'), 4 * C, C);
+    } else {
+      this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
+      this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
+    }
   }
 
   forward(k: Kernels, x: Float32Array, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Float32Array {
@@ -79,7 +90,7 @@ class MaskedBlock {
     if (!sparse) zeroMasked(u, sm, C);
     const g = this.fc1.forward(k, u, rows, b);
     if (!sparse) zeroMasked(g, sm, 4 * C);
-    const r = this.grn.forward(k, g, grnOffsets(sm, mode, stats), b);
+    const r = this.grn ? this.grn.forward(k, g, grnOffsets(sm, mode, stats), b) : g;
     if (!sparse) zeroMasked(r, sm, 4 * C);
     const out = this.own.get('out', rows * C);
     out.set(x.subarray(0, rows * C));
@@ -98,7 +109,7 @@ class MaskedBlock {
     const mask = (v: Float32Array, ch: number) => (sparse ? v : zeroMasked(v, sm, ch));
     mask(dy, C);
     const dr = mask(this.fc2.backward(k, dy, shared, shared.get('mb.dr', rows * 4 * C))!, 4 * C);
-    const dg = mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C);
+    const dg = this.grn ? mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C) : dr;
     const du = mask(this.fc1.backward(k, dg, shared, shared.get('mb.du', rows * C))!, C);
     const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
     // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
@@ -295,7 +306,7 @@ export class SparseEncoder {
         cfg.dims[s - 1], cfg.dims[s], eps));
       const blocks: MaskedBlock[] = [];
       for (let b = 0; b < cfg.depths[s]; b++) {
-        blocks.push(new MaskedBlock((n) => p(`stages.${s}.blocks.${b}.${n}`), cfg.dims[s], cfg.kernelSize, eps));
+        blocks.push(new MaskedBlock((n) => p(`stages.${s}.blocks.${b}.${n}`), cfg.dims[s], cfg.kernelSize, eps, cfg.block));
       }
       this.stages.push(blocks);
     }
