@@ -14,10 +14,10 @@
  * would confound the comparison.
  *
  *   node --import tsx scripts/grn-ablation.ts [--out results/grn-ablation] [--data SPEC]
- *     [--pretrain-images 10000] [--pretrain-epochs 6] [--labelled 2000] [--finetune-epochs 5]
+ *     [--pretrain-images 20000] [--pretrain-epochs 5] [--labelled 4000] [--finetune-epochs 5]
  *     [--analyze-images 500] [--seed 0] [--quick]
  *
- * About 25 minutes on 2 cores with the defaults; --quick (a few minutes' smoke run: 1,000
+ * About 20 minutes on 2 cores with the defaults; --quick (a few minutes' smoke run: 1,000
  * images, 2 + 2 epochs) checks the pipeline. Writes OUT/report.md and OUT/results.json.
  */
 import { spawnSync } from 'node:child_process';
@@ -37,9 +37,9 @@ const opt = (name: string, def: string): string => {
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 const data = opt('data', existsSync(FMNIST) ? 'fashion-mnist' : 'synthetic:96');
 const out = resolve(opt('out', quick ? 'results/grn-ablation-quick' : 'results/grn-ablation'));
-const pretrainImages = opt('pretrain-images', quick ? '1000' : '10000');
-const pretrainEpochs = opt('pretrain-epochs', quick ? '2' : '6');
-const labelled = opt('labelled', quick ? '500' : '2000');
+const pretrainImages = opt('pretrain-images', quick ? '1000' : '20000');
+const pretrainEpochs = opt('pretrain-epochs', quick ? '2' : '5');
+const labelled = opt('labelled', quick ? '500' : '4000');
 const finetuneEpochs = opt('finetune-epochs', quick ? '2' : '5');
 const analyzeImages = opt('analyze-images', quick ? '100' : '500');
 const testLimit = quick ? ['--limit', '1000'] : [];

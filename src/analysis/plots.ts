@@ -112,7 +112,7 @@ export function activationMapsPng(images: readonly ImageMaps[], channels: readon
   const gap = 2;
   const gridW = cols * (tw + gap) - gap;
   const gridH = rowsOfTiles * (th + gap) - gap;
-  const inSize = Math.max(64, gridH);
+  const inSize = Math.min(128, Math.max(64, gridH));
   const pad = 10;
   const titleH = 24;
   const capH = 14;
