@@ -11,6 +11,9 @@ import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { countParams, makeConfig, MODEL_SIZES } from '../src/model/config.js';
 import { forwardMacs } from '../src/model/flops.js';
 import { ConvNextError } from '../src/errors.js';
+import { Arena } from '../src/nn/arena.js';
+import { Linear } from '../src/nn/linear.js';
+import { Param } from '../src/nn/param.js';
 import { relErr } from './helpers.js';
 
 const FIX = new URL('./fixtures/reference/', import.meta.url).pathname;
@@ -139,4 +142,26 @@ test('training gradients are bit-identical for any thread count (native kernels)
   } finally {
     native.setThreads(before);
   }
+});
+
+test('Linear.backwardRows equals backward when the other rows of dy are zero', () => {
+  const k = getKernels();
+  const [M, I, O] = [23, 19, 37];
+  const live = Int32Array.of(0, 3, 4, 10, 22);
+  const x = Float32Array.from({ length: M * I }, (_, i) => Math.sin(i));
+  const dy = new Float32Array(M * O);
+  for (const r of live) for (let o = 0; o < O; o++) dy[r * O + o] = Math.cos(r * O + o);
+  const grads = (rows: boolean) => {
+    const w = new Param('w', [O, I], false), b = new Param('b', [O], true);
+    w.data = Float32Array.from({ length: O * I }, (_, i) => Math.cos(3 * i));
+    const lin = new Linear(w, b, I, O);
+    const shared = new Arena();
+    lin.forward(k, x, M, { shared, cache: true });
+    const dx = new Float32Array(M * I).fill(7);
+    if (rows) lin.backwardRows(k, dy, live, shared, dx);
+    else lin.backward(k, dy, shared, dx);
+    return [dx, w.grad, b.grad];
+  };
+  const [a, b] = [grads(true), grads(false)];
+  a.forEach((g, i) => assert.ok(relErr(g, b[i]) <= 1e-6, `output ${i}: ${relErr(g, b[i])}`));
 });

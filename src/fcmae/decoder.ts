@@ -20,6 +20,22 @@ const OFFICIAL_BLOCK_NAMES: Record<string, string> = {
   'mlp.fc2.weight': 'pwconv2.weight', 'mlp.fc2.bias': 'pwconv2.bias',
 };
 
+/** The rows (ascending) of an [rows, P] matrix with some nonzero entry. */
+function nonzeroRows(a: Float32Array, rows: number, P: number): Int32Array {
+  const out = new Int32Array(rows);
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * P;
+    for (let i = o; i < o + P; i++) {
+      if (a[i] !== 0) {
+        out[n++] = r;
+        break;
+      }
+    }
+  }
+  return out.subarray(0, n);
+}
+
 export class FcmaeDecoder {
   private readonly proj: Linear;
   private readonly maskToken: Param;
@@ -60,7 +76,13 @@ export class FcmaeDecoder {
     const [N, h, w] = this.shape;
     const rows = N * h * w;
     const D = this.dim;
-    let d = this.pred.backward(k, dpred, this.shared, this.shared.get('dec.dy', rows * D))!;
+    // The loss leaves zero gradients at visible patches: the prediction layer's backward runs
+    // on the rows with a nonzero gradient only.
+    const live = nonzeroRows(dpred, rows, this.outDim);
+    const dy = this.shared.get('dec.dy', rows * D);
+    let d = live.length === rows
+      ? this.pred.backward(k, dpred, this.shared, dy)!
+      : this.pred.backwardRows(k, dpred, live, this.shared, dy);
     for (let i = this.blocks.length - 1; i >= 0; i--) d = this.blocks[i].backward(k, d, this.shared);
     const gt = this.maskToken.grad;
     for (let r = 0; r < rows; r++) {

@@ -59,4 +59,32 @@ export class Linear {
     k.gemm(false, false, M, I, O, g, O, this.weight.data, I, out, I, false, null, Act.None, null);
     return out;
   }
+
+  /**
+   * backward() when only the rows listed in `live` (ascending) of dy may be nonzero: the GEMMs
+   * run on those rows only (gathered), the other rows of dx are zero. Without the GELU epilogue.
+   */
+  backwardRows(k: Kernels, dy: Float32Array, live: Int32Array, shared: Arena, dx: Float32Array): Float32Array {
+    const { inFeatures: I, outFeatures: O } = this;
+    const x = this.x;
+    if (!x) throw new Error('Linear.backwardRows without a cached forward');
+    if (this.gelu) throw new Error('Linear.backwardRows: not with the GELU epilogue');
+    const m = live.length;
+    const xs = shared.get('linear.rows.x', m * I);
+    const gs = shared.get('linear.rows.dy', m * O);
+    for (let i = 0; i < m; i++) {
+      const r = live[i];
+      xs.set(x.subarray(r * I, (r + 1) * I), i * I);
+      gs.set(dy.subarray(r * O, (r + 1) * O), i * O);
+    }
+    k.gemm(true, false, O, I, m, gs, O, xs, I, this.weight.grad, I, true, null, Act.None, null);
+    if (this.bias) k.colSum(gs, m, O, this.bias.grad, true);
+    this.x = null;
+    this.preact = null;
+    const dxs = shared.get('linear.rows.dx', m * I);
+    k.gemm(false, false, m, I, O, gs, O, this.weight.data, I, dxs, I, false, null, Act.None, null);
+    dx.fill(0, 0, this.M * I);
+    for (let i = 0; i < m; i++) dx.set(dxs.subarray(i * I, (i + 1) * I), live[i] * I);
+    return dx;
+  }
 }
