@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { maskedMse, normalizePatches, patchifyTarget, targetAndLoss } from '../src/fcmae/loss.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MAIN = join(ROOT, 'src/cli/main.ts');
@@ -95,4 +96,24 @@ test('fcmae-loss reproduces the reference loss and pred from the official .pt (s
   const bad = cli(['fcmae-loss', '--checkpoint', join(F, 'small_official.pt'), '--input', input, '--output', join(dir, 'x.safetensors')]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /not an FCMAE checkpoint/);
+});
+
+test('targetAndLoss = patchifyTarget + normalizePatches + maskedMse, bit for bit', () => {
+  const [N, H, W, C, p] = [3, 64, 96, 3, 32];
+  const rows = N * 6, P = p * p * C;
+  const x = Float32Array.from({ length: N * H * W * C }, (_, i) => Math.sin(i * 0.37) * 2 + 0.3);
+  const pred = Float32Array.from({ length: rows * P }, (_, i) => Math.cos(i * 0.11));
+  const mask = Float32Array.from({ length: rows }, (_, i) => (i % 3 === 1 ? 0 : 1));
+  for (const norm of [true, false]) {
+    const t1 = patchifyTarget(x, N, H, W, C, p, new Float32Array(rows * P));
+    const s1 = norm ? normalizePatches(t1, rows, P) : null;
+    const d1 = new Float32Array(rows * P);
+    const l1 = maskedMse(pred, t1, mask, rows, P, d1);
+    const t2 = new Float32Array(rows * P), d2 = new Float32Array(rows * P).fill(5);
+    const r = targetAndLoss(x, N, H, W, C, p, norm, pred, mask, t2, d2);
+    assert.equal(r.loss, l1);
+    assert.deepEqual(t2, t1);
+    assert.deepEqual(d2, d1);
+    assert.deepEqual(r.patchStats, s1);
+  }
 });

@@ -70,19 +70,22 @@ export class FcmaeDecoder {
     return this.pred.forward(k, y, rows, b);
   }
 
-  /** dpred -> d(encoder map) (dense); accumulates parameter gradients. */
-  backward(k: Kernels, dpred: Float32Array): Float32Array {
+  /**
+   * dpred -> d(encoder map) (dense); accumulates parameter gradients. `live`: the rows of
+   * dpred that may be nonzero, ascending (the others must be zero); found by a scan if absent.
+   */
+  backward(k: Kernels, dpred: Float32Array, live?: Int32Array): Float32Array {
     const keep = this.keep!;
     const [N, h, w] = this.shape;
     const rows = N * h * w;
     const D = this.dim;
     // The loss leaves zero gradients at visible patches: the prediction layer's backward runs
     // on the rows with a nonzero gradient only.
-    const live = nonzeroRows(dpred, rows, this.outDim);
+    const nz = live ?? nonzeroRows(dpred, rows, this.outDim);
     const dy = this.shared.get('dec.dy', rows * D);
-    let d = live.length === rows
+    let d = nz.length === rows
       ? this.pred.backward(k, dpred, this.shared, dy)!
-      : this.pred.backwardRows(k, dpred, live, this.shared, dy);
+      : this.pred.backwardRows(k, dpred, nz, this.shared, dy);
     for (let i = this.blocks.length - 1; i >= 0; i--) d = this.blocks[i].backward(k, d, this.shared);
     const gt = this.maskToken.grad;
     for (let r = 0; r < rows; r++) {

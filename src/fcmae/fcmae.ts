@@ -21,7 +21,7 @@ import { Param } from '../nn/param.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { FcmaeDecoder } from './decoder.js';
-import { maskedMse, normalizePatches, patchifyTarget } from './loss.js';
+import { targetAndLoss } from './loss.js';
 import { randomMask } from './masking.js';
 import { type EncoderMode, type GrnStats, SparseEncoder } from './sparse_encoder.js';
 
@@ -74,7 +74,7 @@ export class FCMAE {
   readonly rng: Rng;
   private readonly byName = new Map<string, Param>();
   private readonly shared = new Arena();
-  private last: { rows: number; P: number; dpred: Float32Array } | null = null;
+  private last: { rows: number; P: number; dpred: Float32Array; mask: Float32Array } | null = null;
 
   constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels?: Kernels; seed?: number } = {}) {
     this.opts = { ...FCMAE_DEFAULTS, ...opts };
@@ -190,21 +190,24 @@ export class FCMAE {
     const pred = this.decoder.forward(k, enc.map, keep, N, enc.H, enc.W);
     const rows = N * enc.H * enc.W;
     const P = p * p * C;
-    const target = patchifyTarget(x, N, H, W, C, p, this.shared.get('fcmae.target', rows * P));
+    const target = this.shared.get('fcmae.target', rows * P);
     const norm = opts.normPixLoss ?? this.opts.normPixLoss;
-    const patchStats = norm ? normalizePatches(target, rows, P) : null;
     const dpred = this.shared.get('fcmae.dpred', rows * P);
-    const loss = maskedMse(pred, target, mask, rows, P, dpred);
-    this.last = { rows, P, dpred };
+    const { loss, patchStats } = targetAndLoss(x, N, H, W, C, p, norm, pred, mask, target, dpred);
+    this.last = { rows, P, dpred, mask };
     return { loss, pred, target, patchStats, mask };
   }
 
   /** Backward of the last forward's loss; accumulates into Param.grad (scaled by 1/lossScale). */
   backward(lossScale = 1): void {
     if (!this.last) throw new Error('FCMAE.backward without a forward');
-    const { dpred } = this.last;
+    const { dpred, mask, rows } = this.last;
     if (lossScale !== 1) for (let i = 0; i < dpred.length; i++) dpred[i] /= lossScale;
-    const dmap = this.decoder.backward(this.kernels, dpred);
+    // The loss's gradient is zero at visible patches: only removed ones reach the prediction layer.
+    const live = new Int32Array(rows);
+    let n = 0;
+    for (let r = 0; r < rows; r++) if (mask[r] !== 0) live[n++] = r;
+    const dmap = this.decoder.backward(this.kernels, dpred, live.subarray(0, n));
     this.encoder.backward(this.kernels, dmap);
     this.last = null;
   }

@@ -95,3 +95,77 @@ export function maskedMse(pred: Float32Array, target: Float32Array, mask: Float3
   }
   return msum > 0 ? loss / msum : 0;
 }
+
+/**
+ * patchifyTarget, normalizePatches (when `norm`) and maskedMse in one pass per patch, while
+ * the patch is in cache; the same values. Writes target [N*L, P] and dpred; returns the loss
+ * and, when `norm`, the per-patch [mean, std].
+ */
+export function targetAndLoss(x: Float32Array, N: number, H: number, W: number, C: number, p: number, norm: boolean,
+  pred: Float32Array, mask: Float32Array, target: Float32Array, dpred: Float32Array): { loss: number; patchStats: Float32Array | null } {
+  const gh = H / p;
+  const gw = W / p;
+  const P = p * p * C;
+  const rows = N * gh * gw;
+  const stats = norm ? new Float32Array(rows * 2) : null;
+  let msum = 0;
+  for (let r = 0; r < rows; r++) msum += mask[r];
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const n = Math.floor(r / (gh * gw));
+    const i = Math.floor((r - n * gh * gw) / gw);
+    const j = r - n * gh * gw - i * gw;
+    const o = r * P;
+    for (let y = 0; y < p; y++) {
+      const src = ((n * H + i * p + y) * W + j * p) * C;
+      target.set(x.subarray(src, src + p * C), o + y * p * C);
+    }
+    let mean = 0;
+    let inv = 1;
+    if (stats) {
+      mean = sum(target, o, o + P) / P;
+      const std = Math.sqrt(sumSqDev(target, o, o + P, mean) / (P - 1) + 1e-6);
+      inv = 1 / std;
+      stats[2 * r] = mean;
+      stats[2 * r + 1] = std;
+    }
+    const m = mask[r];
+    if (m === 0) {
+      if (stats) for (let q = o; q < o + P; q++) target[q] = (target[q] - mean) * inv;
+      dpred.fill(0, o, o + P);
+      continue;
+    }
+    const g = (2 * m) / (P * msum);
+    let s0 = 0, s1 = 0;
+    let q = o;
+    if (stats) {
+      for (const e = o + (P & ~1); q < e; q += 2) {
+        const t0 = Math.fround((target[q] - mean) * inv), t1 = Math.fround((target[q + 1] - mean) * inv);
+        target[q] = t0; target[q + 1] = t1;
+        const d0 = pred[q] - t0, d1 = pred[q + 1] - t1;
+        s0 += d0 * d0; s1 += d1 * d1;
+        dpred[q] = g * d0; dpred[q + 1] = g * d1;
+      }
+      for (; q < o + P; q++) {
+        const t = Math.fround((target[q] - mean) * inv);
+        target[q] = t;
+        const d = pred[q] - t;
+        s0 += d * d;
+        dpred[q] = g * d;
+      }
+    } else {
+      for (const e = o + (P & ~1); q < e; q += 2) {
+        const d0 = pred[q] - target[q], d1 = pred[q + 1] - target[q + 1];
+        s0 += d0 * d0; s1 += d1 * d1;
+        dpred[q] = g * d0; dpred[q + 1] = g * d1;
+      }
+      for (; q < o + P; q++) {
+        const d = pred[q] - target[q];
+        s0 += d * d;
+        dpred[q] = g * d;
+      }
+    }
+    loss += (m * (s0 + s1)) / P;
+  }
+  return { loss: msum > 0 ? loss / msum : 0, patchStats: stats };
+}

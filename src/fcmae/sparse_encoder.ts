@@ -268,7 +268,8 @@ class MaskedDownsample {
     this.addPermutedGrad();
     k.colSum(dy, S, this.outC, this.bias.grad, true);
     const dcols = shared.get('ds.dcols', S * L);
-    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.permuteWeight(), L, dcols, L, false, null, Act.None, null);
+    // this.wp: the forward's permuted weight (the weight does not change before backward).
+    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.wp, L, dcols, L, false, null, Act.None, null);
     const du = scatterBlocks(dcols, this.children.subarray(0, 4 * S), this.inC, shared.get('ds.du', prev.idx.length * this.inC));
     this.cols = null;
     return this.norm.backward(k, du, shared, 'ds.dx');
