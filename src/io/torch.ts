@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { ConvNextError } from '../errors.js';
 import type { TensorData } from './safetensors.js';
 import { writeAllSync, writeFileAtomicSync } from './atomic.js';
+import { fp8e4m3Table, halfTable } from './lowp.js';
 import { crc32, openZip, openZipBuffer, quoteEntryName, ZipWriter, type ZipEntry, type ZipReader } from './zip.js';
 import {
   PickleExternal, PickleFunction, PickleGlobal, PickleWriter, isPickleRecord, isPlainDict, makeRecord, refusalReason, tupleOf, unpickle,
@@ -94,31 +95,6 @@ export function isTensorData(v: unknown): v is TensorData {
   return t.data instanceof Float32Array && Array.isArray(t.shape);
 }
 
-let f16Table: Float32Array | undefined;
-function halfTable(): Float32Array {
-  if (f16Table) return f16Table;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    if (e === 0) t[h] = sign * m * 2 ** -24;
-    else if (e === 31) t[h] = m ? NaN : sign * Infinity;
-    else t[h] = sign * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  f16Table = t;
-  return t;
-}
-
-function e4m3(b: number): number {
-  const sign = b & 0x80 ? -1 : 1;
-  const e = (b >> 3) & 0xf;
-  const m = b & 7;
-  if (e === 0) return sign * m * 2 ** -9;
-  if (e === 15 && m === 7) return NaN;
-  return sign * (1 + m / 8) * 2 ** (e - 7);
-}
-
 /**
  * Converts `n` little-endian values of `dtype` (bytes at offset 0 of a fresh buffer) to
  * float32. May return a view of `bytes`' buffer for float32.
@@ -132,7 +108,7 @@ function toFloat32(dtype: TorchDtype, bytes: Uint8Array, n: number): Float32Arra
     case 'float64': { const s = new Float64Array(buf, off, n); for (let i = 0; i < n; i++) out[i] = s[i]; break; }
     case 'float16': { const t = halfTable(); const s = new Uint16Array(buf, off, n); for (let i = 0; i < n; i++) out[i] = t[s[i]]; break; }
     case 'bfloat16': { const s = new Uint16Array(buf, off, n); const o = new Uint32Array(out.buffer); for (let i = 0; i < n; i++) o[i] = s[i] << 16; break; }
-    case 'float8_e4m3fn': for (let i = 0; i < n; i++) out[i] = e4m3(bytes[i]); break;
+    case 'float8_e4m3fn': { const t = fp8e4m3Table(); for (let i = 0; i < n; i++) out[i] = t[bytes[i]]; break; }
     case 'float8_e5m2': { const t = halfTable(); for (let i = 0; i < n; i++) out[i] = t[bytes[i] << 8]; break; }
     case 'int64': { const s = new Int32Array(buf, off, 2 * n); for (let i = 0; i < n; i++) out[i] = s[2 * i + 1] * 4294967296 + (s[2 * i] >>> 0); break; }
     case 'uint64': { const s = new Uint32Array(buf, off, 2 * n); for (let i = 0; i < n; i++) out[i] = s[2 * i + 1] * 4294967296 + s[2 * i]; break; }
