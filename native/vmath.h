@@ -57,11 +57,27 @@ static inline void v_ncdf(S::v x, S::v& phi, S::v& e) {
   phi = S::select(S::lt(x, S::zero()), q, S::sub(S::set1(1.0f), q));
 }
 
-// gelu(x) = x * Phi(x)
+// gelu(x) = x * Phi(x), the forward (GEMM epilogue and elementwise): Phi(x) - 1/2 =
+// u P(u^2) / Q(u^2) with u = x clamped to +-5.5437 (erf(3.92) = 1 - 2.6e-8), P of degree 6 and
+// Q of degree 4, a rational fit made for this project (model error 4.3e-8 in erf; ~2e-7
+// absolute in Phi in float, like the erfc form below). 19 vector operations instead of the
+// erfc form's ~35: the epilogue of the K = 40 GEMMs costs as much as their FMAs otherwise.
 static inline S::v v_gelu(S::v x) {
-  S::v phi, e;
-  v_ncdf(x, phi, e);
-  return S::mul(x, phi);
+  const S::v u = S::min(S::max(x, S::set1(-5.5437f)), S::set1(5.5437f));
+  const S::v t = S::mul(u, u);
+  S::v p = S::set1(1.100458845e-10f);
+  p = S::fma(p, t, S::set1(-2.203307920e-08f));
+  p = S::fma(p, t, S::set1(3.291999243e-06f));
+  p = S::fma(p, t, S::set1(1.755695008e-04f));
+  p = S::fma(p, t, S::set1(4.542868934e-03f));
+  p = S::fma(p, t, S::set1(3.643548813e-02f));
+  p = S::fma(p, t, S::set1(3.989421427e-01f));
+  S::v q = S::set1(6.400399646e-05f);
+  q = S::fma(q, t, S::set1(1.861103967e-03f));
+  q = S::fma(q, t, S::set1(2.939071468e-02f));
+  q = S::fma(q, t, S::set1(2.579946088e-01f));
+  q = S::fma(q, t, S::set1(1.0f));
+  return S::mul(x, S::fma(S::mul(u, p), S::rcp(q), S::set1(0.5f)));
 }
 
 // gelu'(x) = Phi(x) + x * exp(-x^2/2) / sqrt(2 pi)
