@@ -2,9 +2,11 @@
 // passes typed arrays zero-copy to the active kernel table.
 #include <napi.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "cpu.h"
 #include "kernels.h"
@@ -593,6 +595,55 @@ Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+// measurePeak(seconds): GFLOP/s of independent vector FMAs on all pool threads (the
+// machine's fp32 peak for the active ISA, as far as this process gets it right now).
+Napi::Value MeasurePeak(const Napi::CallbackInfo& info) {
+  Args a(info, "measurePeak");
+  const double secs = a.num(0, "seconds");
+  if (a.ok() && !(secs > 0 && secs <= 60)) a.error("seconds must be in (0, 60]");
+  if (!a.ok()) return a.fail();
+  const int nth = cnx::pool_threads();
+  const i64 ntask = 16 * (i64)nth;
+  std::vector<float> sinks((size_t)ntask * 16);  // a cache line per task
+  std::vector<double> flops((size_t)ntask);
+  const cnx::KernelTable* t = g_table;
+  i64 iters = 1 << 12;
+  auto run = [&]() {
+    cnx::parallel_for(ntask, [&](i64 k) { flops[k] = t->fma_burn(iters, &sinks[k * 16]); });
+    double f = 0;
+    for (i64 k = 0; k < ntask; ++k) f += flops[k];
+    return f;
+  };
+  // Grow the per-task loop until one round takes ~20 ms, then time rounds for `secs`.
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (dt > 0.02 || iters > ((i64)1 << 30)) break;
+    iters *= 2;
+  }
+  double best = 0, spent = 0;
+  while (spent < secs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double f = run();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spent += dt;
+    if (f / dt > best) best = f / dt;
+  }
+  return Napi::Number::New(info.Env(), best / 1e9);
+}
+
+// copy(src, dst, n): dst[0:n] = src[0:n] on the pool (for bandwidth measurements).
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Args a(info, "copy");
+  const i64 n = a.dim(2, "n");
+  const float* src = a.f32(0, "src", (double)n);
+  float* dst = a.f32(1, "dst", (double)n);
+  if (!a.ok()) return a.fail();
+  g_table->copy(src, dst, n);
+  return info.Env().Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   Args a(info, "setThreads");
   cnx::DenormalGuard denormals;
@@ -642,6 +693,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("measurePeak", Napi::Function::New(env, MeasurePeak));
+  exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   return exports;
 }

@@ -66,6 +66,12 @@ struct KernelTable {
                      i64 rowsPerSample, i64 C, float* out);
   void (*adamw)(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1,
                 double beta2, double eps, double wd, double bc1, double bc2);
+  // Machine measurements for `bench` (not model kernels): `iters` x 24 independent vector
+  // FMAs on the calling thread (returns the FLOPs done; a checksum goes to *sink so the loop
+  // is not removed); a threaded vector copy (what a kernel reading and writing n floats once
+  // can reach).
+  double (*fma_burn)(i64 iters, float* sink);
+  void (*copy)(const float* src, float* dst, i64 n);
 };
 
 // Each ISA namespace provides fill functions for its part of the table.

@@ -198,7 +198,34 @@ static void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr
   });
 }
 
+static double fma_burn(i64 iters, float* sink) {
+  S::v a[24];
+  const S::v m = S::set1(0.999999f), c = S::set1(1e-7f);
+#pragma GCC unroll 24
+  for (int i = 0; i < 24; ++i) a[i] = S::set1((float)i);
+  for (i64 it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) a[i] = S::fma(a[i], m, c);
+  }
+  S::v s = a[0];
+#pragma GCC unroll 24
+  for (int i = 1; i < 24; ++i) s = S::add(s, a[i]);
+  *sink = S::hsum(s);
+  return 2.0 * 24.0 * S::W * (double)iters;
+}
+
+static void copy(const float* src, float* dst, i64 n) {
+  parallel_for((n + EW_BLOCK - 1) / EW_BLOCK, [&](i64 t) {
+    const i64 i0 = t * EW_BLOCK, i1 = i0 + EW_BLOCK < n ? i0 + EW_BLOCK : n;
+    i64 i = i0;
+    for (; i + S::W <= i1; i += S::W) S::store(dst + i, S::load(src + i));
+    if (i < i1) S::store_n(dst + i, S::load_n(src + i, (int)(i1 - i)), (int)(i1 - i));
+  });
+}
+
 void fill_misc(KernelTable& t) {
+  t.fma_burn = &fma_burn;
+  t.copy = &copy;
   t.gelu = &gelu;
   t.gelu_bwd = &gelu_bwd;
   t.avgpool_fwd = &avgpool_fwd;

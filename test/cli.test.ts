@@ -101,3 +101,15 @@ test('bench --json prints a record with the required fields as its last line', (
   assert.ok(rec.images_per_second > 0);
   assert.match(rec.isa, /^(avx512|avx2|portable|reference)$/);
 });
+
+test('bench --mode kernels: a row per GEMM and depthwise shape, against a measured peak', () => {
+  const r = cli('bench', '--mode', 'kernels', '--batch-size', '1', '--input-size', '64', '--seconds', '0.4', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const rec = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.ok(rec.measuredPeak > 0 && rec.copyGbps > 0);
+  // 4 stages x (6 GEMMs + 3 depthwise)
+  assert.equal(rec.rows.length, 36);
+  for (const row of rec.rows) assert.ok(row.gflops > 0 && Number.isFinite(row.gflops), JSON.stringify(row));
+  assert.deepEqual(rec.rows[0].shape, [16 * 16, 160, 40]);
+  assert.match(r.stdout, /\| 1 \| pwconv1 fwd \(bias\+GELU\) \| 256 x 160 x 40 \|/);
+});

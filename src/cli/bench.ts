@@ -14,15 +14,19 @@ import { Rng } from '../rng.js';
 import { tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
 import { trainStep } from '../train/step.js';
+import { NativeKernels } from '../kernels/native.js';
+import { benchKernels, kernelTable } from './bench_kernels.js';
 import type { Command } from './command.js';
+import { Progress } from './progress.js';
 
 export const bench: Command = {
   name: 'bench',
   summary: 'measure images/s and GFLOP/s of inference or training on random data',
-  usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--threads T] [--json]',
+  usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain|kernels] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--peak 400] [--threads T] [--json]',
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
-    mode: { kind: 'string', help: 'infer, train (classifier step) or pretrain (FCMAE step)', default: 'infer' },
+    mode: { kind: 'string', help: 'infer, train (classifier step), pretrain (FCMAE step) or kernels (GEMM and depthwise shapes against the measured peak)', default: 'infer' },
+    peak: { kind: 'number', help: 'kernels: nominal fp32 peak in GFLOP/s for the % column', default: 400 },
     'mask-ratio': { kind: 'number', help: 'pretrain: fraction of patches removed', default: 0.6 },
     'dense-masking': { kind: 'boolean', help: 'pretrain: the dense-masked encoder instead of the sparse one' },
     'decoder-embed-dim': { kind: 'int', help: 'pretrain: decoder width', default: 512 },
@@ -37,12 +41,22 @@ export const bench: Command = {
   },
   run(args, ctx) {
     const mode = args.requireString('mode');
-    if (mode !== 'infer' && mode !== 'train' && mode !== 'pretrain') throw new ConvNextError(`bench: --mode must be infer, train or pretrain, got '${mode}'`, 2);
+    if (mode !== 'infer' && mode !== 'train' && mode !== 'pretrain' && mode !== 'kernels') throw new ConvNextError(`bench: --mode must be infer, train, pretrain or kernels, got '${mode}'`, 2);
     const B = args.requireNumber('batch-size');
     const S = args.requireNumber('input-size');
     if (B < 1) throw new ConvNextError('bench: --batch-size must be at least 1', 2);
     if (S < 32) throw new ConvNextError('bench: --input-size must be at least 32', 2);
     const cfg = makeConfig(args.requireString('model'), { numClasses: args.requireNumber('num-classes') });
+    if (mode === 'kernels') {
+      const nk = getKernels();
+      if (!(nk instanceof NativeKernels)) throw new ConvNextError('bench: --mode kernels needs the native addon (npm run build)', 1);
+      const peak = args.requireNumber('peak');
+      if (!(peak > 0)) throw new ConvNextError('bench: --peak must be positive', 2);
+      const bar = new Progress('kernels', 3 * cfg.dims.length, 'shape');
+      const r = benchKernels(nk, cfg, B, S, Math.min(0.3, args.requireNumber('seconds') / 40), (d) => bar.update(d));
+      ctx.out(kernelTable(r, peak));
+      return { model: args.requireString('model'), mode, batch_size: B, input_size: S, nominal_peak: peak, ...r };
+    }
     const profiler = args.bool('profile') ? new KernelProfiler(getKernels()) : null;
     const model = new ConvNeXtV2(cfg, { seed: 0, kernels: profiler?.kernels });
     const k = model.kernels;

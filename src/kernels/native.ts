@@ -90,12 +90,17 @@ interface Addon {
   supportedIsas(): string[];
   setThreads(n: number): void;
   getThreads(): number;
+  measurePeak(seconds: number): number;
+  copy(src: Float32Array, dst: Float32Array, n: number): void;
 }
 
 /** The package root: two levels above this file (src/kernels or dist/kernels). */
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** Where node-gyp puts the addon. */
-export const addonPath = path.join(packageRoot, 'build', 'Release', 'convnextv2.node');
+/**
+ * Where node-gyp puts the addon; CONVNEXTV2_ADDON names another build (A/B benchmarks of
+ * kernel variants: `CONVNEXTV2_ADDON=/tmp/variant.node convnextv2 bench ...`).
+ */
+export const addonPath = process.env.CONVNEXTV2_ADDON || path.join(packageRoot, 'build', 'Release', 'convnextv2.node');
 
 let addon: Addon | null = null;
 let loadError: string | null = null;
@@ -302,5 +307,19 @@ export class NativeKernels implements Kernels {
     bc1: number, bc2: number,
   ): void {
     this.a.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+  }
+
+  /**
+   * The fp32 peak this process reaches now: GFLOP/s of independent vector FMAs on all pool
+   * threads with the active ISA, best round within `seconds` (for `bench`; shared machines
+   * give less than the nominal peak when other work runs).
+   */
+  measurePeak(seconds = 0.5): number {
+    return this.a.measurePeak(seconds);
+  }
+
+  /** dst[0:n] = src[0:n], vectorised and threaded (for bandwidth measurements). */
+  copy(src: Float32Array, dst: Float32Array, n: number): void {
+    this.a.copy(src, dst, n);
   }
 }
