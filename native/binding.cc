@@ -154,6 +154,16 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   g.bias = a.f32(12, "bias", (double)g.N, true);
   g.act = a.act(13);
   g.preact = a.f32(14, "preact", extent(g.M, g.N, g.ldc), true);
+  g.ascale = nullptr;
+  g.ascale_rows = 1;
+  g.ashift = nullptr;
+  if (info.Length() > 15 && !info[15].IsNull() && !info[15].IsUndefined()) {
+    g.ascale_rows = a.dim(16, "aScaleRows", 1);
+    if (a.ok() && g.transA) a.error("aScale needs A not transposed");
+    const double groups = g.M > 0 ? (double)((g.M + g.ascale_rows - 1) / g.ascale_rows) : 0.0;
+    g.ascale = a.f32(15, "aScale", groups * (double)g.K);
+    g.ashift = info.Length() > 17 ? a.f32(17, "aShift", (double)g.K, true) : nullptr;
+  }
   if (a.ok() && g.accumulate && g.act == 1) a.error("accumulate and GELU cannot be combined");
   if (!a.ok()) return a.fail();
   if (g.act != 1) g.preact = nullptr;
@@ -377,7 +387,7 @@ Napi::Value GrnForward(const Napi::CallbackInfo& info) {
   const float* gamma = a.f32(3, "gamma", (double)C);
   const float* beta = a.f32(4, "beta", (double)C);
   const double eps = a.num(5, "eps");
-  float* y = a.f32(6, "y", sz);
+  float* y = a.f32(6, "y", sz, true);
   float* gx = a.f32(7, "gx", prod({S, C}));
   float* nx = a.f32(8, "nx", prod({S, C}));
   if (!a.ok()) return a.fail();

@@ -224,6 +224,31 @@ static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp,
   }
 }
 
+// Copies rows [ir, ir + mr) of A, columns [pc, pc + kc), into apack (mr x kc, row-major),
+// each row multiplied elementwise by its group's scales (g.ascale), plus g.ashift.
+static void pack_a_scaled(const GemmCall& g, i64 ir, int mr, i64 pc, i64 kc, float* apack) {
+  for (int r = 0; r < mr; ++r) {
+    const float* src = g.A + (ir + r) * g.lda + pc;
+    const float* sc = g.ascale + ((ir + r) / g.ascale_rows) * g.K + pc;
+    float* d = apack + r * kc;
+    i64 k = 0;
+    if (g.ashift) {
+      const float* sh = g.ashift + pc;
+      for (; k + S::W <= kc; k += S::W) S::store(d + k, S::fma(S::load(src + k), S::load(sc + k), S::load(sh + k)));
+      if (k < kc) {
+        const int n = (int)(kc - k);
+        S::store_n(d + k, S::fma(S::load_n(src + k, n), S::load_n(sc + k, n), S::load_n(sh + k, n)), n);
+      }
+      continue;
+    }
+    for (; k + S::W <= kc; k += S::W) S::store(d + k, S::mul(S::load(src + k), S::load(sc + k)));
+    if (k < kc) {
+      const int n = (int)(kc - k);
+      S::store_n(d + k, S::mul(S::load_n(src + k, n), S::load_n(sc + k, n)), n);
+    }
+  }
+}
+
 // Computes out[m0:m1, n0:n1] (stride ldo) = op(A)[m0:m1, k0:k1] . op(B)[k0:k1, n0:n1]
 // (+ out if accum), with the GEMM's epilogue when epi. Single-threaded.
 static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0, i64 k1,
@@ -233,7 +258,7 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   const i64 kcb = nkb == 1 ? K : (K + nkb - 1) / nkb;
   const i64 ncmax = (n1 - n0) < NC ? (n1 - n0) : NC;
   float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + S::W + NR - 1) / NR * NR));
-  float* apack = g.transA ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR) : nullptr;
+  float* apack = (g.transA || g.ascale) ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR) : nullptr;
   const UkrTable& tab = ukr_table();
   Tile t;
   t.lda = g.lda;
@@ -272,6 +297,10 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
             }
           t.a = apack;
           t.lda = MR;
+        } else if (g.ascale) {
+          pack_a_scaled(g, ir, mr, pc, kc, apack);
+          t.a = apack;
+          t.lda = kc;
         } else {
           t.a = g.A + ir * g.lda + pc;
         }
@@ -339,7 +368,7 @@ struct PackedB {
 static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 m1, i64 p0,
                               i64 p1) {
   const i64 K = g.K;
-  float* apack = g.transA ? scratch(3, (size_t)(pb.kcb > 0 ? pb.kcb : 1) * MR) : nullptr;
+  float* apack = (g.transA || g.ascale) ? scratch(3, (size_t)(pb.kcb > 0 ? pb.kcb : 1) * MR) : nullptr;
   const UkrTable& tab = ukr_table();
   Tile t;
   t.lda = g.lda;
@@ -367,6 +396,10 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
             }
           t.a = apack;
           t.lda = MR;
+        } else if (g.ascale) {
+          pack_a_scaled(g, ir, mr, pc, kc, apack);
+          t.a = apack;
+          t.lda = kc;
         } else {
           t.a = g.A + ir * g.lda + pc;
         }
@@ -453,7 +486,8 @@ static void gemm(const GemmCall& g) {
       return ((double)m / (double)((m + MR - 1) / MR * MR)) *
              ((double)n / (double)((n + NR - 1) / NR * NR));
     };
-    const bool swap = eff(N, M) > eff(M, N) * 1.05;
+    // (Not with A scales: they are applied while packing A's rows.)
+    const bool swap = !g.ascale && eff(N, M) > eff(M, N) * 1.05;
     GemmCall h = g;
     if (swap) {
       h.transA = !g.transB;

@@ -20,6 +20,11 @@ struct GemmCall {
   const float* bias;  // length N or null
   int act;            // 0 none, 1 gelu
   float* preact;      // null or M x N with stride ldc (only used with gelu)
+  // Null, or (A not transposed) A[i, k] is replaced by A[i, k] * ascale[(i / ascale_rows) * K
+  // + k] (+ ashift[k] when not null) while A is packed (per-image channel scales and a shift).
+  const float* ascale;
+  i64 ascale_rows;
+  const float* ashift;
 };
 
 struct KernelTable {

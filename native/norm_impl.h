@@ -148,15 +148,43 @@ static SegChunks seg_chunks(const int32_t* off, i64 S_, int slot) {
 // otherwise the statistics and the rows are parallelised separately. Both orders give the
 // same arithmetic.
 
-static void grn_chunk_sumsq(const float* x, i64 r0, i64 r1, i64 C, float* p) {
-  for (i64 c = 0; c < C; c += S::W) {
-    const int n = lanes(C, c);
-    S::v a = S::zero();
-    for (i64 i = r0; i < r1; ++i) {
-      const S::v v = ld(x + i * C + c, n);
-      a = S::fma(v, v, a);
+// Sums of squares of rows [r0, r1) per channel, for NB channel vectors from c (the last one
+// with n lanes): NB independent accumulator chains, each channel summing its rows in order.
+template <int NB>
+static inline void grn_sumsq_block(const float* x, i64 r0, i64 r1, i64 C, i64 c, int n, float* p) {
+  S::v a[NB];
+#pragma GCC unroll 8
+  for (int j = 0; j < NB; ++j) a[j] = S::zero();
+  for (i64 i = r0; i < r1; ++i) {
+    const float* xr = x + i * C + c;
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) {
+      const S::v v = j == NB - 1 ? ld(xr + j * S::W, n) : S::load(xr + j * S::W);
+      a[j] = S::fma(v, v, a[j]);
     }
-    st(p + c, a, n);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NB; ++j) {
+    if (j == NB - 1)
+      st(p + c + j * S::W, a[j], n);
+    else
+      S::store(p + c + j * S::W, a[j]);
+  }
+}
+
+static void grn_chunk_sumsq(const float* x, i64 r0, i64 r1, i64 C, float* p) {
+  for (i64 c = 0; c < C;) {
+    const i64 nv = (C - c + S::W - 1) / S::W;
+    const int nb = nv >= 8 ? 8 : nv >= 4 ? 4 : nv >= 2 ? 2 : 1;
+    const i64 end = c + nb * S::W < C ? c + nb * S::W : C;
+    const int n = (int)(end - (c + (nb - 1) * S::W));
+    switch (nb) {
+      case 8: grn_sumsq_block<8>(x, r0, r1, C, c, n, p); break;
+      case 4: grn_sumsq_block<4>(x, r0, r1, C, c, n, p); break;
+      case 2: grn_sumsq_block<2>(x, r0, r1, C, c, n, p); break;
+      default: grn_sumsq_block<1>(x, r0, r1, C, c, n, p); break;
+    }
+    c = end;
   }
 }
 
@@ -221,12 +249,13 @@ static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const flo
     parallel_for(S_, [&](i64 s) {
       for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) chunk(t);
       grn_seg_stats(sc, parts, s, C, eps, gx, nx);
-      grn_rows_y(x, off[s], off[s + 1], C, gamma, beta, nx + s * C, y);
+      if (y) grn_rows_y(x, off[s], off[s + 1], C, gamma, beta, nx + s * C, y);
     });
     return;
   }
   parallel_for(sc.ntasks, chunk);
   for (i64 s = 0; s < S_; ++s) grn_seg_stats(sc, parts, s, C, eps, gx, nx);
+  if (!y) return;
   const i64 RB = 64;
   const i64 M = off[S_] - off[0];
   if (M <= 0) return;

@@ -103,6 +103,8 @@ interface GemmCase {
   tA: boolean; tB: boolean; M: number; N: number; K: number;
   padA: number; padB: number; padC: number;
   acc: boolean; bias: boolean; act: Act; preact: boolean;
+  /** Per-row-group scales of A (rows per group), and a shift with them. */
+  aScaleRows?: number; aShift?: boolean;
 }
 
 function runGemm(c: GemmCase, tol: number): void {
@@ -114,8 +116,11 @@ function runGemm(c: GemmCase, tol: number): void {
   const C1 = view(C0), C2 = C0.slice();
   const P1 = c.preact ? view(new Float32Array(M * ldc)) : null;
   const P2 = c.preact ? new Float32Array(M * ldc) : null;
-  nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1);
-  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2);
+  const rows = c.aScaleRows ?? 0;
+  const aScale = rows ? rnd(Math.ceil(M / rows) * K) : null;
+  const aShift = rows && c.aShift ? rnd(K) : null;
+  nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1, aScale && view(aScale), rows || 1, aShift && view(aShift));
+  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2, aScale, rows || 1, aShift);
   const what = `gemm ${JSON.stringify(c)}`;
   close(C1.slice(), C2, tol, what);
   if (P1 && P2) close(P1.slice(), P2, tol, `${what} preact`);
@@ -162,6 +167,24 @@ for (const isa of ISAS) {
           acc: act === Act.None && rand() < 0.4, bias: rand() < 0.5, act, preact: act === Act.Gelu && rand() < 0.7,
         }, 1e-5);
       }
+    });
+
+    test('gemm: per-row-group A scales and shift (GRN folded into the next layer)', () => {
+      use();
+      const base = { tA: false, padA: 0, padB: 0, padC: 0, bias: true, act: Act.None, preact: false } as const;
+      // groups straddling the 12-row tiles, one group, one row per group, several k-blocks,
+      // the serial path (small work), the shared-packing path, the split-K path, GELU
+      for (const [M, N, K, rows, tB, acc, shift] of [
+        [3136 / 4, 40, 160, 49, true, true, true], [98, 320, 1280, 49, true, true, true], [13, 7, 9, 13, false, false, true],
+        [30, 33, 17, 1, true, false, false], [600, 80, 700, 196, true, true, true], [9, 11, 4100, 4, true, true, true],
+        [50, 64, 64, 25, false, false, false],
+      ] as [number, number, number, number, boolean, boolean, boolean][]) {
+        runGemm({ ...base, tB, M, N, K, acc, aScaleRows: rows, aShift: shift }, K > 500 ? 1e-4 : 1e-5);
+      }
+      runGemm({ ...base, tB: true, M: 200, N: 64, K: 40, acc: false, act: Act.Gelu, preact: true, aScaleRows: 50, aShift: true }, 1e-5);
+      const a = new Float32Array(16);
+      assert.throws(() => nk.gemm(true, false, 2, 2, 2, a, 2, a, 2, a, 2, false, null, Act.None, null, a, 1, null), /aScale needs A not transposed/);
+      assert.throws(() => nk.gemm(false, false, 4, 2, 4, a, 4, a, 2, a, 2, false, null, Act.None, null, new Float32Array(4), 2, null), /aScale/);
     });
 
     test('gemm: split-K weight-gradient shapes', () => {
@@ -386,6 +409,10 @@ for (const isa of ISAS) {
         close(y1.subarray(rowsFrom), y2.subarray(rowsFrom), 1e-5, `grnForward y ${offs}`);
         close(gx1, gx2, 1e-4, `grnForward gx ${offs}`);
         close(nx1, nx2, 1e-4, `grnForward nx ${offs}`);
+        // statistics only (y null): the same gx and nx, bit for bit
+        const gx3 = new Float32Array(S * C), nx3 = new Float32Array(S * C);
+        nk.grnForward(view(x), off, C, g, bt, 1e-6, null, gx3, nx3);
+        assert.deepEqual([gx3, nx3], [gx1, nx1], `grnForward statistics only ${offs}`);
         const dg0 = rnd(C), db0 = rnd(C);
         const dx1 = new Float32Array(rows * C), dx2 = new Float32Array(rows * C);
         const dg1 = dg0.slice(), dg2 = dg0.slice(), db1 = db0.slice(), db2 = db0.slice();

@@ -17,6 +17,7 @@ interface Addon {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: number, preact: Float32Array | null,
+    aScale?: Float32Array | null, aScaleRows?: number, aShift?: Float32Array | null,
   ): void;
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
   dwconvForward(
@@ -57,7 +58,7 @@ interface Addon {
   ): void;
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
   ): void;
   grnBackward(
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
@@ -168,8 +169,10 @@ export class NativeKernels implements Kernels {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
+    aScale: Float32Array | null = null, aScaleRows = 1, aShift: Float32Array | null = null,
   ): void {
-    this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
+    if (aScale) this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift);
+    else this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
   }
 
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {
@@ -238,7 +241,7 @@ export class NativeKernels implements Kernels {
 
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
   ): void {
     this.a.grnForward(x, offsets, C, gamma, beta, eps, y, gx, nx);
   }

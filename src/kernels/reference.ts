@@ -45,12 +45,15 @@ export class ReferenceKernels implements Kernels {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
+    aScale: Float32Array | null = null, aScaleRows = 1, aShift: Float32Array | null = null,
   ): void {
+    if (aScale && transA) throw new Error('gemm: aScale needs A not transposed');
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
         let s = 0;
         for (let k = 0; k < K; k++) {
-          const a = transA ? A[k * lda + i] : A[i * lda + k];
+          const a0 = transA ? A[k * lda + i] : A[i * lda + k];
+          const a = aScale ? Math.fround(a0 * aScale[Math.floor(i / aScaleRows) * K + k] + (aShift ? aShift[k] : 0)) : a0;
           const b = transB ? B[j * ldb + k] : B[k * ldb + j];
           s += a * b;
         }
@@ -308,7 +311,7 @@ export class ReferenceKernels implements Kernels {
 
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
   ): void {
     const S = offsets.length - 1;
     for (let s = 0; s < S; s++) {
@@ -321,6 +324,7 @@ export class ReferenceKernels implements Kernels {
       }
       const d = mean / C + eps;
       for (let c = 0; c < C; c++) nx[s * C + c] = gx[s * C + c] / d;
+      if (!y) continue;
       for (let i = offsets[s]; i < offsets[s + 1]; i++) {
         for (let c = 0; c < C; c++) {
           const v = x[i * C + c];

@@ -38,7 +38,10 @@ export interface Kernels {
    * stride lda). op(B) is B (K x N, stride ldb) or, if transB, the transpose of B stored N x K
    * (stride ldb). C and preact are M x N with row stride ldc. `accumulate` and `Gelu` are not
    * combined. When K is large and M*N small (weight gradients), the K dimension is split into
-   * fixed chunks whose partial sums are added in a fixed order.
+   * fixed chunks whose partial sums are added in a fixed order. With `aScale` (A not
+   * transposed), A[i, k] is taken as A[i, k] * aScale[floor(i / aScaleRows) * K + k]
+   * (+ aShift[k] when given) as A is packed: per-image channel scales and a shift (GRN's
+   * calibration folded into the next layer in inference) at no extra pass over memory.
    */
   gemm(
     transA: boolean, transB: boolean,
@@ -50,6 +53,9 @@ export interface Kernels {
     bias: Float32Array | null,
     act: Act,
     preact: Float32Array | null,
+    aScale?: Float32Array | null,
+    aScaleRows?: number,
+    aShift?: Float32Array | null,
   ): void;
 
   /** out[j] (+)= sum over rows i of x[i*N + j]; x is M x N. Accumulates into out if `accumulate`. */
@@ -145,11 +151,12 @@ export interface Kernels {
    * sparse FCMAE encoder: one segment for all visible rows of the batch).
    *   gx[s,c] = sqrt(sum_{rows in s} x^2); nx[s,c] = gx[s,c] / (mean_c gx[s,:] + eps)
    *   y = gamma[c] * (x * nx[s,c]) + beta[c] + x
-   * gx and nx ([S, C], S = offsets.length - 1) are written for the backward pass.
+   * gx and nx ([S, C], S = offsets.length - 1) are written for the backward pass. With y
+   * null only the statistics are computed (inference folds the rest into the next GEMM).
    */
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array, gx: Float32Array, nx: Float32Array,
+    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
   ): void;
 
   /**
