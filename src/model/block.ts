@@ -74,10 +74,15 @@ export class Block {
     const u = this.norm.forward(k, t, M, opts);
     const g = this.fc1.forward(k, u, M, opts);
     opts.capture?.(g, N, H, W, 4 * this.C);
-    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
     this.shape = [N, H, W];
     this.scale = null;
     const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
+    if (this.grn && !opts.cache && !opts.train && this.fc2 instanceof Linear) {
+      // Inference: GRN's calibration folded into fc2 (no GRN output written), residual in the GEMM.
+      out.set(x.subarray(0, n));
+      return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, out, opts.shared);
+    }
+    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
     if (opts.train && this.dropPath > 0) {
       if (!opts.rng) throw new Error('drop path needs an rng');
       const keep = 1 - this.dropPath;

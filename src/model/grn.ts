@@ -7,8 +7,9 @@
  * GRN is the identity. Statistics run over row segments: one per image for dense maps, or
  * any grouping (the sparse FCMAE encoder aggregates over all visible rows of the batch).
  */
-import type { Kernels } from '../kernels/types.js';
+import { Act, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
+import type { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
 
 export class GRN {
@@ -41,6 +42,26 @@ export class GRN {
     this.gx = b.cache ? gx : null;
     this.nx = b.cache ? nx : null;
     return y;
+  }
+
+  /**
+   * Inference: out += fc(GRN(x)) for N images of HW rows, without writing GRN(x):
+   * GRN(x_n) = x_n * s_n + beta with s_n = 1 + gamma * N(x_n) per image, which the GEMM
+   * applies to x's rows as it packs them. Only the statistics pass reads x before the GEMM.
+   */
+  forwardIntoLinear(k: Kernels, x: Float32Array, N: number, HW: number, fc: Linear, out: Float32Array, shared: Arena): Float32Array {
+    const C = this.C;
+    const O = fc.outFeatures;
+    if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
+    const gx = shared.get('grn.gx', N * C);
+    const s = shared.get('grn.nx', N * C);
+    k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, gx, s);
+    const g = this.gamma.data;
+    for (let i = 0; i < N * C; i++) s[i] = 1 + g[i % C] * s[i];
+    k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, true, fc.bias ? fc.bias.data : null, Act.None, null,
+      s, HW, this.beta.data);
+    this.x = this.offsets = this.gx = this.nx = null;
+    return out;
   }
 
   /** dy -> dx in the shared arena under `key`; accumulates d gamma, d beta. */
