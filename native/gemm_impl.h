@@ -468,6 +468,36 @@ static void gemm(const GemmCall& g) {
   const int nth = pool_threads();
   const double work = (double)M * (double)N * (double)(K > 0 ? K : 1);
 
+  // Few rows and many more columns (batch-1 inference, the classifier head): compute
+  // C^T = op(B)^T op(A)^T into scratch, so that the large operand (the weights) is read in
+  // place and only the few rows of A are packed; the epilogue then writes C transposed back,
+  // as in split-K. A function of the shape only.
+  if (!g.ascale && M <= 64 && N >= 4 * M && K > 0) {
+    float* parts = scratch(4, (size_t)(N * M));
+    GemmCall h = g;
+    h.transA = !g.transB;
+    h.transB = !g.transA;
+    h.M = N;
+    h.N = M;
+    h.A = g.B;
+    h.lda = g.ldb;
+    h.B = g.A;
+    h.ldb = g.lda;
+    h.C = parts;
+    h.ldc = M;
+    h.accumulate = false;
+    h.bias = nullptr;
+    h.act = 0;
+    h.preact = nullptr;
+    gemm(h);
+    const i64 rowsPer = M < 8 ? M : (M + 2 * nth - 1) / (2 * nth);
+    parallel_for((M + rowsPer - 1) / rowsPer, [&](i64 task) {
+      const i64 r0 = task * rowsPer, r1 = r0 + rowsPer < M ? r0 + rowsPer : M;
+      gemm_reduce_rows(g, parts, 1, r0, r1, true);
+    });
+    return;
+  }
+
   // Split K into fixed chunks (a function of the shape only) when M*N is small.
   const i64 KSPLIT = 1024;
   if (K >= 2 * KSPLIT && M * N <= ((i64)1 << 21)) {

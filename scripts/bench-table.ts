@@ -6,8 +6,10 @@
  * - onnxruntime-node (devDependency) on timm's atto ONNX from ../shared/peers, or on our own
  *   ONNX export of atto when that file is absent;
  * - PyTorch on the CPU (../shared/peers/torch_peer.py) when python3 can import torch;
- * then memory (atto training at batch 64, base at batch 16: peak RSS) and prints a Markdown
- * table of medians with GFLOP/s, % of the machine's peak and the ratios to the peers.
+ * - the kernels (`bench --mode kernels`): atto's GEMM and depthwise shapes at batch 16 with
+ *   the FMA peak measured in the same round;
+ * then memory (atto training at batch 64, base at batch 16: peak RSS) and prints Markdown
+ * tables of medians with GFLOP/s, % of the machine's peak and the ratios to the peers.
  *
  *   node --import tsx scripts/bench-table.ts [--rounds 3] [--seconds 8] [--peak 400] [--quick]
  */
@@ -34,11 +36,13 @@ const MAIN = join(ROOT, 'src/cli/main.ts');
 const PEERS = join(ROOT, '..', 'shared', 'peers');
 
 type Rec = { images_per_second: number; gflops_per_second: number; peak_rss_mb: number; isa: string; threads: number };
+type KernelRow = { kind: string; op: string; stage: number; shape: number[]; gflops: number; gbps?: number };
+type KernelRec = { measuredPeak: number; copyGbps: number; rows: KernelRow[] };
 
-function ours(args: string[]): Rec {
+function ours<T = Rec>(args: string[]): T {
   const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'bench', '--json', '--seconds', String(seconds), ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bench ${args.join(' ')} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Rec;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
 // onnxruntime-node, in a child process (its threads and ours must not overlap).
@@ -109,6 +113,7 @@ const add = (k: string, r: Rec) => {
 };
 const addPeer = (k: string, v: number | null | undefined) => { if (v != null) (peers[k] ??= []).push(v); };
 let meta: Rec | null = null;
+const kernelRuns: KernelRec[] = [];
 for (let round = 1; round <= rounds; round++) {
   process.stderr.write(`round ${round}/${rounds}\n`);
   meta = ours(['--mode', 'infer', '--batch-size', '16']);
@@ -121,6 +126,7 @@ for (let round = 1; round <= rounds; round++) {
   addPeer('torchTrain', tt?.atto_train_b16_img_s);
   add('pretrain16', ours(['--mode', 'pretrain', '--batch-size', '16']));
   add('pretrainDense16', ours(['--mode', 'pretrain', '--batch-size', '16', '--dense-masking']));
+  kernelRuns.push(ours<KernelRec>(['--mode', 'kernels', '--batch-size', '16', '--peak', String(peak)]));
 }
 process.stderr.write('memory\n');
 const mem64 = quick ? null : ours(['--mode', 'train', '--batch-size', '64', '--iters', '2', '--warmup', '1']);
@@ -144,4 +150,36 @@ const lines = [
   mem64 ? `Peak RSS: atto training at batch 64: ${mem64.peak_rss_mb} MB; base training at batch 16: ${memBase?.peak_rss_mb} MB.` : 'Memory runs skipped (--quick).',
   `ONNX peer: ${ortNote}.${torchOk ? '' : ' PyTorch peer: python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread).'}`,
 ];
+
+// Kernels: per row, the median over rounds of GFLOP/s and of its ratio to the round's measured peak.
+const mPeak = median(kernelRuns.map((r) => r.measuredPeak));
+const krows = kernelRuns[0]?.rows ?? [];
+const kmed = krows.map((_, i) => ({
+  row: krows[i],
+  gflops: median(kernelRuns.map((r) => r.rows[i].gflops)),
+  ofMeasured: median(kernelRuns.map((r) => r.rows[i].gflops / r.measuredPeak)),
+  gbps: median(kernelRuns.map((r) => r.rows[i].gbps ?? NaN)),
+}));
+// The issue's shapes: M = N*H*W rows, K/N = C/4C (forward and input gradient); weight
+// gradients (K = N*H*W) apart.
+const gemms = kmed.filter((k) => k.row.kind === 'gemm');
+const bigK = gemms.filter((k) => !k.row.op.includes('dW') && k.row.shape[2] >= 256);
+const smallK = gemms.filter((k) => !k.row.op.includes('dW') && k.row.shape[2] < 256);
+const dW = gemms.filter((k) => k.row.op.includes('dW'));
+const dws = kmed.filter((k) => k.row.kind === 'dwconv');
+const span = (v: number[]) => (v.length ? `${fmt(Math.min(...v))}-${fmt(Math.max(...v))}` : 'n/a');
+lines.push(
+  '',
+  `Kernels (atto's shapes at batch 16; medians of ${rounds} round(s)). FMA-loop peak measured in the same rounds: ${fmt(mPeak)} GFLOP/s ` +
+    `(nominal ${peak}); copy bandwidth ${fmt(median(kernelRuns.map((r) => r.copyGbps)))} GB/s. ` +
+    `GEMMs with K >= 256: ${span(bigK.map((k) => k.gflops))} GFLOP/s (${span(bigK.map((k) => (100 * k.gflops) / peak))}% of nominal, ` +
+    `${span(bigK.map((k) => 100 * k.ofMeasured))}% of measured); K < 256: ${span(smallK.map((k) => k.gflops))} GFLOP/s ` +
+    `(${span(smallK.map((k) => 100 * k.ofMeasured))}% of measured); weight gradients: ${span(dW.map((k) => k.gflops))} GFLOP/s ` +
+    `(${span(dW.map((k) => 100 * k.ofMeasured))}% of measured); 7x7 depthwise: ${span(dws.map((k) => k.gflops))} GFLOP/s ` +
+    `(${span(dws.map((k) => 100 * k.ofMeasured))}% of measured) at ${span(dws.map((k) => k.gbps))} GB/s.`,
+  '',
+  '| stage | op | M x N x K or N x H x W x C | GFLOP/s | % of nominal peak | % of measured peak | GB/s |',
+  '|---|---|---|---|---|---|---|',
+  ...kmed.map((k) => `| ${k.row.stage} | ${k.row.op} | ${k.row.shape.join(' x ')} | ${fmt(k.gflops)} | ${fmt((100 * k.gflops) / peak)} | ${fmt(100 * k.ofMeasured)} | ${Number.isFinite(k.gbps) ? fmt(k.gbps) : ''} |`),
+);
 console.log(lines.join('\n'));

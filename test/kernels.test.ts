@@ -154,6 +154,12 @@ for (const isa of ISAS) {
         { tA: false, tB: true, M: 2100, N: 1008, K: 5, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
         { tA: false, tB: false, M: 2100, N: 1024, K: 3, padA: 1, padB: 0, padC: 0, acc: true, bias: true, act: Act.None, preact: false },
         { tA: false, tB: false, M: 1030, N: 2080, K: 2, padA: 0, padB: 0, padC: 16, acc: false, bias: false, act: Act.None, preact: false },
+        // few rows, many columns (computed transposed: batch-1 inference, the head)
+        { tA: false, tB: true, M: 49, N: 1280, K: 320, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
+        { tA: false, tB: true, M: 49, N: 320, K: 1280, padA: 3, padB: 1, padC: 2, acc: true, bias: true, act: Act.None, preact: false },
+        { tA: false, tB: true, M: 1, N: 1000, K: 320, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.None, preact: false },
+        { tA: true, tB: false, M: 7, N: 300, K: 33, padA: 1, padB: 2, padC: 0, acc: true, bias: false, act: Act.None, preact: false },
+        { tA: false, tB: false, M: 16, N: 64, K: 2500, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.Gelu, preact: true },
         // wide N (several column blocks)
         { tA: false, tB: true, M: 14, N: 1100, K: 20, padA: 0, padB: 0, padC: 3, acc: false, bias: true, act: Act.Gelu, preact: false },
       ];
@@ -367,7 +373,9 @@ for (const isa of ISAS) {
         const y2 = new Float32Array(M * C), m2 = new Float32Array(M), r2 = new Float32Array(M);
         nk.layerNormForward(view(x), M, C, g, bt, 1e-6, y1, m1, r1);
         ref.layerNormForward(x, M, C, g, bt, 1e-6, y2, m2, r2);
-        close(y1, y2, 1e-5, `layerNormForward y C=${C}`);
+        // C = 2: y = +-1 * g + b, with x - mean a difference of two nearby floats (rounding
+        // of the float mean alone gives relative errors of a few 1e-5 for close pairs).
+        close(y1, y2, C === 2 ? 1e-4 : 1e-5, `layerNormForward y C=${C}`);
         close(m1, m2, 1e-5, `layerNormForward mean C=${C}`);
         close(r1, r2, 1e-5, `layerNormForward rstd C=${C}`);
         for (const acc of [false, true]) {
