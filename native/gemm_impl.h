@@ -179,6 +179,26 @@ static const UkrTable& ukr_table() {
   return t;
 }
 
+// dst[k * NR + j] = src[j * ldb + k] for j < NR, k < kc: a full panel of a transposed B,
+// transposed W x W blocks at a time in registers (the weights of every Linear layer are
+// stored [out, in] and packed this way on each call).
+static inline void pack_tb_full(const float* src, i64 ldb, i64 kc, float* dst) {
+  i64 k = 0;
+  for (; k + S::W <= kc; k += S::W) {
+#pragma GCC unroll 4
+    for (int jb = 0; jb < NR; jb += S::W) {
+      S::v r[S::W];
+#pragma GCC unroll 16
+      for (int i = 0; i < S::W; ++i) r[i] = S::load(src + (jb + i) * ldb + k);
+      S::transpose(r);
+#pragma GCC unroll 16
+      for (int i = 0; i < S::W; ++i) S::store(dst + (k + i) * NR + jb, r[i]);
+    }
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j * ldb + k];
+}
+
 // Packs op(B)[k0:k0+kc, n0:n0+nc] into NR-wide panels (kc x NR each, zero padded), after
 // `lead` zero columns (the aligned streaming layout).
 static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp, int lead = 0) {
@@ -214,6 +234,10 @@ static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp,
       }
     } else {
       const float* src = g.B + (n0 + jp) * g.ldb + k0;
+      if (nr == NR) {
+        pack_tb_full(src, g.ldb, kc, dst);
+        continue;
+      }
       for (i64 j = 0; j < nr; ++j) {
         const float* s = src + j * g.ldb;
         for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = s[k];
@@ -343,6 +367,10 @@ static void pack_panel(const GemmCall& g, i64 k0, i64 kc, i64 c0, float* dst) {
       float* d = dst + k * NR;
       for (i64 j = 0; j < NR; ++j) d[j] = (j >= jlo && j < jhi) ? src[k * g.ldb + j] : 0.0f;
     }
+    return;
+  }
+  if (jlo == 0 && jhi == NR) {
+    pack_tb_full(g.B + c0 * g.ldb + k0, g.ldb, kc, dst);
     return;
   }
   for (i64 j = 0; j < NR; ++j) {

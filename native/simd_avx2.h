@@ -49,6 +49,26 @@ struct S {
                                                 _mm256_slli_epi32(_mm256_castps_si256(m), 23)));
   }
   static inline v rcp(v a) { return _mm256_div_ps(_mm256_set1_ps(1.0f), a); }
+  // In-register transpose of a W x W block: r[i] holds row i on entry, column i on exit.
+  static inline void transpose(v* r) {
+    v t[8], s4[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; ++g) {
+      const __m256d a = _mm256_castps_pd(t[4 * g]), b = _mm256_castps_pd(t[4 * g + 1]);
+      const __m256d c = _mm256_castps_pd(t[4 * g + 2]), d = _mm256_castps_pd(t[4 * g + 3]);
+      s4[4 * g] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+      s4[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+      s4[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+      s4[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(s4[c], s4[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2f128_ps(s4[c], s4[4 + c], 0x31);
+    }
+  }
   static inline float hsum(v a) {
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     q = _mm_add_ps(q, _mm_movehl_ps(q, q));

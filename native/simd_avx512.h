@@ -46,6 +46,31 @@ struct S {
     v r = _mm512_rcp14_ps(a);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(2.0f)));
   }
+  // In-register transpose of a W x W block: r[i] holds row i on entry, column i on exit.
+  static inline void transpose(v* r) {
+    v t[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    v s4[16];  // s4[4g + c], lane L: column 4L + c of rows 4g..4g+3
+    for (int g = 0; g < 4; ++g) {
+      const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+      s4[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      s4[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      s4[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      s4[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+      const v x0 = _mm512_shuffle_f32x4(s4[c], s4[4 + c], 0x44), x1 = _mm512_shuffle_f32x4(s4[c], s4[4 + c], 0xEE);
+      const v y0 = _mm512_shuffle_f32x4(s4[8 + c], s4[12 + c], 0x44), y1 = _mm512_shuffle_f32x4(s4[8 + c], s4[12 + c], 0xEE);
+      r[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+      r[4 + c] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+      r[8 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+      r[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+    }
+  }
   static inline float hsum(v a) {
     __m256 lo = _mm512_castps512_ps256(a);
     __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));

@@ -82,6 +82,13 @@ struct S {
     return r;
   }
   static inline v rcp(v a) { return set1(1.0f) / a; }
+  // In-register transpose of a W x W block: r[i] holds row i on entry, column i on exit.
+  static inline void transpose(v* r) {
+    v t[4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) t[j][i] = r[i][j];
+    for (int i = 0; i < 4; ++i) r[i] = t[i];
+  }
   static inline float hsum(v a) { return (a[0] + a[2]) + (a[1] + a[3]); }
 };
 #define CNX_GEMM_MR 6
