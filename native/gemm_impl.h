@@ -535,6 +535,9 @@ static void gemm(const GemmCall& g) {
     if (maxch < 2) maxch = 2;
     i64 chunk = (K + maxch - 1) / maxch;
     if (chunk < KSPLIT) chunk = KSPLIT;
+    // Equal chunks (K = 3136 gives 4 x 784, not 3 x 1024 + 64: the threads finish together).
+    const i64 nch0 = (K + chunk - 1) / chunk;
+    chunk = (K + nch0 - 1) / nch0;
     chunk = (chunk + 15) / 16 * 16;
     const i64 nch = (K + chunk - 1) / chunk;
     float* parts = scratch(1, (size_t)(nch * M * N));
