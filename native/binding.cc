@@ -414,8 +414,10 @@ Napi::Value GrnBackward(const Napi::CallbackInfo& info) {
   float* dx = a.f32(8, "dx", sz);
   float* dg = a.f32(9, "dgamma", (double)C);
   float* db = a.f32(10, "dbeta", (double)C);
+  const float* pre = info.Length() > 11 ? a.f32(11, "geluPre", sz, true) : nullptr;
+  float* dbias = info.Length() > 12 ? a.f32(12, "dbias", (double)C, true) : nullptr;
   if (!a.ok()) return a.fail();
-  g_table->grn_bwd(dy, x, off, S, C, gamma, (float)eps, gx, nx, dx, dg, db);
+  g_table->grn_bwd(dy, x, off, S, C, gamma, (float)eps, gx, nx, dx, dg, db, pre, dbias);
   return info.Env().Undefined();
 }
 

@@ -55,9 +55,11 @@ struct KernelTable {
                  float* dbeta);
   void (*grn_fwd)(const float* x, const int32_t* offsets, i64 S, i64 C, const float* gamma,
                   const float* beta, float eps, float* y, float* gx, float* nx);
+  // gelu_pre (null or rows x C): dx is multiplied by gelu'(gelu_pre) (the GELU before GRN);
+  // dbias (null or C): += the column sums of the final dx (that layer's bias gradient).
   void (*grn_bwd)(const float* dy, const float* x, const int32_t* offsets, i64 S, i64 C,
                   const float* gamma, float eps, const float* gx, const float* nx, float* dx,
-                  float* dgamma, float* dbeta);
+                  float* dgamma, float* dbeta, const float* gelu_pre, float* dbias);
   void (*gelu)(const float* x, float* y, i64 n);
   void (*gelu_bwd)(const float* dy, const float* x, float* dx, i64 n);
   void (*avgpool_fwd)(const float* x, i64 N, i64 HW, i64 C, float* y);

@@ -12,6 +12,7 @@ namespace cnx {
 namespace portable {
 #include "simd_portable.h"
 
+#include "vmath.h"
 #include "norm_impl.h"
 }  // namespace portable
 }  // namespace cnx

@@ -12,6 +12,7 @@ namespace cnx {
 namespace avx2 {
 #include "simd_avx2.h"
 
+#include "vmath.h"
 #include "norm_impl.h"
 }  // namespace avx2
 }  // namespace cnx

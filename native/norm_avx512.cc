@@ -12,6 +12,7 @@ namespace cnx {
 namespace avx512 {
 #include "simd_avx512.h"
 
+#include "vmath.h"
 #include "norm_impl.h"
 }  // namespace avx512
 }  // namespace cnx

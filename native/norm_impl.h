@@ -325,19 +325,24 @@ static void grn_seg_bwd(const SegChunks& sc, const float* parts, i64 s, i64 C,
   }
 }
 
-static void grn_rows_dx(const float* dy, const float* x, i64 r0, i64 r1, i64 C,
-                        const float* A1, float* dx) {
+// dx rows [r0, r1) = dy * A1 + x * A2 (then * gelu'(pre) when pre); their column sums are
+// added to bsum (C floats) when not null.
+static void grn_rows_dx(const float* dy, const float* x, const float* pre, i64 r0, i64 r1, i64 C,
+                        const float* A1, float* dx, float* bsum) {
   const float* A2 = A1 + C;
   for (i64 i = r0; i < r1; ++i)
     for (i64 c = 0; c < C; c += S::W) {
       const int n = lanes(C, c);
-      st(dx + i * C + c, S::fma(ld(dy + i * C + c, n), ld(A1 + c, n), S::mul(ld(x + i * C + c, n), ld(A2 + c, n))), n);
+      S::v d = S::fma(ld(dy + i * C + c, n), ld(A1 + c, n), S::mul(ld(x + i * C + c, n), ld(A2 + c, n)));
+      if (pre) d = S::mul(d, v_gelu_grad(ld(pre + i * C + c, n)));
+      st(dx + i * C + c, d, n);
+      if (bsum) st(bsum + c, S::add(ld(bsum + c, n), d), n);
     }
 }
 
 static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_, i64 C,
                     const float* gamma, float eps, const float* gx, const float* nx, float* dx,
-                    float* dgamma, float* dbeta) {
+                    float* dgamma, float* dbeta, const float* pre, float* dbias) {
   if (S_ <= 0 || C <= 0) return;
   const SegChunks sc = seg_chunks(off, S_, 2);
   float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * 2 * C));
@@ -348,16 +353,27 @@ static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_,
     const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
     grn_chunk_bwd(dy, x, r0, r1, C, parts + t * 2 * C);
   };
+  // dx by the same (segment, 256-row chunk) tasks as the statistics, so that the bias-gradient
+  // partial sums (one row of C per chunk, added in chunk order) do not depend on the threads.
+  float* bparts = dbias ? scratch(4, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * C)) : nullptr;
+  if (bparts)
+    for (i64 i = 0; i < sc.ntasks * C; ++i) bparts[i] = 0.0f;
+  auto rows_dx = [&](i64 t) {
+    const i64 s = sc.seg[t], r0 = sc.start[t];
+    const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
+    grn_rows_dx(dy, x, pre, r0, r1, C, coef + s * 2 * C, dx, bparts ? bparts + t * C : nullptr);
+  };
   const bool perSeg = grn_per_segment(off, S_, C);
   if (perSeg) {
     parallel_for(S_, [&](i64 s) {
       for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) chunk(t);
       grn_seg_bwd(sc, parts, s, C, gamma, eps, gx, nx, coef, contrib);
-      grn_rows_dx(dy, x, off[s], off[s + 1], C, coef + s * 2 * C, dx);
+      for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) rows_dx(t);
     });
   } else {
     parallel_for(sc.ntasks, chunk);
     for (i64 s = 0; s < S_; ++s) grn_seg_bwd(sc, parts, s, C, gamma, eps, gx, nx, coef, contrib);
+    parallel_for(sc.ntasks, rows_dx);
   }
   // dgamma, dbeta: segment contributions added in segment order.
   for (i64 c = 0; c < C; ++c) {
@@ -369,21 +385,13 @@ static void grn_bwd(const float* dy, const float* x, const int32_t* off, i64 S_,
     dgamma[c] += sg;
     dbeta[c] += sb;
   }
-  if (perSeg) return;
-  const i64 RB = 64;
-  const i64 M = off[S_] - off[0];
-  if (M <= 0) return;
-  const i64 base = off[0];
-  parallel_for((M + RB - 1) / RB, [&](i64 task) {
-    const i64 r0 = base + task * RB, r1 = r0 + RB < base + M ? r0 + RB : base + M;
-    i64 s = grn_segment_of(off, S_, r0);
-    for (i64 i = r0; i < r1;) {
-      while (i >= off[s + 1]) ++s;
-      const i64 e = off[s + 1] < r1 ? off[s + 1] : r1;
-      grn_rows_dx(dy, x, i, e, C, coef + s * 2 * C, dx);
-      i = e;
+  if (bparts)
+    for (i64 c = 0; c < C; c += S::W) {
+      const int n = lanes(C, c);
+      S::v t = S::zero();
+      for (i64 b = 0; b < sc.ntasks; ++b) t = S::add(t, ld(bparts + b * C + c, n));
+      st(dbias + c, S::add(ld(dbias + c, n), t), n);
     }
-  });
 }
 
 void fill_norm(KernelTable& t) {

@@ -429,6 +429,14 @@ for (const isa of ISAS) {
         close(dx1.subarray(rowsFrom), dx2.subarray(rowsFrom), 1e-4, `grnBackward dx ${offs}`);
         close(dg1, dg2, 1e-4, `grnBackward dgamma ${offs}`);
         close(db1, db2, 1e-4, `grnBackward dbeta ${offs}`);
+        // fused with the GELU and bias of the layer before: dx * gelu'(pre), its column sums
+        const pre = rnd(rows * C, 2), bias0 = rnd(C);
+        const dx3 = new Float32Array(rows * C), dx4 = new Float32Array(rows * C);
+        const bias3 = bias0.slice(), bias4 = bias0.slice();
+        nk.grnBackward(view(dy), x, off, C, g, 1e-6, gx2, nx2, dx3, dg0.slice(), db0.slice(), view(pre), bias3);
+        ref.grnBackward(dy, x, off, C, g, 1e-6, gx2, nx2, dx4, dg0.slice(), db0.slice(), pre, bias4);
+        close(dx3.subarray(rowsFrom), dx4.subarray(rowsFrom), 1e-4, `grnBackward fused dx ${offs}`);
+        close(bias3, bias4, 1e-4, `grnBackward fused dbias ${offs}`);
       }
     });
 

@@ -64,6 +64,7 @@ interface Addon {
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
     eps: number, gx: Float32Array, nx: Float32Array,
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+    geluPre?: Float32Array | null, dbias?: Float32Array | null,
   ): void;
   gelu(x: Float32Array, y: Float32Array, n: number): void;
   geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
@@ -250,8 +251,9 @@ export class NativeKernels implements Kernels {
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
     eps: number, gx: Float32Array, nx: Float32Array,
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+    geluPre: Float32Array | null = null, dbias: Float32Array | null = null,
   ): void {
-    this.a.grnBackward(dy, x, offsets, C, gamma, eps, gx, nx, dx, dgamma, dbeta);
+    this.a.grnBackward(dy, x, offsets, C, gamma, eps, gx, nx, dx, dgamma, dbeta, geluPre, dbias);
   }
 
   gelu(x: Float32Array, y: Float32Array, n: number): void {

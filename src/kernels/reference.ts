@@ -338,6 +338,7 @@ export class ReferenceKernels implements Kernels {
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
     eps: number, gx: Float32Array, nx: Float32Array,
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+    geluPre: Float32Array | null = null, dbias: Float32Array | null = null,
   ): void {
     const S = offsets.length - 1;
     const a = new Float64Array(C);
@@ -368,8 +369,15 @@ export class ReferenceKernels implements Kernels {
           const g = gx[s * C + c];
           const v = x[i * C + c];
           dx[i * C + c] = dy[i * C + c] * (1 + gamma[c] * nx[s * C + c]) + (g > 0 ? dG[c] * v / g : 0);
+          if (geluPre) dx[i * C + c] *= geluGradScalar(geluPre[i * C + c]);
         }
       }
+    }
+    if (dbias) {
+      const rows = offsets[S] - offsets[0];
+      const sums = new Float64Array(C);
+      for (let i = offsets[0]; i < offsets[0] + rows; i++) for (let c = 0; c < C; c++) sums[c] += dx[i * C + c];
+      for (let c = 0; c < C; c++) dbias[c] += sums[c];
     }
     for (let c = 0; c < C; c++) {
       dgamma[c] += dgAcc[c];

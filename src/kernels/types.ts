@@ -165,11 +165,15 @@ export interface Kernels {
    * dG[s,k] = a[s,k]/D - (1/C) * sum_c a[s,c]*gx[s,c] / D^2, and
    * dx = dy * (1 + gamma*nx) + dG * x / gx (the last term 0 where gx == 0).
    * dgamma[c] += sum dy * x * nx; dbeta[c] += sum dy.
+   * Fused with the layer before GRN (its GELU and bias): with geluPre (the GELU's input,
+   * rows x C), dx is multiplied by gelu'(geluPre); with dbias (C), the column sums of that
+   * final dx are added to it.
    */
   grnBackward(
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
     eps: number, gx: Float32Array, nx: Float32Array,
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
+    geluPre?: Float32Array | null, dbias?: Float32Array | null,
   ): void;
 
   /** y = gelu(x), exact erf form, n elements. */

@@ -112,8 +112,11 @@ export class Block {
     }
     const M = N * H * W;
     const dr = this.fc2.backward(k, db, shared, shared.get('block.dr', M * 4 * this.C))!;
-    const dg = this.grn ? this.grn.backward(k, dr, shared, 'block.dg') : dr;
-    const du = this.fc1.backward(k, dg, shared, shared.get('block.du', M * this.C))!;
+    const duBuf = shared.get('block.du', M * this.C);
+    // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient.
+    const du = this.grn
+      ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'block.dg', this.fc1), shared, duBuf)!
+      : this.fc1.backward(k, dr, shared, duBuf)!;
     const dt = this.norm.backward(k, du, shared, 'block.dt');
     return this.convDw.backward(k, dt, dy);
   }

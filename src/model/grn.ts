@@ -64,12 +64,18 @@ export class GRN {
     return out;
   }
 
-  /** dy -> dx in the shared arena under `key`; accumulates d gamma, d beta. */
-  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'grn.dx'): Float32Array {
+  /**
+   * dy -> dx in the shared arena under `key`; accumulates d gamma, d beta. With `fc` (the
+   * Linear + GELU before GRN, see Linear.backwardPreact), dx comes out as the gradient of that
+   * GELU's input and fc's bias gradient is accumulated in the same pass.
+   */
+  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'grn.dx', fc?: Linear): Float32Array {
     if (!this.x || !this.offsets || !this.gx || !this.nx) throw new Error('GRN.backward without a cached forward');
     const dx = shared.get(key, this.x.length);
+    const pre = fc ? fc.preactivation : null;
+    if (fc && (!pre || fc.outFeatures !== this.C)) throw new Error('GRN.backward: fc has no GELU pre-activation of GRN\'s width');
     k.grnBackward(dy, this.x, this.offsets, this.C, this.gamma.data, GRN.EPS, this.gx, this.nx, dx,
-      this.gamma.grad, this.beta.grad);
+      this.gamma.grad, this.beta.grad, pre, fc?.bias ? fc.bias.grad : null);
     this.x = this.offsets = this.gx = this.nx = null;
     return dx;
   }

@@ -41,7 +41,7 @@ export class Linear {
    * temporary, or nothing when `dx` is null). Accumulates dW, db.
    */
   backward(k: Kernels, dy: Float32Array, shared: Arena, dx?: Float32Array | null): Float32Array | null {
-    const { M, inFeatures: I, outFeatures: O } = this;
+    const { M, outFeatures: O } = this;
     if (!this.x) throw new Error('Linear.backward without a cached forward');
     let g = dy;
     if (this.gelu) {
@@ -49,9 +49,24 @@ export class Linear {
       g = shared.get('linear.dgelu', M * O);
       k.geluBackward(dy, this.preact, g, M * O);
     }
+    if (this.bias) k.colSum(g, M, O, this.bias.grad, true);
+    return this.backwardPreact(k, g, shared, dx);
+  }
+
+  /** The GELU's input of the last cached forward (null without GELU or cache). */
+  get preactivation(): Float32Array | null {
+    return this.preact;
+  }
+
+  /**
+   * backward() from g, the gradient of the pre-activation (x W^T + b), when the caller has
+   * applied gelu' and accumulated the bias gradient itself (GRN's backward fuses both).
+   */
+  backwardPreact(k: Kernels, g: Float32Array, shared: Arena, dx?: Float32Array | null): Float32Array | null {
+    const { M, inFeatures: I, outFeatures: O } = this;
+    if (!this.x) throw new Error('Linear.backward without a cached forward');
     // dW[O, I] += g^T [O, M] · x [M, I]
     k.gemm(true, false, O, I, M, g, O, this.x, I, this.weight.grad, I, true, null, Act.None, null);
-    if (this.bias) k.colSum(g, M, O, this.bias.grad, true);
     this.x = null;
     this.preact = null;
     if (dx === null) return null;
