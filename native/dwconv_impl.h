@@ -128,6 +128,85 @@ static inline __attribute__((always_inline)) void dw_ring_strip(const float* con
   for (int s = 0; s < WS; ++s) out[s] = a[s];
 }
 
+// Two output rows at once (rows h and h + 1 share K - 1 input rows): out0/out1[s] over the
+// K + 1 input rows rows[0..K] (input rows h - P .. h + 1 + P). Twice the accumulator chains
+// of a one-row strip for the same registers' worth of inputs (the one-row strip's chains are
+// as long as the FMA latency allows, so it stalls); WS = 6 fits AVX-512's 32 registers.
+template <int KK, int WS>
+static inline __attribute__((always_inline)) void dw_ring_strip2(const float* const* rows, const float* wb, S::v b0,
+                                                                 i64 x0, S::v* out0, S::v* out1) {
+  constexpr int K = KK;
+  S::v a0[WS], a1[WS];
+#pragma GCC unroll 16
+  for (int s = 0; s < WS; ++s) a0[s] = a1[s] = b0;
+#pragma GCC unroll 8
+  for (int iy = 0; iy <= K; ++iy) {
+    const float* r = rows[iy] + x0 * S::W;
+    S::v xs[WS + K - 1];
+#pragma GCC unroll 24
+    for (int i = 0; i < WS + K - 1; ++i) xs[i] = S::load(r + i * S::W);
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; ++kx) {
+      if (iy < K) {
+        const S::v w0 = S::load(wb + (iy * K + kx) * S::W);
+#pragma GCC unroll 16
+        for (int s = 0; s < WS; ++s) a0[s] = S::fma(xs[s + kx], w0, a0[s]);
+      }
+      if (iy >= 1) {
+        const S::v w1 = S::load(wb + ((iy - 1) * K + kx) * S::W);
+#pragma GCC unroll 16
+        for (int s = 0; s < WS; ++s) a1[s] = S::fma(xs[s + kx], w1, a1[s]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int s = 0; s < WS; ++s) {
+    out0[s] = a0[s];
+    out1[s] = a1[s];
+  }
+}
+
+static inline void dw_store_strip(float* y, i64 C, int nl, bool acc, const S::v* out, int n) {
+  for (int s = 0; s < n; ++s) {
+    float* yp = y + s * C;
+    S::v v = out[s];
+    if (nl == S::W) {
+      if (acc) v = S::add(v, S::load(yp));
+      S::store(yp, v);
+    } else {
+      if (acc) v = S::add(v, S::load_n(yp, nl));
+      S::store_n(yp, v, nl);
+    }
+  }
+}
+
+// Output rows h, h + 1 of one channel vector, from the ring holding input rows h - P .. h + 1 + P.
+template <int KK>
+static void dw_row_pair(const DwRing& ring, i64 h, i64 Wd, i64 C, const float* wb, S::v b0, int nl,
+                        bool acc, float* y0, float* y1) {
+  constexpr int P = KK / 2, WS2 = 6;
+  const float* rows[KK + 1];
+  for (int i = 0; i <= KK; ++i) rows[i] = ring.row(h - P + i);
+  S::v o0[WS2], o1[WS2];
+  i64 x = 0;
+  for (; x + WS2 <= Wd; x += WS2) {
+    dw_ring_strip2<KK, WS2>(rows, wb, b0, x, o0, o1);
+    dw_store_strip(y0 + x * C, C, nl, acc, o0, WS2);
+    dw_store_strip(y1 + x * C, C, nl, acc, o1, WS2);
+  }
+  const int tail = (int)(Wd - x);
+  switch (tail) {
+    case 0: return;
+    case 1: dw_ring_strip2<KK, 1>(rows, wb, b0, x, o0, o1); break;
+    case 2: dw_ring_strip2<KK, 2>(rows, wb, b0, x, o0, o1); break;
+    case 3: dw_ring_strip2<KK, 3>(rows, wb, b0, x, o0, o1); break;
+    case 4: dw_ring_strip2<KK, 4>(rows, wb, b0, x, o0, o1); break;
+    default: dw_ring_strip2<KK, 5>(rows, wb, b0, x, o0, o1); break;
+  }
+  dw_store_strip(y0 + x * C, C, nl, acc, o0, tail);
+  dw_store_strip(y1 + x * C, C, nl, acc, o1, tail);
+}
+
 template <int KK>
 static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
                          const float* bias, bool flip, bool acc, i64 r0, i64 r1, i64 cb,
@@ -135,9 +214,12 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
   constexpr int K = KK, P = KK / 2;
   const int nl = (int)(C - cb < S::W ? C - cb : S::W);
   const i64 RW = Wd + 2 * P;
-  float* mem = scratch(0, (size_t)(K * RW * S::W + K * K * S::W));
-  const DwRing ring{mem, RW, K};
-  float* wb = mem + K * RW * S::W;
+  // Row pairs (two output rows per pass over K + 1 input rows) where the registers allow.
+  constexpr bool pairs = S::W >= 16 && KK == 7;
+  constexpr int RING = pairs ? K + 1 : K;
+  float* mem = scratch(0, (size_t)(RING * RW * S::W + K * K * S::W));
+  const DwRing ring{mem, RW, RING};
+  float* wb = mem + RING * RW * S::W;
   for (int t = 0; t < K * K; ++t)
     S::store(wb + t * S::W, S::load_n(w + (i64)(flip ? K * K - 1 - t : t) * C + cb, nl));
   const S::v b0 = bias ? S::load_n(bias + cb, nl) : S::zero();
@@ -150,10 +232,17 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
       for (i64 hy = h - P; hy < h + P; ++hy) dw_pack_row(im, H, Wd, C, cb, nl, P, hy, ring.row(hy));
       cur_n = n;
     }
+    float* y = dst + n * img + h * Wd * C + cb;
+    if (pairs && r + 1 < r1 && h + 1 < H) {
+      dw_pack_row(im, H, Wd, C, cb, nl, P, h + P, ring.row(h + P));
+      dw_pack_row(im, H, Wd, C, cb, nl, P, h + P + 1, ring.row(h + P + 1));
+      dw_row_pair<KK>(ring, h, Wd, C, wb, b0, nl, acc, y, y + Wd * C);
+      ++r;
+      continue;
+    }
     dw_pack_row(im, H, Wd, C, cb, nl, P, h + P, ring.row(h + P));
     const float* rows[KK];
     for (int ky = 0; ky < K; ++ky) rows[ky] = ring.row(h - P + ky);
-    float* y = dst + n * img + h * Wd * C + cb;
     i64 x = 0;
     S::v out[DWS];
     for (; x + DWS <= Wd; x += DWS) {
