@@ -164,6 +164,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     g.ascale = a.f32(15, "aScale", groups * (double)g.K);
     g.ashift = info.Length() > 17 ? a.f32(17, "aShift", (double)g.K, true) : nullptr;
   }
+  g.resid = info.Length() > 18 ? a.f32(18, "residual", extent(g.M, g.N, g.ldc), true) : nullptr;
+  if (a.ok() && g.resid && g.accumulate) a.error("residual and accumulate cannot be combined");
   if (a.ok() && g.accumulate && g.act == 1) a.error("accumulate and GELU cannot be combined");
   if (!a.ok()) return a.fail();
   if (g.act != 1) g.preact = nullptr;

@@ -25,6 +25,7 @@ struct Tile {
   i64 lda;
   const float* bp;  // packed panel, kc x NR
   float* c;
+  const float* cin;  // where loadc reads the running sum (c, or the residual on the first k-block)
   i64 ldc;
   int nlast;  // valid lanes in the last vector (1..W)
   int skip;   // invalid leading lanes of the first vector (aligned streaming layout), else 0
@@ -90,7 +91,7 @@ static void ukr(const Tile& t) {
   if (t.loadc) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const float* cp = t.c + r * t.ldc;
+      const float* cp = t.cin + r * t.ldc;
 #pragma GCC unroll 4
       for (int j = 0; j < V; ++j)
         acc[r][j] = S::add(acc[r][j], CNX_FULL(j) ? S::load(cp + j * S::W)
@@ -306,7 +307,8 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
       if (kc < 0) kc = 0;
       pack_b(g, pc, kc, jc, nc, bp, ld);
       t.kc = kc;
-      t.loadc = accum || kb > 0;
+      const bool fromResid = epi && g.resid && kb == 0;  // out is C here
+      t.loadc = accum || kb > 0 || fromResid;
       t.final = epi && kb == nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
@@ -337,6 +339,7 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
           const i64 col = jc - ld + jr;
           t.bp = bp + (jr / NR) * kc * NR;
           t.c = out + ir * ldo + col;
+          t.cin = fromResid ? g.resid + ir * g.ldc + col : t.c;
           t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
           t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
           t.stream = canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
@@ -411,7 +414,8 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
       i64 kc = K - pc < pb.kcb ? K - pc : pb.kcb;
       if (kc < 0) kc = 0;
       t.kc = kc;
-      t.loadc = g.accumulate || kb > 0;
+      const bool fromResid = g.resid && kb == 0;
+      t.loadc = g.accumulate || kb > 0 || fromResid;
       t.final = kb == pb.nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
@@ -440,6 +444,7 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
           t.skip = skip;
           t.bp = pb.bpk + (kb * pb.npan + p) * pb.kcb * NR;
           t.c = g.C + ir * g.ldc + col;
+          t.cin = fromResid ? g.resid + ir * g.ldc + col : t.c;
           t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
           t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
           t.stream = pb.canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
@@ -480,6 +485,7 @@ static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64
         for (i64 ch = 1; ch < nch; ++ch) t = S::add(t, S::load_n(p + ch * stride, n));
       }
       if (g.accumulate) t = S::add(t, S::load_n(c + j, n));
+      if (g.resid) t = S::add(t, S::load_n(g.resid + i * g.ldc + j, n));
       if (g.bias) t = S::add(t, S::load_n(g.bias + j, n));
       if (g.act == 1) {
         if (pre) S::store_n(pre + j, t, n);
@@ -517,6 +523,7 @@ static void gemm(const GemmCall& g) {
     h.bias = nullptr;
     h.act = 0;
     h.preact = nullptr;
+    h.resid = nullptr;
     gemm(h);
     const i64 rowsPer = M < 8 ? M : (M + 2 * nth - 1) / (2 * nth);
     parallel_for((M + rowsPer - 1) / rowsPer, [&](i64 task) {

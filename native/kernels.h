@@ -25,6 +25,9 @@ struct GemmCall {
   const float* ascale;
   i64 ascale_rows;
   const float* ashift;
+  // Null, or M x N with stride ldc added to the product like `accumulate` but read from here
+  // instead of C (C is then only written): the residual of a block, without a copy.
+  const float* resid;
 };
 
 struct KernelTable {

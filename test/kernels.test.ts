@@ -105,6 +105,8 @@ interface GemmCase {
   acc: boolean; bias: boolean; act: Act; preact: boolean;
   /** Per-row-group scales of A (rows per group), and a shift with them. */
   aScaleRows?: number; aShift?: boolean;
+  /** A separate residual input instead of accumulate. */
+  residual?: boolean;
 }
 
 function runGemm(c: GemmCase, tol: number): void {
@@ -119,8 +121,10 @@ function runGemm(c: GemmCase, tol: number): void {
   const rows = c.aScaleRows ?? 0;
   const aScale = rows ? rnd(Math.ceil(M / rows) * K) : null;
   const aShift = rows && c.aShift ? rnd(K) : null;
-  nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1, aScale && view(aScale), rows || 1, aShift && view(aShift));
-  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2, aScale, rows || 1, aShift);
+  const R = c.residual ? rnd(M * ldc) : null;
+  nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1,
+    { aScale: aScale && view(aScale), aScaleRows: rows || 1, aShift: aShift && view(aShift), residual: R && view(R) });
+  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2, { aScale, aScaleRows: rows || 1, aShift, residual: R });
   const what = `gemm ${JSON.stringify(c)}`;
   close(C1.slice(), C2, tol, what);
   if (P1 && P2) close(P1.slice(), P2, tol, `${what} preact`);
@@ -189,8 +193,24 @@ for (const isa of ISAS) {
       }
       runGemm({ ...base, tB: true, M: 200, N: 64, K: 40, acc: false, act: Act.Gelu, preact: true, aScaleRows: 50, aShift: true }, 1e-5);
       const a = new Float32Array(16);
-      assert.throws(() => nk.gemm(true, false, 2, 2, 2, a, 2, a, 2, a, 2, false, null, Act.None, null, a, 1, null), /aScale needs A not transposed/);
-      assert.throws(() => nk.gemm(false, false, 4, 2, 4, a, 4, a, 2, a, 2, false, null, Act.None, null, new Float32Array(4), 2, null), /aScale/);
+      assert.throws(() => nk.gemm(true, false, 2, 2, 2, a, 2, a, 2, a, 2, false, null, Act.None, null, { aScale: a }), /aScale needs A not transposed/);
+      assert.throws(() => nk.gemm(false, false, 4, 2, 4, a, 4, a, 2, a, 2, false, null, Act.None, null, { aScale: new Float32Array(4), aScaleRows: 2 }), /aScale/);
+    });
+
+    test('gemm: a residual input (C = R + AB), every path', () => {
+      use();
+      const base = { padA: 0, padB: 0, acc: false, bias: true, preact: false, residual: true } as const;
+      for (const [tA, tB, M, N, K, padC, act] of [
+        [false, true, 300, 40, 160, 0, Act.None], [false, true, 130, 96, 700, 3, Act.None], [false, false, 5, 7, 9, 0, Act.None],
+        [false, true, 49, 1280, 320, 0, Act.None], [true, false, 20, 37, 5000, 1, Act.None], [false, true, 2100, 1008, 5, 0, Act.None],
+        [true, true, 50, 17, 64, 1, Act.Gelu],
+      ] as [boolean, boolean, number, number, number, number, Act][]) {
+        runGemm({ ...base, tA, tB, M, N, K, padC, act, preact: act === Act.Gelu }, K > 500 ? 1e-4 : 1e-5);
+      }
+      runGemm({ ...base, tA: false, tB: true, M: 98, N: 320, K: 1280, padC: 0, act: Act.None, aScaleRows: 49, aShift: true }, 1e-4);
+      const a = new Float32Array(16);
+      assert.throws(() => nk.gemm(false, false, 2, 2, 2, a, 2, a, 2, a, 2, true, null, Act.None, null, { residual: a }), /residual and accumulate/);
+      assert.throws(() => nk.gemm(false, false, 4, 4, 2, a, 2, a, 4, a, 4, false, null, Act.None, null, { residual: new Float32Array(8) }), /residual/);
     });
 
     test('gemm: split-K weight-gradient shapes', () => {

@@ -93,8 +93,7 @@ class MaskedBlock {
     const r = this.grn ? this.grn.forward(k, g, grnOffsets(sm, mode, stats), b) : g;
     if (!sparse) zeroMasked(r, sm, 4 * C);
     const out = this.own.get('out', rows * C);
-    out.set(x.subarray(0, rows * C));
-    this.fc2.forward(k, r, rows, b, out, true);
+    this.fc2.forward(k, r, rows, b, out, x.length === rows * C ? x : x.subarray(0, rows * C));
     if (!sparse) zeroMasked(out, sm, C);
     return out;
   }

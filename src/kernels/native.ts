@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Act, Isa, Kernels } from './types.js';
+import type { Act, GemmExtras, Isa, Kernels } from './types.js';
 
 /** The functions the addon exports (argument order as in Kernels). */
 interface Addon {
@@ -18,6 +18,7 @@ interface Addon {
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: number, preact: Float32Array | null,
     aScale?: Float32Array | null, aScaleRows?: number, aShift?: Float32Array | null,
+    residual?: Float32Array | null,
   ): void;
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
   dwconvForward(
@@ -170,10 +171,14 @@ export class NativeKernels implements Kernels {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
-    aScale: Float32Array | null = null, aScaleRows = 1, aShift: Float32Array | null = null,
+    extras?: GemmExtras,
   ): void {
-    if (aScale) this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift);
-    else this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
+    if (!extras) {
+      this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
+      return;
+    }
+    const { aScale = null, aScaleRows = 1, aShift = null, residual = null } = extras;
+    this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift, residual);
   }
 
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {

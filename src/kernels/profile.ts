@@ -24,7 +24,7 @@ export class KernelProfiler {
         const fn = v as (...a: unknown[]) => unknown;
         return (...args: unknown[]) => {
           let key = prop;
-          if (prop === 'gemm') key = args[0] ? 'gemm (weight grad)' : args[15] ? 'gemm (GRN folded, accumulate)' : args[11] ? 'gemm (accumulate)' : args[13] ? 'gemm+gelu' : 'gemm';
+          if (prop === 'gemm') key = args[0] ? 'gemm (weight grad)' : (args[15] as { aScale?: unknown } | undefined)?.aScale ? 'gemm (GRN folded, residual)' : args[11] || (args[15] as { residual?: unknown } | undefined)?.residual ? 'gemm (residual/accumulate)' : args[13] ? 'gemm+gelu' : 'gemm';
           const t = performance.now();
           const r = fn.apply(target, args);
           const dt = performance.now() - t;

@@ -3,7 +3,7 @@
  * against, and a fallback where the addon cannot load. Written for clarity, not speed; sums
  * are accumulated in float64.
  */
-import { Act, type Kernels } from './types.js';
+import { Act, type GemmExtras, type Kernels } from './types.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -45,9 +45,11 @@ export class ReferenceKernels implements Kernels {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
-    aScale: Float32Array | null = null, aScaleRows = 1, aShift: Float32Array | null = null,
+    extras: GemmExtras = {},
   ): void {
+    const { aScale = null, aScaleRows = 1, aShift = null, residual = null } = extras;
     if (aScale && transA) throw new Error('gemm: aScale needs A not transposed');
+    if (residual && accumulate) throw new Error('gemm: residual and accumulate cannot be combined');
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
         let s = 0;
@@ -58,6 +60,7 @@ export class ReferenceKernels implements Kernels {
           s += a * b;
         }
         if (accumulate) s += C[i * ldc + j];
+        if (residual) s += residual[i * ldc + j];
         if (bias) s += bias[j];
         if (act === Act.Gelu) {
           if (preact) preact[i * ldc + j] = s;

@@ -20,6 +20,24 @@ export type Isa = 'avx512' | 'avx2' | 'portable' | 'reference';
 export const Act = { None: 0, Gelu: 1 } as const;
 export type Act = (typeof Act)[keyof typeof Act];
 
+/** Optional inputs of Kernels.gemm. */
+export interface GemmExtras {
+  /**
+   * A not transposed: A[i, k] is taken as A[i, k] * aScale[floor(i / aScaleRows) * K + k]
+   * (+ aShift[k] when given) as A is packed: per-image channel scales and a shift (GRN's
+   * calibration folded into the next layer in inference) at no extra pass over memory.
+   */
+  aScale?: Float32Array | null;
+  aScaleRows?: number;
+  aShift?: Float32Array | null;
+  /**
+   * M x N with row stride ldc: T += residual, like `accumulate` but read from here rather than
+   * from C, which is only written (a block's residual without copying it into the output).
+   * Not combined with `accumulate`.
+   */
+  residual?: Float32Array | null;
+}
+
 export interface Kernels {
   /** 'native' or 'reference'. */
   readonly name: string;
@@ -38,10 +56,8 @@ export interface Kernels {
    * stride lda). op(B) is B (K x N, stride ldb) or, if transB, the transpose of B stored N x K
    * (stride ldb). C and preact are M x N with row stride ldc. `accumulate` and `Gelu` are not
    * combined. When K is large and M*N small (weight gradients), the K dimension is split into
-   * fixed chunks whose partial sums are added in a fixed order. With `aScale` (A not
-   * transposed), A[i, k] is taken as A[i, k] * aScale[floor(i / aScaleRows) * K + k]
-   * (+ aShift[k] when given) as A is packed: per-image channel scales and a shift (GRN's
-   * calibration folded into the next layer in inference) at no extra pass over memory.
+   * fixed chunks whose partial sums are added in a fixed order. `extras` (see GemmExtras)
+   * adds per-image scales of A and a residual input.
    */
   gemm(
     transA: boolean, transB: boolean,
@@ -53,9 +69,7 @@ export interface Kernels {
     bias: Float32Array | null,
     act: Act,
     preact: Float32Array | null,
-    aScale?: Float32Array | null,
-    aScaleRows?: number,
-    aShift?: Float32Array | null,
+    extras?: GemmExtras,
   ): void;
 
   /** out[j] (+)= sum over rows i of x[i*N + j]; x is M x N. Accumulates into out if `accumulate`. */

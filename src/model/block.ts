@@ -78,9 +78,9 @@ export class Block {
     this.scale = null;
     const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
     if (this.grn && !opts.cache && !opts.train && this.fc2 instanceof Linear) {
-      // Inference: GRN's calibration folded into fc2 (no GRN output written), residual in the GEMM.
-      out.set(x.subarray(0, n));
-      return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, out, opts.shared);
+      // Inference: GRN's calibration folded into fc2 (no GRN output written), the residual
+      // read by the GEMM.
+      return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared);
     }
     const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
     if (opts.train && this.dropPath > 0) {
@@ -93,9 +93,8 @@ export class Block {
       this.scale = scale;
       return out;
     }
-    // Residual fused into the GEMM: out = x, then out += r W2^T + b2.
-    out.set(x.subarray(0, n));
-    return this.fc2.forward(k, r, M, opts, out, true);
+    // Residual fused into the GEMM's epilogue: out = x + r W2^T + b2.
+    return this.fc2.forward(k, r, M, opts, out, x.length === n ? x : x.subarray(0, n));
   }
 
   /**

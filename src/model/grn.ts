@@ -45,11 +45,12 @@ export class GRN {
   }
 
   /**
-   * Inference: out += fc(GRN(x)) for N images of HW rows, without writing GRN(x):
+   * Inference: out = residual + fc(GRN(x)) for N images of HW rows, without writing GRN(x):
    * GRN(x_n) = x_n * s_n + beta with s_n = 1 + gamma * N(x_n) per image, which the GEMM
    * applies to x's rows as it packs them. Only the statistics pass reads x before the GEMM.
    */
-  forwardIntoLinear(k: Kernels, x: Float32Array, N: number, HW: number, fc: Linear, out: Float32Array, shared: Arena): Float32Array {
+  forwardIntoLinear(k: Kernels, x: Float32Array, N: number, HW: number, fc: Linear, residual: Float32Array, out: Float32Array,
+    shared: Arena): Float32Array {
     const C = this.C;
     const O = fc.outFeatures;
     if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
@@ -58,8 +59,8 @@ export class GRN {
     k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, gx, s);
     const g = this.gamma.data;
     for (let i = 0; i < N * C; i++) s[i] = 1 + g[i % C] * s[i];
-    k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, true, fc.bias ? fc.bias.data : null, Act.None, null,
-      s, HW, this.beta.data);
+    k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, false, fc.bias ? fc.bias.data : null, Act.None, null,
+      { aScale: s, aScaleRows: HW, aShift: this.beta.data, residual });
     this.x = this.offsets = this.gx = this.nx = null;
     return out;
   }

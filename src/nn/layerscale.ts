@@ -39,8 +39,8 @@ export class LayerScaledLinear {
     }
   }
 
-  /** As {@link Linear.forward}: x [M, in] -> y [M, out] (with `residual`, `out` holds the residual on entry). */
-  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual = false): Float32Array {
+  /** As {@link Linear.forward}: x [M, in] -> y [M, out] (+ `residual` when given). */
+  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array): Float32Array {
     this.fold();
     return this.folded.forward(k, x, M, b, out, residual);
   }

@@ -21,15 +21,21 @@ export class Linear {
   ) {}
 
   /**
-   * x: [M, in] -> y: [M, out] (written to `out` when given). When `residual`, y = residual +
-   * xW^T + b with `out` holding the residual on entry (the GEMM accumulates into it).
+   * x: [M, in] -> y: [M, out] (written to `out` when given). With `residual` ([M, out]),
+   * y = residual + xW^T + b, the residual read by the GEMM's epilogue (it may be `out` itself).
    */
-  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual = false): Float32Array {
+  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array): Float32Array {
     const n = M * this.outFeatures;
     const y = out ?? (b.cache ? this.own.get('y', n) : b.shared.get(`linear.y`, n));
     const pre = this.gelu && b.cache ? this.own.get('preact', n) : null;
-    k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures,
-      y, this.outFeatures, residual, this.bias ? this.bias.data : null, this.gelu ? Act.Gelu : Act.None, pre);
+    const bias = this.bias ? this.bias.data : null;
+    const act = this.gelu ? Act.Gelu : Act.None;
+    if (residual === y) {
+      k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures, true, bias, act, pre);
+    } else {
+      k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures, false, bias, act, pre,
+        residual ? { residual } : undefined);
+    }
     this.M = M;
     this.x = b.cache ? x : null;
     this.preact = pre;
