@@ -165,6 +165,14 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     g.ashift = info.Length() > 17 ? a.f32(17, "aShift", (double)g.K, true) : nullptr;
   }
   g.resid = info.Length() > 18 ? a.f32(18, "residual", extent(g.M, g.N, g.ldc), true) : nullptr;
+  g.sqsum = nullptr;
+  g.sq_rows = 1;
+  g.sqpart = nullptr;
+  if (info.Length() > 19 && !info[19].IsNull() && !info[19].IsUndefined()) {
+    g.sq_rows = a.dim(20, "sqGroupRows", 1);
+    if (a.ok() && g.M % g.sq_rows != 0) a.error("sqGroupRows must divide M");
+    g.sqsum = a.f32(19, "sqSums", a.ok() ? (double)(g.M / g.sq_rows) * (double)g.N : 0.0);
+  }
   if (a.ok() && g.resid && g.accumulate) a.error("residual and accumulate cannot be combined");
   if (a.ok() && g.accumulate && g.act == 1) a.error("accumulate and GELU cannot be combined");
   if (!a.ok()) return a.fail();

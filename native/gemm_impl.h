@@ -34,6 +34,9 @@ struct Tile {
   const float* bias;  // at the tile's first column (final only), or null
   float* pre;         // at the tile's origin (final, gelu only), or null
   int act;
+  float* sq;    // final only: column sums of squares of rows [0, sqsplit) here, of the rest at
+  i64 sqoff;    // sq + sqoff (the tile's rows in two groups); null when not wanted
+  int sqsplit;
 };
 
 typedef void (*UkrFn)(const Tile& t);
@@ -131,6 +134,21 @@ static void ukr(const Tile& t) {
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int j = 0; j < V; ++j) acc[r][j] = v_gelu(acc[r][j]);
+  }
+  if (t.final && t.sq) {
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+      typename S::v s0 = S::zero(), s1 = S::zero();
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        if (r < t.sqsplit)
+          s0 = S::fma(acc[r][j], acc[r][j], s0);
+        else
+          s1 = S::fma(acc[r][j], acc[r][j], s1);
+      }
+      S::store_range(t.sq + j * S::W, s0, CNX_LO(j), CNX_HI(j));
+      S::store_range(t.sq + t.sqoff + j * S::W, s1, CNX_LO(j), CNX_HI(j));
+    }
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -249,6 +267,64 @@ static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp,
   }
 }
 
+// Where the tile at rows [ir, ir + mr), column col writes its sums of squares (g.sqpart:
+// per MR-row tile, two rows of N: the rows in the group of the tile's first row, then the
+// rest), or null.
+static inline void sq_tile(const GemmCall& g, Tile& t, i64 ir, int mr, i64 col) {
+  if (!g.sqpart || !t.final) {
+    t.sq = nullptr;
+    return;
+  }
+  const i64 first = ir / g.sq_rows;
+  const i64 split = (first + 1) * g.sq_rows - ir;
+  t.sq = g.sqpart + (ir / MR) * 2 * g.N + col;
+  t.sqoff = g.N;
+  t.sqsplit = (int)(split < mr ? split : mr);
+}
+
+// The same partials from C itself (for the paths whose epilogue does not run in the tiles).
+static void sq_partials_from_c(const GemmCall& g) {
+  const i64 nt = (g.M + MR - 1) / MR;
+  parallel_for(nt, [&](i64 ti) {
+    const i64 ir = ti * MR;
+    const int mr = (int)(g.M - ir < MR ? g.M - ir : MR);
+    const i64 split = ((ir / g.sq_rows) + 1) * g.sq_rows - ir;
+    float* p0 = g.sqpart + ti * 2 * g.N;
+    float* p1 = p0 + g.N;
+    for (i64 j = 0; j < g.N; j += S::W) {
+      const int n = (int)(g.N - j < S::W ? g.N - j : S::W);
+      S::v s0 = S::zero(), s1 = S::zero();
+      for (int r = 0; r < mr; ++r) {
+        const S::v v = S::load_n(g.C + (ir + r) * g.ldc + j, n);
+        if (r < split)
+          s0 = S::fma(v, v, s0);
+        else
+          s1 = S::fma(v, v, s1);
+      }
+      S::store_n(p0 + j, s0, n);
+      S::store_n(p1 + j, s1, n);
+    }
+  });
+}
+
+// sums[group] = the sum of the partials of the tiles holding the group's rows, in tile order.
+static void sq_reduce(const GemmCall& g, float* sums) {
+  const i64 G = g.M / g.sq_rows;
+  parallel_for(G, [&](i64 gi) {
+    const i64 t0 = gi * g.sq_rows / MR, t1 = ((gi + 1) * g.sq_rows - 1) / MR;
+    float* out = sums + gi * g.N;
+    for (i64 j = 0; j < g.N; j += S::W) {
+      const int n = (int)(g.N - j < S::W ? g.N - j : S::W);
+      S::v s = S::zero();
+      for (i64 ti = t0; ti <= t1; ++ti) {
+        const bool own = (ti * MR) / g.sq_rows == gi;
+        s = S::add(s, S::load_n(g.sqpart + ti * 2 * g.N + (own ? 0 : g.N) + j, n));
+      }
+      S::store_n(out + j, s, n);
+    }
+  });
+}
+
 // Copies rows [ir, ir + mr) of A, columns [pc, pc + kc), into apack (mr x kc, row-major),
 // each row multiplied elementwise by its group's scales (g.ascale), plus g.ashift.
 static void pack_a_scaled(const GemmCall& g, i64 ir, int mr, i64 pc, i64 kc, float* apack) {
@@ -343,6 +419,7 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
           t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
           t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
           t.stream = canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
+          sq_tile(g, t, ir, mr, col);
           streamed |= t.stream;
           tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
         }
@@ -448,6 +525,7 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
           t.bias = (t.final && g.bias) ? g.bias + col : nullptr;
           t.pre = (t.final && g.act == 1 && g.preact) ? g.preact + ir * g.ldc + col : nullptr;
           t.stream = pb.canStream && t.final && (uintptr_t)t.c % (S::W * 4) == 0;
+          sq_tile(g, t, ir, mr, col);
           streamed |= t.stream;
           tab.f[g.transA ? 1 : 0][mr - 1][nv - 1](t);
         }
@@ -496,9 +574,13 @@ static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64
   }
 }
 
-static void gemm(const GemmCall& g) {
+static bool gemm_core(const GemmCall& g);
+static void gemm(const GemmCall& g);
+
+// Returns whether the tiles' epilogues wrote g.sqpart (else it is computed from C).
+static bool gemm_core(const GemmCall& g) {
   const i64 M = g.M, N = g.N, K = g.K;
-  if (M <= 0 || N <= 0) return;
+  if (M <= 0 || N <= 0) return true;
   const int nth = pool_threads();
   const double work = (double)M * (double)N * (double)(K > 0 ? K : 1);
 
@@ -524,13 +606,15 @@ static void gemm(const GemmCall& g) {
     h.act = 0;
     h.preact = nullptr;
     h.resid = nullptr;
+    h.sqsum = nullptr;
+    h.sqpart = nullptr;
     gemm(h);
     const i64 rowsPer = M < 8 ? M : (M + 2 * nth - 1) / (2 * nth);
     parallel_for((M + rowsPer - 1) / rowsPer, [&](i64 task) {
       const i64 r0 = task * rowsPer, r1 = r0 + rowsPer < M ? r0 + rowsPer : M;
       gemm_reduce_rows(g, parts, 1, r0, r1, true);
     });
-    return;
+    return false;
   }
 
   // Split K into fixed chunks (a function of the shape only) when M*N is small.
@@ -590,12 +674,12 @@ static void gemm(const GemmCall& g) {
       const i64 r0 = task * rowsPer, r1 = r0 + rowsPer < M ? r0 + rowsPer : M;
       gemm_reduce_rows(g, parts, nch, r0, r1, swap);
     });
-    return;
+    return false;
   }
 
   if (nth <= 1 || work < 2.0e5) {
     gemm_block(g, 0, M, 0, N, 0, K, g.C, g.ldc, g.accumulate, true);
-    return;
+    return true;
   }
   {
     // B packed once, shared by all tasks (when it fits): tasks over rows x panel ranges.
@@ -638,7 +722,7 @@ static void gemm(const GemmCall& g) {
         if (m0 >= m1 || p0 >= p1) return;
         gemm_block_packed(g, pb, m0, m1, p0, p1);
       });
-      return;
+      return true;
     }
   }
   // 2-D task grid: column ranges of up to NC columns, row ranges of MR multiples.
@@ -666,6 +750,39 @@ static void gemm(const GemmCall& g) {
     const i64 n0 = bn * ntPer * NR, n1 = n0 + ntPer * NR < N ? n0 + ntPer * NR : N;
     if (m0 >= m1 || n0 >= n1) return;
     gemm_block(g, m0, m1, n0, n1, 0, K, g.C, g.ldc, g.accumulate, true);
+  });
+  return true;
+}
+
+static void gemm(const GemmCall& g) {
+  if (!g.sqsum) {
+    gemm_core(g);
+    return;
+  }
+  // Column sums of squares per group of sq_rows rows: per-tile partials (the epilogue's, or
+  // from C), then each group's tiles added in order (a function of the shape only).
+  GemmCall h = g;
+  h.sqsum = nullptr;
+  h.sqpart = g.sq_rows >= MR ? scratch(5, (size_t)(((g.M + MR - 1) / MR) * 2 * g.N)) : nullptr;
+  const bool wrote = gemm_core(h);
+  if (g.M <= 0 || g.N <= 0) return;
+  if (h.sqpart) {
+    if (!wrote) sq_partials_from_c(h);
+    sq_reduce(h, g.sqsum);
+    return;
+  }
+  // Groups smaller than a tile: directly from C.
+  const i64 G = g.M / g.sq_rows;
+  parallel_for(G, [&](i64 gi) {
+    for (i64 j = 0; j < g.N; j += S::W) {
+      const int n = (int)(g.N - j < S::W ? g.N - j : S::W);
+      S::v s = S::zero();
+      for (i64 r = gi * g.sq_rows; r < (gi + 1) * g.sq_rows; ++r) {
+        const S::v v = S::load_n(g.C + r * g.ldc + j, n);
+        s = S::fma(v, v, s);
+      }
+      S::store_n(g.sqsum + gi * g.N + j, s, n);
+    }
   });
 }
 

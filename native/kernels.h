@@ -28,6 +28,12 @@ struct GemmCall {
   // Null, or M x N with stride ldc added to the product like `accumulate` but read from here
   // instead of C (C is then only written): the residual of a block, without a copy.
   const float* resid;
+  // Null, or G x N (G = M / sq_rows groups of sq_rows rows): the column sums of squares of the
+  // final C over each group's rows (GRN's statistics of a layer's output, for free in its
+  // epilogue). sqpart is internal (per-tile partials), null on entry.
+  float* sqsum;
+  i64 sq_rows;
+  float* sqpart;
 };
 
 struct KernelTable {

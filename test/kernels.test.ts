@@ -107,6 +107,8 @@ interface GemmCase {
   aScaleRows?: number; aShift?: boolean;
   /** A separate residual input instead of accumulate. */
   residual?: boolean;
+  /** Column sums of squares of C per group of this many rows. */
+  sqRows?: number;
 }
 
 function runGemm(c: GemmCase, tol: number): void {
@@ -122,9 +124,12 @@ function runGemm(c: GemmCase, tol: number): void {
   const aScale = rows ? rnd(Math.ceil(M / rows) * K) : null;
   const aShift = rows && c.aShift ? rnd(K) : null;
   const R = c.residual ? rnd(M * ldc) : null;
+  const sq1 = c.sqRows ? new Float32Array((M / c.sqRows) * N) : null;
+  const sq2 = c.sqRows ? new Float32Array((M / c.sqRows) * N) : null;
   nk.gemm(tA, tB, M, N, K, view(A), lda, view(B), ldb, C1, ldc, c.acc, bias, c.act, P1,
-    { aScale: aScale && view(aScale), aScaleRows: rows || 1, aShift: aShift && view(aShift), residual: R && view(R) });
-  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2, { aScale, aScaleRows: rows || 1, aShift, residual: R });
+    { aScale: aScale && view(aScale), aScaleRows: rows || 1, aShift: aShift && view(aShift), residual: R && view(R), sqSums: sq1, sqGroupRows: c.sqRows });
+  ref.gemm(tA, tB, M, N, K, A, lda, B, ldb, C2, ldc, c.acc, bias, c.act, P2, { aScale, aScaleRows: rows || 1, aShift, residual: R, sqSums: sq2, sqGroupRows: c.sqRows });
+  if (sq1 && sq2) close(sq1, sq2, tol * 10, `gemm ${JSON.stringify(c)} sums of squares`);
   const what = `gemm ${JSON.stringify(c)}`;
   close(C1.slice(), C2, tol, what);
   if (P1 && P2) close(P1.slice(), P2, tol, `${what} preact`);
@@ -211,6 +216,34 @@ for (const isa of ISAS) {
       const a = new Float32Array(16);
       assert.throws(() => nk.gemm(false, false, 2, 2, 2, a, 2, a, 2, a, 2, true, null, Act.None, null, { residual: a }), /residual and accumulate/);
       assert.throws(() => nk.gemm(false, false, 4, 4, 2, a, 2, a, 4, a, 4, false, null, Act.None, null, { residual: new Float32Array(8) }), /residual/);
+    });
+
+    test('gemm: column sums of squares per row group (GRN statistics from the epilogue), every path', () => {
+      use();
+      const base = { padA: 0, padB: 0, padC: 0, acc: false, bias: true, preact: false } as const;
+      for (const [tA, tB, M, N, K, sqRows, act] of [
+        [false, true, 6272, 160, 40, 3136, Act.Gelu], [false, true, 196 * 3, 640, 160, 196, Act.Gelu], [false, true, 49 * 2, 1280, 320, 49, Act.Gelu],
+        [false, true, 49, 1280, 320, 49, Act.Gelu], [false, false, 24, 64, 16, 12, Act.None], [false, true, 8, 256, 16, 4, Act.Gelu],
+        [true, false, 20, 40, 5000, 5, Act.None], [false, true, 300, 40, 160, 100, Act.None], [false, true, 2100, 1008, 5, 700, Act.Gelu],
+        [false, true, 64, 64, 700, 1, Act.None],
+      ] as [boolean, boolean, number, number, number, number, Act][]) {
+        runGemm({ ...base, tA, tB, M, N, K, act, sqRows }, K > 500 ? 1e-4 : 1e-5);
+      }
+      runGemm({ ...base, tA: false, tB: true, M: 98, N: 40, K: 160, act: Act.None, residual: true, sqRows: 49 }, 1e-5);
+      const a = new Float32Array(64);
+      assert.throws(() => nk.gemm(false, false, 6, 2, 2, a, 2, a, 2, a, 2, false, null, Act.None, null, { sqSums: a, sqGroupRows: 4 }), /sqGroupRows must divide M/);
+      // bit-identical for any thread count
+      const M = 3136 * 2, N = 160, K = 40;
+      const A = rnd(M * K, 1), B = rnd(N * K, 1);
+      const sums = [1, 2, 3].map((t) => {
+        nk.setThreads(t);
+        const out = new Float32Array(2 * N);
+        nk.gemm(false, true, M, N, K, A, K, B, K, new Float32Array(M * N), N, false, null, Act.Gelu, null, { sqSums: out, sqGroupRows: 3136 });
+        return out;
+      });
+      nk.setThreads(defaultThreads);
+      sameBits(sums[1], sums[0], 'sums with 2 threads');
+      sameBits(sums[2], sums[0], 'sums with 3 threads');
     });
 
     test('gemm: split-K weight-gradient shapes', () => {

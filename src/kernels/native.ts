@@ -18,7 +18,7 @@ interface Addon {
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: number, preact: Float32Array | null,
     aScale?: Float32Array | null, aScaleRows?: number, aShift?: Float32Array | null,
-    residual?: Float32Array | null,
+    residual?: Float32Array | null, sqSums?: Float32Array | null, sqGroupRows?: number,
   ): void;
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
   dwconvForward(
@@ -177,8 +177,9 @@ export class NativeKernels implements Kernels {
       this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
       return;
     }
-    const { aScale = null, aScaleRows = 1, aShift = null, residual = null } = extras;
-    this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift, residual);
+    const { aScale = null, aScaleRows = 1, aShift = null, residual = null, sqSums = null, sqGroupRows = 1 } = extras;
+    this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift, residual,
+      sqSums, sqGroupRows);
   }
 
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {

@@ -47,7 +47,8 @@ export class ReferenceKernels implements Kernels {
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
     extras: GemmExtras = {},
   ): void {
-    const { aScale = null, aScaleRows = 1, aShift = null, residual = null } = extras;
+    const { aScale = null, aScaleRows = 1, aShift = null, residual = null, sqSums = null, sqGroupRows = 1 } = extras;
+    if (sqSums && M % sqGroupRows !== 0) throw new Error('gemm: sqGroupRows must divide M');
     if (aScale && transA) throw new Error('gemm: aScale needs A not transposed');
     if (residual && accumulate) throw new Error('gemm: residual and accumulate cannot be combined');
     for (let i = 0; i < M; i++) {
@@ -69,6 +70,14 @@ export class ReferenceKernels implements Kernels {
           C[i * ldc + j] = s;
         }
       }
+    }
+    if (sqSums) {
+      for (let gi = 0; gi < M / sqGroupRows; gi++)
+        for (let j = 0; j < N; j++) {
+          let t = 0;
+          for (let i = gi * sqGroupRows; i < (gi + 1) * sqGroupRows; i++) t += C[i * ldc + j] ** 2;
+          sqSums[gi * N + j] = t;
+        }
     }
   }
 

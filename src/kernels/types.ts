@@ -36,6 +36,13 @@ export interface GemmExtras {
    * Not combined with `accumulate`.
    */
   residual?: Float32Array | null;
+  /**
+   * G x N, G = M / sqGroupRows: written with the column sums of squares of the final C over
+   * each group of sqGroupRows rows (GRN's statistics of the layer's output, per image, from
+   * its epilogue instead of another pass over memory).
+   */
+  sqSums?: Float32Array | null;
+  sqGroupRows?: number;
 }
 
 export interface Kernels {

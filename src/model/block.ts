@@ -72,15 +72,17 @@ export class Block {
     const n = M * this.C;
     const t = this.convDw.forward(k, x, N, H, W, opts);
     const u = this.norm.forward(k, t, M, opts);
-    const g = this.fc1.forward(k, u, M, opts);
+    const fold = this.grn !== null && !opts.cache && !opts.train && this.fc2 instanceof Linear;
+    // Inference: GRN's statistics come from fc1's epilogue, its calibration is folded into
+    // fc2 (no GRN output written), and fc2's GEMM reads the residual.
+    const sq = fold ? { sums: opts.shared.get('grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
+    const g = this.fc1.forward(k, u, M, opts, undefined, undefined, sq);
     opts.capture?.(g, N, H, W, 4 * this.C);
     this.shape = [N, H, W];
     this.scale = null;
     const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
-    if (this.grn && !opts.cache && !opts.train && this.fc2 instanceof Linear) {
-      // Inference: GRN's calibration folded into fc2 (no GRN output written), the residual
-      // read by the GEMM.
-      return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared);
+    if (fold && this.grn && this.fc2 instanceof Linear) {
+      return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared, sq?.sums);
     }
     const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
     if (opts.train && this.dropPath > 0) {

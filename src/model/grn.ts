@@ -50,13 +50,26 @@ export class GRN {
    * applies to x's rows as it packs them. Only the statistics pass reads x before the GEMM.
    */
   forwardIntoLinear(k: Kernels, x: Float32Array, N: number, HW: number, fc: Linear, residual: Float32Array, out: Float32Array,
-    shared: Arena): Float32Array {
+    shared: Arena, sqSums?: Float32Array): Float32Array {
     const C = this.C;
     const O = fc.outFeatures;
     if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
-    const gx = shared.get('grn.gx', N * C);
     const s = shared.get('grn.nx', N * C);
-    k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, gx, s);
+    if (sqSums) {
+      // Statistics from the previous GEMM's epilogue (per-image sums of squares).
+      for (let n = 0; n < N; n++) {
+        let mean = 0;
+        for (let c = 0; c < C; c++) {
+          const v = Math.fround(Math.sqrt(sqSums[n * C + c]));
+          s[n * C + c] = v;
+          mean += v;
+        }
+        const den = Math.fround(mean / C + GRN.EPS);
+        for (let c = 0; c < C; c++) s[n * C + c] = Math.fround(s[n * C + c] / den);
+      }
+    } else {
+      k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get('grn.gx', N * C), s);
+    }
     const g = this.gamma.data;
     for (let i = 0; i < N * C; i++) s[i] = 1 + g[i % C] * s[i];
     k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, false, fc.bias ? fc.bias.data : null, Act.None, null,

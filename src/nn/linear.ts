@@ -23,19 +23,21 @@ export class Linear {
   /**
    * x: [M, in] -> y: [M, out] (written to `out` when given). With `residual` ([M, out]),
    * y = residual + xW^T + b, the residual read by the GEMM's epilogue (it may be `out` itself).
+   * With `sq`, the column sums of squares of y per group of rows are written to sq.sums.
    */
-  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array): Float32Array {
+  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array,
+    sq?: { sums: Float32Array; groupRows: number }): Float32Array {
     const n = M * this.outFeatures;
     const y = out ?? (b.cache ? this.own.get('y', n) : b.shared.get(`linear.y`, n));
     const pre = this.gelu && b.cache ? this.own.get('preact', n) : null;
     const bias = this.bias ? this.bias.data : null;
     const act = this.gelu ? Act.Gelu : Act.None;
-    if (residual === y) {
-      k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures, true, bias, act, pre);
-    } else {
-      k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures, false, bias, act, pre,
-        residual ? { residual } : undefined);
-    }
+    const inPlace = residual === y;
+    const extras = (residual && !inPlace) || sq
+      ? { residual: inPlace ? null : residual, sqSums: sq?.sums, sqGroupRows: sq?.groupRows }
+      : undefined;
+    k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures,
+      inPlace, bias, act, pre, extras);
     this.M = M;
     this.x = b.cache ? x : null;
     this.preact = pre;
