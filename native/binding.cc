@@ -400,8 +400,9 @@ Napi::Value GrnForward(const Napi::CallbackInfo& info) {
   float* y = a.f32(6, "y", sz, true);
   float* gx = a.f32(7, "gx", prod({S, C}));
   float* nx = a.f32(8, "nx", prod({S, C}));
+  const float* sqsum = info.Length() > 9 ? a.f32(9, "sqSums", prod({S, C}), true) : nullptr;
   if (!a.ok()) return a.fail();
-  g_table->grn_fwd(x, off, S, C, gamma, beta, (float)eps, y, gx, nx);
+  g_table->grn_fwd(x, off, S, C, gamma, beta, (float)eps, y, gx, nx, sqsum);
   return info.Env().Undefined();
 }
 

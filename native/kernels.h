@@ -62,8 +62,10 @@ struct KernelTable {
   void (*ln_bwd)(const float* dy, const float* x, const float* mean, const float* rstd,
                  const float* gamma, i64 M, i64 C, float* dx, bool accumulate, float* dgamma,
                  float* dbeta);
+  // sqsum (null or S x C): the segments' sums of squares, already computed (skips that pass).
   void (*grn_fwd)(const float* x, const int32_t* offsets, i64 S, i64 C, const float* gamma,
-                  const float* beta, float eps, float* y, float* gx, float* nx);
+                  const float* beta, float eps, float* y, float* gx, float* nx,
+                  const float* sqsum);
   // gelu_pre (null or rows x C): dx is multiplied by gelu'(gelu_pre) (the GELU before GRN);
   // dbias (null or C): += the column sums of the final dx (that layer's bias gradient).
   void (*grn_bwd)(const float* dy, const float* x, const int32_t* offsets, i64 S, i64 C,

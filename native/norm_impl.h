@@ -236,8 +236,22 @@ static bool grn_per_segment(const int32_t* off, i64 S_, i64 C) {
 }
 
 static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const float* gamma,
-                    const float* beta, float eps, float* y, float* gx, float* nx) {
+                    const float* beta, float eps, float* y, float* gx, float* nx, const float* sqsum) {
   if (S_ <= 0 || C <= 0) return;
+  if (sqsum) {
+    // Statistics from the given sums of squares, then the rows.
+    for (i64 s = 0; s < S_; ++s) {
+      float* g = gx + s * C;
+      for (i64 c = 0; c < C; c += S::W) {
+        const int n = lanes(C, c);
+        st(g + c, S::sqrt(ld(sqsum + s * C + c, n)), n);
+      }
+      float m = 0.0f;
+      for (i64 c = 0; c < C; ++c) m += g[c];
+      const float den = m / (float)C + eps;
+      for (i64 c = 0; c < C; ++c) nx[s * C + c] = g[c] / den;
+    }
+  }
   const SegChunks sc = seg_chunks(off, S_, 2);
   float* parts = scratch(1, (size_t)((sc.ntasks > 0 ? sc.ntasks : 1) * C));
   auto chunk = [&](i64 t) {
@@ -245,7 +259,7 @@ static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const flo
     const i64 r1 = r0 + NORM_RCH < off[s + 1] ? r0 + NORM_RCH : off[s + 1];
     grn_chunk_sumsq(x, r0, r1, C, parts + t * C);
   };
-  if (grn_per_segment(off, S_, C)) {
+  if (!sqsum && grn_per_segment(off, S_, C)) {
     parallel_for(S_, [&](i64 s) {
       for (i64 t = sc.first[s]; t < sc.first[s + 1]; ++t) chunk(t);
       grn_seg_stats(sc, parts, s, C, eps, gx, nx);
@@ -253,8 +267,10 @@ static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const flo
     });
     return;
   }
-  parallel_for(sc.ntasks, chunk);
-  for (i64 s = 0; s < S_; ++s) grn_seg_stats(sc, parts, s, C, eps, gx, nx);
+  if (!sqsum) {
+    parallel_for(sc.ntasks, chunk);
+    for (i64 s = 0; s < S_; ++s) grn_seg_stats(sc, parts, s, C, eps, gx, nx);
+  }
   if (!y) return;
   const i64 RB = 64;
   const i64 M = off[S_] - off[0];

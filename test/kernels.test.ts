@@ -474,6 +474,19 @@ for (const isa of ISAS) {
         const gx3 = new Float32Array(S * C), nx3 = new Float32Array(S * C);
         nk.grnForward(view(x), off, C, g, bt, 1e-6, null, gx3, nx3);
         assert.deepEqual([gx3, nx3], [gx1, nx1], `grnForward statistics only ${offs}`);
+        // given sums of squares (from the GEMM that wrote x): the same statistics and output
+        const sums = new Float32Array(S * C);
+        for (let sg = 0; sg < S; sg++)
+          for (let c = 0; c < C; c++) {
+            let t = 0;
+            for (let i = offs[sg]; i < offs[sg + 1]; i++) t += x[i * C + c] ** 2;
+            sums[sg * C + c] = t;
+          }
+        const y5 = new Float32Array(rows * C), gx5 = new Float32Array(S * C), nx5 = new Float32Array(S * C);
+        nk.grnForward(view(x), off, C, g, bt, 1e-6, y5, gx5, nx5, view(sums));
+        close(y5.subarray(rowsFrom), y2.subarray(rowsFrom), 1e-5, `grnForward y from sums ${offs}`);
+        close(gx5, gx2, 1e-5, `grnForward gx from sums ${offs}`);
+        close(nx5, nx2, 1e-5, `grnForward nx from sums ${offs}`);
         const dg0 = rnd(C), db0 = rnd(C);
         const dx1 = new Float32Array(rows * C), dx2 = new Float32Array(rows * C);
         const dg1 = dg0.slice(), dg2 = dg0.slice(), db1 = db0.slice(), db2 = db0.slice();

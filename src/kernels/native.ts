@@ -60,6 +60,7 @@ interface Addon {
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
     eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
+    sqSums?: Float32Array | null,
   ): void;
   grnBackward(
     dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
@@ -249,8 +250,9 @@ export class NativeKernels implements Kernels {
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
     eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
+    sqSums: Float32Array | null = null,
   ): void {
-    this.a.grnForward(x, offsets, C, gamma, beta, eps, y, gx, nx);
+    this.a.grnForward(x, offsets, C, gamma, beta, eps, y, gx, nx, sqSums);
   }
 
   grnBackward(

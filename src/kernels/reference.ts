@@ -324,13 +324,15 @@ export class ReferenceKernels implements Kernels {
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
     eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
+    sqSums: Float32Array | null = null,
   ): void {
     const S = offsets.length - 1;
     for (let s = 0; s < S; s++) {
       let mean = 0;
       for (let c = 0; c < C; c++) {
         let ss = 0;
-        for (let i = offsets[s]; i < offsets[s + 1]; i++) ss += x[i * C + c] ** 2;
+        if (sqSums) ss = sqSums[s * C + c];
+        else for (let i = offsets[s]; i < offsets[s + 1]; i++) ss += x[i * C + c] ** 2;
         gx[s * C + c] = Math.sqrt(ss);
         mean += Math.sqrt(ss);
       }

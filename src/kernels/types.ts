@@ -173,11 +173,14 @@ export interface Kernels {
    *   gx[s,c] = sqrt(sum_{rows in s} x^2); nx[s,c] = gx[s,c] / (mean_c gx[s,:] + eps)
    *   y = gamma[c] * (x * nx[s,c]) + beta[c] + x
    * gx and nx ([S, C], S = offsets.length - 1) are written for the backward pass. With y
-   * null only the statistics are computed (inference folds the rest into the next GEMM).
+   * null only the statistics are computed (inference folds the rest into the next GEMM); with
+   * sqSums ([S, C], the segments' sums of squares of x, e.g. from the GEMM that wrote x)
+   * that pass over x is skipped.
    */
   grnForward(
     x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
     eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
+    sqSums?: Float32Array | null,
   ): void;
 
   /**

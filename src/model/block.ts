@@ -73,9 +73,9 @@ export class Block {
     const t = this.convDw.forward(k, x, N, H, W, opts);
     const u = this.norm.forward(k, t, M, opts);
     const fold = this.grn !== null && !opts.cache && !opts.train && this.fc2 instanceof Linear;
-    // Inference: GRN's statistics come from fc1's epilogue, its calibration is folded into
+    // GRN's statistics come from fc1's epilogue. Inference: GRN's calibration is folded into
     // fc2 (no GRN output written), and fc2's GEMM reads the residual.
-    const sq = fold ? { sums: opts.shared.get('grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
+    const sq = this.grn ? { sums: opts.shared.get('grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
     const g = this.fc1.forward(k, u, M, opts, undefined, undefined, sq);
     opts.capture?.(g, N, H, W, 4 * this.C);
     this.shape = [N, H, W];
@@ -84,7 +84,7 @@ export class Block {
     if (fold && this.grn && this.fc2 instanceof Linear) {
       return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared, sq?.sums);
     }
-    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts) : g;
+    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts, sq?.sums) : g;
     if (opts.train && this.dropPath > 0) {
       if (!opts.rng) throw new Error('drop path needs an rng');
       const keep = 1 - this.dropPath;

@@ -29,14 +29,15 @@ export class GRN {
     return o;
   }
 
-  forward(k: Kernels, x: Float32Array, offsets: Int32Array, b: Buffers): Float32Array {
+  /** x [rows, C] -> GRN(x); `sqSums` ([S, C]): the segments' sums of squares of x when known. */
+  forward(k: Kernels, x: Float32Array, offsets: Int32Array, b: Buffers, sqSums?: Float32Array): Float32Array {
     const S = offsets.length - 1;
     const rows = offsets[S];
     const a = b.cache ? this.own : b.shared;
     const y = a.get(b.cache ? 'y' : 'grn.y', rows * this.C);
     const gx = a.get(b.cache ? 'gx' : 'grn.gx', S * this.C);
     const nx = a.get(b.cache ? 'nx' : 'grn.nx', S * this.C);
-    k.grnForward(x, offsets, this.C, this.gamma.data, this.beta.data, GRN.EPS, y, gx, nx);
+    k.grnForward(x, offsets, this.C, this.gamma.data, this.beta.data, GRN.EPS, y, gx, nx, sqSums ?? null);
     this.x = b.cache ? x : null;
     this.offsets = b.cache ? offsets : null;
     this.gx = b.cache ? gx : null;
