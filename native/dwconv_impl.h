@@ -166,7 +166,9 @@ static inline __attribute__((always_inline)) void dw_ring_strip2(const float* co
   }
 }
 
-static inline void dw_store_strip(float* y, i64 C, int nl, bool acc, const S::v* out, int n) {
+// Stores n outputs of a strip (one channel vector, nl valid lanes) at y, y + C, ..., adding
+// what is there when acc.
+static inline __attribute__((always_inline)) void dw_store_strip(float* y, i64 C, int nl, bool acc, const S::v* out, int n) {
   for (int s = 0; s < n; ++s) {
     float* yp = y + s * C;
     S::v v = out[s];
@@ -247,18 +249,7 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
     S::v out[DWS];
     for (; x + DWS <= Wd; x += DWS) {
       dw_ring_strip<KK, DWS>(rows, wb, b0, x, out);
-#pragma GCC unroll 16
-      for (int s = 0; s < DWS; ++s) {
-        float* yp = y + (x + s) * C;
-        S::v v = out[s];
-        if (nl == S::W) {
-          if (acc) v = S::add(v, S::load(yp));
-          S::store(yp, v);
-        } else {
-          if (acc) v = S::add(v, S::load_n(yp, nl));
-          S::store_n(yp, v, nl);
-        }
-      }
+      dw_store_strip(y + x * C, C, nl, acc, out, DWS);
     }
     const int tail = (int)(Wd - x);
     if (tail > 0) {
@@ -275,12 +266,7 @@ static void dw_fast_task(const float* src, i64 H, i64 Wd, i64 C, const float* w,
         case 10: dw_ring_strip<KK, (DWS > 10 ? 10 : 1)>(rows, wb, b0, x, out); break;
         default: dw_ring_strip<KK, (DWS > 11 ? 11 : 1)>(rows, wb, b0, x, out); break;
       }
-      for (int s = 0; s < tail; ++s) {
-        float* yp = y + (x + s) * C;
-        S::v v = out[s];
-        if (acc) v = S::add(v, S::load_n(yp, nl));
-        S::store_n(yp, v, nl);
-      }
+      dw_store_strip(y + x * C, C, nl, acc, out, tail);
     }
   }
 }

@@ -574,6 +574,20 @@ static void gemm_reduce_rows(const GemmCall& g, const float* parts, i64 nch, i64
   }
 }
 
+// The product transposed: C^T = op(B)^T op(A)^T (the caller sets C, ldc and the epilogue).
+static GemmCall transposed(const GemmCall& g) {
+  GemmCall h = g;
+  h.transA = !g.transB;
+  h.transB = !g.transA;
+  h.M = g.N;
+  h.N = g.M;
+  h.A = g.B;
+  h.lda = g.ldb;
+  h.B = g.A;
+  h.ldb = g.lda;
+  return h;
+}
+
 static bool gemm_core(const GemmCall& g);
 static void gemm(const GemmCall& g);
 
@@ -590,15 +604,7 @@ static bool gemm_core(const GemmCall& g) {
   // as in split-K. A function of the shape only.
   if (!g.ascale && M <= 64 && N >= 4 * M && K > 0) {
     float* parts = scratch(4, (size_t)(N * M));
-    GemmCall h = g;
-    h.transA = !g.transB;
-    h.transB = !g.transA;
-    h.M = N;
-    h.N = M;
-    h.A = g.B;
-    h.lda = g.ldb;
-    h.B = g.A;
-    h.ldb = g.lda;
+    GemmCall h = transposed(g);
     h.C = parts;
     h.ldc = M;
     h.accumulate = false;
@@ -640,17 +646,7 @@ static bool gemm_core(const GemmCall& g) {
     };
     // (Not with A scales: they are applied while packing A's rows.)
     const bool swap = !g.ascale && eff(N, M) > eff(M, N) * 1.05;
-    GemmCall h = g;
-    if (swap) {
-      h.transA = !g.transB;
-      h.transB = !g.transA;
-      h.M = N;
-      h.N = M;
-      h.A = g.B;
-      h.lda = g.ldb;
-      h.B = g.A;
-      h.ldb = g.lda;
-    }
+    const GemmCall h = swap ? transposed(g) : g;
     const i64 hM = h.M, hN = h.N;
     // Tasks: chunk x column block.
     const i64 ntile = (hN + NR - 1) / NR;
