@@ -271,63 +271,66 @@ void rows_maps(Args& a, size_t iRowOf, size_t iIdx, i64 R, double dense, const i
               " is outside [0, N*H*W)");
 }
 
+// The shape arguments of the row (submanifold) depthwise kernels: S, N, H, W, C, K from
+// argument `dims` on, the maps at `maps` and `maps + 1`, all checked.
+struct RowsShape {
+  i64 R, N, H, W, C, K;
+  double sz;  // R * C
+  const int32_t* rowOf = nullptr;
+  const int32_t* idx = nullptr;
+};
+RowsShape rows_shape(Args& a, size_t maps, size_t dims) {
+  RowsShape r;
+  r.R = a.dim(dims, "S");
+  r.N = a.dim(dims + 1, "N");
+  r.H = a.dim(dims + 2, "H");
+  r.W = a.dim(dims + 3, "W");
+  r.C = a.dim(dims + 4, "C");
+  r.K = a.dim(dims + 5, "K");
+  check_k(a, r.K);
+  r.sz = prod({r.R, r.C});
+  check_size(a, r.sz);
+  check_size(a, prod({r.N, r.H, r.W, r.C}));
+  rows_maps(a, maps, maps + 1, r.R, prod({r.N, r.H, r.W}), &r.rowOf, &r.idx);
+  return r;
+}
+
 Napi::Value DwconvForwardRows(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvForwardRows");
   cnx::DenormalGuard denormals;
-  const i64 R = a.dim(3, "S"), N = a.dim(4, "N"), H = a.dim(5, "H"), W = a.dim(6, "W");
-  const i64 C = a.dim(7, "C"), K = a.dim(8, "K");
-  check_k(a, K);
-  const double sz = prod({R, C}), dense = prod({N, H, W});
-  check_size(a, sz);
-  check_size(a, prod({N, H, W, C}));
-  const int32_t *rowOf = nullptr, *idx = nullptr;
-  rows_maps(a, 1, 2, R, dense, &rowOf, &idx);
-  const float* x = a.f32(0, "x", sz);
-  const float* w = a.f32(9, "weight", prod({K, K, C}));
-  const float* b = a.f32(10, "bias", (double)C, true);
-  float* y = a.f32(11, "y", sz);
+  const RowsShape r = rows_shape(a, 1, 3);
+  const float* x = a.f32(0, "x", r.sz);
+  const float* w = a.f32(9, "weight", prod({r.K, r.K, r.C}));
+  const float* b = a.f32(10, "bias", (double)r.C, true);
+  float* y = a.f32(11, "y", r.sz);
   if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_fwd(x, rowOf, idx, R, N, H, W, C, (int)K, w, b, y);
+  g_table->dwconv_rows_fwd(x, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, w, b, y);
   return info.Env().Undefined();
 }
 
 Napi::Value DwconvBackwardInputRows(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvBackwardInputRows");
   cnx::DenormalGuard denormals;
-  const i64 R = a.dim(3, "S"), N = a.dim(4, "N"), H = a.dim(5, "H"), W = a.dim(6, "W");
-  const i64 C = a.dim(7, "C"), K = a.dim(8, "K");
-  check_k(a, K);
-  const double sz = prod({R, C}), dense = prod({N, H, W});
-  check_size(a, sz);
-  check_size(a, prod({N, H, W, C}));
-  const int32_t *rowOf = nullptr, *idx = nullptr;
-  rows_maps(a, 1, 2, R, dense, &rowOf, &idx);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* w = a.f32(9, "weight", prod({K, K, C}));
-  float* dx = a.f32(10, "dx", sz);
+  const RowsShape r = rows_shape(a, 1, 3);
+  const float* dy = a.f32(0, "dy", r.sz);
+  const float* w = a.f32(9, "weight", prod({r.K, r.K, r.C}));
+  float* dx = a.f32(10, "dx", r.sz);
   const bool acc = a.flag(11, "accumulate");
   if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_bwd_in(dy, rowOf, idx, R, N, H, W, C, (int)K, w, dx, acc);
+  g_table->dwconv_rows_bwd_in(dy, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, w, dx, acc);
   return info.Env().Undefined();
 }
 
 Napi::Value DwconvBackwardWeightRows(const Napi::CallbackInfo& info) {
   Args a(info, "dwconvBackwardWeightRows");
   cnx::DenormalGuard denormals;
-  const i64 R = a.dim(4, "S"), N = a.dim(5, "N"), H = a.dim(6, "H"), W = a.dim(7, "W");
-  const i64 C = a.dim(8, "C"), K = a.dim(9, "K");
-  check_k(a, K);
-  const double sz = prod({R, C}), dense = prod({N, H, W});
-  check_size(a, sz);
-  check_size(a, prod({N, H, W, C}));
-  const int32_t *rowOf = nullptr, *idx = nullptr;
-  rows_maps(a, 2, 3, R, dense, &rowOf, &idx);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* x = a.f32(1, "x", sz);
-  float* dw = a.f32(10, "dweight", prod({K, K, C}));
-  float* db = a.f32(11, "dbias", (double)C, true);
+  const RowsShape r = rows_shape(a, 2, 4);
+  const float* dy = a.f32(0, "dy", r.sz);
+  const float* x = a.f32(1, "x", r.sz);
+  float* dw = a.f32(10, "dweight", prod({r.K, r.K, r.C}));
+  float* db = a.f32(11, "dbias", (double)r.C, true);
   if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_bwd_w(dy, x, rowOf, idx, R, N, H, W, C, (int)K, dw, db);
+  g_table->dwconv_rows_bwd_w(dy, x, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, dw, db);
   return info.Env().Undefined();
 }
 

@@ -103,6 +103,17 @@ static inline void dw_pack_row(const float* img, i64 H, i64 Wd, i64 C, i64 cb, i
     for (i64 x = 0; x < Wd; ++x) S::store(d + x * S::W, S::load_n(s + x * C, nl));
 }
 
+// One kernel row's taps: a[s] += sum over kx of xs[s + kx] * w[kx] (w: K channel vectors).
+template <int K, int WS>
+static inline __attribute__((always_inline)) void dw_taps(const S::v* xs, const float* w, S::v* a) {
+#pragma GCC unroll 8
+  for (int kx = 0; kx < K; ++kx) {
+    const S::v wk = S::load(w + kx * S::W);
+#pragma GCC unroll 16
+    for (int s = 0; s < WS; ++s) a[s] = S::fma(xs[s + kx], wk, a[s]);
+  }
+}
+
 // out[s] = b0 + sum_ky,kx rows[ky][x0+s+kx] * wb[ky*K+kx], s < WS.
 template <int KK, int WS>
 static inline __attribute__((always_inline)) void dw_ring_strip(const float* const* rows, const float* wb, S::v b0, i64 x0,
@@ -117,12 +128,7 @@ static inline __attribute__((always_inline)) void dw_ring_strip(const float* con
     S::v xs[WS + K - 1];
 #pragma GCC unroll 24
     for (int i = 0; i < WS + K - 1; ++i) xs[i] = S::load(r + i * S::W);
-#pragma GCC unroll 8
-    for (int kx = 0; kx < K; ++kx) {
-      const S::v wk = S::load(wb + (ky * K + kx) * S::W);
-#pragma GCC unroll 16
-      for (int s = 0; s < WS; ++s) a[s] = S::fma(xs[s + kx], wk, a[s]);
-    }
+    dw_taps<K, WS>(xs, wb + ky * K * S::W, a);
   }
 #pragma GCC unroll 16
   for (int s = 0; s < WS; ++s) out[s] = a[s];
@@ -145,6 +151,7 @@ static inline __attribute__((always_inline)) void dw_ring_strip2(const float* co
     S::v xs[WS + K - 1];
 #pragma GCC unroll 24
     for (int i = 0; i < WS + K - 1; ++i) xs[i] = S::load(r + i * S::W);
+    // Both output rows' taps interleaved per kx: 2 x WS independent accumulator chains.
 #pragma GCC unroll 8
     for (int kx = 0; kx < K; ++kx) {
       if (iy < K) {
@@ -498,12 +505,7 @@ static inline __attribute__((always_inline)) void dwr_fwd_strip(const float* con
     S::v xs[WS + K - 1];
 #pragma GCC unroll 24
     for (int i = 0; i < WS + K - 1; ++i) xs[i] = FULL ? S::load(pr[i] + cb) : S::load_n(pr[i] + cb, nl);
-#pragma GCC unroll 8
-    for (int kx = 0; kx < K; ++kx) {
-      const S::v wk = S::load(wp + (ky * K + kx) * S::W);
-#pragma GCC unroll 16
-      for (int s = 0; s < WS; ++s) a[s] = S::fma(xs[s + kx], wk, a[s]);
-    }
+    dw_taps<K, WS>(xs, wp + ky * K * S::W, a);
   }
 #pragma GCC unroll 16
   for (int s = 0; s < WS; ++s) out[s] = a[s];

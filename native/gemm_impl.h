@@ -350,6 +350,29 @@ static void pack_a_scaled(const GemmCall& g, i64 ir, int mr, i64 pc, i64 kc, flo
   }
 }
 
+// Points the tile at rows [ir, ir + mr), columns [pc, pc + kc) of op(A): in place, or packed
+// into apack (MR x kc) when A is transposed (k-major: rows stored K x M with a large, often
+// power-of-two-like stride would fight over few L1 sets) or scaled per row group.
+static inline void tile_a(const GemmCall& g, i64 ir, int mr, i64 pc, i64 kc, float* apack, Tile& t) {
+  if (g.transA) {
+    const float* src = g.A + pc * g.lda + ir;
+    for (i64 k = 0; k < kc; ++k)
+      for (int r = 0; r < mr; r += S::W) {
+        const int n = mr - r < S::W ? mr - r : S::W;
+        S::store_n(apack + k * MR + r, S::load_n(src + k * g.lda + r, n), n);
+      }
+    t.a = apack;
+    t.lda = MR;
+  } else if (g.ascale) {
+    pack_a_scaled(g, ir, mr, pc, kc, apack);
+    t.a = apack;
+    t.lda = kc;
+  } else {
+    t.a = g.A + ir * g.lda + pc;
+    t.lda = g.lda;
+  }
+}
+
 // Computes out[m0:m1, n0:n1] (stride ldo) = op(A)[m0:m1, k0:k1] . op(B)[k0:k1, n0:n1]
 // (+ out if accum), with the GEMM's epilogue when epi. Single-threaded.
 static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0, i64 k1,
@@ -388,24 +411,7 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
       t.final = epi && kb == nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
-        if (g.transA) {
-          // Copy the k-major A panel contiguously: rows of A stored K x M with a large
-          // (often power-of-two-like) stride would fight over few L1 sets.
-          const float* src = g.A + pc * g.lda + ir;
-          for (i64 k = 0; k < kc; ++k)
-            for (int r = 0; r < mr; r += S::W) {
-              const int n = mr - r < S::W ? mr - r : S::W;
-              S::store_n(apack + k * MR + r, S::load_n(src + k * g.lda + r, n), n);
-            }
-          t.a = apack;
-          t.lda = MR;
-        } else if (g.ascale) {
-          pack_a_scaled(g, ir, mr, pc, kc, apack);
-          t.a = apack;
-          t.lda = kc;
-        } else {
-          t.a = g.A + ir * g.lda + pc;
-        }
+        tile_a(g, ir, mr, pc, kc, apack, t);
         // Virtual columns [jc - ld, jc + nc): the first ld are masked off.
         for (i64 jr = 0; jr < nc + ld; jr += NR) {
           const i64 nr = nc + ld - jr < NR ? nc + ld - jr : NR;
@@ -496,22 +502,7 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
       t.final = kb == pb.nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
-        if (g.transA) {
-          const float* src = g.A + pc * g.lda + ir;
-          for (i64 k = 0; k < kc; ++k)
-            for (int r = 0; r < mr; r += S::W) {
-              const int n = mr - r < S::W ? mr - r : S::W;
-              S::store_n(apack + k * MR + r, S::load_n(src + k * g.lda + r, n), n);
-            }
-          t.a = apack;
-          t.lda = MR;
-        } else if (g.ascale) {
-          pack_a_scaled(g, ir, mr, pc, kc, apack);
-          t.a = apack;
-          t.lda = kc;
-        } else {
-          t.a = g.A + ir * g.lda + pc;
-        }
+        tile_a(g, ir, mr, pc, kc, apack, t);
         for (i64 p = pg; p < pe; ++p) {
           const i64 col = p * NR - pb.lead;
           const int skip = col < 0 ? (int)-col : 0;
