@@ -26,3 +26,12 @@ export function tensor(shape: number[], data?: Float32Array): Tensor {
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
+
+/** Bit-exact equality of float32 arrays (NaN payloads and -0 included). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}

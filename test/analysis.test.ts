@@ -23,7 +23,7 @@ import { exportCheckpoint, loadCheckpoint, saveCheckpoint } from '../src/io/chec
 import { readSafetensors } from '../src/io/safetensors.js';
 import { FCMAE } from '../src/fcmae/fcmae.js';
 import { exportOnnx } from '../src/io/onnx.js';
-import { relErr } from './helpers.js';
+import { assertFiniteDifferences, dot64, relErr } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-analysis-'));
@@ -109,12 +109,6 @@ test('class selectivity: one class only -> 1, every class alike -> 0, silent -> 
 
 // --- ConvNeXt V1 blocks -------------------------------------------------------------------
 
-function dot64(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}
-
 test('a V1 block (LayerScale, no GRN), with and without drop path, matches finite differences', () => {
   const N = 2, H = 4, W = 5, C = 4;
   const sh = new Arena();
@@ -141,22 +135,8 @@ test('a V1 block (LayerScale, no GRN), with and without drop path, matches finit
     for (const p of ps.values()) p.grad.fill(0);
     const dx = blk.backward(ref, Float32Array.from(R), sh);
     const L = () => dot64(run(false), R);
-    const eps = 1e-2;
     const targets: [string, Float32Array, Float32Array][] = [['input', x, Float32Array.from(dx)], ...[...ps.values()].map((p) => [p.name, p.data, p.grad] as [string, Float32Array, Float32Array])];
-    for (const [name, arr, grad] of targets) {
-      let maxAbs = 0;
-      for (const g of grad) maxAbs = Math.max(maxAbs, Math.abs(g));
-      for (let c = 0; c < 6; c++) {
-        const i = rng.int(arr.length);
-        const old = arr[i];
-        arr[i] = old + eps; const lp = L();
-        arr[i] = old - eps; const lm = L();
-        arr[i] = old;
-        const num = (lp - lm) / (2 * eps);
-        const err = Math.abs(num - grad[i]) / Math.max(maxAbs, 1e-3);
-        assert.ok(err < 2e-2, `V1 dropPath=${dropPath} d/d${name}[${i}]: numeric ${num} vs analytic ${grad[i]} (rel ${err.toExponential(2)})`);
-      }
-    }
+    assertFiniteDifferences(`V1 dropPath=${dropPath}`, targets, L, (n) => rng.int(n), { count: 6 });
   }
 });
 

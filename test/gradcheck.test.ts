@@ -14,6 +14,7 @@ import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/rng.js';
 import { Arena } from '../src/nn/arena.js';
+import { assertFiniteDifferences, dot64 } from './helpers.js';
 
 const sh = new Arena();
 const B = (cache: boolean) => ({ shared: sh, cache });
@@ -27,12 +28,6 @@ const param = (name: string, shape: number[], s = 0.5, offset = 0) => {
   return p;
 };
 
-function dot64(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}
-
 /**
  * run(cache) computes the layer output; back(R) runs backward with dy = R and returns the
  * input gradient. Checks `count` random coordinates of the input and of each parameter.
@@ -45,21 +40,7 @@ function check(name: string, x: Float32Array, params: Param[], run: (cache: bool
   const dx = back(R);
   const L = () => dot64(run(false), R);
   const targets: [string, Float32Array, Float32Array | null][] = [['input', x, dx], ...params.map((p) => [p.name, p.data, p.grad] as [string, Float32Array, Float32Array])];
-  for (const [tn, arr, grad] of targets) {
-    if (!grad) continue;
-    let maxAbs = 0;
-    for (const g of grad) maxAbs = Math.max(maxAbs, Math.abs(g));
-    for (let c = 0; c < count; c++) {
-      const i = rng.int(arr.length);
-      const old = arr[i];
-      arr[i] = old + eps; const lp = L();
-      arr[i] = old - eps; const lm = L();
-      arr[i] = old;
-      const num = (lp - lm) / (2 * eps);
-      const err = Math.abs(num - grad[i]) / Math.max(maxAbs, 1e-3);
-      assert.ok(err < tol, `${name} d/d${tn}[${i}]: numeric ${num} vs analytic ${grad[i]} (rel ${err.toExponential(2)})`);
-    }
-  }
+  assertFiniteDifferences(name, targets, L, (n) => rng.int(n), { eps, tol, count });
 }
 
 test('Linear and Linear+GELU backward match finite differences', () => {

@@ -9,7 +9,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConvNextError } from '../src/errors.js';
 import { exportCheckpoint, loadCheckpoint, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { applyFcmaeTransform, mapFcmaeNames, toSparseKernel } from '../src/io/fcmae.js';
 import { exportOnnx, onnxRoot } from '../src/io/onnx.js';
@@ -18,11 +17,9 @@ import { writeTorchCheckpoint } from '../src/io/torch.js';
 import { openZipBuffer, ZipWriter } from '../src/io/zip.js';
 import { makeConfig } from '../src/model/config.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
-import { relErr } from './helpers.js';
+import { assertOneLineError, assertSameTensor, bits, REF, relErr, SMALL_TIMM, smallTimmParams } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const REF = path.join(ROOT, 'test', 'fixtures', 'reference');
-const SMALL_TIMM = path.join(REF, 'small_timm.safetensors');
 const SMALL_PT = path.join(REF, 'small_official.pt');
 const HF_DIR = path.join(REF, 'small_hf');
 const FCMAE_PT = path.join(REF, 'fcmae_small_official.pt');
@@ -33,34 +30,6 @@ before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'convnextv2-interop-'
 after(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
 
 const ref = readSafetensors(SMALL_TIMM);
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
-
-function assertSameTensor(actual: TensorData | undefined, expected: TensorData, name: string): void {
-  assert.ok(actual, `${name} missing`);
-  assert.deepEqual(actual.shape, expected.shape, `${name} shape`);
-  assert.deepEqual(bits(actual.data), bits(expected.data), `${name} values`);
-}
-
-function assertOneLineError(fn: () => unknown, ...patterns: RegExp[]): string {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof ConvNextError, `expected a ConvNextError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
-  assert.ok(!/[\r\n]/.test(caught.message), `message is not one line: ${caught.message}`);
-  for (const p of patterns) assert.match(caught.message, p);
-  return caught.message;
-}
-
-/** The timm parameters of small_timm (no `param.` prefix). */
-function smallTimmParams(): Map<string, TensorData> {
-  return new Map([...ref].filter(([k]) => k.startsWith('param.')).map(([k, t]) => [k.slice('param.'.length), t]));
-}
 
 function logitsOf(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Float32Array {
   const m = new ConvNeXtV2(ck.config);

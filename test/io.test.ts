@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConvNextError } from '../src/errors.js';
 import { paramSpecs } from '../src/model/config.js';
 import { Rng } from '../src/rng.js';
@@ -19,47 +18,13 @@ import {
   toCanonical, toOfficialNames, toTimmNames, toHfNames, loadCheckpoint, saveCheckpoint,
   exportCheckpoint, detectNaming, planCanonical, type StateDict,
 } from '../src/io/checkpoint.js';
+import { assertOneLineError, assertSameTensor, bits, REF, SMALL_TIMM, smallTimmParams } from './helpers.js';
 
-const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'reference');
-const SMALL_TIMM = path.join(REF, 'small_timm.safetensors');
 const HF_DIR = path.join(REF, 'small_hf');
 
 let tmp = '';
 before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'convnextv2-io-')); });
 after(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
-
-/** Bit patterns of a float32 array, so NaN payloads and -0 compare exactly. */
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
-
-function assertSameTensor(actual: TensorData | undefined, expected: TensorData, name: string): void {
-  assert.ok(actual, `${name} missing`);
-  assert.deepEqual(actual.shape, expected.shape, `${name} shape`);
-  assert.deepEqual(bits(actual.data), bits(expected.data), `${name} values`);
-}
-
-/** Asserts that `fn` throws a one-line ConvNextError whose message matches every pattern. */
-function assertOneLineError(fn: () => unknown, ...patterns: RegExp[]): string {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof ConvNextError, `expected a ConvNextError, got ${String(caught)}`);
-  const msg = caught.message;
-  assert.ok(!/[\r\n]/.test(msg), `message is not one line: ${JSON.stringify(msg)}`);
-  for (const p of patterns) assert.match(msg, p);
-  return msg;
-}
-
-/** The canonical (timm) parameters of small_timm, without the `param.` prefix. */
-function smallTimmParams(): StateDict {
-  const out: StateDict = new Map();
-  for (const [k, t] of readSafetensors(SMALL_TIMM)) if (k.startsWith('param.')) out.set(k.slice('param.'.length), t);
-  return out;
-}
 
 /** A safetensors file from a hand-written header and data section. */
 function rawFile(header: unknown, data: Uint8Array, pad = true): Buffer {

@@ -14,6 +14,8 @@ import {
 } from '../src/io/torch.js';
 import { isPickleRecord, isTuple, makeRecord, PickleWriter, unpickle, type PickleValue } from '../src/io/pickle.js';
 import { openZipBuffer, ZipWriter, crc32 } from '../src/io/zip.js';
+import { sameBits } from '../src/tensor.js';
+import { assertOneLineError } from './helpers.js';
 
 const FIX = new URL('./fixtures/reference/', import.meta.url).pathname;
 const SMALL_PT = FIX + 'small_official.pt';
@@ -21,29 +23,6 @@ const FCMAE_PT = FIX + 'fcmae_small_official.pt';
 
 function tmpDir(): string {
   return fs.mkdtempSync(nodePath.join(os.tmpdir(), 'convnextv2-torch-'));
-}
-
-/** Asserts `f` throws a one-line ConvNextError whose message matches `re`. */
-function throwsOneLine(f: () => unknown, re: RegExp): string {
-  let caught: unknown;
-  try {
-    f();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof ConvNextError, `expected a ConvNextError, got ${caught instanceof Error ? `${caught.name}: ${caught.message}` : String(caught)}`);
-  assert.ok(!/[\r\n]/.test(caught.message), `message is not one line: ${caught.message}`);
-  assert.match(caught.message, re);
-  return caught.message;
-}
-
-/** Bit-exact equality of float32 arrays (NaN patterns included). */
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
 }
 
 /** Builds a zip in memory with ZipWriter. */
@@ -219,8 +198,8 @@ test('findStateDict: key choice and clear errors', () => {
   const both = new Map<PickleValue, PickleValue>([['model', sd], ['model_ema', new Map<PickleValue, PickleValue>([['v', t]])]]);
   assert.ok(findStateDict(both).has('w'));
   assert.ok(findStateDict(both, 'model_ema').has('v'));
-  throwsOneLine(() => findStateDict(both, 'nope', 'x.pt'), /^x\.pt: no key "nope" \(keys: "model", "model_ema"\)$/);
-  throwsOneLine(() => findStateDict(new Map<PickleValue, PickleValue>([['epoch', 3]]), undefined, 'y.pt'), /^y\.pt: no state dict of tensors/);
+  assertOneLineError(() => findStateDict(both, 'nope', 'x.pt'), /^x\.pt: no key "nope" \(keys: "model", "model_ema"\)$/);
+  assertOneLineError(() => findStateDict(new Map<PickleValue, PickleValue>([['epoch', 3]]), undefined, 'y.pt'), /^y\.pt: no state dict of tensors/);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -332,9 +311,9 @@ test('writer: refuses cycles, bad shapes and dangerous record classes; failures 
     const p = nodePath.join(dir, 'bad.pt');
     const cyc: TorchWritable[] = [];
     cyc.push(cyc);
-    throwsOneLine(() => writeTorchCheckpoint(p, cyc), /cycle/);
-    throwsOneLine(() => writeTorchCheckpoint(p, { model: new Map([['w', { shape: [2, 2], data: new Float32Array(3) }]]) }), /shape \[2,2\] has 3 values/);
-    throwsOneLine(() => writeTorchCheckpoint(p, { r: makeRecord('os.system') }), /cannot be written/);
+    assertOneLineError(() => writeTorchCheckpoint(p, cyc), /cycle/);
+    assertOneLineError(() => writeTorchCheckpoint(p, { model: new Map([['w', { shape: [2, 2], data: new Float32Array(3) }]]) }), /shape \[2,2\] has 3 values/);
+    assertOneLineError(() => writeTorchCheckpoint(p, { r: makeRecord('os.system') }), /cannot be written/);
     assert.deepEqual(fs.readdirSync(dir), []);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -435,12 +414,12 @@ test('zip: zip64 records and extra fields written and read back (forced with a l
     assert.equal(e.crc32, crc32(entries[i][1]));
   }
   assert.deepEqual([...z.readRange(z.entries[1], 295, 5)], [7, 7, 7, 7, 7]);
-  throwsOneLine(() => z.readRange(z.entries[1], 299, 5), /bytes \[299, 304\) requested, it has 300/);
+  assertOneLineError(() => z.readRange(z.entries[1], 299, 5), /bytes \[299, 304\) requested, it has 300/);
   // A corrupted byte is caught by the CRC check, not by a read without it.
   const bad = bytes.slice();
   bad[z.entries[0].dataOffset] ^= 1;
   const zb = openZipBuffer(bad, 'bad.zip');
-  throwsOneLine(() => zb.read(zb.entries[0]), /^bad\.zip: entry archive\/a: CRC-32 mismatch/);
+  assertOneLineError(() => zb.read(zb.entries[0]), /^bad\.zip: entry archive\/a: CRC-32 mismatch/);
   assert.equal(zb.read(zb.entries[0], { verifyCrc: false }).length, 5);
 });
 
@@ -464,9 +443,9 @@ test('hostile: os.system via GLOBAL + REDUCE is refused when GLOBAL is read, not
     const pkl = bytesLit(`\x80\x02cos\nsystem\nX${String.fromCharCode(cmd.length, 0, 0, 0)}${cmd}\x85R.`);
     const file = nodePath.join(dir, 'evil.pt');
     fs.writeFileSync(file, withPickle(pkl));
-    const msg = throwsOneLine(() => readTorchCheckpoint(file), /evil\.pt: data\.pkl: refused global os\.system: could run code \(at byte 2\)$/);
+    const msg = assertOneLineError(() => readTorchCheckpoint(file), /evil\.pt: data\.pkl: refused global os\.system: could run code \(at byte 2\)$/);
     assert.ok(msg.length < 300);
-    throwsOneLine(() => unpickle(pkl), /^pickle: refused global os\.system/);
+    assertOneLineError(() => unpickle(pkl), /^pickle: refused global os\.system/);
     assert.ok(!fs.existsSync(marker), 'the command ran');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -497,7 +476,7 @@ test('hostile: builtins.eval, __builtin__.eval, posix.system via STACK_GLOBAL, a
     ['\x80\x02cinspect\ngetmembers\n)R.', /refused global inspect\.getmembers/],
   ];
   for (const [s, re] of cases) {
-    throwsOneLine(() => readTorchCheckpointBuffer(withPickle(bytesLit(s)), 'evil.pt'), re);
+    assertOneLineError(() => readTorchCheckpointBuffer(withPickle(bytesLit(s)), 'evil.pt'), re);
   }
   // NEWOBJ of a benign class gives an inert record; nothing is called.
   const rec = unpickle(bytesLit('\x80\x02cmyproj.config\nConfig\n)\x81}X\x01\x00\x00\x00aK\x05sb.'));
@@ -527,55 +506,55 @@ test('hostile: bounds on pickle lengths, memo, stack and marks', () => {
     ['\x80\x02\xff', /invalid opcode 0xff/],
     ['\x80\x02)K\x01a.', /APPEND on a tuple, not a list/],
   ];
-  for (const [s, re] of cases) throwsOneLine(() => unpickle(bytesLit(s), { source: 'p' }), re);
-  throwsOneLine(() => unpickle(new Uint8Array(70000).fill(0x28)), /marks nested over 65536 deep/);
-  throwsOneLine(() => unpickle(bytesLit('\x80\x02' + 'N'.repeat(100) + '.'), { maxStack: 50 }), /stack over 50 entries/);
+  for (const [s, re] of cases) assertOneLineError(() => unpickle(bytesLit(s), { source: 'p' }), re);
+  assertOneLineError(() => unpickle(new Uint8Array(70000).fill(0x28)), /marks nested over 65536 deep/);
+  assertOneLineError(() => unpickle(bytesLit('\x80\x02' + 'N'.repeat(100) + '.'), { maxStack: 50 }), /stack over 50 entries/);
   const memo = new PickleWriter();
   memo.emptyList();
   for (let i = 0; i < 20; i++) memo.memoize();
-  throwsOneLine(() => unpickle(memo.finish(), { maxMemo: 10 }), /memo over 10 entries/);
+  assertOneLineError(() => unpickle(memo.finish(), { maxMemo: 10 }), /memo over 10 entries/);
 });
 
 test('hostile: missing storage, short storage, bad persistent ids, views past the budget', () => {
   const small = fs.readFileSync(SMALL_PT);
-  throwsOneLine(() => readTorchCheckpointBuffer(rezip(small, (n, d) => (n === 'archive/data/5' ? null : d)), 'm.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(rezip(small, (n, d) => (n === 'archive/data/5' ? null : d)), 'm.pt'),
     /^m\.pt: storage data\/5 is missing from the archive$/);
-  throwsOneLine(() => readTorchCheckpointBuffer(rezip(small, (n, d) => (n === 'archive/data/3' ? d.subarray(0, 40) : d)), 's.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(rezip(small, (n, d) => (n === 'archive/data/3' ? d.subarray(0, 40) : d)), 's.pt'),
     /^s\.pt: storage data\/3 has 40 bytes, tensor needs 64 \(shape \[16\], offset 0, float32\)/);
   const one = [['f', bytesOf(Float32Array.from([1]))]] as const;
   const view = (v: Partial<ViewSpec>): Uint8Array => archive(viewsPickle([['t', { type: 'FloatStorage', key: 'f', numel: 1, size: [1], stride: [1], ...v }]]), one);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ size: [2] }), 'v.pt'), /storage data\/f has 4 bytes, tensor needs 8/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ offset: 1 }), 'v.pt'), /tensor needs 8/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ size: [60000, 60000], stride: [0, 0] }), 'v.pt'), /more than twice the storage bytes/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ size: [2 ** 20, 2 ** 20, 2 ** 20], stride: [0, 0, 0] }), 'v.pt'), /more than 4294967295 elements/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ size: [2], stride: [2 ** 50] }), 'v.pt'), /tensor needs|reaches past/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ size: [1, 2], stride: [1] }), 'v.pt'), /size has 2 dimensions but stride 1/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ numel: 5 }), 'v.pt'), /declares 5 float32 elements \(20 bytes\)/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ key: '../x' }), 'v.pt'), /storage key is not a plain name/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ type: 'ComplexFloatStorage' }), 'v.pt'), /torch\.ComplexFloatStorage is not supported/);
-  throwsOneLine(() => readTorchCheckpointBuffer(view({ v3: 'complex64', type: 'UntypedStorage' }), 'v.pt'), /dtype torch\.complex64 are not supported/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ size: [2] }), 'v.pt'), /storage data\/f has 4 bytes, tensor needs 8/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ offset: 1 }), 'v.pt'), /tensor needs 8/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ size: [60000, 60000], stride: [0, 0] }), 'v.pt'), /more than twice the storage bytes/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ size: [2 ** 20, 2 ** 20, 2 ** 20], stride: [0, 0, 0] }), 'v.pt'), /more than 4294967295 elements/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ size: [2], stride: [2 ** 50] }), 'v.pt'), /tensor needs|reaches past/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ size: [1, 2], stride: [1] }), 'v.pt'), /size has 2 dimensions but stride 1/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ numel: 5 }), 'v.pt'), /declares 5 float32 elements \(20 bytes\)/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ key: '../x' }), 'v.pt'), /storage key is not a plain name/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ type: 'ComplexFloatStorage' }), 'v.pt'), /torch\.ComplexFloatStorage is not supported/);
+  assertOneLineError(() => readTorchCheckpointBuffer(view({ v3: 'complex64', type: 'UntypedStorage' }), 'v.pt'), /dtype torch\.complex64 are not supported/);
 });
 
 test('hostile: truncated zips, central directory out of bounds or of 1 TB, overlapping entries', () => {
   const small = fs.readFileSync(SMALL_PT);
   const before = process.memoryUsage().arrayBuffers;
   for (const cut of [1, 4, 21, 22, 100, 10000, small.length >> 1, small.length - 200, small.length - 98, small.length - 60, small.length - 23, small.length - 1]) {
-    throwsOneLine(() => readTorchCheckpointBuffer(small.subarray(0, cut), `cut${cut}.pt`), new RegExp(`^cut${cut}\\.pt: `));
+    assertOneLineError(() => readTorchCheckpointBuffer(small.subarray(0, cut), `cut${cut}.pt`), new RegExp(`^cut${cut}\\.pt: `));
   }
   const eocd = small.length - 22;
   const z64 = small.length - 22 - 20 - 56;
   assert.equal(small.readUInt32LE(eocd), 0x06054b50);
   assert.equal(small.readUInt32LE(z64), 0x06064b50);
   const patch = (f: (b: Buffer) => void): Buffer => { const b = Buffer.from(small); f(b); return b; };
-  throwsOneLine(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 40n, z64 + 40)), 'tb.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 40n, z64 + 40)), 'tb.pt'),
     /^tb\.pt: central directory of 1099511627776 bytes at offset \d+ runs past the end/);
-  throwsOneLine(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(BigInt(small.length + 1000), z64 + 48)), 'off.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(BigInt(small.length + 1000), z64 + 48)), 'off.pt'),
     /central directory offset \d+ is past the end/);
-  throwsOneLine(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 63n, z64 + 48)), 'off.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 63n, z64 + 48)), 'off.pt'),
     /central directory offset over 2\^53 is past the end/);
-  throwsOneLine(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 40n, z64 + 32)), 'n.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 40n, z64 + 32)), 'n.pt'),
     /entries on this disk|over the limit/);
-  throwsOneLine(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 50n, small.length - 42 + 8)), 'loc.pt'),
+  assertOneLineError(() => readTorchCheckpointBuffer(patch((b) => b.writeBigUInt64LE(2n ** 50n, small.length - 42 + 8)), 'loc.pt'),
     /zip64 end-of-central-directory offset \d+ is outside the file/);
   // A classic zip (no zip64 records) claiming a central directory past the end / of ~4 GB.
   const classic = zipOf([['archive/data.pkl', bytesLit('\x80\x02N.')]]);
@@ -583,25 +562,25 @@ test('hostile: truncated zips, central directory out of bounds or of 1 TB, overl
   assert.equal(plain.readUInt32LE(plain.length - 22), 0x06054b50);
   const p2 = Buffer.from(plain);
   p2.writeUInt32LE(0xfffffff0, p2.length - 22 + 12);
-  throwsOneLine(() => readTorchCheckpointBuffer(p2, 'c.pt'), /central directory of 4294967280 bytes at offset \d+ runs past/);
+  assertOneLineError(() => readTorchCheckpointBuffer(p2, 'c.pt'), /central directory of 4294967280 bytes at offset \d+ runs past/);
   const p3 = Buffer.from(plain);
   p3.writeUInt32LE(0xfffff000, p3.length - 22 + 16);
-  throwsOneLine(() => readTorchCheckpointBuffer(p3, 'c.pt'), /central directory offset 4294963200 is past the end/);
+  assertOneLineError(() => readTorchCheckpointBuffer(p3, 'c.pt'), /central directory offset 4294963200 is past the end/);
   // Local header offset past the directory; entry sizes beyond the data.
   const cd = plain.readUInt32LE(plain.length - 22 + 16);
   const p4 = Buffer.from(plain);
   p4.writeUInt32LE(0x7ffffff0, cd + 42);
-  throwsOneLine(() => readTorchCheckpointBuffer(p4, 'c.pt'), /local header offset 2147483632 is past the start of the central directory/);
+  assertOneLineError(() => readTorchCheckpointBuffer(p4, 'c.pt'), /local header offset 2147483632 is past the start of the central directory/);
   const p5 = Buffer.from(plain);
   p5.writeUInt32LE(0x7ffffff0, cd + 20);
   p5.writeUInt32LE(0x7ffffff0, cd + 24);
-  throwsOneLine(() => readTorchCheckpointBuffer(p5, 'c.pt'), /compressed size 2147483632 is larger than the archive data/);
+  assertOneLineError(() => readTorchCheckpointBuffer(p5, 'c.pt'), /compressed size 2147483632 is larger than the archive data/);
   // Two directory entries pointing at the same data.
   const two = zipOf([['archive/data.pkl', bytesLit('\x80\x02N.')], ['archive/x', text('x')]]);
   const cd2 = two.length - 22 - 20 - 56 - (46 + 'archive/x'.length) - (46 + 'archive/data.pkl'.length);
   const t2 = Buffer.from(two);
   t2.writeUInt32LE(0, cd2 + 46 + 'archive/data.pkl'.length + 42);
-  throwsOneLine(() => readTorchCheckpointBuffer(t2, 'o.pt'), /bad local header|differs|overlap/);
+  assertOneLineError(() => readTorchCheckpointBuffer(t2, 'o.pt'), /bad local header|differs|overlap/);
   // Nothing of the claimed sizes was allocated (the fixtures and patched copies are ~1 MB each).
   assert.ok(process.memoryUsage().arrayBuffers - before < 256 * 1024 * 1024);
 });
@@ -611,20 +590,20 @@ test('hostile: legacy, empty, non-zip, TorchScript, directory and missing files'
   try {
     const legacy = nodePath.join(dir, 'legacy.pt');
     fs.writeFileSync(legacy, bytesLit('\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.'));
-    throwsOneLine(() => readTorchCheckpoint(legacy), /^.*legacy\.pt: legacy torch\.save format is not supported, re-save with torch\.save in PyTorch >= 1\.6$/);
+    assertOneLineError(() => readTorchCheckpoint(legacy), /^.*legacy\.pt: legacy torch\.save format is not supported, re-save with torch\.save in PyTorch >= 1\.6$/);
     const empty = nodePath.join(dir, 'empty.pt');
     fs.writeFileSync(empty, '');
-    throwsOneLine(() => readTorchCheckpoint(empty), /empty\.pt: empty file, not a PyTorch checkpoint$/);
+    assertOneLineError(() => readTorchCheckpoint(empty), /empty\.pt: empty file, not a PyTorch checkpoint$/);
     const txt = nodePath.join(dir, 'notes.pt');
     fs.writeFileSync(txt, 'hello world, not a checkpoint');
-    throwsOneLine(() => readTorchCheckpoint(txt), /notes\.pt: not a PyTorch checkpoint \(no zip signature/);
-    throwsOneLine(() => readTorchCheckpoint(nodePath.join(dir, 'absent.pt')), /absent\.pt: no such file$/);
-    throwsOneLine(() => readTorchCheckpoint(dir), /is a directory/);
+    assertOneLineError(() => readTorchCheckpoint(txt), /notes\.pt: not a PyTorch checkpoint \(no zip signature/);
+    assertOneLineError(() => readTorchCheckpoint(nodePath.join(dir, 'absent.pt')), /absent\.pt: no such file$/);
+    assertOneLineError(() => readTorchCheckpoint(dir), /is a directory/);
     const ts = zipOf([['m/constants.pkl', bytesLit('\x80\x02).')], ['m/code/m.py', text('x')], ['m/version', text('3')]]);
-    throwsOneLine(() => readTorchCheckpointBuffer(ts, 'script.pt'), /TorchScript archive/);
-    throwsOneLine(() => readTorchCheckpointBuffer(zipOf([['flat.pkl', bytesLit('\x80\x02N.')]]), 'flat.pt'), /is not in a folder/);
-    throwsOneLine(() => readTorchCheckpointBuffer(zipOf([['a/other', text('x')]]), 'nopkl.pt'), /no a\/data\.pkl in the archive/);
-    throwsOneLine(() => readTorchCheckpointBuffer(zipOf([['a/data.pkl', bytesLit('\x80\x02N.')], ['a/byteorder', text('middle')]]), 'bo.pt'), /says "middle", expected "little" or "big"/);
+    assertOneLineError(() => readTorchCheckpointBuffer(ts, 'script.pt'), /TorchScript archive/);
+    assertOneLineError(() => readTorchCheckpointBuffer(zipOf([['flat.pkl', bytesLit('\x80\x02N.')]]), 'flat.pt'), /is not in a folder/);
+    assertOneLineError(() => readTorchCheckpointBuffer(zipOf([['a/other', text('x')]]), 'nopkl.pt'), /no a\/data\.pkl in the archive/);
+    assertOneLineError(() => readTorchCheckpointBuffer(zipOf([['a/data.pkl', bytesLit('\x80\x02N.')], ['a/byteorder', text('middle')]]), 'bo.pt'), /says "middle", expected "little" or "big"/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

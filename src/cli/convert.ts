@@ -17,6 +17,7 @@ import { exportCheckpoint, loadCheckpoint, saveCheckpoint, timmUsesConvMlp, type
 import { FCMAE_PREFIX } from '../io/fcmae.js';
 import { exportOnnx } from '../io/onnx.js';
 import { countParams } from '../model/config.js';
+import { sameBits } from '../tensor.js';
 import type { Command } from './command.js';
 
 const TARGETS = ['ours', 'timm', 'hf', 'official', 'onnx'] as const;
@@ -26,14 +27,6 @@ function describe(ck: LoadedCheckpoint): string {
   const c = ck.config;
   const arch = ck.modelName ?? `depths [${c.depths.join(',')}] dims [${c.dims.join(',')}]`;
   return `${arch}, ${countParams(c).toLocaleString('en-US')} parameters, ${c.numClasses > 0 ? `${c.numClasses} classes` : 'backbone (no head)'}`;
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
 }
 
 /** Reads `out` back and checks that it holds exactly `ck`'s weights (and FCMAE extras). */
