@@ -580,22 +580,30 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
 
 // ---- configuration ----
 
-bool set_isa(Napi::Env env, const std::string& name) {
+// The paths usable here, best first, as "avx2, portable".
+std::string supported_list() {
+  std::string out;
+  for (cnx::Isa isa : {cnx::ISA_AVX512, cnx::ISA_AVX2, cnx::ISA_PORTABLE})
+    if (cnx::kernel_table(isa)) out += std::string(out.empty() ? "" : ", ") + cnx::isa_name(isa);
+  return out;
+}
+
+// Switches the active path; returns why it cannot (empty on success: the path is entered only then).
+std::string set_isa(const std::string& name) {
   cnx::Isa isa;
-  if (!cnx::isa_from_name(name.c_str(), &isa)) {
-    Napi::Error::New(env, "unknown ISA '" + name + "' (expected avx512, avx2 or portable)")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
+  if (!cnx::isa_from_name(name.c_str(), &isa))
+    return "unknown ISA '" + name + "' (expected avx512, avx2 or portable)";
+  if (!cnx::isa_compiled(isa))
+    return "ISA '" + name + "' is not compiled into this build (supported: " + supported_list() + ")";
   const cnx::KernelTable* t = cnx::kernel_table(isa);
-  if (!t || !cnx::cpu_supports(isa)) {
-    Napi::Error::New(env, "ISA '" + name + "' is not supported on this CPU or build")
-        .ThrowAsJavaScriptException();
-    return false;
+  if (!t) {
+    const char* brand = cnx::cpu_id().brand;
+    return "ISA '" + name + "' is not supported by this CPU (" + (*brand ? brand : "unknown CPU") +
+           "; supported: " + supported_list() + ")";
   }
   g_table = t;
   g_isa = isa;
-  return true;
+  return "";
 }
 
 Napi::Value SetIsa(const Napi::CallbackInfo& info) {
@@ -603,7 +611,8 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(info.Env(), "setIsa: name must be a string").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  set_isa(info.Env(), info[0].As<Napi::String>().Utf8Value());
+  const std::string why = set_isa(info[0].As<Napi::String>().Utf8Value());
+  if (!why.empty()) Napi::Error::New(info.Env(), "setIsa: " + why).ThrowAsJavaScriptException();
   return info.Env().Undefined();
 }
 
@@ -614,11 +623,29 @@ Napi::Value GetIsa(const Napi::CallbackInfo& info) {
 Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
   Napi::Array arr = Napi::Array::New(info.Env());
   uint32_t k = 0;
-  const cnx::Isa order[3] = {cnx::ISA_AVX512, cnx::ISA_AVX2, cnx::ISA_PORTABLE};
-  for (cnx::Isa isa : order)
-    if (cnx::kernel_table(isa) && cnx::cpu_supports(isa))
-      arr.Set(k++, Napi::String::New(info.Env(), cnx::isa_name(isa)));
+  for (cnx::Isa isa : {cnx::ISA_AVX512, cnx::ISA_AVX2, cnx::ISA_PORTABLE})
+    if (cnx::kernel_table(isa)) arr.Set(k++, Napi::String::New(info.Env(), cnx::isa_name(isa)));
   return arr;
+}
+
+// cpuInfo(): { vendor, brand, family, model } from cpuid (empty / 0 where there is none).
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  const cnx::CpuId& id = cnx::cpu_id();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("vendor", Napi::String::New(info.Env(), id.vendor));
+  o.Set("brand", Napi::String::New(info.Env(), id.brand));
+  o.Set("family", Napi::Number::New(info.Env(), id.family));
+  o.Set("model", Napi::Number::New(info.Env(), id.model));
+  return o;
+}
+
+// measureClock(seconds): the calling thread's core clock in GHz (0 where it cannot be measured).
+Napi::Value MeasureClock(const Napi::CallbackInfo& info) {
+  Args a(info, "measureClock");
+  const double secs = a.num(0, "seconds");
+  if (a.ok() && !(secs > 0 && secs <= 60)) a.error("seconds must be in (0, 60]");
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(info.Env(), cnx::measure_clock_ghz(secs));
 }
 
 // measurePeak(seconds): GFLOP/s of independent vector FMAs on all pool threads (the
@@ -685,12 +712,22 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  if (!g_table) {
+  // Once per process (worker threads load the addon again): the best path, or CONVNEXTV2_ISA's;
+  // a CONVNEXTV2_ISA that cannot be used fails every load, never falls back silently.
+  static bool initialised = false;
+  static std::string init_error;
+  if (!initialised) {
+    initialised = true;
     g_isa = cnx::cpu_best_isa();
     g_table = cnx::kernel_table(g_isa);
-    if (const char* e = std::getenv("CONVNEXTV2_ISA")) {
-      if (*e && !set_isa(env, e)) return exports;
+    if (const char* e = std::getenv("CONVNEXTV2_ISA"); e && *e) {
+      const std::string why = set_isa(e);
+      if (!why.empty()) init_error = "CONVNEXTV2_ISA: " + why;
     }
+  }
+  if (!init_error.empty()) {
+    Napi::Error::New(env, init_error).ThrowAsJavaScriptException();
+    return exports;
   }
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("colSum", Napi::Function::New(env, ColSum));
@@ -720,6 +757,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("measurePeak", Napi::Function::New(env, MeasurePeak));
+  exports.Set("measureClock", Napi::Function::New(env, MeasureClock));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   return exports;

@@ -1,6 +1,10 @@
-// Builds one kernel table per compiled instruction-set path.
+// Builds one kernel table per compiled instruction-set path. The fill functions live in the
+// per-ISA translation units and are compiled for that ISA (the compiler may use its vector
+// registers even to store the function pointers), so no code of a path runs, table building
+// included, before cpu_supports() has said yes.
 #include <cstring>
 
+#include "cpu.h"
 #include "kernels.h"
 
 namespace cnx {
@@ -21,6 +25,7 @@ KernelTable make(const char* name) {
 }  // namespace
 
 const KernelTable* kernel_table(Isa isa) {
+  if (!cpu_supports(isa)) return nullptr;
   switch (isa) {
     case ISA_PORTABLE: {
       static const KernelTable t = make<portable::fill_gemm, portable::fill_dwconv,
@@ -41,6 +46,14 @@ const KernelTable* kernel_table(Isa isa) {
 #endif
     default: return nullptr;
   }
+}
+
+bool isa_compiled(Isa isa) {
+#if defined(CNX_X86)
+  return isa == ISA_PORTABLE || isa == ISA_AVX2 || isa == ISA_AVX512;
+#else
+  return isa == ISA_PORTABLE;
+#endif
 }
 
 const char* isa_name(Isa isa) {

@@ -84,10 +84,10 @@ struct KernelTable {
                      i64 rowsPerSample, i64 C, float* out);
   void (*adamw)(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1,
                 double beta2, double eps, double wd, double bc1, double bc2);
-  // Machine measurements for `bench` (not model kernels): `iters` x 24 independent vector
-  // FMAs on the calling thread (returns the FLOPs done; a checksum goes to *sink so the loop
-  // is not removed); a threaded vector copy (what a kernel reading and writing n floats once
-  // can reach).
+  // Machine measurements for `bench` (not model kernels): `iters` rounds of independent vector
+  // FMA chains (3/4 of the register file) on the calling thread (returns the FLOPs done; a
+  // checksum goes to *sink so the loop is not removed); a threaded vector copy (what a kernel
+  // reading and writing n floats once can reach).
   double (*fma_burn)(i64 iters, float* sink);
   void (*copy)(const float* src, float* dst, i64 n);
 };
@@ -108,7 +108,11 @@ CNX_DECLARE_FILLS(avx512)
 #undef CNX_DECLARE_FILLS
 
 // dispatch.cc
-const KernelTable* kernel_table(Isa isa);  // null when that path is not compiled in
+// Null when that path is not compiled in or the CPU (or OS) lacks it: the only way to reach a
+// path's code, so nothing built for AVX-512 runs on a CPU without it.
+const KernelTable* kernel_table(Isa isa);
+// True when the path is compiled into this build (whatever the CPU).
+bool isa_compiled(Isa isa);
 const char* isa_name(Isa isa);
 bool isa_from_name(const char* name, Isa* out);
 

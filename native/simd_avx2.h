@@ -3,6 +3,7 @@ struct S {
   typedef __m256 v;
   typedef __m256 m;
   static constexpr int W = 8;
+  static constexpr int REGS = 16;  // vector registers: ymm0-15
   static inline __m256i nmask(int n) {
     alignas(32) static const int32_t tbl[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
                                                 0,  0,  0,  0,  0,  0,  0,  0};

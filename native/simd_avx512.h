@@ -3,6 +3,7 @@ struct S {
   typedef __m512 v;
   typedef __mmask16 m;
   static constexpr int W = 16;
+  static constexpr int REGS = 32;  // vector registers: zmm0-31
   static inline v load(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store(float* p, v x) { _mm512_storeu_ps(p, x); }
   static inline __mmask16 nmask(int n) { return (__mmask16)((1u << n) - 1u); }

@@ -6,6 +6,7 @@ struct S {
   typedef cnx_v4f v;
   typedef cnx_v4i m;
   static constexpr int W = 4;
+  static constexpr int REGS = 16;  // vector registers: the fewest of the targets: xmm0-15 on x86-64 (NEON has 32, wasm locals more)
   static inline v load(const float* p) {
     v r;
     std::memcpy(&r, p, sizeof r);

@@ -5,7 +5,7 @@
  * CONVNEXTV2_DEBUG=1 adds the stack trace.
  */
 import { ConvNextError } from '../errors.js';
-import { setThreads } from '../kernels/index.js';
+import { getKernels, setThreads } from '../kernels/index.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
 import type { Command, CommandContext } from './command.js';
@@ -19,8 +19,9 @@ import { evalCommand } from './eval.js';
 import { predict, embed } from './predict.js';
 import { inspect } from './inspect.js';
 import { analyze } from './analyze.js';
+import { info } from './info.js';
 
-const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze];
+const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze, info];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
@@ -49,6 +50,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(cmd.usage, specs) + '\n');
     return 0;
   }
+  // A CONVNEXTV2_ISA that cannot be used is refused before any work (one line, exit 2).
+  if (process.env.CONVNEXTV2_ISA) getKernels();
   const threads = args.number('threads');
   if (threads !== undefined) {
     if (!Number.isInteger(threads) || threads < 1) throw new ConvNextError('--threads must be a positive integer', 2);

@@ -1,7 +1,10 @@
 /**
  * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
  * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference.
+ * `CONVNEXTV2_ISA` asks for one native path: when that cannot be had (unknown, or the CPU
+ * lacks it) getKernels() throws instead of falling back.
  */
+import { ConvNextError } from '../errors.js';
 import { ReferenceKernels } from './reference.js';
 import type { Kernels } from './types.js';
 
@@ -30,6 +33,9 @@ export function getKernels(): Kernels {
   if (native) {
     cached = native;
   } else {
+    if (process.env.CONVNEXTV2_ISA && process.env.CONVNEXTV2_KERNELS !== 'reference') {
+      throw new ConvNextError(nativeError?.startsWith('CONVNEXTV2_ISA') ? nativeError : `CONVNEXTV2_ISA: native kernels unavailable (${nativeError})`, 2);
+    }
     if (process.env.CONVNEXTV2_KERNELS !== 'reference') {
       process.emitWarning(`convnextv2: native kernels unavailable (${nativeError}); using the slow TypeScript reference`);
     }

@@ -95,6 +95,8 @@ interface Addon {
   setThreads(n: number): void;
   getThreads(): number;
   measurePeak(seconds: number): number;
+  measureClock(seconds: number): number;
+  cpuInfo(): { vendor: string; brand: string; family: number; model: number };
   copy(src: Float32Array, dst: Float32Array, n: number): void;
 }
 
@@ -329,6 +331,16 @@ export class NativeKernels implements Kernels {
    */
   measurePeak(seconds = 0.5): number {
     return this.a.measurePeak(seconds);
+  }
+
+  /** The calling thread's core clock in GHz now (0 where it cannot be measured: not x86). */
+  measureClock(seconds = 0.2): number {
+    return this.a.measureClock(seconds);
+  }
+
+  /** What cpuid says the CPU is (vendor, brand string, display family and model). */
+  cpuInfo(): { vendor: string; brand: string; family: number; model: number } {
+    return this.a.cpuInfo();
   }
 
   /** dst[0:n] = src[0:n], vectorised and threaded (for bandwidth measurements). */
