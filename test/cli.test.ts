@@ -7,6 +7,8 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { cpuInfo, cpuName, flopsPerCycle } from '../src/kernels/cpu.js';
+import { NativeKernels } from '../src/kernels/native.js';
 import { relErr } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -112,4 +114,22 @@ test('bench --mode kernels: a row per GEMM and depthwise shape, against a measur
   for (const row of rec.rows) assert.ok(row.gflops > 0 && Number.isFinite(row.gflops), JSON.stringify(row));
   assert.deepEqual(rec.rows[0].shape, [16 * 16, 160, 40]);
   assert.match(r.stdout, /\| 1 \| pwconv1 fwd \(bias\+GELU\) \| 256 x 160 x 40 \|/);
+  // The nominal peak: this CPU's FLOP/cycle for the ISA in use x cores x the measured clock.
+  const cpu = cpuInfo(new NativeKernels());
+  const fpc = flopsPerCycle(cpu, rec.isa);
+  assert.equal(rec.nominal.flopsPerCycle, fpc.flops);
+  assert.equal(rec.nominal.cores, Math.min(rec.threads, cpu.physicalCores));
+  assert.ok(rec.nominal.ghz > 0.5 && rec.nominal.ghz < 10, `clock ${rec.nominal.ghz} GHz`);
+  assert.ok(Math.abs(rec.nominal.gflops - rec.nominal.cores * fpc.flops * rec.nominal.ghz) < 1e-6 * rec.nominal.gflops);
+  assert.equal(rec.nominal_peak, rec.nominal.gflops);
+  assert.equal(rec.cpu, cpuName(cpu));
+  const head = r.stdout.split('\n');
+  assert.equal(head[0], `${cpuName(cpu)}, ${rec.isa}, ${rec.threads} thread(s).`);
+  assert.match(head[1], new RegExp(`nominal: [0-9.]+ GFLOP/s = ${rec.nominal.cores} core\\(s\\) x ${fpc.flops} FLOP/cycle \\(${fpc.basis.replace(/[()]/g, '\\$&')}\\) x [0-9.]+ GHz`));
+  // --peak replaces the nominal figure; a bad one is a usage error.
+  const p = cli('bench', '--mode', 'kernels', '--batch-size', '1', '--input-size', '32', '--seconds', '0.2', '--peak', '123', '--json');
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(JSON.parse(p.stdout.trim().split('\n').pop()!).nominal_peak, 123);
+  assert.match(p.stdout, /nominal: 123\.0 GFLOP\/s \(--peak\)/);
+  assertOneLineError(cli('bench', '--mode', 'kernels', '--peak', '0'), /--peak must be positive/);
 });

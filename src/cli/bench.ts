@@ -22,11 +22,11 @@ import { Progress } from './progress.js';
 export const bench: Command = {
   name: 'bench',
   summary: 'measure images/s and GFLOP/s of inference or training on random data',
-  usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain|kernels] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--peak 400] [--threads T] [--json]',
+  usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain|kernels] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--peak GFLOPS] [--threads T] [--json]',
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
     mode: { kind: 'string', help: 'infer, train (classifier step), pretrain (FCMAE step) or kernels (GEMM and depthwise shapes against the measured peak)', default: 'infer' },
-    peak: { kind: 'number', help: 'kernels: nominal fp32 peak in GFLOP/s for the % column', default: 400 },
+    peak: { kind: 'number', help: 'kernels: nominal fp32 peak in GFLOP/s for the % column (default: cores x FLOP/cycle of the ISA x measured clock)' },
     'mask-ratio': { kind: 'number', help: 'pretrain: fraction of patches removed', default: 0.6 },
     'dense-masking': { kind: 'boolean', help: 'pretrain: the dense-masked encoder instead of the sparse one' },
     'decoder-embed-dim': { kind: 'int', help: 'pretrain: decoder width', default: 512 },
@@ -50,12 +50,12 @@ export const bench: Command = {
     if (mode === 'kernels') {
       const nk = getKernels();
       if (!(nk instanceof NativeKernels)) throw new ConvNextError('bench: --mode kernels needs the native addon (npm run build)', 1);
-      const peak = args.requireNumber('peak');
-      if (!(peak > 0)) throw new ConvNextError('bench: --peak must be positive', 2);
+      const peak = args.number('peak');
+      if (peak !== undefined && !(peak > 0)) throw new ConvNextError('bench: --peak must be positive', 2);
       const bar = new Progress('kernels', 3 * cfg.dims.length, 'shape');
       const r = benchKernels(nk, cfg, B, S, Math.min(0.3, args.requireNumber('seconds') / 40), (d) => bar.update(d));
       ctx.out(kernelTable(r, peak));
-      return { model: args.requireString('model'), mode, batch_size: B, input_size: S, nominal_peak: peak, ...r };
+      return { model: args.requireString('model'), mode, batch_size: B, input_size: S, nominal_peak: peak ?? r.nominal.gflops, ...r };
     }
     const profiler = args.bool('profile') ? new KernelProfiler(getKernels()) : null;
     const model = new ConvNeXtV2(cfg, { seed: 0, kernels: profiler?.kernels });

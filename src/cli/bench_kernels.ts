@@ -3,7 +3,8 @@
  * model at a batch size (default atto, batch 16, 224 px), next to the machine's fp32 peak and
  * copy bandwidth measured in the same run. The machines we run on are shared: the peak an FMA
  * loop reaches varies from minute to minute, so "% of peak" is given against both the nominal
- * peak (--peak) and the one measured here.
+ * peak (cores x FLOPs per cycle of the active ISA on this CPU x the clock measured in this
+ * run, see src/kernels/cpu.ts; --peak overrides it) and the one measured here.
  *
  * GEMM FLOPs count 2*M*N*K (epilogues are extra work). The pointwise layers are measured as
  * the model calls them: pwconv1 with bias + GELU (inference: no pre-activation kept),
@@ -12,6 +13,7 @@
  * input and writes its output once: 98 FLOPs per 8 bytes, so on a machine whose copy
  * bandwidth times 12.25 FLOP/byte exceeds the FMA peak it is bound by arithmetic, not memory.
  */
+import { cpuInfo, cpuName, nominalPeak, type NativeIsa, type NominalPeak } from '../kernels/cpu.js';
 import type { NativeKernels } from '../kernels/native.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2Config as ModelConfig } from '../model/config.js';
@@ -31,6 +33,10 @@ export interface KernelRow {
 export interface KernelBench {
   isa: string;
   threads: number;
+  /** The CPU the run measured: brand string, vendor, family, model. */
+  cpu: string;
+  /** Cores x FLOP/cycle x clock (the clock: the fastest measured before and after the rows). */
+  nominal: NominalPeak;
   /** FMA-loop GFLOP/s measured before and after the rows (the higher is the reference). */
   measuredPeak: number;
   /** Copy GB/s (read + write) on a buffer of the first stage's activation size. */
@@ -68,6 +74,7 @@ export function benchKernels(
   k: NativeKernels, cfg: ModelConfig, batch: number, size: number, minSeconds = 0.3,
   progress?: (done: number, total: number) => void,
 ): KernelBench {
+  const clockBefore = k.measureClock(0.2);
   const peakBefore = k.measurePeak(0.5);
   const stages = cfg.dims.map((C, i) => ({ C, H: Math.floor(size / (4 * 2 ** i)) }));
   const rows: KernelRow[] = [];
@@ -105,17 +112,28 @@ export function benchKernels(
     progress?.(++done, total);
   }
   const peakAfter = k.measurePeak(0.5);
+  const clock = Math.max(clockBefore, k.measureClock(0.2));
   const copyRow = rows.findIndex((r) => r.op === 'copy');
   const copyGbps = rows[copyRow].gbps ?? 0;
   rows.splice(copyRow, 1);
-  return { isa: k.isa, threads: k.threads, measuredPeak: Math.max(peakBefore, peakAfter), copyGbps, rows };
+  const cpu = cpuInfo(k);
+  return {
+    isa: k.isa, threads: k.threads, cpu: cpuName(cpu), nominal: nominalPeak(cpu, k.isa as NativeIsa, k.threads, clock),
+    measuredPeak: Math.max(peakBefore, peakAfter), copyGbps, rows,
+  };
 }
 
-/** Markdown table of a kernel bench, % of the nominal and of the measured peak. */
-export function kernelTable(r: KernelBench, nominalPeak: number): string {
-  const f = (v: number, d = 1) => v.toFixed(d);
+/**
+ * Markdown table of a kernel bench, % of the nominal and of the measured peak; `peak` (a
+ * user's --peak) replaces the nominal figure.
+ */
+export function kernelTable(r: KernelBench, peak?: number): string {
+  const f = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
+  const nominalPeak = peak ?? r.nominal.gflops;
+  const nominal = peak !== undefined ? `${f(peak)} GFLOP/s (--peak)` : `${f(r.nominal.gflops)} GFLOP/s = ${r.nominal.basis}`;
   const lines = [
-    `${r.isa}, ${r.threads} thread(s); FMA peak measured in this run ${f(r.measuredPeak)} GFLOP/s (nominal ${nominalPeak}); copy ${f(r.copyGbps)} GB/s.`,
+    `${r.cpu}, ${r.isa}, ${r.threads} thread(s).`,
+    `FMA peak measured in this run: ${f(r.measuredPeak)} GFLOP/s; nominal: ${nominal}; copy ${f(r.copyGbps)} GB/s.`,
     '',
     '| stage | op | M x N x K (GEMM) or N x H x W x C | GFLOP/s | % nominal peak | % measured peak | GB/s |',
     '|---|---|---|---|---|---|---|',
