@@ -48,9 +48,9 @@ const t0 = Date.now();
 for (const seed of seeds) {
   const s = ['--seed', String(seed)];
   const dir = join(out, `seed${seed}`);
-  cli(['pretrain', ...PRETRAIN, ...s, '--out', join(dir, 'pretrain')]);
-  cli(['finetune', ...FINETUNE, ...s, '--init', join(dir, 'pretrain'), '--out', join(dir, 'finetune-fcmae')]);
-  cli(['finetune', ...MODEL, ...FINETUNE, ...s, '--out', join(dir, 'finetune-scratch')]);
+  cli(['pretrain', ...PRETRAIN, ...s, '--out', join(dir, 'pretrain'), '--overwrite']);
+  cli(['finetune', ...FINETUNE, ...s, '--init', join(dir, 'pretrain'), '--out', join(dir, 'finetune-fcmae'), '--overwrite']);
+  cli(['finetune', ...MODEL, ...FINETUNE, ...s, '--out', join(dir, 'finetune-scratch'), '--overwrite']);
   rows.push({ seed, fcmae: testTop1(join(dir, 'finetune-fcmae')), scratch: testTop1(join(dir, 'finetune-scratch')) });
   process.stderr.write(`seed ${seed}: ${JSON.stringify(rows[rows.length - 1])}\n`);
 }

@@ -79,7 +79,7 @@ const step = (name: string, fn: () => void) => {
 };
 
 // 1. FCMAE pre-training, same budget for both block kinds.
-for (const k of KINDS) step(`pretrain ${k.block}`, () => cli(['pretrain', ...PRETRAIN, '--block', k.block, '--out', join(out, `pretrain-${k.block}`)]));
+for (const k of KINDS) step(`pretrain ${k.block}`, () => cli(['pretrain', ...PRETRAIN, '--block', k.block, '--out', join(out, `pretrain-${k.block}`), '--overwrite']));
 
 // 2. The analyses of both pre-trained encoders, on one plot.
 const analysisArgs = (dirs: string[], labels: string[], dest: string) => ['analyze', ...dirs.flatMap((d) => ['--checkpoint', d]),
@@ -89,7 +89,7 @@ step('analyze pretrained', () => cli(analysisArgs(KINDS.map((k) => join(out, `pr
 // 3. Fine-tuning of both with the same budget; test top-1 of the last epoch.
 const top1: Record<string, number> = {};
 for (const k of KINDS) {
-  step(`finetune ${k.block}`, () => cli(['finetune', ...FINETUNE, '--init', join(out, `pretrain-${k.block}`), '--out', join(out, `finetune-${k.block}`)]));
+  step(`finetune ${k.block}`, () => cli(['finetune', ...FINETUNE, '--init', join(out, `pretrain-${k.block}`), '--out', join(out, `finetune-${k.block}`), '--overwrite']));
   step(`test ${k.block}`, () => {
     top1[k.block] = lastJson<{ top1: number }>(cli(['eval', '--checkpoint', join(out, `finetune-${k.block}`, 'checkpoint-last.safetensors'), '--data', data, '--split', 'test', ...testLimit, '--json'])).top1;
   });

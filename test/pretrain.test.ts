@@ -61,7 +61,7 @@ test('SIGKILL mid-run, then --resume with another thread count: identical per-ep
     child.on('exit', () => { clearInterval(t); resolve(); });
     child.on('error', reject);
   });
-  const resumeArgs = existsSync(join(killed, 'checkpoint-last.safetensors')) ? ['--resume'] : [];
+  const resumeArgs = existsSync(join(killed, 'checkpoint-last.safetensors')) ? ['--resume'] : ['--overwrite'];
   const r = cli([...BASE, '--epochs', '3', '--out', killed, ...resumeArgs, '--threads', '1']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(losses(killed), losses(straight));

@@ -29,7 +29,7 @@ export const demo: Command = {
   summary: 'FCMAE pre-training, then fine-tuning vs training from scratch, on the embedded synthetic set',
   usage: 'convnextv2 demo [--out results/demo] [--pretrain-epochs 3] [--finetune-epochs 6] [--labelled 1000]',
   flags: {
-    out: { kind: 'string', help: 'results folder', default: 'results/demo' },
+    out: { kind: 'string', help: 'results folder (a new demo replaces the runs in it)', default: 'results/demo' },
     'pretrain-epochs': { kind: 'int', help: 'FCMAE epochs', default: 3 },
     'pretrain-images': { kind: 'int', help: 'unlabelled images for pre-training', default: 3000 },
     'finetune-epochs': { kind: 'int', help: 'fine-tuning epochs (both runs)', default: 6 },
@@ -45,13 +45,13 @@ export const demo: Command = {
     ctx.out(`demo 1/3: FCMAE pre-training on ${args.requireNumber('pretrain-images')} unlabelled images -> ${join(out, 'pretrain')}`);
     await runCommand(pretrain, [...MODEL, ...data, '--decoder-embed-dim', '128', '--fcmae-init', 'timm',
       '--epochs', String(args.requireNumber('pretrain-epochs')), '--warmup-epochs', '1', '--blr', '1.5e-3',
-      '--limit', String(args.requireNumber('pretrain-images')), '--out', join(out, 'pretrain')], ctx);
+      '--limit', String(args.requireNumber('pretrain-images')), '--out', join(out, 'pretrain'), '--overwrite'], ctx);
     const ft = [...data, '--epochs', String(args.requireNumber('finetune-epochs')), '--limit', String(args.requireNumber('labelled')),
       '--warmup-epochs', '1', '--blr', '1e-2', '--layer-decay', '0.9', '--aa', 'none', '--reprob', '0', '--smoothing', '0.1', '--drop-path', '0.1'];
     ctx.out(`demo 2/3: fine-tuning from the FCMAE encoder on ${args.requireNumber('labelled')} labelled images`);
-    await runCommand(finetune, [...ft, '--init', join(out, 'pretrain'), '--out', join(out, 'finetune-fcmae')], ctx);
+    await runCommand(finetune, [...ft, '--init', join(out, 'pretrain'), '--out', join(out, 'finetune-fcmae'), '--overwrite'], ctx);
     ctx.out('demo 3/3: the same fine-tuning from scratch');
-    await runCommand(finetune, [...MODEL, ...ft, '--out', join(out, 'finetune-scratch')], ctx);
+    await runCommand(finetune, [...MODEL, ...ft, '--out', join(out, 'finetune-scratch'), '--overwrite'], ctx);
 
     const pre = readLog(join(out, 'pretrain', 'log.jsonl'));
     const a = readLog(join(out, 'finetune-fcmae', 'log.jsonl'));

@@ -10,9 +10,14 @@
  * Every epoch: a line in DIR/log.jsonl (epoch, loss, lr, val_top1, val_top5, val_loss and the
  * EMA's), DIR/checkpoint-last.safetensors (weights, AdamW moments, EMA, step), and
  * DIR/checkpoint-best.safetensors when validation top-1 improves; `--resume` continues
- * bit-identically (data, augmentation, mixup and drop path are functions of seed, epoch, step).
+ * bit-identically (data, augmentation, mixup and drop path are functions of seed, epoch, step)
+ * with the arguments recorded in the checkpoint (flags given again may change only --epochs,
+ * --data, --val-limit and how the run is driven: --workers, --threads, --stop-after).
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+
+/** Flags a resumed fine-tuning run may change (reported as changed). */
+const MUTABLE_ON_RESUME = new Set(['epochs', 'data', 'val-limit']);
+import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
@@ -32,7 +37,7 @@ import { clipGradNorm, forwardBackward, smoothTargets } from '../train/step.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
-import { keepLogUpTo } from './runlog.js';
+import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs } from './runlog.js';
 import { Progress } from './progress.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
@@ -90,15 +95,24 @@ export const finetune: Command = {
     'crop-pct': { kind: 'number', help: 'evaluation centre-crop fraction', default: 0.875 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation, mixup, drop path', default: 0 },
     limit: { kind: 'int', help: 'use the first N training images' },
-    out: { kind: 'string', help: 'run folder' },
-    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors or FILE', implicit: 'auto' },
+    out: { kind: 'string', help: 'run folder (refused when it holds a run, unless --resume or --overwrite)' },
+    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors or FILE, with the arguments the run was started with', implicit: 'auto' },
+    overwrite: { kind: 'boolean', help: 'start over in a run folder that holds a run (its checkpoints, log and PNGs are removed)' },
     workers: { kind: 'int', help: 'data loading worker threads' },
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted)' },
   },
-  async run(args, ctx) {
+  async run(given, ctx) {
+    // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
+    const out = resolve(given.requireString('out'));
+    const overwrite = given.bool('overwrite');
+    const resumeArg = given.string('resume');
+    if (resumeArg !== undefined && overwrite) throw new ConvNextError('finetune: --resume and --overwrite contradict each other', 2);
+    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
+    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`finetune: nothing to resume: ${resumeFile} does not exist`);
+    checkRunFolder('finetune', out, { resuming: resumeFile !== null, overwrite });
+    const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
+    const { args, changed } = resumed ? resumeArgs('finetune', given, resumed.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
     const a = withRecipe(args);
-    const out = resolve(a.str('out'));
-    mkdirSync(out, { recursive: true });
     const E = a.num('epochs');
     const B = a.num('batch-size');
     const updateFreq = a.num('update-freq');
@@ -112,16 +126,14 @@ export const finetune: Command = {
 
     const valSplit = args.number('val-split');
     const limit = args.number('limit');
+    if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`finetune: --limit ${limit}: must be a positive integer`, 2);
+    if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('finetune: --epochs, --batch-size and --update-freq must be positive', 2);
     const spec = a.str('data');
     const train = openDataset(spec, 'train', { limit, seed, valSplit });
     const val = openValidation(spec, seed, valSplit, args.number('val-limit'));
     const K = train.classes.length;
 
     // Model: from --resume, --init, or scratch.
-    const resumeArg = args.string('resume');
-    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
-    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`finetune: nothing to resume: ${resumeFile} does not exist`);
-    const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     const initPath = args.string('init');
     const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
     const block = parseBlockType(a.str('block'));
@@ -197,13 +209,17 @@ export const finetune: Command = {
     }) : null;
     const clip = args.number('clip-grad');
     const cropPct = a.num('crop-pct');
+    openRunFolder(out, { resuming: resumed !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
+    if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
     ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
       `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
       `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
       `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed at epoch ${startEpoch}` : ''}`);
     const records: object[] = [];
+    const interrupt = new Interruption('finetune', out);
+    interrupt.saved = startEpoch;
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
         const bar = new Progress(`epoch ${epoch}/${E}`, stepsPerEpoch, 'img');
@@ -214,6 +230,7 @@ export const finetune: Command = {
         model.zeroGrad();
         for await (const batch of loader.epoch(epoch - 1)) {
           const it = batch.batch;
+          await interrupt.at(epoch, it + 1);
           curLr = schedule[Math.min(step, schedule.length - 1)];
           let targets: Float32Array;
           if (mixup) {
@@ -264,11 +281,13 @@ export const finetune: Command = {
         };
         saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra, labels: train.classes, metadata: meta });
         if (improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), labels: train.classes, metadata: meta });
+        interrupt.saved = epoch;
         ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${ev.top1.toFixed(2)}% top-5 ${ev.top5.toFixed(2)}% loss ${ev.loss.toFixed(4)}` +
           `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${improved ? ' (best)' : ''}`);
         if (epoch === args.number('stop-after')) break;
       }
     } finally {
+      interrupt.dispose();
       await loader.close();
     }
     ctx.out(`run folder: ${out} (best val top-1 ${best.toFixed(2)}%)`);

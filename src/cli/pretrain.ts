@@ -8,9 +8,12 @@
  * Every epoch: a line in DIR/log.jsonl, a reconstruction PNG of a few fixed images, and
  * (each --save-every epochs) DIR/checkpoint-last.safetensors written atomically with the
  * weights, the decoder, the AdamW moments and the step. The data order, augmentation and
- * masks are functions of (seed, epoch, batch), so `--resume` continues bit-identically.
+ * masks are functions of (seed, epoch, batch), so `--resume` continues bit-identically, with
+ * the arguments recorded in the checkpoint (flags given again may change only --epochs,
+ * --data, --save-every, --vis-images and how the run is driven: --workers, --threads,
+ * --stop-after).
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { FCMAE } from '../fcmae/fcmae.js';
@@ -26,7 +29,7 @@ import { lrAt, scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
-import { keepLogUpTo } from './runlog.js';
+import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 
 export interface EpochRecord {
@@ -37,6 +40,9 @@ export interface EpochRecord {
   seconds: number;
   steps: number;
 }
+
+/** Flags a resumed pre-training run may change (reported as changed). */
+const MUTABLE_ON_RESUME = new Set(['epochs', 'data', 'save-every', 'vis-images']);
 
 export const pretrain: Command = {
   name: 'pretrain',
@@ -66,15 +72,27 @@ export const pretrain: Command = {
     'weight-decay': { kind: 'number', help: 'AdamW weight decay (not on 1-D tensors and biases)', default: 0.05 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation and masks', default: 0 },
     limit: { kind: 'int', help: 'use the first N training images' },
-    out: { kind: 'string', help: 'run folder (log.jsonl, PNGs, checkpoints)' },
+    out: { kind: 'string', help: 'run folder (log.jsonl, PNGs, checkpoints; refused when it holds a run, unless --resume or --overwrite)' },
+    overwrite: { kind: 'boolean', help: 'start over in a run folder that holds a run (its checkpoints, log and PNGs are removed)' },
     'save-every': { kind: 'int', help: 'write checkpoint-last.safetensors every N epochs (and after the last)', default: 1 },
-    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors, or from FILE', implicit: 'auto' },
+    resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors, or from FILE, with the arguments the run was started with', implicit: 'auto' },
     workers: { kind: 'int', help: 'data loading worker threads (default: cores - 1, at most 4)' },
     'vis-images': { kind: 'int', help: 'images in the per-epoch reconstruction PNG', default: 4 },
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted; --resume continues)' },
   },
-  async run(args, ctx) {
-    const out = resolve(args.requireString('out'));
+  async run(given, ctx) {
+    // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
+    const out = resolve(given.requireString('out'));
+    const overwrite = given.bool('overwrite');
+    const resumeArg = given.string('resume');
+    if (resumeArg !== undefined && overwrite) throw new ConvNextError('pretrain: --resume and --overwrite contradict each other', 2);
+    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
+    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`pretrain: nothing to resume: ${resumeFile} does not exist`);
+    checkRunFolder('pretrain', out, { resuming: resumeFile !== null, overwrite });
+    const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
+    if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
+    const { args, changed } = ck ? resumeArgs('pretrain', given, ck.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
+
     const E = args.requireNumber('epochs');
     const B = args.requireNumber('batch-size');
     const updateFreq = args.requireNumber('update-freq');
@@ -86,23 +104,19 @@ export const pretrain: Command = {
     if (fcmaeInit !== 'official' && fcmaeInit !== 'timm') throw new ConvNextError(`pretrain: --fcmae-init must be official or timm, got '${fcmaeInit}'`, 2);
     if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
     if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
-    mkdirSync(out, { recursive: true });
-
-    // Resume: the checkpoint's config and decoder setup win over flags.
-    const resumeArg = args.string('resume');
-    let resumeFile: string | null = null;
-    if (resumeArg !== undefined) {
-      resumeFile = resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
-      if (!existsSync(resumeFile)) throw new ConvNextError(`pretrain: nothing to resume: ${resumeFile} does not exist`);
+    const maskRatio = args.requireNumber('mask-ratio');
+    const L = (S / 32) ** 2;
+    if (!(maskRatio >= 0 && maskRatio < 1) || Math.floor(L * (1 - maskRatio)) < 1) {
+      throw new ConvNextError(`pretrain: --mask-ratio ${maskRatio}: must be in [0, 1) and leave at least one of the ${L} patches of ${S} px visible`, 2);
     }
-    const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
-    if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
+    const limit = args.number('limit');
+    if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`pretrain: --limit ${limit}: must be a positive integer`, 2);
     const block = parseBlockType(args.requireString('block'));
     const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0, block });
     const fcmae = new FCMAE(encCfg, {
       decoderDim: ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim'),
       decoderDepth: ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth'),
-      maskRatio: args.requireNumber('mask-ratio'),
+      maskRatio,
       normPixLoss: args.bool('norm-pix-loss'),
       grnStats,
       initStyle: fcmaeInit,
@@ -125,7 +139,6 @@ export const pretrain: Command = {
       loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!);
     }
 
-    const limit = args.number('limit');
     const train = openDataset(args.requireString('data'), 'train', { limit, seed });
     const loader = new DataLoader(train, {
       batchSize: B, shuffle: true, seed, dropLast: true,
@@ -137,14 +150,17 @@ export const pretrain: Command = {
     const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B, updateFreq);
     const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
     const vis = await visBatch(args.requireString('data'), seed, S, args.requireNumber('vis-images'), train);
+    openRunFolder(out, { resuming: ck !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
+    if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
     const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
     ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
       `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
       `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed at epoch ${startEpoch}` : ''}`);
-    const L = (S / 32) ** 2;
     const records: EpochRecord[] = [];
+    const interrupt = new Interruption('pretrain', out);
+    interrupt.saved = startEpoch;
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
         const bar = new Progress(`epoch ${epoch}/${E}`, steps, 'img');
@@ -155,6 +171,7 @@ export const pretrain: Command = {
         fcmae.zeroGrad();
         for await (const batch of loader.epoch(epoch - 1)) {
           const it = batch.batch;
+          await interrupt.at(epoch, it + 1);
           if (it % updateFreq === 0) curLr = lrAt(schedule, epoch - 1 + it / steps);
           const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
           const r = fcmae.forward({ shape: [B, 3, S, S], data: batch.pixels }, mask, { mode });
@@ -192,11 +209,13 @@ export const pretrain: Command = {
               seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
             },
           });
+          interrupt.saved = epoch;
         }
         ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${png}`);
         if (epoch === args.number('stop-after')) break;
       }
     } finally {
+      interrupt.dispose();
       await loader.close();
     }
     ctx.out(`run folder: ${out}`);

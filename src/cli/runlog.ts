@@ -1,6 +1,9 @@
-/** Helpers for run folders: the per-epoch log (one JSON record per line). */
-import { existsSync, readFileSync } from 'node:fs';
+/** Helpers for run folders: the per-epoch log (one JSON record per line), the folder's safety, resumed arguments. */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
+import { ParsedArgs, type FlagValue } from './args.js';
 
 /** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
 export function keepLogUpTo(path: string, epoch: number): void {
@@ -20,4 +23,113 @@ export function keepLogUpTo(path: string, epoch: number): void {
 export function readLog<T = Record<string, number>>(path: string): T[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
+}
+
+// ---- run folders of pretrain and finetune ----
+// A run is never overwritten by accident, a resumed run goes on with the arguments it was
+// started with, and an interrupted one says how to continue.
+
+/** What a run writes into its folder (and --overwrite removes). */
+const RUN_FILE = /^(checkpoint-(last|best)\.safetensors|log\.jsonl|reconstruction-epoch\d+\.png)$/;
+
+/** The run files already in `out` (none when it does not exist). */
+export function runFiles(out: string): string[] {
+  if (!existsSync(out)) return [];
+  if (!statSync(out).isDirectory()) throw new ConvNextError(`--out ${out}: not a folder`, 2);
+  return readdirSync(out).filter((f) => RUN_FILE.test(f)).sort();
+}
+
+/**
+ * Refuses (exit 2) to start a new run in a folder that holds one, unless resuming or told
+ * to overwrite. Writes nothing: call it with the other flag checks, before any work.
+ */
+export function checkRunFolder(command: string, out: string, opts: { resuming: boolean; overwrite: boolean }): void {
+  if (opts.resuming || opts.overwrite) return;
+  const found = runFiles(out);
+  if (found.length === 0) return;
+  const shown = found.length > 3 ? `${found.slice(0, 3).join(', ')}, ...` : found.join(', ');
+  throw new ConvNextError(`${command}: --out ${out} already holds a run (${shown}): --resume continues it, --overwrite starts it over`, 2);
+}
+
+/** Creates the run folder (with --overwrite, first removes the previous run's files). Call it just before the first write. */
+export function openRunFolder(out: string, opts: { resuming: boolean; overwrite: boolean }): void {
+  if (opts.overwrite && !opts.resuming) for (const f of runFiles(out)) rmSync(join(out, f));
+  mkdirSync(out, { recursive: true });
+}
+
+/** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
+const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'json', 'help']);
+
+export interface ResumedArgs {
+  /** The recorded arguments, with the flags given now where they may change. */
+  args: ParsedArgs;
+  /** '--epochs 10 (was 5)' for each flag given now that differs from the recorded run. */
+  changed: string[];
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+const shown = (v: unknown) => (v === undefined || v === null ? 'unset' : Array.isArray(v) ? v.join(',') : String(v));
+
+/**
+ * The arguments of a resumed run: those it recorded (checkpoint metadata `args`) stand for
+ * every flag not given now; a flag given now that contradicts them is refused (exit 2) unless
+ * it is in `mutable` (then it is taken and reported as changed). Without recorded arguments
+ * (checkpoints from before they were recorded) the flags are taken as given.
+ */
+export function resumeArgs(command: string, args: ParsedArgs, recordedJson: string | undefined, file: string, mutable: ReadonlySet<string>): ResumedArgs {
+  if (recordedJson === undefined) return { args, changed: [] };
+  let recorded: Record<string, FlagValue>;
+  try {
+    recorded = JSON.parse(recordedJson) as Record<string, FlagValue>;
+  } catch {
+    throw new ConvNextError(`${command}: ${file}: its recorded arguments are not JSON`);
+  }
+  const flags = new Map(args.flags);
+  const changed: string[] = [];
+  for (const name of new Set([...args.flags.keys(), ...Object.keys(recorded)])) {
+    if (DRIVER_FLAGS.has(name) || !args.flags.has(name)) continue;
+    const was = recorded[name];
+    if (!args.explicit.has(name)) {
+      flags.set(name, was);
+      continue;
+    }
+    const now = args.flags.get(name);
+    if (same(now, was)) continue;
+    if (!mutable.has(name)) {
+      throw new ConvNextError(`${command}: --${name} ${shown(now)} contradicts the run being resumed (${file} was started with ${shown(was)}): drop the flag, or start a new run with another --out`, 2);
+    }
+    changed.push(`--${name} ${shown(now)} (was ${shown(was)})`);
+  }
+  return { args: new ParsedArgs(flags, args.positionals, new Set([...args.explicit, ...Object.keys(recorded)])), changed };
+}
+
+/**
+ * While a run trains: on SIGINT / SIGTERM, one line saying where it stopped and how to go on,
+ * then exit 130 / 143 (checkpoints are written atomically: the last one is intact). The loop
+ * must `await at(epoch, step)` once per step: a loop fed by in-process loaders runs on
+ * promise continuations alone and would otherwise never let a signal handler run.
+ */
+export class Interruption {
+  epoch = 0;
+  step = 0;
+  /** The epoch checkpoint-last.safetensors holds (0: none yet). */
+  saved = 0;
+  private readonly handlers: [NodeJS.Signals, () => void][];
+  constructor(command: string, out: string) {
+    this.handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => [sig, () => {
+      const ck = this.saved > 0 ? `checkpoint-last.safetensors holds epoch ${this.saved}` : 'no checkpoint was written yet';
+      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${command}: interrupted at epoch ${this.epoch} step ${this.step} (${ck}); resume with --resume --out ${out}\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }]);
+    for (const [sig, h] of this.handlers) process.on(sig, h);
+  }
+  /** Where the run is now; yields to the event loop so that a pending signal is handled. */
+  at(epoch: number, step: number): Promise<void> {
+    this.epoch = epoch;
+    this.step = step;
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+  dispose(): void {
+    for (const [sig, h] of this.handlers) process.off(sig, h);
+  }
 }

@@ -1,0 +1,132 @@
+// Run folders of pretrain and finetune (issue 12, data safety): a folder holding a run is
+// refused without --resume or --overwrite, and left untouched; --resume alone continues with
+// the recorded arguments, exactly as an uninterrupted run; a contradicting flag is refused,
+// --epochs is taken and reported; bad flags leave no folder behind; Ctrl-C says where it
+// stopped and how to continue.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const MAIN = join(ROOT, 'src/cli/main.ts');
+const dir = mkdtempSync(join(tmpdir(), 'convnextv2-runs-'));
+const PRE = ['pretrain', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--decoder-embed-dim', '16', '--data', 'synthetic', '--input-size', '64',
+  '--batch-size', '16', '--limit', '32', '--warmup-epochs', '0.5', '--blr', '1.5e-3', '--workers', '0', '--vis-images', '1', '--seed', '3'];
+const FT = ['finetune', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--data', 'synthetic', '--input-size', '32', '--batch-size', '16',
+  '--limit', '32', '--val-limit', '16', '--warmup-epochs', '1', '--blr', '1e-3', '--workers', '0', '--aa', 'none'];
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', env: { ...process.env, CONVNEXTV2_DEBUG: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+function oneLine(r: { code: number | null; stderr: string }, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr:\n${r.stderr}`);
+  assert.match(lines[0], /^convnextv2: /);
+  assert.match(lines[0], pattern);
+}
+const losses = (out: string) => readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+const snapshot = (out: string) => new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f)).toString('base64')]));
+
+test('pretrain: an existing run is refused and untouched; --resume alone continues it exactly with its recorded arguments', () => {
+  const straight = join(dir, 'straight');
+  assert.equal(cli([...PRE, '--epochs', '2', '--out', straight]).code, 0);
+  const run = join(dir, 'run');
+  const first = cli([...PRE, '--epochs', '2', '--stop-after', '1', '--out', run]);
+  assert.equal(first.code, 0, first.stderr);
+  const before = snapshot(run);
+  // Again without --resume: refused, naming both ways on, and nothing in the folder changes.
+  oneLine(cli([...PRE, '--epochs', '2', '--out', run]), 2, /--out .*run already holds a run \(checkpoint-last\.safetensors, log\.jsonl, reconstruction-epoch001\.png\): --resume continues it, --overwrite starts it over/);
+  assert.deepEqual(snapshot(run), before);
+  oneLine(cli(['pretrain', '--out', run, '--resume', '--overwrite']), 2, /--resume and --overwrite contradict/);
+  // A flag that contradicts the recorded run is refused (the issue's --dims and --input-size).
+  oneLine(cli(['pretrain', '--out', run, '--resume', '--input-size', '96']), 2, /--input-size 96 contradicts the run being resumed \(.*checkpoint-last\.safetensors was started with 64\)/);
+  oneLine(cli(['pretrain', '--out', run, '--resume', '--dims', '8,16,24,48']), 2, /--dims 8,16,24,48 contradicts the run being resumed/);
+  assert.deepEqual(snapshot(run), before);
+  // --resume with no other flag: the recorded 64 px, 2 steps of 16, seed 3, ... (not the defaults).
+  const r = cli(['pretrain', '--out', run, '--resume', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed at epoch 1/);
+  assert.deepEqual(losses(run), losses(straight));
+  const a = loadCheckpoint(join(straight, 'checkpoint-last.safetensors'), { extra: true });
+  const b = loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true });
+  for (const [name, t] of a.state) assert.deepEqual(b.state.get(name)!.data, t.data, name);
+  for (const [name, t] of a.extra!) assert.deepEqual(b.extra!.get(name)!.data, t.data, name);
+  // --epochs may change on resume: taken, said, and recorded for the next resume.
+  const more = cli(['pretrain', '--out', run, '--resume', '--epochs', '3']);
+  assert.equal(more.code, 0, more.stderr);
+  assert.match(more.stdout, /pretrain: resuming .*checkpoint-last\.safetensors with --epochs 3 \(was 2\)/);
+  assert.equal(losses(run).length, 3);
+  const ck = loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true });
+  assert.equal((JSON.parse(ck.metadata.args) as { epochs: number }).epochs, 3);
+});
+
+test('pretrain --overwrite starts over: the old run\'s checkpoints, log and PNGs are gone', () => {
+  const run = join(dir, 'over');
+  assert.equal(cli([...PRE, '--epochs', '2', '--out', run]).code, 0);
+  assert.ok(existsSync(join(run, 'reconstruction-epoch002.png')));
+  const r = cli([...PRE, '--epochs', '1', '--out', run, '--overwrite']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(run).sort(), ['checkpoint-last.safetensors', 'log.jsonl', 'reconstruction-epoch001.png']);
+  assert.equal(losses(run).length, 1);
+});
+
+test('bad flags are refused before the run folder is created', () => {
+  const cases: [string[], number, RegExp][] = [
+    [['--mask-ratio', '1.5'], 2, /--mask-ratio 1\.5: must be in \[0, 1\)/],
+    [['--mask-ratio', '0.99'], 2, /leave at least one of the 4 patches/],
+    [['--limit', '-5'], 2, /--limit -5: must be a positive integer/],
+    [['--depths', '1,1,1'], 2, /depths/],
+    [['--data', join(dir, 'no-such-folder')], 1, /no-such-folder/],
+  ];
+  for (const [i, [extra, code, pattern]] of cases.entries()) {
+    const out = join(dir, `bad-${i}`);
+    const r = cli([...PRE, '--epochs', '1', '--out', out, ...extra]);
+    assert.notEqual(r.code, 0, `${extra.join(' ')}: ${r.stdout}`);
+    oneLine(r, code, pattern);
+    assert.ok(!existsSync(out), `${extra.join(' ')} left ${out} behind`);
+  }
+  const out = join(dir, 'bad-model');
+  oneLine(cli(['pretrain', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
+  oneLine(cli(['finetune', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
+  oneLine(cli([...FT, '--epochs', '1', '--limit', '-5', '--out', out]), 2, /--limit -5: must be a positive integer/);
+  assert.ok(!existsSync(out));
+});
+
+test('finetune: the same folder rules (refused without --resume, recorded arguments on resume)', () => {
+  const run = join(dir, 'ft');
+  assert.equal(cli([...FT, '--epochs', '2', '--stop-after', '1', '--out', run]).code, 0);
+  oneLine(cli([...FT, '--epochs', '2', '--out', run]), 2, /already holds a run \(checkpoint-best\.safetensors, checkpoint-last\.safetensors, log\.jsonl\)/);
+  oneLine(cli(['finetune', '--out', run, '--resume', '--batch-size', '8']), 2, /--batch-size 8 contradicts the run being resumed/);
+  const r = cli(['finetune', '--out', run, '--resume']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed at epoch 1/);
+  assert.equal(losses(run).length, 2);
+});
+
+test('SIGINT while training: one line with the epoch, the step, the checkpoint and how to resume; exit 130', async () => {
+  const run = join(dir, 'int');
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...PRE, '--epochs', '50', '--out', run], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const t = setInterval(() => {
+      if (existsSync(join(run, 'checkpoint-last.safetensors'))) {
+        clearInterval(t);
+        child.kill('SIGINT');
+      }
+    }, 20);
+    child.on('exit', (c) => { clearInterval(t); resolve(c); });
+    child.on('error', reject);
+  });
+  assert.equal(code, 130, stderr);
+  const last = stderr.trim().split('\n').pop()!;
+  assert.match(last, new RegExp(`^pretrain: interrupted at epoch \\d+ step \\d+ \\(checkpoint-last\\.safetensors holds epoch \\d+\\); resume with --resume --out ${run}$`));
+  const held = Number(/holds epoch (\d+)/.exec(last)![1]);
+  assert.equal(loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true }).metadata.epoch, String(held));
+});
