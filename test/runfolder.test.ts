@@ -17,7 +17,7 @@ const dir = mkdtempSync(join(tmpdir(), 'convnextv2-runs-'));
 const PRE = ['pretrain', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--decoder-embed-dim', '16', '--data', 'synthetic', '--input-size', '64',
   '--batch-size', '16', '--limit', '32', '--warmup-epochs', '0.5', '--blr', '1.5e-3', '--workers', '0', '--vis-images', '1', '--seed', '3'];
 const FT = ['finetune', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--data', 'synthetic', '--input-size', '32', '--batch-size', '16',
-  '--limit', '32', '--val-limit', '16', '--warmup-epochs', '1', '--blr', '1e-3', '--workers', '0', '--aa', 'none'];
+  '--limit', '32', '--val-limit', '16', '--warmup-epochs', '1', '--blr', '1e-3', '--workers', '0', '--aa', 'none', '--model-ema', '--model-ema-decay', '0.9', '--crop-pct', '0.9'];
 
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', env: { ...process.env, CONVNEXTV2_DEBUG: '' } });
@@ -98,7 +98,7 @@ test('bad flags are refused before the run folder is created', () => {
   assert.ok(!existsSync(out));
 });
 
-test('finetune: the same folder rules (refused without --resume, recorded arguments on resume)', () => {
+test('finetune: the same folder rules (refused without --resume, recorded arguments on resume); eval RUN --ema; convert keeps the input size and crop', () => {
   const run = join(dir, 'ft');
   assert.equal(cli([...FT, '--epochs', '2', '--stop-after', '1', '--out', run]).code, 0);
   oneLine(cli([...FT, '--epochs', '2', '--out', run]), 2, /already holds a run \(checkpoint-best\.safetensors, checkpoint-last\.safetensors, log\.jsonl\)/);
@@ -107,6 +107,43 @@ test('finetune: the same folder rules (refused without --resume, recorded argume
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed at epoch 1/);
   assert.equal(losses(run).length, 2);
+  // The run folder's best checkpoint carries the EMA weights: eval RUN --ema works, and differs from the raw weights.
+  const best = loadCheckpoint(join(run, 'checkpoint-best.safetensors'), { extra: true });
+  assert.ok(best.extraNames.some((n) => n.startsWith('ema.')) && !best.extraNames.some((n) => n.startsWith('optimizer.')));
+  const evalArgs = ['eval', '--checkpoint', run, '--data', 'synthetic', '--limit', '32', '--json'];
+  const e = cli([...evalArgs, '--ema']);
+  assert.equal(e.code, 0, e.stderr);
+  const raw = cli(evalArgs);
+  assert.equal(raw.code, 0, raw.stderr);
+  assert.notEqual(JSON.parse(e.stdout.trim().split('\n').pop()!).loss, JSON.parse(raw.stdout.trim().split('\n').pop()!).loss);
+  assert.match(raw.stdout, /\(32 px, crop 0\.9\)/);
+
+  // convert keeps the preprocessing the run was trained with (32 px, crop 0.9) in every target.
+  const want = { inputSize: 32, cropPct: 0.9 };
+  const conv = (to: string, output: string, ...extra: string[]) => {
+    const c = cli(['convert', '--checkpoint', run, '--to', to, '--output', output, ...extra]);
+    assert.equal(c.code, 0, c.stderr);
+    return output;
+  };
+  const ours = conv('ours', join(dir, 'ft-ours.safetensors'));
+  assert.deepEqual(loadCheckpoint(ours).preprocessing, want);
+  const ev = cli(['eval', '--checkpoint', ours, '--data', 'synthetic', '--limit', '32']);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.match(ev.stdout, /\(32 px, crop 0\.9\)/);
+  const hf = conv('hf', join(dir, 'ft-hf'));
+  const hfConfig = JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')) as { image_size: number };
+  const hfPre = JSON.parse(readFileSync(join(hf, 'preprocessor_config.json'), 'utf8')) as { size: { shortest_edge: number }; crop_pct: number };
+  assert.equal(hfConfig.image_size, 32);
+  assert.deepEqual([hfPre.size.shortest_edge, hfPre.crop_pct], [32, 0.9]);
+  assert.deepEqual(loadCheckpoint(hf).preprocessing, want);
+  for (const [to, extra] of [['timm', []], ['official', ['--format', 'safetensors']]] as const) {
+    assert.deepEqual(loadCheckpoint(conv(to, join(dir, `ft-${to}.safetensors`), ...extra)).preprocessing, want, to);
+  }
+  // And from the Hugging Face export onward (config.json / preprocessor_config.json as the source).
+  const fromHf = join(dir, 'ft-hf-ours.safetensors');
+  const c2 = cli(['convert', '--checkpoint', hf, '--to', 'ours', '--output', fromHf]);
+  assert.equal(c2.code, 0, c2.stderr);
+  assert.deepEqual(loadCheckpoint(fromHf).preprocessing, want);
 });
 
 test('SIGINT while training: one line with the epoch, the step, the checkpoint and how to resume; exit 130', async () => {

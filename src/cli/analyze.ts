@@ -26,8 +26,8 @@ import type { Command } from './command.js';
 
 /** The input size a checkpoint was trained at: fine-tuning metadata, else the pre-training flags. */
 function trainedSize(ck: LoadedCheckpoint): number | undefined {
-  const s = Number(ck.metadata.input_size);
-  if (Number.isInteger(s) && s > 0) return s;
+  const s = ck.preprocessing?.inputSize;
+  if (s !== undefined && Number.isInteger(s)) return s;
   try {
     const a = JSON.parse(ck.metadata.args ?? '{}') as Record<string, unknown>;
     const v = Number(a['input-size']);

@@ -13,7 +13,7 @@
  */
 import * as fs from 'node:fs';
 import { ConvNextError } from '../errors.js';
-import { exportCheckpoint, loadCheckpoint, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
+import { exportCheckpoint, loadCheckpoint, preprocessingMetadata, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
 import { FCMAE_PREFIX } from '../io/fcmae.js';
 import { exportOnnx } from '../io/onnx.js';
 import { countParams } from '../model/config.js';
@@ -101,7 +101,7 @@ export const convert: Command = {
     let convMlp: boolean | undefined;
     switch (to) {
       case 'ours': {
-        const metadata: Record<string, string> = { source: input, source_format: ck.format };
+        const metadata: Record<string, string> = { source: input, source_format: ck.format, ...preprocessingMetadata(ck.preprocessing) };
         saveCheckpoint(output, {
           config: ck.config, state: ck.state, extra: fcmaeExtra, metadata, labels: ck.labels,
           initialised: ck.initialised, fcmae: fcmaeExtra ? ck.fcmae : undefined,
@@ -111,19 +111,19 @@ export const convert: Command = {
       }
       case 'timm':
         convMlp = args.has('conv-mlp') ? args.bool('conv-mlp') : timmUsesConvMlp(ck.config);
-        exportCheckpoint(output, model, { naming: 'timm', labels: ck.labels, convMlp });
+        exportCheckpoint(output, model, { naming: 'timm', labels: ck.labels, convMlp, preprocessing: ck.preprocessing });
         files.push(output);
         break;
       case 'hf':
-        exportCheckpoint(output, model, { naming: 'hf', labels: ck.labels });
+        exportCheckpoint(output, model, { naming: 'hf', labels: ck.labels, preprocessing: ck.preprocessing });
         files.push(`${output}/config.json`, `${output}/model.safetensors`, `${output}/preprocessor_config.json`);
         break;
       case 'official':
-        exportCheckpoint(output, model, { naming: 'official', labels: ck.labels, container: format === 'safetensors' ? 'safetensors' : 'torch' });
+        exportCheckpoint(output, model, { naming: 'official', labels: ck.labels, container: format === 'safetensors' ? 'safetensors' : 'torch', preprocessing: ck.preprocessing });
         files.push(output);
         break;
       case 'onnx': {
-        const metadata: Record<string, string> = {};
+        const metadata: Record<string, string> = { ...preprocessingMetadata(ck.preprocessing) };
         if (ck.labels) metadata.labels = JSON.stringify(ck.labels);
         files.push(...exportOnnx(output, model, {
           opset: args.requireNumber('opset'),

@@ -4,7 +4,7 @@
  */
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Split } from '../data/dataset.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
+import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
@@ -37,8 +37,9 @@ export const evalCommand: Command = {
     if (ds.classes.length !== ck.config.numClasses) {
       throw new ConvNextError(`eval: the checkpoint has ${ck.config.numClasses} classes, ${ds.source} has ${ds.classes.length}`);
     }
-    const size = args.number('input-size') ?? (Number(ck.metadata.input_size) || 224);
-    const cropPct = args.number('crop-pct') ?? (Number(ck.metadata.crop_pct) || 0.875);
+    const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
+    const size = args.number('input-size') ?? pre.inputSize;
+    const cropPct = args.number('crop-pct') ?? pre.cropPct;
     const r = await evaluate(model, ds, { size, cropPct, batchSize: args.requireNumber('batch-size') });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
     return { top1: r.top1, top5: r.top5, loss: r.loss, images: r.images, checkpoint: ck.file, data: ds.source };

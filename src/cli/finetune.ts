@@ -9,7 +9,7 @@
  *
  * Every epoch: a line in DIR/log.jsonl (epoch, loss, lr, val_top1, val_top5, val_loss and the
  * EMA's), DIR/checkpoint-last.safetensors (weights, AdamW moments, EMA, step), and
- * DIR/checkpoint-best.safetensors when validation top-1 improves; `--resume` continues
+ * DIR/checkpoint-best.safetensors (weights and EMA) when validation top-1 improves; `--resume` continues
  * bit-identically (data, augmentation, mixup and drop path are functions of seed, epoch, step)
  * with the arguments recorded in the checkpoint (flags given again may change only --epochs,
  * --data, --val-limit and how the run is driven: --workers, --threads, --stop-after).
@@ -273,14 +273,15 @@ export const finetune: Command = {
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const improved = ev.top1 > best;
         if (improved) best = ev.top1;
-        const extra = new Map<string, TensorData>(optimizerTensors(opt));
-        if (ema) for (const p of model.params) extra.set(`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! });
+        // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
+        const emaTensors: [string, TensorData][] = ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! }]) : [];
+        const extra = new Map<string, TensorData>([...optimizerTensors(opt), ...emaTensors]);
         const meta = {
           kind: 'finetune', epoch: String(epoch), step: String(step), optimizer_step: String(opt.step), best_top1: String(best),
           seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
         };
         saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra, labels: train.classes, metadata: meta });
-        if (improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), labels: train.classes, metadata: meta });
+        if (improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), extra: new Map(emaTensors), labels: train.classes, metadata: meta });
         interrupt.saved = epoch;
         ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${ev.top1.toFixed(2)}% top-5 ${ev.top5.toFixed(2)}% loss ${ev.loss.toFixed(4)}` +
           `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${improved ? ' (best)' : ''}`);

@@ -6,7 +6,7 @@
 import { ConvNextError } from '../errors.js';
 import { decodeImage } from '../data/image.js';
 import { evalTransform } from '../data/transforms.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
+import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { ParsedArgs } from './args.js';
@@ -28,8 +28,9 @@ function setup(args: ParsedArgs) {
   const ck = loadCheckpoint(path, { ema: args.bool('ema') });
   const model = new ConvNeXtV2(ck.config);
   model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
-  const S = args.number('input-size') ?? (Number(ck.metadata.input_size) || 224);
-  const cropPct = args.number('crop-pct') ?? (Number(ck.metadata.crop_pct) || 0.875);
+  const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
+  const S = args.number('input-size') ?? pre.inputSize;
+  const cropPct = args.number('crop-pct') ?? pre.cropPct;
   return { ck, model, S, cropPct };
 }
 

@@ -600,7 +600,7 @@ export function toNaming(state: ReadonlyMap<string, TensorData>, naming: Naming,
  * `ConvNextV2Model` for a backbone (numClasses 0). `layer_norm_eps` is the final norm's
  * epsilon (headNormEps; transformers uses 1e-6 for the other norms, as we do).
  */
-export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[]): Record<string, unknown> {
+export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[], pre: Preprocessing = DEFAULT_PREPROCESSING): Record<string, unknown> {
   const n = config.numClasses;
   const out: Record<string, unknown> = {
     architectures: [n > 0 ? 'ConvNextV2ForImageClassification' : 'ConvNextV2Model'],
@@ -614,7 +614,7 @@ export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[
     layer_norm_eps: config.headNormEps,
     drop_path_rate: config.dropPathRate,
     initializer_range: 0.02,
-    image_size: 224,
+    image_size: pre.inputSize,
   };
   if (n > 0) {
     const names = labels && labels.length === n ? labels : Array.from({ length: n }, (_v, i) => `LABEL_${i}`);
@@ -630,14 +630,24 @@ export function hfConfigJson(config: ConvNeXtV2Config, labels?: readonly string[
   return out;
 }
 
+/** The evaluation preprocessing a model was trained with: resize the short side to inputSize / cropPct, centre-crop inputSize. */
+export interface Preprocessing {
+  inputSize: number;
+  cropPct: number;
+}
+
+/** ImageNet evaluation at 224 px (the official checkpoints), when a file says nothing. */
+export const DEFAULT_PREPROCESSING: Preprocessing = { inputSize: 224, cropPct: 0.875 };
+
 /**
  * The `preprocessor_config.json` of the official Hugging Face ConvNeXt V2 checkpoints:
- * ConvNextImageProcessor, resize the shortest edge to 224 / crop_pct (0.875) and centre-crop
- * 224 (ImageNet evaluation), rescale to [0, 1], normalise with the ImageNet mean and std.
+ * ConvNextImageProcessor, resize the shortest edge to size / crop_pct and centre-crop (224 and
+ * 0.875 for ImageNet evaluation; a model trained at another size carries its own), rescale to
+ * [0, 1], normalise with the ImageNet mean and std.
  */
-export function hfPreprocessorJson(): Record<string, unknown> {
+export function hfPreprocessorJson(pre: Preprocessing = DEFAULT_PREPROCESSING): Record<string, unknown> {
   return {
-    crop_pct: 0.875,
+    crop_pct: pre.cropPct,
     do_normalize: true,
     do_rescale: true,
     do_resize: true,
@@ -646,8 +656,49 @@ export function hfPreprocessorJson(): Record<string, unknown> {
     image_std: [0.229, 0.224, 0.225],
     resample: 3,
     rescale_factor: 0.00392156862745098,
-    size: { shortest_edge: 224 },
+    size: { shortest_edge: pre.inputSize },
   };
+}
+
+/** Metadata entries of the preprocessing (our checkpoints and the safetensors we export). */
+export function preprocessingMetadata(pre: Preprocessing | undefined): Record<string, string> {
+  return pre ? { input_size: String(pre.inputSize), crop_pct: String(pre.cropPct) } : {};
+}
+
+const positive = (v: unknown): number | undefined => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+};
+
+/**
+ * What a file says about its preprocessing: metadata `input_size` / `crop_pct` (ours and our
+ * exports), a Hugging Face directory's preprocessor_config.json (`size.shortest_edge`,
+ * `crop_pct`) or config.json `image_size`, a `.pt` file's `args` (`input_size`, `crop_pct`).
+ */
+function readPreprocessing(metadata: Record<string, string>, hfConfig: string | undefined, args: unknown): Preprocessing | undefined {
+  let size = positive(metadata.input_size);
+  let crop = positive(metadata.crop_pct);
+  if (hfConfig !== undefined) {
+    const read = (f: string): Record<string, unknown> => {
+      try {
+        const v = JSON.parse(fs.readFileSync(f, 'utf8')) as unknown;
+        return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+      } catch {
+        return {};
+      }
+    };
+    const prep = read(nodePath.join(nodePath.dirname(hfConfig), 'preprocessor_config.json'));
+    const sz = prep.size;
+    size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(read(hfConfig).image_size);
+    crop ??= positive(prep.crop_pct);
+  }
+  if (isPickleRecord(args)) {
+    const a = args as Record<string, unknown>;
+    size ??= positive(a.input_size);
+    crop ??= positive(a.crop_pct);
+  }
+  if (size === undefined && crop === undefined) return undefined;
+  return { inputSize: size ?? DEFAULT_PREPROCESSING.inputSize, cropPct: crop !== undefined && crop <= 1 ? crop : DEFAULT_PREPROCESSING.cropPct };
 }
 
 /**
@@ -662,6 +713,8 @@ export function timmUsesConvMlp(config: Pick<ConvNeXtV2Config, 'depths' | 'dims'
 
 export interface ExportOptions extends TimmExportOptions {
   naming: Naming;
+  /** The preprocessing the model was trained with (written to every target that has a place for it). */
+  preprocessing?: Preprocessing;
   /** Class names (written to config.json for `hf`, to metadata otherwise). */
   labels?: readonly string[];
   /**
@@ -699,8 +752,9 @@ export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config
     }
     writeSafetensors(nodePath.join(path, 'model.safetensors'), tensors, { format: 'pt' });
     const json = (o: unknown) => Buffer.from(JSON.stringify(o, null, 2) + '\n', 'utf8');
-    writeBytesAtomicSync(nodePath.join(path, 'config.json'), json(hfConfigJson(model.config, opts.labels)));
-    writeBytesAtomicSync(nodePath.join(path, 'preprocessor_config.json'), json(hfPreprocessorJson()));
+    const pre = opts.preprocessing ?? DEFAULT_PREPROCESSING;
+    writeBytesAtomicSync(nodePath.join(path, 'config.json'), json(hfConfigJson(model.config, opts.labels, pre)));
+    writeBytesAtomicSync(nodePath.join(path, 'preprocessor_config.json'), json(hfPreprocessorJson(pre)));
     return;
   }
   if (opts.container === 'torch') {
@@ -708,7 +762,7 @@ export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config
     writeTorchCheckpoint(path, { model: tensors });
     return;
   }
-  const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: JSON.stringify(model.config) };
+  const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: JSON.stringify(model.config), ...preprocessingMetadata(opts.preprocessing) };
   if (opts.labels) meta.labels = JSON.stringify(opts.labels);
   writeSafetensors(path, tensors, meta);
 }
@@ -808,6 +862,8 @@ export interface LoadedCheckpoint {
   /** Class names (HF id2label, or our metadata `labels`), when they match numClasses. */
   labels?: string[];
   metadata: Record<string, string>;
+  /** The evaluation preprocessing the file records (see readPreprocessing), if any. */
+  preprocessing?: Preprocessing;
   /** The file actually read (a directory resolves to a file inside it). */
   file: string;
   /** No classifier head (numClasses 0): a feature extractor, e.g. an FCMAE encoder. */
@@ -976,6 +1032,8 @@ function loadFromSource(src: TensorSource, file: string, hfConfig: string | unde
   const allShapes = src.tensors.map((t) => [t.name, t.shape] as const);
   const finish = (out: Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'>): LoadedCheckpoint => {
     const r: LoadedCheckpoint = { ...out, container: src.container, backbone: out.config.numClasses === 0, metadata, file };
+    const pre = readPreprocessing(metadata, hfConfig, src.raw?.get('args'));
+    if (pre) r.preprocessing = pre;
     if (src.stateDictKey !== undefined) r.stateDictKey = src.stateDictKey;
     if (src.records !== undefined) r.records = src.records;
     return r;
