@@ -133,3 +133,39 @@ test('bench --mode kernels: a row per GEMM and depthwise shape, against a measur
   assert.match(p.stdout, /nominal: 123\.0 GFLOP\/s \(--peak\)/);
   assertOneLineError(cli('bench', '--mode', 'kernels', '--peak', '0'), /--peak must be positive/);
 });
+
+test('conventions: --version, help CMD, stray arguments, CONVNEXTV2_THREADS, --json errors, no --no-help', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const v = cli('--version');
+  assert.equal(v.code, 0);
+  assert.equal(v.stdout, `convnextv2 ${pkg.version}\n`);
+  const h = cli('help', 'eval');
+  assert.equal(h.code, 0, h.stderr);
+  assert.equal(h.stdout, cli('eval', '--help').stdout);
+  assert.match(h.stdout, /^ {2}--help {2,}show this help$/m);
+  assert.doesNotMatch(h.stdout, /--no-help|--no-json|--no-quiet/);
+  assertOneLineError(cli('inspect', 'stray.safetensors'), /inspect: unexpected argument 'stray\.safetensors'/);
+  const t = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'info'], { encoding: 'utf8', env: { ...process.env, CONVNEXTV2_THREADS: 'abc' } });
+  assert.equal(t.status, 2);
+  assert.equal(t.stderr, 'convnextv2: CONVNEXTV2_THREADS=abc: must be a positive integer\n');
+  // With --json an error is also a JSON object, the last line of stdout.
+  const e = cli('eval', '--checkpoint', join(dir, 'missing.safetensors'), '--data', 'synthetic', '--json');
+  assert.equal(e.code, 1);
+  assert.deepEqual(JSON.parse(e.stdout.trim().split('\n').pop()!), { error: `convnextv2: checkpoint ${join(dir, 'missing.safetensors')}: no such file or directory`, exit_code: 1 });
+  const u = cli('bench', '--mode', 'nope', '--json');
+  assert.equal(u.code, 2);
+  assert.equal(JSON.parse(u.stdout.trim().split('\n').pop()!).exit_code, 2);
+});
+
+test('progress on stderr: one line per finished bar when stderr is not a terminal, none with --quiet', () => {
+  const run = (out: string, ...extra: string[]) => cli('pretrain', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--decoder-embed-dim', '16', '--input-size', '64',
+    '--batch-size', '8', '--limit', '32', '--epochs', '2', '--warmup-epochs', '0', '--workers', '0', '--vis-images', '1', '--out', join(dir, out), ...extra);
+  const a = run('progress');
+  assert.equal(a.code, 0, a.stderr);
+  const bars = a.stderr.trim().split('\n');
+  assert.equal(bars.length, 2, a.stderr);
+  bars.forEach((l, i) => assert.match(l, new RegExp(`^epoch ${i + 1}/2 \\[=+\\] 4/4 .* in 0:\\d\\d loss`)));
+  const q = run('quiet', '--quiet');
+  assert.equal(q.code, 0, q.stderr);
+  assert.equal(q.stderr, '');
+});

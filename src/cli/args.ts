@@ -14,6 +14,8 @@ export interface FlagSpec {
   default?: string | number | boolean;
   /** For string flags: the value when the flag is given without one (e.g. `--resume`). */
   implicit?: string;
+  /** For boolean flags: false when `--no-x` means nothing (`--help`, `--json`); help then shows `--x` alone. */
+  negatable?: boolean;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -84,7 +86,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       name = name.slice(0, eq);
     }
     const spec = specs[name];
-    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean' && value === undefined) {
+    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean' && specs[name.slice(3)].negatable !== false && value === undefined) {
       flags.set(name.slice(3), false);
       explicit.add(name.slice(3));
       continue;
@@ -127,7 +129,9 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
 export function formatHelp(usage: string, specs: FlagSpecs): string {
   const lines = [`usage: ${usage}`, '', 'flags:'];
   for (const [name, s] of Object.entries(specs)) {
-    const flag = s.kind === 'boolean' ? `--${name} / --no-${name}` : `--${name} <${s.kind === 'string' || s.kind === 'list' ? 'value' : s.kind}>${s.kind === 'list' ? '...' : ''}`;
+    const flag = s.kind === 'boolean'
+      ? (s.negatable === false ? `--${name}` : `--${name} / --no-${name}`)
+      : `--${name} <${s.kind === 'string' || s.kind === 'list' ? 'value' : s.kind}>${s.kind === 'list' ? '...' : ''}`;
     const def = s.default !== undefined ? ` (default ${String(s.default)})` : '';
     lines.push(`  ${flag.padEnd(34)} ${s.help}${def}`);
   }

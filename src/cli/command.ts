@@ -13,6 +13,8 @@ export interface Command {
   summary: string;
   usage: string;
   flags: FlagSpecs;
+  /** What the command's positional arguments are (e.g. 'IMAGE...'); without it, positional arguments are a usage error. */
+  positionals?: string;
   /** Returns a JSON-able record; with --json it is printed as the last line of stdout. */
   run(args: ParsedArgs, ctx: CommandContext): Promise<object | void> | object | void;
 }

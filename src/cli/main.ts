@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
- * `convnextv2 <command> [flags]`. Every command shares --threads, --json and --help. Errors
- * print one line `convnextv2: <what>: <why>` on stderr and exit 1 (bad input) or 2 (usage);
- * CONVNEXTV2_DEBUG=1 adds the stack trace.
+ * `convnextv2 <command> [flags]`. Every command shares --threads, --quiet, --json and --help;
+ * `convnextv2 --version`, `convnextv2 help CMD`. Errors print one line `convnextv2: <what>:
+ * <why>` on stderr (with --json also `{"error": ..., "exit_code": ...}` as stdout's last line)
+ * and exit 1 (bad input) or 2 (usage); CONVNEXTV2_DEBUG=1 adds the stack trace.
  */
+import { readFileSync } from 'node:fs';
 import { ConvNextError } from '../errors.js';
 import { getKernels, setThreads } from '../kernels/index.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
@@ -20,24 +22,38 @@ import { predict, embed } from './predict.js';
 import { inspect } from './inspect.js';
 import { analyze } from './analyze.js';
 import { info } from './info.js';
+import { Progress } from './progress.js';
 
 const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze, info];
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
-  json: { kind: 'boolean', help: 'print one JSON object as the last line of stdout' },
-  help: { kind: 'boolean', help: 'show this help' },
+  quiet: { kind: 'boolean', help: 'no progress bars on stderr', negatable: false },
+  json: { kind: 'boolean', help: 'print one JSON object as the last line of stdout (errors too)', negatable: false },
+  help: { kind: 'boolean', help: 'show this help', negatable: false },
 };
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 function usage(): string {
   const lines = ['usage: convnextv2 <command> [flags]', '', 'commands:'];
   for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(10)} ${c.summary}`);
-  lines.push('', "'convnextv2 <command> --help' lists a command's flags.");
+  lines.push('', "'convnextv2 help <command>' (or '<command> --help') lists a command's flags; 'convnextv2 --version' prints the version.");
   return lines.join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`convnextv2 ${version()}\n`);
+    return 0;
+  }
+  if (name === 'help' && rest.length > 0) {
+    if (rest.length > 1) throw new ConvNextError(`help: give one command, got '${rest.join(' ')}'`, 2);
+    [name, rest] = [rest[0], ['--help']];
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
     return name ? 0 : 2;
@@ -50,6 +66,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(cmd.usage, specs) + '\n');
     return 0;
   }
+  if (!cmd.positionals && args.positionals.length > 0) {
+    throw new ConvNextError(`${cmd.name}: unexpected argument '${args.positionals[0]}' (flags start with --; see 'convnextv2 help ${cmd.name}')`, 2);
+  }
+  const envThreads = process.env.CONVNEXTV2_THREADS;
+  if (envThreads !== undefined && envThreads !== '' && !/^[1-9][0-9]*$/.test(envThreads.trim())) {
+    throw new ConvNextError(`CONVNEXTV2_THREADS=${envThreads}: must be a positive integer`, 2);
+  }
   // A CONVNEXTV2_ISA that cannot be used is refused before any work (one line, exit 2).
   if (process.env.CONVNEXTV2_ISA) getKernels();
   const threads = args.number('threads');
@@ -57,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(threads) || threads < 1) throw new ConvNextError('--threads must be a positive integer', 2);
     setThreads(threads);
   }
+  Progress.quiet = args.bool('quiet');
   const ctx: CommandContext = {
     out: (line) => process.stdout.write(line + '\n'),
     err: (line) => process.stderr.write(line + '\n'),
@@ -87,14 +111,23 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     finished = true;
     const debug = process.env.CONVNEXTV2_DEBUG === '1';
+    // With --json (before a bare --), the error is also the last line of stdout, as a JSON object.
+    const argv = process.argv.slice(2);
+    const dash = argv.indexOf('--');
+    const json = (dash < 0 ? argv : argv.slice(0, dash)).includes('--json');
+    const report = (message: string, exitCode: number) => {
+      if (json) process.stdout.write(JSON.stringify({ error: `convnextv2: ${message}`, exit_code: exitCode }) + '\n');
+    };
     if (e instanceof ConvNextError) {
       process.stderr.write(`convnextv2: ${e.message}\n`);
       if (debug && e.stack) process.stderr.write(e.stack + '\n');
+      report(e.message, e.exitCode);
       process.exitCode = e.exitCode;
     } else {
       const msg = e instanceof Error ? e.message : String(e);
       process.stderr.write(`convnextv2: ${msg.split('\n')[0]}\n`);
       if (debug && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
+      report(msg.split('\n')[0], 1);
       process.exitCode = 1;
     }
   },

@@ -43,6 +43,7 @@ const COMMON = {
 
 export const predict: Command = {
   name: 'predict',
+  positionals: 'IMAGE...',
   summary: 'classify image files: top-k classes with probabilities',
   usage: 'convnextv2 predict --checkpoint P IMAGE... [--top-k 5] [--json]',
   flags: { ...COMMON, 'top-k': { kind: 'int', help: 'classes shown per image', default: 5 } },
@@ -72,6 +73,7 @@ export const predict: Command = {
 
 export const embed: Command = {
   name: 'embed',
+  positionals: 'IMAGE...',
   summary: 'write pre-logit features of image files to a safetensors file',
   usage: 'convnextv2 embed --checkpoint P --output OUT.safetensors IMAGE...',
   flags: { ...COMMON, output: { kind: 'string', help: 'safetensors file: features [N, C]' } },

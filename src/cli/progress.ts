@@ -1,22 +1,23 @@
 /**
  * A progress bar on stderr: `label [=====>    ] 37/100 12.3 img/s ETA 0:42 loss 1.234`.
- * Redraws in place on a TTY (at most 10 times a second); elsewhere prints a line every ~10%.
+ * Redraws in place on a TTY (at most 10 times a second); elsewhere (a log file, a pipe) prints
+ * a line every 30 s and the finished bar. `Progress.quiet` (the CLI's --quiet) prints nothing.
  */
 export class Progress {
+  /** No progress output at all (set once by the CLI for --quiet). */
+  static quiet = false;
   private readonly start = performance.now();
-  private lastDraw = 0;
-  private lastPct = -1;
+  private lastDraw = performance.now();
   private readonly tty = process.stderr.isTTY === true;
 
   constructor(private readonly label: string, private readonly total: number, private readonly unit = 'it') {}
 
   update(done: number, extra: Record<string, string | number> = {}, items = done): void {
+    if (Progress.quiet) return;
     const now = performance.now();
-    const pct = Math.floor((done / this.total) * 10);
     const final = done >= this.total;
-    if (this.tty ? now - this.lastDraw < 100 && !final : pct === this.lastPct && !final) return;
+    if (!final && now - this.lastDraw < (this.tty ? 100 : 30_000)) return;
     this.lastDraw = now;
-    this.lastPct = pct;
     const secs = (now - this.start) / 1000;
     const rate = items / Math.max(secs, 1e-9);
     const eta = done > 0 ? (secs * (this.total - done)) / done : 0;
