@@ -169,3 +169,42 @@ test('progress on stderr: one line per finished bar when stderr is not a termina
   assert.equal(q.code, 0, q.stderr);
   assert.equal(q.stderr, '');
 });
+
+test('errors that say what is wrong: what a file is, folders for files, sizes, skipped images, resume of a pre-training run', () => {
+  const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');
+  const bad = join(dir, 'bad.jpg');
+  writeFileSync(bad, 'not a jpeg');
+  const onnx = join(dir, 'model.onnx');
+  assert.equal(cli('convert', '--checkpoint', ckpt, '--to', 'onnx', '--output', onnx).code, 0);
+  assertOneLineError(cli('inspect', '--checkpoint', onnx), /checkpoint .*model\.onnx: is an ONNX model, not a checkpoint \(safetensors, a torch\.save \.pt\/\.pth\/\.bin, or a Hugging Face folder\)/);
+  assertOneLineError(cli('inspect', '--checkpoint', png), /grn-ablation-cosine\.png: is a PNG image, not a checkpoint/);
+  assertOneLineError(cli('forward', '--checkpoint', ckpt, '--input', png, '--output', join(dir, 'o.safetensors')), /grn-ablation-cosine\.png: is a PNG image, not a safetensors file/);
+  assertOneLineError(cli('eval', '--checkpoint', ckpt, '--data', png), /grn-ablation-cosine\.png: is a file, not a folder/);
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, dir), /is a folder; give image files/);
+  const zero = cli('predict', '--checkpoint', ckpt, '--input-size', '0', png);
+  assert.equal(zero.code, 2);
+  assertOneLineError(zero, /--input-size 0: must be an integer of at least 32/);
+  const topk = cli('predict', '--checkpoint', ckpt, '--top-k', '0', png);
+  assert.equal(topk.code, 2);
+  assertOneLineError(topk, /--top-k 0: must be a positive integer/);
+  assertOneLineError(cli('convert', '--checkpoint', ckpt, '--to', 'ours', '--output', join(dir, 'no', 'such', 'x.safetensors')), /--output .*x\.safetensors: the folder .*no\/such does not exist/);
+  const fcmae = join(ROOT, 'test/fixtures/reference/fcmae_small_official.pt');
+  assertOneLineError(cli('finetune', '--resume', fcmae, '--out', join(dir, 'ft-from-fcmae')), /is a pre-training checkpoint, not a fine-tuning run: start from it with --init/);
+  // An unreadable image among good ones: the good one is classified, a warning names the bad one, exit 1.
+  const p = cli('predict', '--checkpoint', ckpt, '--input-size', '64', png, bad, '--json');
+  assert.equal(p.code, 1, p.stderr);
+  assert.match(p.stderr, /^convnextv2: warning: skipping .*bad\.jpg: cannot decode it as an image/m);
+  const rec = JSON.parse(p.stdout.trim().split('\n').pop()!) as { predictions: { file: string }[]; skipped: { file: string }[] };
+  assert.deepEqual(rec.predictions.map((r) => r.file), [png]);
+  assert.deepEqual(rec.skipped.map((r) => r.file), [bad]);
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, bad), /none of the 1 file\(s\) given is a readable image/);
+});
+
+test('no silent fallbacks: a split the data set does not name is said', () => {
+  const r = cli('eval', '--checkpoint', ckpt, '--data', 'synthetic', '--split', 'test', '--limit', '8', '--input-size', '64');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^convnextv2: warning: synthetic has no separate test part: using its val part/m);
+  const v = cli('eval', '--checkpoint', ckpt, '--data', 'synthetic', '--split', 'val', '--limit', '8', '--input-size', '64');
+  assert.equal(v.code, 0, v.stderr);
+  assert.doesNotMatch(v.stderr, /warning/);
+});

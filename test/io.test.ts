@@ -250,7 +250,7 @@ describe('hostile and broken files', () => {
     ['non-string metadata', () => rawFile({ __metadata__: { n: 3 } }, f32(0)), /__metadata__ value of n is not a string/],
     ['empty file', () => Buffer.alloc(0), /empty file/],
     ['3-byte file', () => Buffer.from('abc'), /too small/],
-    ['text file', () => Buffer.from('This is certainly not a safetensors file.\n'.repeat(3)), /header length .* (over|past)/],
+    ['text file', () => Buffer.from('This is certainly not a safetensors file.\n'.repeat(3)), /is a text file, not a safetensors file/],
   ];
   for (const [name, make, pattern] of cases) {
     test(name, () => {

@@ -6,6 +6,8 @@ export interface CommandContext {
   out(line: string): void;
   /** Prints a line to stderr. */
   err(line: string): void;
+  /** The process ends with at least this exit code once the command has finished (e.g. 1 when some inputs were skipped). */
+  setExitCode(code: number): void;
 }
 
 export interface Command {

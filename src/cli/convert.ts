@@ -12,6 +12,7 @@
  * Every written checkpoint (not ONNX) is read back and compared bit for bit.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { exportCheckpoint, loadCheckpoint, preprocessingMetadata, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
 import { FCMAE_PREFIX } from '../io/fcmae.js';
@@ -84,6 +85,10 @@ export const convert: Command = {
     }
     if (st?.isDirectory() && to !== 'hf') throw new ConvNextError(`convert: --output ${output} is a directory; give a file name`);
     if (st && !st.isDirectory() && to === 'hf') throw new ConvNextError(`convert: --output ${output} is a file; --to hf writes a directory`);
+    const parent = path.dirname(path.resolve(output));
+    if (!st && !(fs.existsSync(parent) && fs.statSync(parent).isDirectory())) {
+      throw new ConvNextError(`convert: --output ${output}: the folder ${parent} does not exist`);
+    }
 
     const ck = loadCheckpoint(input, {
       ema: args.bool('ema'),

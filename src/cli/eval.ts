@@ -7,7 +7,7 @@ import { openDataset, type Split } from '../data/dataset.js';
 import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Command } from './command.js';
-import { evaluate } from './evaluate.js';
+import { checkEvalSize, evaluate } from './evaluate.js';
 
 export const evalCommand: Command = {
   name: 'eval',
@@ -40,6 +40,7 @@ export const evalCommand: Command = {
     const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
     const size = args.number('input-size') ?? pre.inputSize;
     const cropPct = args.number('crop-pct') ?? pre.cropPct;
+    checkEvalSize(size, cropPct);
     const r = await evaluate(model, ds, { size, cropPct, batchSize: args.requireNumber('batch-size') });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
     return { top1: r.top1, top5: r.top5, loss: r.loss, images: r.images, checkpoint: ck.file, data: ds.source };

@@ -4,6 +4,7 @@
  * percent and the mean cross-entropy (no smoothing).
  */
 import type { Dataset } from '../data/dataset.js';
+import { ConvNextError } from '../errors.js';
 import { DataLoader } from '../data/loader.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { smoothTargets } from '../train/step.js';
@@ -45,4 +46,10 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
     await loader.close();
   }
   return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n };
+}
+
+/** Usage errors for --input-size / --crop-pct before any image is read (exit 2). */
+export function checkEvalSize(size: number, cropPct: number): void {
+  if (!(Number.isInteger(size) && size >= 32)) throw new ConvNextError(`--input-size ${size}: must be an integer of at least 32 (the model downsamples by 32)`, 2);
+  if (!(cropPct > 0 && cropPct <= 1)) throw new ConvNextError(`--crop-pct ${cropPct}: must be in (0, 1]`, 2);
 }

@@ -111,6 +111,9 @@ export const finetune: Command = {
     if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`finetune: nothing to resume: ${resumeFile} does not exist`);
     checkRunFolder('finetune', out, { resuming: resumeFile !== null, overwrite });
     const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
+    if (resumed && (resumed.fcmae || resumed.backbone || resumed.metadata.kind === 'fcmae-pretrain')) {
+      throw new ConvNextError(`finetune: ${resumeFile} is a pre-training checkpoint, not a fine-tuning run: start from it with --init ${resumeFile} (--resume continues a fine-tuning run)`, 2);
+    }
     const { args, changed } = resumed ? resumeArgs('finetune', given, resumed.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
     const a = withRecipe(args);
     const E = a.num('epochs');

@@ -81,13 +81,15 @@ export async function main(argv: string[]): Promise<number> {
     setThreads(threads);
   }
   Progress.quiet = args.bool('quiet');
+  let exitCode = 0;
   const ctx: CommandContext = {
     out: (line) => process.stdout.write(line + '\n'),
     err: (line) => process.stderr.write(line + '\n'),
+    setExitCode: (code) => { exitCode = Math.max(exitCode, code); },
   };
   const result = await cmd.run(args, ctx);
   if (args.bool('json') && result) process.stdout.write(JSON.stringify(result) + '\n');
-  return 0;
+  return exitCode;
 }
 
 // Output piped into `head` and the like: stop quietly when the reader goes away.

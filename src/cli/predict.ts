@@ -3,24 +3,47 @@
  * from the checkpoint: ImageFolder classes or HF id2label); `convnextv2 embed IMAGE...`:
  * pre-logit features (pooled + normalised) written to a safetensors file.
  */
+import * as fs from 'node:fs';
 import { ConvNextError } from '../errors.js';
-import { decodeImage } from '../data/image.js';
+import { CorruptImageError, decodeImage, type Image } from '../data/image.js';
 import { evalTransform } from '../data/transforms.js';
 import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { ParsedArgs } from './args.js';
-import type { Command } from './command.js';
+import type { Command, CommandContext } from './command.js';
+import { checkEvalSize } from './evaluate.js';
 
-async function loadBatch(args: ParsedArgs, S: number, cropPct: number): Promise<{ files: string[]; pixels: Float32Array }> {
-  const files = args.positionals;
-  if (files.length === 0) throw new ConvNextError('no image files given', 2);
-  const pixels = new Float32Array(files.length * 3 * S * S);
-  for (let i = 0; i < files.length; i++) {
-    const img = await decodeImage(files[i]);
-    evalTransform(img, S, cropPct, pixels, i * 3 * S * S);
+/**
+ * Decodes the image files given (the positionals). An unreadable one is skipped with a warning
+ * and sets exit code 1 for the end of the command; none readable is an error.
+ */
+async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: CommandContext): Promise<{ files: string[]; pixels: Float32Array; skipped: { file: string; error: string }[] }> {
+  const given = args.positionals;
+  if (given.length === 0) throw new ConvNextError('no image files given', 2);
+  for (const f of given) {
+    if (fs.existsSync(f) && fs.statSync(f).isDirectory()) throw new ConvNextError(`${f}: is a folder; give image files (e.g. ${f}/*.jpg)`, 2);
   }
-  return { files, pixels };
+  const images: Image[] = [];
+  const files: string[] = [];
+  const skipped: { file: string; error: string }[] = [];
+  for (const f of given) {
+    try {
+      images.push(await decodeImage(f));
+      files.push(f);
+    } catch (e) {
+      if (!(e instanceof CorruptImageError)) throw e;
+      skipped.push({ file: f, error: e.reason });
+    }
+  }
+  if (files.length === 0) {
+    throw new ConvNextError(`none of the ${given.length} file(s) given is a readable image (${skipped[0].file}: ${skipped[0].error})`);
+  }
+  for (const k of skipped) ctx.err(`convnextv2: warning: skipping ${k.file}: cannot decode it as an image (${k.error})`);
+  if (skipped.length > 0) ctx.setExitCode(1);
+  const pixels = new Float32Array(files.length * 3 * S * S);
+  images.forEach((img, i) => evalTransform(img, S, cropPct, pixels, i * 3 * S * S));
+  return { files, pixels, skipped };
 }
 
 function setup(args: ParsedArgs) {
@@ -31,6 +54,7 @@ function setup(args: ParsedArgs) {
   const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
   const S = args.number('input-size') ?? pre.inputSize;
   const cropPct = args.number('crop-pct') ?? pre.cropPct;
+  checkEvalSize(S, cropPct);
   return { ck, model, S, cropPct };
 }
 
@@ -51,9 +75,11 @@ export const predict: Command = {
     const { ck, model, S, cropPct } = setup(args);
     const K = ck.config.numClasses;
     if (K === 0) throw new ConvNextError(`checkpoint ${ck.file}: has no classifier head; use 'convnextv2 embed' for features`);
-    const { files, pixels } = await loadBatch(args, S, cropPct);
+    const k = args.requireNumber('top-k');
+    if (!(k >= 1)) throw new ConvNextError(`predict: --top-k ${k}: must be a positive integer`, 2);
+    const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const logits = model.forward({ shape: [files.length, 3, S, S], data: pixels }).logits!;
-    const topK = Math.min(args.requireNumber('top-k'), K);
+    const topK = Math.min(k, K);
     const names = ck.labels ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const results = files.map((file, i) => {
       const row = logits.subarray(i * K, (i + 1) * K);
@@ -67,7 +93,7 @@ export const predict: Command = {
       ctx.out(r.file);
       for (const t of r.top) ctx.out(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.label}`);
     }
-    return { predictions: results };
+    return { predictions: results, skipped };
   },
 };
 
@@ -80,11 +106,11 @@ export const embed: Command = {
   async run(args, ctx) {
     const { ck, model, S, cropPct } = setup(args);
     const out = args.requireString('output');
-    const { files, pixels } = await loadBatch(args, S, cropPct);
+    const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const r = model.forward({ shape: [files.length, 3, S, S], data: pixels });
     const C = ck.config.dims[3];
     writeSafetensors(out, [['features', { shape: [files.length, C], data: r.preLogits }]], { files: JSON.stringify(files), checkpoint: ck.file });
     ctx.out(`wrote features [${files.length}, ${C}] to ${out}`);
-    return { output: out, images: files.length, dim: C };
+    return { output: out, images: files.length, dim: C, skipped };
   },
 };

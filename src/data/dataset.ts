@@ -189,7 +189,10 @@ interface PartsResult {
 }
 
 function openFolder(root: string, warn: (m: string) => void): PartsResult {
-  if (!isDir(root)) throw new ConvNextError(`${root}: no such folder (a data set spec is a folder, fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE])`);
+  if (!isDir(root)) {
+    const what = fs.existsSync(root) ? 'is a file, not a folder' : 'no such folder';
+    throw new ConvNextError(`${root}: ${what} (a data set spec is a folder of class folders, fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE])`);
+  }
   const trainDir = nodePath.join(root, 'train');
   const official = isDir(trainDir) && listClassDirs(trainDir).length > 0;
   const makePart = (dir: string, classes: string[], part: string, strict: boolean): Dataset => {
@@ -203,7 +206,7 @@ function openFolder(root: string, warn: (m: string) => void): PartsResult {
     return {
       train: () => makePart(trainDir, classes, 'train', false),
       heldOut: valDir ? () => makePart(valDir, classes, nodePath.basename(valDir), true) : null,
-      heldOutName: 'val',
+      heldOutName: valDir && nodePath.basename(valDir) === 'test' ? 'test' : 'val',
     };
   }
   const classes = listClassDirs(root);
@@ -467,7 +470,8 @@ export function splitIndices(n: number, fraction: number, seed: number): { train
 
 /**
  * Opens split `split` of the data set named by `spec` (see the file comment). `val` and
- * `test` are the same held-out part unless `valSplit` carves a validation part out of train.
+ * `test` are the same held-out part unless `valSplit` carves a validation part out of train;
+ * asking for the one a data set does not name (test of synthetic, val of Fashion-MNIST) warns.
  */
 export function openDataset(spec: string, split: Split, opts: OpenOptions = {}): Dataset {
   const warn = opts.warn ?? DEFAULT_WARN;
@@ -512,6 +516,8 @@ export function openDataset(spec: string, split: Split, opts: OpenOptions = {}):
   } else {
     if (!parts.heldOut) throw new ConvNextError(`${spec}: no validation part (no val/ folder); carve one out of train with --val-split`, 2);
     ds = parts.heldOut();
+    // One held-out part serves as both val and test: say which one a request got.
+    if (split !== parts.heldOutName) warn(`${spec} has no separate ${split} part: using its ${parts.heldOutName} part (${ds.length} images)`);
   }
   if (opts.limit !== undefined && opts.limit < ds.length) {
     const idx = new Int32Array(opts.limit);

@@ -11,6 +11,7 @@
  * Writing produces F32 tensors in the order given, the header padded with spaces to a
  * multiple of 8 bytes (as the reference implementation does), replacing the target atomically.
  */
+import { sniff } from './sniff.js';
 import * as fs from 'node:fs';
 import { endianness } from 'node:os';
 import { ConvNextError } from '../errors.js';
@@ -349,14 +350,16 @@ function describeFsError(err: unknown): string {
   }
 }
 
-/** Checks the 8-byte prefix and header length; returns the header length. */
-function checkPrefix(source: string, first8: Uint8Array, size: number): number {
+/** Checks the 8-byte prefix and header length (`first`: up to 64 leading bytes, to say what the file is instead); returns the header length. */
+function checkPrefix(source: string, first8: Uint8Array, size: number, first: Uint8Array = first8): number {
   if (size === 0) fail(source, 'empty file, not a safetensors file');
   if (size < 8) fail(source, `file is ${size} bytes, too small for a safetensors file`);
   if (first8[0] === 0x50 && first8[1] === 0x4b && first8[2] === 0x03 && first8[3] === 0x04) {
     fail(source, 'is a zip archive (a PyTorch .pt/.pth checkpoint?), not a safetensors file');
   }
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
+  const kind = n > BigInt(size - 8) || n > BigInt(MAX_HEADER_BYTES) ? sniff(first) : null;
+  if (kind) fail(source, `is ${kind}, not a safetensors file`);
   if (n > BigInt(MAX_HEADER_BYTES)) {
     fail(source, `header length ${n} is over ${MAX_HEADER_BYTES} bytes (not a safetensors file, or corrupt)`);
   }
@@ -390,8 +393,8 @@ export function openSafetensors(path: string): SafetensorsReader {
       }
       return out;
     };
-    const first8 = readExact(0, Math.min(8, size));
-    const n = checkPrefix(path, first8, size);
+    const first = readExact(0, Math.min(64, size));
+    const n = checkPrefix(path, first.subarray(0, Math.min(8, size)), size, first);
     const header = readExact(8, n);
     const parsed = parseHeader(path, header, 8 + n, size - 8 - n);
     const src: ByteSource = {
@@ -409,7 +412,7 @@ export function openSafetensors(path: string): SafetensorsReader {
 /** Parses safetensors bytes held in memory (validated like a file). `source` labels errors. */
 export function parseSafetensorsBuffer(buf: Uint8Array, source = 'safetensors buffer'): SafetensorsReader {
   const size = buf.byteLength;
-  const n = checkPrefix(source, buf.subarray(0, Math.min(8, size)), size);
+  const n = checkPrefix(source, buf.subarray(0, Math.min(8, size)), size, buf.subarray(0, Math.min(64, size)));
   const parsed = parseHeader(source, buf.subarray(8, 8 + n), 8 + n, size - 8 - n);
   const src: ByteSource = {
     read: (pos, length, into) => {

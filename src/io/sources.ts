@@ -9,6 +9,7 @@ import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { isPickleRecord, PickleGlobal, PickleExternal, type PickleValue } from './pickle.js';
 import { openSafetensors, type SafetensorsReader } from './safetensors.js';
+import { sniff } from './sniff.js';
 import { findStateDict, isTensorData, readTorchCheckpoint, STATE_DICT_KEYS, torchTensorInfo } from './torch.js';
 
 /** The file container a checkpoint came in. */
@@ -70,8 +71,13 @@ export function looksLikeTorch(b: Uint8Array): boolean {
 /** Opens a checkpoint file of any supported container. */
 export function openTensorSource(file: string, opts: OpenSourceOptions = {}): TensorSource {
   if (file.endsWith('.index.json')) return openIndex(file, opts);
-  const b = head(file, 8);
+  const b = head(file, 64);
   if (looksLikeTorch(b)) return openTorch(file, opts);
+  // Say what the file is when it is plainly no checkpoint (an image, an ONNX model, ...).
+  const kind = sniff(b);
+  if (kind && !/zip|pickle|text/.test(kind)) {
+    throw new ConvNextError(`checkpoint ${file}: is ${kind}, not a checkpoint (safetensors, a torch.save .pt/.pth/.bin, or a Hugging Face folder)`);
+  }
   return fromSafetensors(openSafetensors(file));
 }
 
