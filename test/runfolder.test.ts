@@ -167,3 +167,21 @@ test('SIGINT while training: one line with the epoch, the step, the checkpoint a
   const held = Number(/holds epoch (\d+)/.exec(last)![1]);
   assert.equal(loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true }).metadata.epoch, String(held));
 });
+
+test('a warm-up that covers most of the run is said before training, with a value to try; the log records the schedule', () => {
+  const run = join(dir, 'warm');
+  const r = cli([...PRE.filter((a, i, all) => a !== '--warmup-epochs' && all[i - 1] !== '--warmup-epochs'), '--epochs', '1', '--out', run]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^pretrain: note: --warmup-epochs 40 covers 100% of the 1 epochs: the learning rate reaches \S+ of its \S+ at most; for a run this short try --warmup-epochs 0\.1$/m);
+  const rec = JSON.parse(readFileSync(join(run, 'log.jsonl'), 'utf8').trim()) as Record<string, number>;
+  assert.equal(rec.warmup_epochs, 40);
+  assert.equal(rec.epochs, 1);
+  assert.ok(rec.peak_lr > 0 && rec.min_lr === 0);
+  // A warm-up of a tenth of the run is not remarked on.
+  const ok = cli([...PRE, '--epochs', '5', '--stop-after', '1', '--out', join(dir, 'warm-ok')]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.doesNotMatch(ok.stdout, /note: --warmup-epochs/);
+  const ft = cli([...FT, '--epochs', '2', '--warmup-epochs', '20', '--stop-after', '1', '--out', join(dir, 'warm-ft')]);
+  assert.equal(ft.code, 0, ft.stderr);
+  assert.match(ft.stdout, /^finetune: note: --warmup-epochs 20 covers 100% of the 2 epochs/m);
+});

@@ -37,7 +37,7 @@ import { clipGradNorm, forwardBackward, smoothTargets } from '../train/step.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
-import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs } from './runlog.js';
+import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs, warmupNote } from './runlog.js';
 import { Progress } from './progress.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
@@ -205,6 +205,8 @@ export const finetune: Command = {
     const updatesPerEpoch = Math.floor(stepsPerEpoch / updateFreq);
     const lr = args.number('lr') ?? scaledLr(a.num('blr'), B, updateFreq);
     const schedule = cosineScheduler(lr, a.num('min-lr'), E, Math.max(1, updatesPerEpoch), a.num('warmup-epochs'), a.num('warmup-steps'));
+    const warmupEpochs = a.num('warmup-steps') > 0 ? a.num('warmup-steps') / Math.max(1, updatesPerEpoch) : a.num('warmup-epochs');
+    const warmNote = warmupNote('finetune', warmupEpochs, E, lr);
     const mixOn = a.num('mixup') > 0 || a.num('cutmix') > 0;
     const mixup = mixOn ? new Mixup({
       mixupAlpha: a.num('mixup'), cutmixAlpha: a.num('cutmix'), prob: a.num('mixup-prob'), switchProb: a.num('mixup-switch-prob'),
@@ -216,6 +218,7 @@ export const finetune: Command = {
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
     if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
+    if (warmNote) ctx.out(warmNote);
     ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
       `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
       `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
@@ -262,7 +265,7 @@ export const finetune: Command = {
         const ev = await evaluate(model, val, { size: S, cropPct, batchSize: Math.max(B, 32) });
         const rec: Record<string, number> = {
           epoch, loss: sum / count, lr: curLr, val_top1: ev.top1, val_top5: ev.top5, val_loss: ev.loss,
-          images_per_second: (count * B) / seconds, seconds,
+          images_per_second: (count * B) / seconds, seconds, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
         };
         if (ema && a.bool('model-ema-eval')) {
           ema.swap();

@@ -29,7 +29,7 @@ import { lrAt, scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
-import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs } from './runlog.js';
+import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 
 export interface EpochRecord {
@@ -39,6 +39,11 @@ export interface EpochRecord {
   images_per_second: number;
   seconds: number;
   steps: number;
+  /** The schedule used: peak and final learning rate, warm-up, total epochs. */
+  peak_lr: number;
+  min_lr: number;
+  warmup_epochs: number;
+  epochs: number;
 }
 
 /** Flags a resumed pre-training run may change (reported as changed). */
@@ -149,11 +154,13 @@ export const pretrain: Command = {
     if (steps < 1) throw new ConvNextError(`pretrain: ${train.length} training images make no batch of ${B}`);
     const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B, updateFreq);
     const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
+    const warmNote = warmupNote('pretrain', schedule.warmupEpochs, E, lr);
     const vis = await visBatch(args.requireString('data'), seed, S, args.requireNumber('vis-images'), train);
     openRunFolder(out, { resuming: ck !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
     if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
+    if (warmNote) ctx.out(warmNote);
     const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
     ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
       `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
@@ -192,7 +199,10 @@ export const pretrain: Command = {
         // Gradients of an incomplete accumulation at the epoch's end are dropped.
         fcmae.zeroGrad();
         const seconds = (performance.now() - t0) / 1000;
-        const rec: EpochRecord = { epoch, loss: sum / count, lr: curLr, images_per_second: (count * B) / seconds, seconds, steps: count };
+        const rec: EpochRecord = {
+          epoch, loss: sum / count, lr: curLr, images_per_second: (count * B) / seconds, seconds, steps: count,
+          peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
+        };
         records.push(rec);
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);

@@ -133,3 +133,16 @@ export class Interruption {
     for (const [sig, h] of this.handlers) process.off(sig, h);
   }
 }
+
+/**
+ * One line when the warm-up covers most of a run (the official defaults are written for
+ * 300-1600 epochs: `pretrain --epochs 4` keeps 40 warm-up epochs, so the learning rate never
+ * leaves a tenth of its ramp), with a value to try; null when it does not.
+ */
+export function warmupNote(command: string, warmupEpochs: number, epochs: number, peakLr: number): string | null {
+  if (!(warmupEpochs > epochs / 2)) return null;
+  const reached = Math.min(1, epochs / warmupEpochs);
+  const suggest = Math.max(0, Math.round((epochs / 10) * 100) / 100);
+  return `${command}: note: --warmup-epochs ${warmupEpochs} covers ${Math.round(100 * Math.min(1, warmupEpochs / epochs))}% of the ${epochs} epochs: ` +
+    `the learning rate reaches ${(reached * peakLr).toExponential(2)} of its ${peakLr.toExponential(2)} at most; for a run this short try --warmup-epochs ${suggest}`;
+}
