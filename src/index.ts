@@ -20,9 +20,11 @@ export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGrou
 export { trainStep, forwardBackward, smoothTargets, type StepResult } from './train/step.js';
 export { readSafetensors, openSafetensors, writeSafetensors, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export {
-  loadCheckpoint, saveCheckpoint, exportCheckpoint, timmUsesConvMlp,
-  type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming,
+  loadCheckpoint, saveCheckpoint, exportCheckpoint, timmUsesConvMlp, DEFAULT_PREPROCESSING,
+  type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming, type Preprocessing,
 } from './io/checkpoint.js';
+export { classNames, readLabelsFile, type ClassNames } from './io/labels.js';
+export { IMAGENET_1K_CLASSES, IMAGENET_1K_SYNSETS } from './data/imagenet.js';
 export { readTorchCheckpoint, writeTorchCheckpoint, findStateDict } from './io/torch.js';
 export { type FcmaeInfo, FCMAE_PREFIX } from './io/fcmae.js';
 export { exportOnnx, onnxModelBytes, type OnnxExportOptions } from './io/onnx.js';

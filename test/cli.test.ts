@@ -208,3 +208,45 @@ test('no silent fallbacks: a split the data set does not name is said', () => {
   assert.equal(v.code, 0, v.stderr);
   assert.doesNotMatch(v.stderr, /warning/);
 });
+
+test('class names: ImageNet-1k for a 1000-class head without names (predict, eval --json, HF id2label); LABEL_N is no name; --labels FILE', async () => {
+  const { ConvNeXtV2 } = await import('../src/model/convnextv2.js');
+  const { makeConfig } = await import('../src/model/config.js');
+  const { saveCheckpoint, loadCheckpoint } = await import('../src/io/checkpoint.js');
+  const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
+  assert.equal(IMAGENET_1K_CLASSES.length, 1000);
+  assert.deepEqual([IMAGENET_1K_CLASSES[0], IMAGENET_1K_CLASSES[1], IMAGENET_1K_CLASSES[999]], ['tench, Tinca tinca', 'goldfish, Carassius auratus', 'toilet tissue, toilet paper, bathroom tissue']);
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { seed: 1 });
+  const k1000 = join(dir, 'k1000.safetensors');
+  saveCheckpoint(k1000, { config: m.config, state: m.stateDict() });
+  const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');
+  const p = cli('predict', '--checkpoint', k1000, '--input-size', '64', '--top-k', '3', png, '--json');
+  assert.equal(p.code, 0, p.stderr);
+  const top = (JSON.parse(p.stdout.trim().split('\n').pop()!) as { predictions: { top: { index: number; label: string }[] }[] }).predictions[0].top;
+  for (const t of top) assert.equal(t.label, IMAGENET_1K_CLASSES[t.index]);
+  // The HF export carries them as id2label; transformers' LABEL_N placeholders read back as no names.
+  const hf = join(dir, 'k1000-hf');
+  assert.equal(cli('convert', '--checkpoint', k1000, '--to', 'hf', '--output', hf).code, 0);
+  const cfg = JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')) as { id2label: Record<string, string>; label2id: Record<string, number> };
+  assert.equal(cfg.id2label['0'], 'tench, Tinca tinca');
+  assert.equal(cfg.id2label['999'], IMAGENET_1K_CLASSES[999]);
+  const placeholders = { ...cfg, id2label: Object.fromEntries(Object.keys(cfg.id2label).map((i) => [i, `LABEL_${i}`])) };
+  writeFileSync(join(hf, 'config.json'), JSON.stringify(placeholders));
+  assert.equal(loadCheckpoint(hf).labels, undefined);
+  // --labels FILE: one name a line, the count must match.
+  const few = join(dir, 'few.txt');
+  writeFileSync(few, 'a\nb\n');
+  assertOneLineError(cli('predict', '--checkpoint', k1000, '--labels', few, png), /--labels .*few\.txt: 2 names for a model with 1000 classes/);
+  const many = join(dir, 'many.txt');
+  writeFileSync(many, Array.from({ length: 1000 }, (_, i) => `thing ${i}`).join('\n'));
+  const q = cli('predict', '--checkpoint', k1000, '--input-size', '64', '--labels', many, png, '--json');
+  assert.equal(q.code, 0, q.stderr);
+  const qt = (JSON.parse(q.stdout.trim().split('\n').pop()!) as { predictions: { top: { index: number; label: string }[] }[] }).predictions[0].top;
+  for (const t of qt) assert.equal(t.label, `thing ${t.index}`);
+  // eval --json: per-class top-1 under the data set's names when the checkpoint has none.
+  const e = cli('eval', '--checkpoint', ckpt, '--data', 'synthetic', '--limit', '16', '--input-size', '64', '--json');
+  assert.equal(e.code, 0, e.stderr);
+  const rec = JSON.parse(e.stdout.trim().split('\n').pop()!) as { labels: string; per_class: { label: string; images: number; top1: number }[] };
+  assert.equal(rec.per_class.reduce((s, c) => s + c.images, 0), 16);
+  for (const c of rec.per_class) assert.ok(typeof c.label === 'string' && c.top1 >= 0 && c.top1 <= 100);
+});

@@ -78,7 +78,8 @@ test('small_hf/ gives its expected logits; its final norm uses layer_norm_eps 1e
   const ck = loadCheckpoint(HF_DIR);
   assert.equal(ck.format, 'hf');
   assert.equal(ck.config.headNormEps, 1e-12);
-  assert.deepEqual(ck.labels?.slice(0, 2), ['LABEL_0', 'LABEL_1']);
+  // Its config.json's id2label holds transformers' placeholders (LABEL_0, ...): no class names.
+  assert.equal(ck.labels, undefined);
   const exp = readSafetensors(path.join(HF_DIR, 'expected.safetensors'));
   const err = relErr(logitsOf(ck, exp.get('input.0.pixel_values')!), exp.get('output.0.logits')!.data);
   assert.ok(err <= 1e-4, `relative error ${err}`);
@@ -453,7 +454,7 @@ test('convert and inspect: FCMAE to ours, official .pt to onnx, inspect text and
   assert.equal(rec.extraTensors['fcmae.'], 15);
   r = cli('inspect', '--checkpoint', HF_DIR);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^classes: +10; labels "LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3", "LABEL_4", \.\.\./m);
+  assert.match(r.stdout, /^classes: +10$/m);
   assert.match(r.stdout, /head norm eps 1e-12/);
   r = cli('inspect', '--checkpoint', SMALL_PT, '--json');
   assert.equal(r.code, 0, r.stderr);

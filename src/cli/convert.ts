@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConvNextError } from '../errors.js';
+import { classNames } from '../io/labels.js';
 import { exportCheckpoint, loadCheckpoint, preprocessingMetadata, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
 import { FCMAE_PREFIX } from '../io/fcmae.js';
 import { exportOnnx } from '../io/onnx.js';
@@ -53,6 +54,7 @@ export const convert: Command = {
     checkpoint: { kind: 'string', help: 'input: file or directory, any supported format (detected)' },
     to: { kind: 'string', help: 'ours, timm, hf, official or onnx' },
     output: { kind: 'string', help: 'output file (a directory for hf)' },
+    labels: { kind: 'string', help: "class names to write: a JSON array / id2label object or one name a line (default: the input's; --to hf of 1000 classes: ImageNet-1k)" },
     format: { kind: 'string', help: 'official: pt (torch.save zip, default) or safetensors' },
     ema: { kind: 'boolean', help: 'convert the EMA weights (model_ema of .pt files, ema.* of ours)' },
     prefix: { kind: 'string', help: 'key prefix of the model tensors when the input holds several' },
@@ -97,6 +99,10 @@ export const convert: Command = {
       allowUnexpected: args.bool('allow-unexpected'),
     });
     const model = { config: ck.config, state: ck.state };
+    // Class names: --labels, else the checkpoint's; a 1000-class HF export without any gets the
+    // ImageNet-1k names in id2label, as the facebook/convnextv2-* repos have.
+    const named = classNames(ck, args.string('labels'));
+    const labels = named && named.source !== 'imagenet-1k' ? [...named.names] : undefined;
     // The FCMAE decoder travels with our own checkpoints only.
     let fcmaeExtra: StateDict | undefined;
     if (to === 'ours' && ck.fcmae && ck.extra) {
@@ -108,7 +114,7 @@ export const convert: Command = {
       case 'ours': {
         const metadata: Record<string, string> = { source: input, source_format: ck.format, ...preprocessingMetadata(ck.preprocessing) };
         saveCheckpoint(output, {
-          config: ck.config, state: ck.state, extra: fcmaeExtra, metadata, labels: ck.labels,
+          config: ck.config, state: ck.state, extra: fcmaeExtra, metadata, labels,
           initialised: ck.initialised, fcmae: fcmaeExtra ? ck.fcmae : undefined,
         });
         files.push(output);
@@ -116,20 +122,20 @@ export const convert: Command = {
       }
       case 'timm':
         convMlp = args.has('conv-mlp') ? args.bool('conv-mlp') : timmUsesConvMlp(ck.config);
-        exportCheckpoint(output, model, { naming: 'timm', labels: ck.labels, convMlp, preprocessing: ck.preprocessing });
+        exportCheckpoint(output, model, { naming: 'timm', labels, convMlp, preprocessing: ck.preprocessing });
         files.push(output);
         break;
       case 'hf':
-        exportCheckpoint(output, model, { naming: 'hf', labels: ck.labels, preprocessing: ck.preprocessing });
+        exportCheckpoint(output, model, { naming: 'hf', labels: named ? [...named.names] : undefined, preprocessing: ck.preprocessing });
         files.push(`${output}/config.json`, `${output}/model.safetensors`, `${output}/preprocessor_config.json`);
         break;
       case 'official':
-        exportCheckpoint(output, model, { naming: 'official', labels: ck.labels, container: format === 'safetensors' ? 'safetensors' : 'torch', preprocessing: ck.preprocessing });
+        exportCheckpoint(output, model, { naming: 'official', labels, container: format === 'safetensors' ? 'safetensors' : 'torch', preprocessing: ck.preprocessing });
         files.push(output);
         break;
       case 'onnx': {
         const metadata: Record<string, string> = { ...preprocessingMetadata(ck.preprocessing) };
-        if (ck.labels) metadata.labels = JSON.stringify(ck.labels);
+        if (labels) metadata.labels = JSON.stringify(labels);
         files.push(...exportOnnx(output, model, {
           opset: args.requireNumber('opset'),
           externalData: args.has('external-data') ? args.bool('external-data') : undefined,

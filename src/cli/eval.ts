@@ -8,6 +8,7 @@ import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Command } from './command.js';
 import { checkEvalSize, evaluate } from './evaluate.js';
+import { classNames } from '../io/labels.js';
 
 export const evalCommand: Command = {
   name: 'eval',
@@ -23,6 +24,7 @@ export const evalCommand: Command = {
     'val-split': { kind: 'number', help: 'the fraction carved out of train as validation (as in training)' },
     seed: { kind: 'int', help: 'seed of the --val-split carve-out', default: 0 },
     ema: { kind: 'boolean', help: 'evaluate the EMA weights' },
+    labels: { kind: 'string', help: 'class names for --json per_class: a JSON array / id2label object or one name a line (default: the checkpoint\'s, ImageNet-1k for 1000 classes)' },
     limit: { kind: 'int', help: 'first N images' },
   },
   async run(args, ctx) {
@@ -43,6 +45,10 @@ export const evalCommand: Command = {
     checkEvalSize(size, cropPct);
     const r = await evaluate(model, ds, { size, cropPct, batchSize: args.requireNumber('batch-size') });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
-    return { top1: r.top1, top5: r.top5, loss: r.loss, images: r.images, checkpoint: ck.file, data: ds.source };
+    // Per-class top-1 by name: the checkpoint's class names, --labels, the ImageNet-1k names for 1000 classes, else the data set's.
+    const named = classNames(ck, args.string('labels'));
+    const names = named?.names ?? ds.classes;
+    const perClass = r.classImages.flatMap((count, k) => (count > 0 ? [{ index: k, label: names[k], images: count, top1: (100 * r.classCorrect[k]) / count }] : []));
+    return { top1: r.top1, top5: r.top5, loss: r.loss, images: r.images, checkpoint: ck.file, data: ds.source, labels: named?.source ?? 'data', per_class: perClass };
   },
 };

@@ -14,6 +14,9 @@ export interface EvalResult {
   top5: number;
   loss: number;
   images: number;
+  /** Per class (by label index): images seen and top-1 hits. */
+  classImages: number[];
+  classCorrect: number[];
 }
 
 export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto' }): Promise<EvalResult> {
@@ -26,6 +29,8 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
   let c5 = 0;
   let lossSum = 0;
   let n = 0;
+  const classImages = new Array<number>(K).fill(0);
+  const classCorrect = new Array<number>(K).fill(0);
   try {
     for await (const b of loader.epoch(0)) {
       const B = b.labels.length;
@@ -39,13 +44,15 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
         for (let k = 0; k < K; k++) if (logits[i * K + k] > v || (logits[i * K + k] === v && k < y)) higher++;
         if (higher === 0) c1++;
         if (higher < 5) c5++;
+        classImages[y]++;
+        if (higher === 0) classCorrect[y]++;
       }
       n += B;
     }
   } finally {
     await loader.close();
   }
-  return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n };
+  return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n, classImages, classCorrect };
 }
 
 /** Usage errors for --input-size / --crop-pct before any image is read (exit 2). */

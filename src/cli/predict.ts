@@ -8,6 +8,7 @@ import { ConvNextError } from '../errors.js';
 import { CorruptImageError, decodeImage, type Image } from '../data/image.js';
 import { evalTransform } from '../data/transforms.js';
 import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
+import { classNames } from '../io/labels.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { ParsedArgs } from './args.js';
@@ -70,7 +71,11 @@ export const predict: Command = {
   positionals: 'IMAGE...',
   summary: 'classify image files: top-k classes with probabilities',
   usage: 'convnextv2 predict --checkpoint P IMAGE... [--top-k 5] [--json]',
-  flags: { ...COMMON, 'top-k': { kind: 'int', help: 'classes shown per image', default: 5 } },
+  flags: {
+    ...COMMON,
+    'top-k': { kind: 'int', help: 'classes shown per image', default: 5 },
+    labels: { kind: 'string', help: "class names: a JSON array / id2label object or one name a line (default: the checkpoint's, ImageNet-1k for 1000 classes)" },
+  },
   async run(args, ctx) {
     const { ck, model, S, cropPct } = setup(args);
     const K = ck.config.numClasses;
@@ -80,7 +85,7 @@ export const predict: Command = {
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const logits = model.forward({ shape: [files.length, 3, S, S], data: pixels }).logits!;
     const topK = Math.min(k, K);
-    const names = ck.labels ?? Array.from({ length: K }, (_, i) => `class ${i}`);
+    const names = classNames(ck, args.string('labels'))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const results = files.map((file, i) => {
       const row = logits.subarray(i * K, (i + 1) * K);
       const mx = Math.max(...row);

@@ -955,7 +955,8 @@ export function readHfConfig(path: string): HfConfigInfo {
       if (typeof l !== 'string') { labels.length = 0; break; }
       labels.push(l);
     }
-    if (labels.length === n && n > 0) info.labels = labels;
+    // transformers' placeholders (LABEL_0, LABEL_1, ...) are no names.
+    if (labels.length === n && n > 0 && !labels.every((l, i) => l === `LABEL_${i}`)) info.labels = labels;
   }
   return info;
 }
