@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { ConvNextError } from '../errors.js';
 import { getKernels, setThreads } from '../kernels/index.js';
+import { resolveCheckpointArg } from '../io/hub.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
 import type { Command, CommandContext } from './command.js';
@@ -81,6 +82,12 @@ export async function main(argv: string[]): Promise<number> {
     setThreads(threads);
   }
   Progress.quiet = args.bool('quiet');
+  // Weights by name (facebook/convnextv2-atto-1k-224, timm/..., hf-hub:...): the Hugging Face cache's snapshot folder.
+  for (const flag of ['checkpoint', 'init']) {
+    const v = args.flags.get(flag);
+    if (typeof v === 'string') args.flags.set(flag, await resolveCheckpointArg(v, (l) => process.stderr.write(l + '\n')));
+    else if (Array.isArray(v)) args.flags.set(flag, await Promise.all(v.map((x) => resolveCheckpointArg(x, (l) => process.stderr.write(l + '\n')))));
+  }
   let exitCode = 0;
   const ctx: CommandContext = {
     out: (line) => process.stdout.write(line + '\n'),

@@ -665,6 +665,22 @@ export function preprocessingMetadata(pre: Preprocessing | undefined): Record<st
   return pre ? { input_size: String(pre.inputSize), crop_pct: String(pre.cropPct) } : {};
 }
 
+/** A JSON file's top-level object, {} when it is missing or not one (optional side files). */
+function readJsonObject(f: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(fs.readFileSync(f, 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** timm's config.json `label_names`, when it has them. */
+function readTimmLabels(f: string): string[] | undefined {
+  const v = readJsonObject(f).label_names;
+  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
+}
+
 const positive = (v: unknown): number | undefined => {
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
   return Number.isFinite(n) && n > 0 ? n : undefined;
@@ -675,18 +691,21 @@ const positive = (v: unknown): number | undefined => {
  * exports), a Hugging Face directory's preprocessor_config.json (`size.shortest_edge`,
  * `crop_pct`) or config.json `image_size`, a `.pt` file's `args` (`input_size`, `crop_pct`).
  */
-function readPreprocessing(metadata: Record<string, string>, hfConfig: string | undefined, args: unknown): Preprocessing | undefined {
+function readPreprocessing(metadata: Record<string, string>, hfConfig: string | undefined, args: unknown, timmConfig?: string): Preprocessing | undefined {
   let size = positive(metadata.input_size);
   let crop = positive(metadata.crop_pct);
+  if (timmConfig !== undefined) {
+    // timm's hub config.json: pretrained_cfg.input_size [C, H, W] (or test_input_size) and crop_pct.
+    const pc = readJsonObject(timmConfig).pretrained_cfg;
+    if (typeof pc === 'object' && pc !== null) {
+      const p = pc as Record<string, unknown>;
+      const sz = Array.isArray(p.input_size) ? p.input_size[1] : undefined;
+      size ??= positive(sz);
+      crop ??= positive(p.crop_pct);
+    }
+  }
   if (hfConfig !== undefined) {
-    const read = (f: string): Record<string, unknown> => {
-      try {
-        const v = JSON.parse(fs.readFileSync(f, 'utf8')) as unknown;
-        return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-      } catch {
-        return {};
-      }
-    };
+    const read = readJsonObject;
     const prep = read(nodePath.join(nodePath.dirname(hfConfig), 'preprocessor_config.json'));
     const sz = prep.size;
     size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(read(hfConfig).image_size);
@@ -892,7 +911,17 @@ export interface LoadedCheckpoint {
 const HF_FILES: ReadonlySet<string> = new Set(['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']);
 
 /** Resolves a checkpoint path: a file, or a directory holding one of {@link CHECKPOINT_FILES}. */
-export function resolveCheckpointPath(path: string): { file: string; hfConfig?: string } {
+/** A timm hub config.json (`architecture`, `pretrained_cfg`), not a transformers one (`model_type`). */
+function isTimmConfig(path: string): boolean {
+  try {
+    const j = JSON.parse(fs.readFileSync(path, 'utf8')) as Record<string, unknown>;
+    return typeof j === 'object' && j !== null && !('model_type' in j) && (typeof j.architecture === 'string' || typeof j.pretrained_cfg === 'object');
+  } catch {
+    return false;
+  }
+}
+
+export function resolveCheckpointPath(path: string): { file: string; hfConfig?: string; timmConfig?: string } {
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
@@ -907,7 +936,7 @@ export function resolveCheckpointPath(path: string): { file: string; hfConfig?: 
   }
   if (HF_FILES.has(nodePath.basename(file))) {
     const cfg = nodePath.join(nodePath.dirname(file), 'config.json');
-    if (fs.existsSync(cfg)) return { file, hfConfig: cfg };
+    if (fs.existsSync(cfg)) return isTimmConfig(cfg) ? { file, timmConfig: cfg } : { file, hfConfig: cfg };
   }
   return { file };
 }
@@ -1015,16 +1044,16 @@ function parseLabels(text: string | undefined, n: number): string[] | undefined 
  * `extraNames` (read into `extra` with `extra: true`), with the decoder setup in `fcmae`.
  */
 export function loadCheckpoint(path: string, opts: LoadOptions = {}): LoadedCheckpoint {
-  const { file, hfConfig } = resolveCheckpointPath(path);
+  const { file, hfConfig, timmConfig } = resolveCheckpointPath(path);
   const src = openTensorSource(file, { ema: opts.ema });
   try {
-    return loadFromSource(src, file, hfConfig, opts);
+    return loadFromSource(src, file, hfConfig, opts, timmConfig);
   } finally {
     src.close();
   }
 }
 
-function loadFromSource(src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions): LoadedCheckpoint {
+function loadFromSource(src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions, timmConfig?: string): LoadedCheckpoint {
   const label = `checkpoint ${file}`;
   const metadata: Record<string, string> = { ...src.metadata };
   const ours = src.container === 'safetensors' && metadata.format === 'convnextv2';
@@ -1033,8 +1062,12 @@ function loadFromSource(src: TensorSource, file: string, hfConfig: string | unde
   const allShapes = src.tensors.map((t) => [t.name, t.shape] as const);
   const finish = (out: Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'>): LoadedCheckpoint => {
     const r: LoadedCheckpoint = { ...out, container: src.container, backbone: out.config.numClasses === 0, metadata, file };
-    const pre = readPreprocessing(metadata, hfConfig, src.raw?.get('args'));
+    const pre = readPreprocessing(metadata, hfConfig, src.raw?.get('args'), timmConfig);
     if (pre) r.preprocessing = pre;
+    if (timmConfig && !r.labels) {
+      const names = readTimmLabels(timmConfig);
+      if (names && names.length === r.config.numClasses) r.labels = names;
+    }
     if (src.stateDictKey !== undefined) r.stateDictKey = src.stateDictKey;
     if (src.records !== undefined) r.records = src.records;
     return r;
