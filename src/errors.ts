@@ -16,3 +16,14 @@ export class ConvNextError extends Error {
 export function check(cond: unknown, message: string | (() => string)): asserts cond {
   if (!cond) throw new ConvNextError(typeof message === 'function' ? message() : message);
 }
+
+/** Text on one line for an error message: whitespace runs (newlines included) become one space, control characters '?', cut at `max`. */
+export function oneLine(text: string, max = 200): string {
+  const t = text.replace(/[\u0000-\u0008\u000e-\u001f\u007f-\u009f]/g, '?').replace(/\s+/g, ' ').trim();
+  return t.length > max ? `${t.slice(0, max)}...` : t;
+}
+
+/** An error's message (or the thrown value) on one line (see oneLine). */
+export function errorLine(err: unknown, max = 200): string {
+  return oneLine(err instanceof Error ? err.message : String(err), max);
+}

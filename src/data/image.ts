@@ -3,7 +3,7 @@
  * and more), shaped like torchvision's `Image.open(f).convert('RGB')`: EXIF orientation
  * applied, grey replicated to three channels, alpha dropped (not composited), 8 bits.
  */
-import { ConvNextError } from '../errors.js';
+import { ConvNextError, errorLine } from '../errors.js';
 
 /** An 8-bit RGB image, HWC (row-major, 3 bytes per pixel), and its class index. */
 export interface Image {
@@ -38,10 +38,6 @@ export function loadSharp(): Promise<SharpModule['default']> {
   return sharpModule;
 }
 
-function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/\s+/g, ' ').trim();
-}
 
 /**
  * Decodes an image file (or its bytes; then `path` names it in errors) into 8-bit RGB.
@@ -62,7 +58,7 @@ export async function decodeImage(input: string | Uint8Array, label = -1, path?:
     info = r.info;
   } catch (err) {
     // Missing, unreadable, truncated or not an image: all are "this file cannot be used".
-    throw new CorruptImageError(name, oneLine(err));
+    throw new CorruptImageError(name, errorLine(err));
   }
   return { width: info.width, height: info.height, data: toRgb(data, info.width * info.height, info.channels), label, path };
 }

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ConvNextError } from '../errors.js';
+import { ConvNextError, errorLine } from '../errors.js';
 
 /** Largest chunk handed to one `fs.writeSync` call. */
 const WRITE_CHUNK = 64 * 1024 * 1024;
@@ -22,10 +22,6 @@ export function writeAllSync(fd: number, bytes: Uint8Array): void {
   }
 }
 
-function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/\s+/g, ' ').trim();
-}
 
 /**
  * Replaces `path` atomically with what `write(fd)` writes into a fresh temporary file next to
@@ -40,7 +36,7 @@ export function writeFileAtomicSync(path: string, write: (fd: number) => void): 
   try {
     fd = fs.openSync(tmp, 'wx', 0o644);
   } catch (err) {
-    throw new ConvNextError(`cannot write ${path}: ${oneLine(err)}`);
+    throw new ConvNextError(`cannot write ${path}: ${errorLine(err)}`);
   }
   try {
     try {
@@ -53,7 +49,7 @@ export function writeFileAtomicSync(path: string, write: (fd: number) => void): 
   } catch (err) {
     try { fs.unlinkSync(tmp); } catch { /* already gone */ }
     if (err instanceof ConvNextError) throw err;
-    throw new ConvNextError(`cannot write ${path}: ${oneLine(err)}`);
+    throw new ConvNextError(`cannot write ${path}: ${errorLine(err)}`);
   }
   fsyncDir(dir);
 }
@@ -73,7 +69,7 @@ function fsyncDir(dir: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     // Some platforms and file systems cannot open or fsync a folder; the rename still happened.
     if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EACCES' && code !== 'ENOTSUP') {
-      throw new ConvNextError(`cannot sync folder ${dir}: ${oneLine(err)}`);
+      throw new ConvNextError(`cannot sync folder ${dir}: ${errorLine(err)}`);
     }
   } finally {
     if (fd !== undefined) fs.closeSync(fd);

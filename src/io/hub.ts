@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { ConvNextError } from '../errors.js';
+import { ConvNextError, errorLine } from '../errors.js';
 
 export interface HubRef {
   /** 'org/name'. */
@@ -91,13 +91,12 @@ async function download(ref: HubRef, cache: string, shown: string, log: (line: s
   }
   const creds = process.env.HF_TOKEN ? { accessToken: process.env.HF_TOKEN } : {};
   const common = { repo: { type: 'model' as const, name: ref.repo }, revision: ref.revision, cacheDir: cache, ...creds };
-  const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').slice(0, 200);
   let files: string[];
   try {
     files = [];
     for await (const f of hub.listFiles({ repo: common.repo, revision: ref.revision, ...creds })) if (f.type === 'file') files.push(f.path);
   } catch (e) {
-    throw new ConvNextError(`${shown}: not in the Hugging Face cache ${cache}, and listing it on the Hub failed (${oneLine(e)}); offline, put it in the cache or give a local path`);
+    throw new ConvNextError(`${shown}: not in the Hugging Face cache ${cache}, and listing it on the Hub failed (${errorLine(e)}); offline, put it in the cache or give a local path`);
   }
   const weights = HUB_WEIGHT_FILES.find((f) => files.includes(f));
   if (!weights) throw new ConvNextError(`${shown}: the repository has none of ${HUB_WEIGHT_FILES.join(', ')}`);
@@ -114,7 +113,7 @@ async function download(ref: HubRef, cache: string, shown: string, log: (line: s
     try {
       snapshot = nodePath.dirname(await hub.downloadFileToCacheDir({ ...common, path }));
     } catch (e) {
-      throw new ConvNextError(`${shown}: downloading ${path} failed (${oneLine(e)})`);
+      throw new ConvNextError(`${shown}: downloading ${path} failed (${errorLine(e)})`);
     }
   }
   return snapshot;

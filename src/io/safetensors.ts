@@ -14,7 +14,7 @@
 import { sniff } from './sniff.js';
 import * as fs from 'node:fs';
 import { endianness } from 'node:os';
-import { ConvNextError } from '../errors.js';
+import { ConvNextError, oneLine } from '../errors.js';
 import { writeAllSync, writeFileAtomicSync } from './atomic.js';
 import { fp8e4m3Table, halfTable } from './lowp.js';
 
@@ -91,10 +91,6 @@ function fail(source: string, why: string): never {
   throw new ConvNextError(`${source}: ${why}`);
 }
 
-function oneLine(s: string, max = 200): string {
-  const t = s.replace(/\s+/g, ' ').trim();
-  return t.length > max ? `${t.slice(0, max)}...` : t;
-}
 
 function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;

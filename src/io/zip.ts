@@ -24,7 +24,7 @@
  */
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
-import { ConvNextError } from '../errors.js';
+import { ConvNextError, oneLine } from '../errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -170,10 +170,6 @@ function bufferSource(buf: Uint8Array): ByteSource {
   };
 }
 
-function oneLine(s: string, max = 160): string {
-  const t = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').replace(/\s+/g, ' ').trim();
-  return t.length > max ? `${t.slice(0, max)}...` : t;
-}
 
 /** A printable, quoted form of an entry name for messages. */
 export function quoteEntryName(name: string): string {
