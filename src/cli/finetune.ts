@@ -17,8 +17,8 @@
 
 /** Flags a resumed fine-tuning run may change (reported as changed). */
 const MUTABLE_ON_RESUME = new Set(['epochs', 'data', 'val-limit']);
-import { appendFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
@@ -37,7 +37,7 @@ import { clipGradNorm, forwardBackward, smoothTargets } from '../train/step.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
-import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs, warmupNote } from './runlog.js';
+import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runFolderArgs, warmupNote } from './runlog.js';
 import { Progress } from './progress.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
@@ -103,13 +103,7 @@ export const finetune: Command = {
   },
   async run(given, ctx) {
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
-    const out = resolve(given.requireString('out'));
-    const overwrite = given.bool('overwrite');
-    const resumeArg = given.string('resume');
-    if (resumeArg !== undefined && overwrite) throw new ConvNextError('finetune: --resume and --overwrite contradict each other', 2);
-    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
-    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`finetune: nothing to resume: ${resumeFile} does not exist`);
-    checkRunFolder('finetune', out, { resuming: resumeFile !== null, overwrite });
+    const { out, overwrite, resumeFile } = runFolderArgs('finetune', given);
     const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     if (resumed && (resumed.fcmae || resumed.backbone || resumed.metadata.kind === 'fcmae-pretrain')) {
       throw new ConvNextError(`finetune: ${resumeFile} is a pre-training checkpoint, not a fine-tuning run: start from it with --init ${resumeFile} (--resume continues a fine-tuning run)`, 2);

@@ -13,8 +13,8 @@
  * --data, --save-every, --vis-images and how the run is driven: --workers, --threads,
  * --stop-after).
  */
-import { appendFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { FCMAE } from '../fcmae/fcmae.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
@@ -29,7 +29,7 @@ import { lrAt, scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Progress } from './progress.js';
-import { checkRunFolder, Interruption, keepLogUpTo, openRunFolder, resumeArgs, warmupNote } from './runlog.js';
+import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runFolderArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 
 export interface EpochRecord {
@@ -87,13 +87,7 @@ export const pretrain: Command = {
   },
   async run(given, ctx) {
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
-    const out = resolve(given.requireString('out'));
-    const overwrite = given.bool('overwrite');
-    const resumeArg = given.string('resume');
-    if (resumeArg !== undefined && overwrite) throw new ConvNextError('pretrain: --resume and --overwrite contradict each other', 2);
-    const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
-    if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`pretrain: nothing to resume: ${resumeFile} does not exist`);
-    checkRunFolder('pretrain', out, { resuming: resumeFile !== null, overwrite });
+    const { out, overwrite, resumeFile } = runFolderArgs('pretrain', given);
     const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
     const { args, changed } = ck ? resumeArgs('pretrain', given, ck.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };

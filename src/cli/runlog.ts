@@ -1,6 +1,6 @@
 /** Helpers for run folders: the per-epoch log (one JSON record per line), the folder's safety, resumed arguments. */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 import { ParsedArgs, type FlagValue } from './args.js';
@@ -49,6 +49,23 @@ export function checkRunFolder(command: string, out: string, opts: { resuming: b
   if (found.length === 0) return;
   const shown = found.length > 3 ? `${found.slice(0, 3).join(', ')}, ...` : found.join(', ');
   throw new ConvNextError(`${command}: --out ${out} already holds a run (${shown}): --resume continues it, --overwrite starts it over`, 2);
+}
+
+/**
+ * The run folder and the checkpoint to resume from, from --out, --resume [FILE] and
+ * --overwrite: the two last contradict each other; --resume alone means DIR's
+ * checkpoint-last.safetensors, which must exist; a folder holding a run is refused unless one
+ * of them is given (checkRunFolder). Writes nothing.
+ */
+export function runFolderArgs(command: string, given: ParsedArgs): { out: string; overwrite: boolean; resumeFile: string | null } {
+  const out = resolve(given.requireString('out'));
+  const overwrite = given.bool('overwrite');
+  const resumeArg = given.string('resume');
+  if (resumeArg !== undefined && overwrite) throw new ConvNextError(`${command}: --resume and --overwrite contradict each other`, 2);
+  const resumeFile = resumeArg === undefined ? null : resumeArg === 'auto' ? join(out, 'checkpoint-last.safetensors') : resolve(resumeArg);
+  if (resumeFile && !existsSync(resumeFile)) throw new ConvNextError(`${command}: nothing to resume: ${resumeFile} does not exist`);
+  checkRunFolder(command, out, { resuming: resumeFile !== null, overwrite });
+  return { out, overwrite, resumeFile };
 }
 
 /** Creates the run folder (with --overwrite, first removes the previous run's files). Call it just before the first write. */
