@@ -95,7 +95,12 @@ test('bad flags are refused before the run folder is created', () => {
   oneLine(cli(['pretrain', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
   oneLine(cli(['finetune', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
   oneLine(cli([...FT, '--epochs', '1', '--limit', '-5', '--out', out]), 2, /--limit -5: must be a positive integer/);
-  assert.ok(!existsSync(out));
+  const small = join(ROOT, 'test/fixtures/reference/small_official.pt');
+  oneLine(cli(['eval', '--checkpoint', small, '--data', 'synthetic', '--limit', '-5']), 2, /eval: --limit -5: must be a positive integer/);
+  const r = cli(['analyze', '--checkpoint', small, '--data', 'synthetic', '--images', '8', '--layer', '9.9', '--out', out]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /9\.9/);
+  assert.ok(!existsSync(out), 'analyze --layer 9.9 left its --out behind');
 });
 
 test('finetune: the same folder rules (refused without --resume, recorded arguments on resume); eval RUN --ema; convert keeps the input size and crop', () => {

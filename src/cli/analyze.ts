@@ -98,7 +98,7 @@ export const analyze: Command = {
     const ds = n === full.length ? full : datasetFromShared({ kind: 'subset', source: `${full.source}, ${n} images spread evenly`, base: full.share(), indices });
     const K = full.classes.length;
 
-    mkdirSync(out, { recursive: true });
+    // Every model and --layer checked before --out is created (a bad one leaves no folder behind).
     const models = cks.map((ck, i) => {
       const model = new ConvNeXtV2(ck.config);
       model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
@@ -106,6 +106,7 @@ export const analyze: Command = {
       const mapLayer = resolveLayer(layers, args.string('layer'));
       return { ck, label: names[i], model, analyzer: new ActivationAnalyzer(model, { numClasses: K, mapLayer, mapImages, mapChannels }) };
     });
+    mkdirSync(out, { recursive: true });
     ctx.out(`analyze: ${models.length} checkpoint${models.length > 1 ? 's' : ''} on ${ds.source}, ${S} px, kernels ${models[0].model.kernels.isa} x${models[0].model.kernels.threads}`);
 
     const loader = new DataLoader(ds, { batchSize: B, transform: { kind: 'eval', size: S, cropPct }, fill: false, workers: args.number('workers') ?? 'auto' });

@@ -35,6 +35,8 @@ export const evalCommand: Command = {
     if (ck.config.numClasses === 0) throw new ConvNextError(`checkpoint ${path}: has no classifier head (a backbone or FCMAE checkpoint); fine-tune it first`);
     const model = new ConvNeXtV2(ck.config);
     model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
+    const limit = args.number('limit');
+    if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`eval: --limit ${limit}: must be a positive integer`, 2);
     const ds = openDataset(args.requireString('data'), split as Split, { valSplit: args.number('val-split'), seed: args.requireNumber('seed'), limit: args.number('limit') });
     if (ds.classes.length !== ck.config.numClasses) {
       throw new ConvNextError(`eval: the checkpoint has ${ck.config.numClasses} classes, ${ds.source} has ${ds.classes.length}`);
