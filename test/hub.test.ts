@@ -102,3 +102,35 @@ test('the CLI takes hub ids for --checkpoint and --init, offline, with one-line 
     { encoding: 'utf8', env: { ...env, HF_HUB_CACHE: '', HF_HOME: root } });
   assert.equal(viaHome.status, 0, viaHome.stderr);
 });
+
+test('predict on an HF-cache id and a timm id of a 1000-class checkpoint prints ImageNet names', async () => {
+  const { makeConfig } = await import('../src/model/config.js');
+  const { exportCheckpoint } = await import('../src/io/checkpoint.js');
+  const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
+  // A small random-weight stand-in for facebook/convnextv2-atto-1k-224 and timm/convnextv2_atto.fcmae_ft_in1k.
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { seed: 2 });
+  const hfDir = join(root, 'k1000-hf');
+  exportCheckpoint(hfDir, { config: m.config, state: m.stateDict() }, { naming: 'hf' });
+  // As transformers' save_pretrained writes a model without names: LABEL_N placeholders.
+  const cfg = JSON.parse(readFileSync(join(hfDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  cfg.id2label = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `LABEL_${i}`]));
+  writeFileSync(join(hfDir, 'config.json'), JSON.stringify(cfg));
+  cacheRepo('facebook/convnextv2-tiny-1k-standin', { 'config.json': join(hfDir, 'config.json'), 'model.safetensors': join(hfDir, 'model.safetensors') });
+  const timmFile = join(root, 'k1000-timm.safetensors');
+  exportCheckpoint(timmFile, { config: m.config, state: m.stateDict() }, { naming: 'timm' });
+  const tcfg = join(root, 'k1000-timm-config.json');
+  writeFileSync(tcfg, JSON.stringify({ architecture: 'convnextv2_standin', num_classes: 1000, pretrained_cfg: { input_size: [3, 64, 64], crop_pct: 0.875 } }));
+  cacheRepo('timm/convnextv2_standin.fcmae_ft_in1k', { 'config.json': tcfg, 'model.safetensors': timmFile });
+  const env = { ...process.env, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1', CONVNEXTV2_DEBUG: '' };
+  const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');
+  for (const id of ['facebook/convnextv2-tiny-1k-standin', 'hf-hub:timm/convnextv2_standin.fcmae_ft_in1k']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'predict', '--checkpoint', id, '--input-size', '64', '--top-k', '3', png, '--json'], { encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    const top = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { predictions: { top: { index: number; label: string }[] }[] }).predictions[0].top;
+    assert.equal(top.length, 3);
+    for (const t of top) {
+      assert.equal(t.label, IMAGENET_1K_CLASSES[t.index], id);
+      assert.ok(r.stdout.includes(t.label), `${id}: the text output names ${t.label}`);
+    }
+  }
+});
