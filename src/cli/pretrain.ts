@@ -68,7 +68,7 @@ export const pretrain: Command = {
     'decoder-depth': { kind: 'int', help: 'decoder blocks', default: 1 },
     'decoder-embed-dim': { kind: 'int', help: 'decoder width', default: 512 },
     'grn-stats': { kind: 'string', help: 'encoder GRN statistics: batch (official) or per-sample', default: 'batch' },
-    'fcmae-init': { kind: 'string', help: "official (FCMAE's std-1 quirks) or timm (std 0.02 everywhere)", default: 'official' },
+    'fcmae-init': { kind: 'string', help: "timm (the encoder's own std 0.02 everywhere) or official (FCMAE's std-1 re-initialisation, for exact reproduction; it makes short pre-training hurt)", default: 'timm' },
     'dense-masking': { kind: 'boolean', help: 'dense-masked encoder instead of the sparse one (same function, slower)' },
     blr: { kind: 'number', help: 'base learning rate: lr = blr * batch * update-freq / 256', default: 1.5e-4 },
     lr: { kind: 'number', help: 'absolute learning rate (overrides --blr)' },

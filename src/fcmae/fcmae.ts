@@ -36,8 +36,9 @@ export interface FcmaeOptions {
   /** Encoder GRN statistics: over the batch's visible sites (official) or per sample. */
   grnStats: GrnStats;
   /**
-   * Initialisation: `official` reproduces FCMAE's quirks (std 1.0 for depthwise, pointwise and
-   * 1x1 convolutions, see `init`); `timm` initialises every convolution and linear layer with
+   * Initialisation (default `timm`): `official` reproduces FCMAE's quirks (std 1.0 for
+   * depthwise, pointwise and 1x1 convolutions over the encoder's own init, see `init`;
+   * ConvNeXt-V2 issue #64), for exact reproduction of the official code; `timm` initialises every convolution and linear layer with
    * trunc_normal(std 0.02) like the classifier. In short runs the official init leaves the
    * encoder's features nearly identical across images (measured: pre-logit variance ~1e-4
    * after 3 epochs on synthetic, against ~0.6 from a supervised model), which fine-tuning
@@ -47,7 +48,7 @@ export interface FcmaeOptions {
 }
 
 export const FCMAE_DEFAULTS: FcmaeOptions = {
-  decoderDim: 512, decoderDepth: 1, patchSize: 32, maskRatio: 0.6, normPixLoss: false, grnStats: 'batch', initStyle: 'official',
+  decoderDim: 512, decoderDepth: 1, patchSize: 32, maskRatio: 0.6, normPixLoss: false, grnStats: 'batch', initStyle: 'timm',
 };
 
 /** The arrays are the model's buffers, valid until the next forward. */

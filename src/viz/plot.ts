@@ -116,7 +116,18 @@ export function linePlotCanvas(opts: LinePlotOptions): Canvas {
   const yLabels = yt.map((v) => (logY ? formatTick(10 ** v, 10 ** v) : formatTick(v, ystep)));
   const left = 24 + (opts.yLabel ? 16 : 0) + Math.max(...yLabels.map((s) => cv.textWidth(s, 'small')), 12);
   const top = opts.title ? 40 : 16;
-  const bottom = 34 + (opts.xLabel ? 18 : 0);
+  // The legend goes below the plot box, never over the curves: entries in rows that fit the width.
+  const named = series.filter((s) => s.label);
+  const entryW = named.map((s) => cv.textWidth(s.label, 'small') + 44);
+  const legendRows: number[][] = [];
+  for (const [i, w] of entryW.entries()) {
+    const row = legendRows[legendRows.length - 1];
+    const used = row ? row.reduce((a, k) => a + entryW[k], 0) : Infinity;
+    if (row && used + w <= W - 32) row.push(i);
+    else legendRows.push([i]);
+  }
+  const legendH = legendRows.length * 16 + (legendRows.length ? 6 : 0);
+  const bottom = 34 + (opts.xLabel ? 18 : 0) + legendH;
   const right = 24;
   const pw = W - left - right;
   const ph = H - top - bottom;
@@ -150,24 +161,20 @@ export function linePlotCanvas(opts: LinePlotOptions): Canvas {
 
   // Title and axis labels.
   if (opts.title) cv.text(W / 2, 14, opts.title, ink, { font: 'bold', align: 'center' });
-  if (opts.xLabel) cv.text(left + pw / 2, H - 20, opts.xLabel, ink, { font: 'normal', align: 'center' });
+  if (opts.xLabel) cv.text(left + pw / 2, H - 20 - legendH, opts.xLabel, ink, { font: 'normal', align: 'center' });
   if (opts.yLabel) cv.text(10, top + ph / 2, opts.yLabel, ink, { font: 'normal', align: 'center', vertical: true });
 
-  // Legend (top right inside the box).
-  const named = series.filter((s) => s.label);
-  if (named.length > 0) {
-    const lw = Math.max(...named.map((s) => cv.textWidth(s.label, 'small'))) + 40;
-    const lh = named.length * 16 + 8;
-    const lx = left + pw - lw - 8;
-    const ly = top + 8;
-    cv.fillRect(lx, ly, lw, lh, [255, 255, 255], 0.9);
-    cv.strokeRect(lx, ly, lw, lh, [190, 190, 190]);
-    named.forEach((s, i) => {
-      const y = ly + 12 + i * 16;
-      cv.line(lx + 8, y, lx + 28, y, s.color, 2);
-      cv.text(lx + 34, y, s.label, ink, { font: 'small', baseline: 'middle' });
-    });
-  }
+  // Legend: centred rows under the axis label.
+  legendRows.forEach((row, r) => {
+    const width = row.reduce((a, k) => a + entryW[k], 0);
+    let x = Math.round((W - width) / 2);
+    const y = H - legendH - 2 + r * 16 + 8;
+    for (const k of row) {
+      cv.line(x + 4, y, x + 24, y, named[k].color, 2);
+      cv.text(x + 30, y, named[k].label, ink, { font: 'small', baseline: 'middle' });
+      x += entryW[k];
+    }
+  });
   return cv;
 }
 
