@@ -27,3 +27,9 @@ export function oneLine(text: string, max = 200): string {
 export function errorLine(err: unknown, max = 200): string {
   return oneLine(err instanceof Error ? err.message : String(err), max);
 }
+
+/** Refuses option keys a function does not know (a misspelt `decoderEmbedDim` must not be ignored). */
+export function checkKnownKeys(what: string, given: object, known: readonly string[]): void {
+  const unknown = Object.keys(given).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new ConvNextError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`, 2);
+}

@@ -165,3 +165,12 @@ test('Linear.backwardRows equals backward when the other rows of dy are zero', (
   const [a, b] = [grads(true), grads(false)];
   a.forEach((g, i) => assert.ok(relErr(g, b[i]) <= 1e-6, `output ${i}: ${relErr(g, b[i])}`));
 });
+
+test('unknown option keys are refused, not ignored (makeConfig, FCMAE)', async () => {
+  const { FCMAE } = await import('../src/fcmae/fcmae.js');
+  assert.throws(() => makeConfig('atto', { numClass: 10 } as never), /makeConfig: unknown option 'numClass' \(known: depths, dims, numClasses/);
+  assert.throws(() => makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32], width: 2 } as never), /makeConfig: unknown option 'width'/);
+  const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 0 });
+  assert.throws(() => new FCMAE(cfg, { decoderEmbedDim: 32 } as never, { kernels: new ReferenceKernels() }), /FCMAE: unknown option 'decoderEmbedDim' \(known: decoderDim, decoderDepth/);
+  assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { kernels: new ReferenceKernels() }).opts.decoderDim, 16);
+});

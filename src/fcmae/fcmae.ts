@@ -10,7 +10,7 @@
  * An encoder config with `block: 'v1'` pre-trains ConvNeXt V1 blocks (no GRN, LayerScale
  * initialised to 1e-6), the paper's GRN ablation; the decoder keeps its V2 block.
  */
-import { ConvNextError } from '../errors.js';
+import { checkKnownKeys, ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
@@ -78,6 +78,7 @@ export class FCMAE {
   private last: { rows: number; P: number; dpred: Float32Array; mask: Float32Array } | null = null;
 
   constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels?: Kernels; seed?: number } = {}) {
+    checkKnownKeys('FCMAE', opts, Object.keys(FCMAE_DEFAULTS));
     this.opts = { ...FCMAE_DEFAULTS, ...opts };
     if (this.opts.patchSize !== 32) {
       throw new ConvNextError(`FCMAE patch size ${this.opts.patchSize}: the encoder's total stride is 32, so the patch size must be 32`);

@@ -10,7 +10,7 @@
  * ablation): no GRN, and LayerScale, a per-channel `gamma` [C] (timm's
  * `stages.S.blocks.B.gamma`, initialised to 1e-6) multiplying the MLP output before drop path.
  */
-import { ConvNextError } from '../errors.js';
+import { checkKnownKeys, ConvNextError } from '../errors.js';
 
 /** ConvNeXt V2 blocks (GRN in the MLP) or ConvNeXt V1 blocks (no GRN, LayerScale). */
 export type BlockType = 'v2' | 'v1';
@@ -67,6 +67,9 @@ export function makeConfig(model: string | { depths: number[]; dims: number[] },
   } else {
     base = model;
   }
+  const defaults = { numClasses: 1000, inChans: 3, dropPathRate: 0, headInitScale: 1, layerNormEps: 1e-6, headNormEps: 1e-6, kernelSize: 7, block: 'v2' };
+  checkKnownKeys('makeConfig', over, ['depths', 'dims', ...Object.keys(defaults)]);
+  if (typeof model !== 'string') checkKnownKeys('makeConfig', model, ['depths', 'dims']);
   const cfg: ConvNeXtV2Config = {
     depths: [...base.depths],
     dims: [...base.dims],
