@@ -4,6 +4,7 @@
  */
 import { deflateSync } from 'node:zlib';
 import { writeBytesAtomicSync } from '../io/atomic.js';
+import { crc32 } from '../io/zip.js';
 
 export interface RasterImage {
   width: number;
@@ -13,22 +14,8 @@ export interface RasterImage {
   data: Uint8Array;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (ISO 3309, as PNG and zlib use). */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
+/** CRC-32 (ISO 3309, as PNG and zlib use): the one of src/io/zip.ts (zlib's native one when Node has it). */
+export { crc32 };
 
 function chunk(type: string, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + body.length);
