@@ -58,7 +58,8 @@ test('pretrain: an existing run is refused and untouched; --resume alone continu
   for (const [name, t] of a.state) assert.deepEqual(b.state.get(name)!.data, t.data, name);
   for (const [name, t] of a.extra!) assert.deepEqual(b.extra!.get(name)!.data, t.data, name);
   // --epochs may change on resume: taken, said, and recorded for the next resume.
-  const more = cli(['pretrain', '--out', run, '--resume', '--epochs', '3']);
+  // --quiet (like --threads) says how the run is driven: never a contradiction of the recorded run.
+  const more = cli(['pretrain', '--out', run, '--resume', '--epochs', '3', '--quiet']);
   assert.equal(more.code, 0, more.stderr);
   assert.match(more.stdout, /pretrain: resuming .*checkpoint-last\.safetensors with --epochs 3 \(was 2\)/);
   assert.equal(losses(run).length, 3);

@@ -4,10 +4,10 @@
  */
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Split } from '../data/dataset.js';
-import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Command } from './command.js';
-import { checkEvalSize, evaluate } from './evaluate.js';
+import { evalPreprocessing, evaluate } from './evaluate.js';
 import { classNames } from '../io/labels.js';
 
 export const evalCommand: Command = {
@@ -41,10 +41,7 @@ export const evalCommand: Command = {
     if (ds.classes.length !== ck.config.numClasses) {
       throw new ConvNextError(`eval: the checkpoint has ${ck.config.numClasses} classes, ${ds.source} has ${ds.classes.length}`);
     }
-    const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
-    const size = args.number('input-size') ?? pre.inputSize;
-    const cropPct = args.number('crop-pct') ?? pre.cropPct;
-    checkEvalSize(size, cropPct);
+    const { size, cropPct } = evalPreprocessing(args, ck);
     const r = await evaluate(model, ds, { size, cropPct, batchSize: args.requireNumber('batch-size') });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
     // Per-class top-1 by name: the checkpoint's class names, --labels, the ImageNet-1k names for 1000 classes, else the data set's.

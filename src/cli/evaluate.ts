@@ -5,6 +5,8 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import { ConvNextError } from '../errors.js';
+import { DEFAULT_PREPROCESSING, type LoadedCheckpoint } from '../io/checkpoint.js';
+import type { ParsedArgs } from './args.js';
 import { DataLoader } from '../data/loader.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { smoothTargets } from '../train/step.js';
@@ -55,8 +57,15 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
   return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n, classImages, classCorrect };
 }
 
-/** Usage errors for --input-size / --crop-pct before any image is read (exit 2). */
-export function checkEvalSize(size: number, cropPct: number): void {
+/**
+ * The evaluation size and crop: --input-size / --crop-pct, else what the checkpoint records,
+ * else 224 px and 0.875; out-of-range values are usage errors (exit 2) before any image is read.
+ */
+export function evalPreprocessing(args: ParsedArgs, ck: Pick<LoadedCheckpoint, 'preprocessing'>): { size: number; cropPct: number } {
+  const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
+  const size = args.number('input-size') ?? pre.inputSize;
+  const cropPct = args.number('crop-pct') ?? pre.cropPct;
   if (!(Number.isInteger(size) && size >= 32)) throw new ConvNextError(`--input-size ${size}: must be an integer of at least 32 (the model downsamples by 32)`, 2);
   if (!(cropPct > 0 && cropPct <= 1)) throw new ConvNextError(`--crop-pct ${cropPct}: must be in (0, 1]`, 2);
+  return { size, cropPct };
 }

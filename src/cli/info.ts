@@ -20,7 +20,8 @@ interface PeakRow {
   nominal_basis: string;
 }
 
-function packageVersion(): string {
+/** The package's version (package.json beside src/ and dist/). */
+export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }

@@ -5,7 +5,6 @@
  * <why>` on stderr (with --json also `{"error": ..., "exit_code": ...}` as stdout's last line)
  * and exit 1 (bad input) or 2 (usage); CONVNEXTV2_DEBUG=1 adds the stack trace.
  */
-import { readFileSync } from 'node:fs';
 import { ConvNextError } from '../errors.js';
 import { getKernels, setThreads } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';
@@ -22,7 +21,7 @@ import { evalCommand } from './eval.js';
 import { predict, embed } from './predict.js';
 import { inspect } from './inspect.js';
 import { analyze } from './analyze.js';
-import { info } from './info.js';
+import { info, packageVersion } from './info.js';
 import { Progress } from './progress.js';
 
 const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze, info];
@@ -34,10 +33,6 @@ const COMMON: FlagSpecs = {
   help: { kind: 'boolean', help: 'show this help', negatable: false },
 };
 
-function version(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
-
 function usage(): string {
   const lines = ['usage: convnextv2 <command> [flags]', '', 'commands:'];
   for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(10)} ${c.summary}`);
@@ -48,7 +43,7 @@ function usage(): string {
 export async function main(argv: string[]): Promise<number> {
   let [name, ...rest] = argv;
   if (name === '--version' || name === '-V') {
-    process.stdout.write(`convnextv2 ${version()}\n`);
+    process.stdout.write(`convnextv2 ${packageVersion()}\n`);
     return 0;
   }
   if (name === 'help' && rest.length > 0) {

@@ -7,13 +7,13 @@ import * as fs from 'node:fs';
 import { ConvNextError } from '../errors.js';
 import { CorruptImageError, decodeImage, type Image } from '../data/image.js';
 import { evalTransform } from '../data/transforms.js';
-import { DEFAULT_PREPROCESSING, loadCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
 import { classNames } from '../io/labels.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { ParsedArgs } from './args.js';
 import type { Command, CommandContext } from './command.js';
-import { checkEvalSize } from './evaluate.js';
+import { evalPreprocessing } from './evaluate.js';
 
 /**
  * Decodes the image files given (the positionals). An unreadable one is skipped with a warning
@@ -52,10 +52,7 @@ function setup(args: ParsedArgs) {
   const ck = loadCheckpoint(path, { ema: args.bool('ema') });
   const model = new ConvNeXtV2(ck.config);
   model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
-  const pre = ck.preprocessing ?? DEFAULT_PREPROCESSING;
-  const S = args.number('input-size') ?? pre.inputSize;
-  const cropPct = args.number('crop-pct') ?? pre.cropPct;
-  checkEvalSize(S, cropPct);
+  const { size: S, cropPct } = evalPreprocessing(args, ck);
   return { ck, model, S, cropPct };
 }
 

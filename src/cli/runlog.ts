@@ -43,7 +43,7 @@ export function runFiles(out: string): string[] {
  * Refuses (exit 2) to start a new run in a folder that holds one, unless resuming or told
  * to overwrite. Writes nothing: call it with the other flag checks, before any work.
  */
-export function checkRunFolder(command: string, out: string, opts: { resuming: boolean; overwrite: boolean }): void {
+function checkRunFolder(command: string, out: string, opts: { resuming: boolean; overwrite: boolean }): void {
   if (opts.resuming || opts.overwrite) return;
   const found = runFiles(out);
   if (found.length === 0) return;
@@ -75,7 +75,7 @@ export function openRunFolder(out: string, opts: { resuming: boolean; overwrite:
 }
 
 /** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
-const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'json', 'help']);
+const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'quiet', 'json', 'help']);
 
 export interface ResumedArgs {
   /** The recorded arguments, with the flags given now where they may change. */

@@ -705,10 +705,9 @@ function readPreprocessing(metadata: Record<string, string>, hfConfig: string | 
     }
   }
   if (hfConfig !== undefined) {
-    const read = readJsonObject;
-    const prep = read(nodePath.join(nodePath.dirname(hfConfig), 'preprocessor_config.json'));
+    const prep = readJsonObject(nodePath.join(nodePath.dirname(hfConfig), 'preprocessor_config.json'));
     const sz = prep.size;
-    size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(read(hfConfig).image_size);
+    size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(readJsonObject(hfConfig).image_size);
     crop ??= positive(prep.crop_pct);
   }
   if (isPickleRecord(args)) {
@@ -913,12 +912,8 @@ const HF_FILES: ReadonlySet<string> = new Set(['model.safetensors', 'model.safet
 /** Resolves a checkpoint path: a file, or a directory holding one of {@link CHECKPOINT_FILES}. */
 /** A timm hub config.json (`architecture`, `pretrained_cfg`), not a transformers one (`model_type`). */
 function isTimmConfig(path: string): boolean {
-  try {
-    const j = JSON.parse(fs.readFileSync(path, 'utf8')) as Record<string, unknown>;
-    return typeof j === 'object' && j !== null && !('model_type' in j) && (typeof j.architecture === 'string' || typeof j.pretrained_cfg === 'object');
-  } catch {
-    return false;
-  }
+  const j = readJsonObject(path);
+  return !('model_type' in j) && (typeof j.architecture === 'string' || typeof j.pretrained_cfg === 'object');
 }
 
 export function resolveCheckpointPath(path: string): { file: string; hfConfig?: string; timmConfig?: string } {

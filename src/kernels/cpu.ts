@@ -7,18 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { NativeKernels } from './native.js';
+import type { CpuId, NativeKernels } from './native.js';
 
 export type NativeIsa = 'avx512' | 'avx2' | 'portable';
 
-export interface CpuInfo {
-  /** cpuid vendor: 'GenuineIntel', 'AuthenticAMD' ('' without cpuid). */
-  vendor: string;
-  /** cpuid brand string, e.g. 'AMD EPYC 7B13' ('' without cpuid). */
-  brand: string;
-  /** Display family and model (cpuid leaf 1, extended fields folded in). */
-  family: number;
-  model: number;
+/** cpuid's identity (vendor 'GenuineIntel' / 'AuthenticAMD', brand string, display family and model) and the cores. */
+export interface CpuInfo extends CpuId {
   /** Logical CPUs, and physical cores (SMT siblings share FMA pipes; Linux only, else logical). */
   logicalCpus: number;
   physicalCores: number;

@@ -11,6 +11,17 @@ import { fileURLToPath } from 'node:url';
 
 import type { Act, GemmExtras, Isa, Kernels } from './types.js';
 
+/** What cpuid says the CPU is ('' and 0 without cpuid). */
+export interface CpuId {
+  /** 'GenuineIntel', 'AuthenticAMD'. */
+  vendor: string;
+  /** The brand string, e.g. 'AMD EPYC 7B13'. */
+  brand: string;
+  /** Display family and model (cpuid leaf 1, extended fields folded in). */
+  family: number;
+  model: number;
+}
+
 /** The functions the addon exports (argument order as in Kernels). */
 interface Addon {
   gemm(
@@ -96,7 +107,7 @@ interface Addon {
   getThreads(): number;
   measurePeak(seconds: number): number;
   measureClock(seconds: number): number;
-  cpuInfo(): { vendor: string; brand: string; family: number; model: number };
+  cpuInfo(): CpuId;
   copy(src: Float32Array, dst: Float32Array, n: number): void;
 }
 
@@ -339,7 +350,7 @@ export class NativeKernels implements Kernels {
   }
 
   /** What cpuid says the CPU is (vendor, brand string, display family and model). */
-  cpuInfo(): { vendor: string; brand: string; family: number; model: number } {
+  cpuInfo(): CpuId {
     return this.a.cpuInfo();
   }
 
