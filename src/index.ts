@@ -9,7 +9,7 @@ export {
   paramSpecs, countParams,
 } from './model/config.js';
 export {
-  ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageMap, type ActivationCapture, type BlockLocation,
+  ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageLayout, type ActivationCapture, type BlockLocation,
 } from './model/convnextv2.js';
 export { GRN } from './model/grn.js';
 export { Block, type HiddenCapture } from './model/block.js';

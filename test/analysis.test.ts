@@ -163,7 +163,7 @@ for (const [label, k] of backends) {
     const x = randn(2 * 3 * 64 * 64);
     const a = v1.forward({ shape: [2, 3, 64, 64], data: x });
     const b = v2.forward({ shape: [2, 3, 64, 64], data: x });
-    assert.ok(relErr(a.logits!, b.logits!) < 1e-5, `logits ${relErr(a.logits!, b.logits!)}`);
+    assert.ok(relErr(a.logits!.data, b.logits!.data) < 1e-5, `logits ${relErr(a.logits!.data, b.logits!.data)}`);
     // Training forward + backward: the shared parameters get the same gradients.
     const R = randn(2 * 5);
     v1.zeroGrad();
@@ -191,7 +191,7 @@ for (const [label, k] of backends) {
 test('V1 checkpoints round trip: ours, timm and official naming; block recorded and inferred', () => {
   const { v1 } = pair(0.37, getKernels());
   const x = randn(3 * 64 * 64);
-  const want = v1.forward({ shape: [1, 3, 64, 64], data: x }).logits!;
+  const want = v1.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data;
   const ours = join(dir, 'v1.safetensors');
   saveCheckpoint(ours, { config: v1.config, state: v1.stateDict() });
   assert.equal((JSON.parse(loadCheckpoint(ours).metadata.config) as { block: string }).block, 'v1', 'metadata records the block');
@@ -201,7 +201,7 @@ test('V1 checkpoints round trip: ours, timm and official naming; block recorded 
     assert.equal(ck.config.block, 'v1', naming);
     const m = new ConvNeXtV2(ck.config);
     m.loadStateDict(ck.state);
-    assert.deepEqual(m.forward({ shape: [1, 3, 64, 64], data: x }).logits, want, naming);
+    assert.deepEqual(m.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data, want, naming);
   }
   // The official names carry the LayerScale as stages.S.B.gamma.
   const off = readSafetensors(join(dir, 'v1_official.safetensors'));
@@ -225,7 +225,7 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
   }
   const { v1 } = pair(0.37, getKernels());
   const x = randn(2 * 3 * 64 * 64);
-  const want = v1.forward({ shape: [2, 3, 64, 64], data: x }).logits!;
+  const want = v1.forward({ shape: [2, 3, 64, 64], data: x }).logits!.data;
   const file = join(dir, 'v1.onnx');
   exportOnnx(file, { config: v1.config, state: v1.stateDict() });
   const sess = await ort.InferenceSession.create(file);
@@ -246,7 +246,7 @@ test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked e
   const f = new FCMAE(cfg, { decoderDim: 16, initStyle: 'timm', normPixLoss: true }, { seed: 1 });
   for (const p of f.encoderModel.params) if (p.name.endsWith('.gamma')) p.data.set(randn(p.size, 0.5));
   const x = { shape: [2, 3, 64, 64], data: randn(2 * 3 * 64 * 64) };
-  const mask = Float32Array.of(1, 0, 0, 1, 0, 1, 1, 0);
+  const mask = { shape: [2, 4], data: Float32Array.of(1, 0, 0, 1, 0, 1, 1, 0) };
   const run = (mode: 'sparse' | 'dense') => {
     f.zeroGrad();
     const loss = f.forward(x, mask, { mode }).loss;

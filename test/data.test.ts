@@ -362,6 +362,8 @@ test('DataLoader: batches depend on (seed, epoch, batch) only: any prefetch dept
   const ref = await collect(make(0, 0), 2);
   assert.equal(ref.length, 5);
   assert.deepEqual(ref.map((b) => b.labels.length), [16, 16, 16, 16, 6]);
+  assert.deepEqual(ref.map((b) => b.pixels.shape), [16, 16, 16, 16, 6].map((n) => [n, 3, 20, 20]), 'pixels are [B, 3, S, S] tensors');
+  assert.ok(ref.every((b) => b.pixels.data.length === b.pixels.shape[0] * 3 * 20 * 20));
   for (const [prefetch, workers] of [[3, 0], [1, 1], [4, 2]]) {
     const dl = make(prefetch, workers);
     try {
@@ -417,6 +419,11 @@ test('DataLoader over files: a corrupt image is reported once and its slot fille
   assert.deepEqual(ds.skipped, [nodePath.join(root, 'a', '2x.jpg')]);
   const c = await collect(new DataLoader(ds, { batchSize: 4, transform: spec, workers: 0, fill: false }), 0);
   assert.deepEqual(c.map((b) => b.labels.length), [3, 3]);
+  assert.deepEqual(c.map((b) => b.pixels.shape), [[3, 3, 8, 8], [3, 3, 8, 8]]);
+  assert.equal(c[0].pixels.data.length, 3 * 3 * 8 * 8);
+  // The shrunk batch keeps the readable samples' pixels, in order.
+  const full = a[0].pixels.data, L = 3 * 8 * 8;
+  assert.deepEqual(c[0].pixels.data.subarray(0, 2 * L), full.subarray(0, 2 * L));
 });
 
 // ---- mixup -----------------------------------------------------------------------------------

@@ -24,12 +24,14 @@ for (const src of ['fcmae_small_official.pt', 'fcmae_small.safetensors']) {
       m.encoderModel.loadStateDict(ck.state);
       m.loadDecoderState(ck.extra!);
       m.zeroGrad();
-      const out = m.forward(ref.get('input.pixel_values')!, ref.get('input.mask')!.data, { mode });
+      const out = m.forward(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode });
       m.backward();
       const wantLoss = ref.get('output.loss')!.data[0];
       assert.ok(Math.abs(out.loss - wantLoss) / Math.abs(wantLoss) <= 1e-4, `loss ${out.loss} vs ${wantLoss}`);
-      assert.ok(relErr(out.pred, ref.get('output.pred')!.data) <= 1e-4, 'pred');
-      assert.ok(relErr(out.target, ref.get('output.target')!.data) <= 1e-4, 'target');
+      assert.deepEqual(out.pred.shape, ref.get('output.pred')!.shape, 'pred shape');
+      assert.ok(relErr(out.pred.data, ref.get('output.pred')!.data) <= 1e-4, 'pred');
+      assert.deepEqual(out.target.shape, ref.get('output.target')!.shape, 'target shape');
+      assert.ok(relErr(out.target.data, ref.get('output.target')!.data) <= 1e-4, 'target');
       const enc = toOfficialNames(new Map(m.encoderModel.params.map((p) => [p.name, { shape: p.shape, data: p.grad }])));
       let n = 0;
       for (const [name, t] of enc) {
@@ -88,9 +90,9 @@ test('sparse and dense-masked paths agree: batch of 1, fully masked last row/col
         // Non-trivial GRN so its statistics matter.
         for (const p of m.params) if (/grn/.test(p.name)) for (let i = 0; i < p.size; i++) p.data[i] = Math.sin(i + 1) * 0.5;
         m.zeroGrad();
-        const out = m.forward({ shape: [n, 3, H, W], data: x.subarray(0, n * 3 * H * W) }, mask.subarray(0, n * 12), { mode });
+        const out = m.forward({ shape: [n, 3, H, W], data: x.subarray(0, n * 3 * H * W) }, { shape: [n, 12], data: mask.subarray(0, n * 12) }, { mode });
         m.backward();
-        return { loss: out.loss, pred: out.pred, grads: m.params.map((p) => Float32Array.from(p.grad)), names: m.params.map((p) => p.name) };
+        return { loss: out.loss, pred: out.pred.data, grads: m.params.map((p) => Float32Array.from(p.grad)), names: m.params.map((p) => p.name) };
       });
       const [s, d] = results;
       assert.ok(Number.isFinite(s.loss));
@@ -102,4 +104,23 @@ test('sparse and dense-masked paths agree: batch of 1, fully masked last row/col
       });
     }
   }
+});
+
+test('FCMAE takes and returns shaped tensors; a mask of the wrong shape is refused by name', () => {
+  const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 0 });
+  const m = new FCMAE(cfg, { decoderDim: 16, normPixLoss: true }, { seed: 2 });
+  const x = { shape: [2, 3, 64, 96], data: Float32Array.from({ length: 2 * 3 * 64 * 96 }, (_, i) => Math.sin(i * 0.01)) };
+  const mask = m.randomMask(2, 64, 96, new Rng(1));
+  assert.deepEqual(mask.shape, [2, 6]);
+  assert.equal(mask.data.reduce((a, v) => a + v, 0), 2 * 4, 'ratio 0.6 keeps floor(6 * 0.4) = 2 of 6 patches per image');
+  const out = m.forward(x, mask);
+  assert.deepEqual(out.pred.shape, [2, 6, 32 * 32 * 3]);
+  assert.deepEqual(out.target.shape, [2, 6, 32 * 32 * 3]);
+  assert.deepEqual(out.patchStats!.shape, [2, 6, 2]);
+  assert.equal(out.mask, mask);
+  assert.equal(out.pred.data.length, 2 * 6 * 3072);
+  assert.throws(() => m.forward(x, { shape: [2, 5], data: new Float32Array(10) }), /mask must be \[2, 6\] for 2 image\(s\) of 64x96 \(patch 32\), got \[2,5\]/);
+  assert.throws(() => m.forward(x, { shape: [12], data: new Float32Array(12) }), /mask must be \[2, 6\]/);
+  assert.throws(() => m.forward({ shape: x.shape, data: x.data.subarray(1) }, mask), /pixel_values has 36863 values, shape \[2,3,64,96\] needs 36864/);
+  assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { seed: 2 }).forward(x, mask).patchStats, null, 'no stats without normPixLoss');
 });

@@ -148,5 +148,5 @@ test('the whole model: input gradient matches finite differences', () => {
   const N = 1, H = 33, W = 40;
   const x = randn(N * H * W * 3);
   check('model', x, model.params.filter((p) => /fc1.weight|grn|stem.0/.test(p.name)),
-    (c) => Float32Array.from(model.forwardNHWC(x, N, H, W, { cache: c }).logits!), (dy) => model.backward(dy, true), { eps: 1e-2, count: 5 });
+    (c) => Float32Array.from(model.forwardNHWC(x, N, H, W, { cache: c }).logits!.data), (dy) => model.backward(dy, true), { eps: 1e-2, count: 5 });
 });

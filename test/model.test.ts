@@ -39,16 +39,25 @@ for (const [label, k] of backends) {
     const m = smallModel(k);
     for (const i of [0, 1]) {
       const x = get(`input.${i}.pixel_values`);
-      const out = m.forward(x);
-      assert.ok(relErr(out.logits!, get(`output.${i}.logits`).data) <= 1e-4, `input ${i} logits`);
-      assert.ok(relErr(out.preLogits, get(`output.${i}.pre_logits`).data) <= 1e-4, `input ${i} pre_logits`);
-      out.stages.forEach((s, si) => {
+      const out = m.forward(x, { stages: 'NCHW' });
+      assert.deepEqual(out.logits!.shape, get(`output.${i}.logits`).shape, 'logits shape');
+      assert.ok(relErr(out.logits!.data, get(`output.${i}.logits`).data) <= 1e-4, `input ${i} logits`);
+      assert.deepEqual(out.preLogits.shape, get(`output.${i}.pre_logits`).shape, 'pre_logits shape');
+      assert.ok(relErr(out.preLogits.data, get(`output.${i}.pre_logits`).data) <= 1e-4, `input ${i} pre_logits`);
+      assert.equal(out.stages!.length, 4);
+      // Channels-last stages are the same values, transposed, without the copy.
+      const nhwc = m.forward(x, { stages: 'NHWC' }).stages!;
+      out.stages!.forEach((s, si) => {
         const want = get(`output.${i}.stage${si}`);
-        assert.deepEqual([s.N, s.C, s.H, s.W], want.shape, `stage${si} shape`);
-        const nchw = new Float32Array(s.data.length);
-        k.nhwcToNchw(s.data, s.N, s.H, s.W, s.C, nchw);
-        assert.ok(relErr(nchw, want.data) <= 1e-4, `input ${i} stage${si}`);
+        assert.deepEqual(s.shape, want.shape, `stage${si} shape`);
+        assert.ok(relErr(s.data, want.data) <= 1e-4, `input ${i} stage${si}`);
+        const [N, C, H, W] = s.shape;
+        assert.deepEqual(nhwc[si].shape, [N, H, W, C], `stage${si} NHWC shape`);
+        const back = new Float32Array(s.data.length);
+        k.nhwcToNchw(nhwc[si].data, N, H, W, C, back);
+        assert.deepEqual(back, s.data, `stage${si} NHWC = NCHW transposed`);
       });
+      assert.equal(m.forward(x).stages, undefined, 'stages only when asked');
     }
   });
 
@@ -104,8 +113,10 @@ test('initialisation follows the official classifier', () => {
 
 test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
   const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }));
-  const out = m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) });
-  assert.deepEqual(out.stages.map((s) => [s.H, s.W]), [[11, 17], [5, 8], [2, 4], [1, 2]]);
+  const out = m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'NCHW' });
+  assert.deepEqual(out.stages!.map((s) => s.shape), [[1, 8, 11, 17], [1, 16, 5, 8], [1, 24, 2, 4], [1, 32, 1, 2]]);
+  assert.deepEqual(out.logits!.shape, [1, 3]);
+  assert.throws(() => m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'nchw' as 'NCHW' }), /stages must be 'NCHW' or 'NHWC', got "nchw"/);
   assert.throws(() => m.forward({ shape: [3, 32, 32], data: new Float32Array(3 * 32 * 32) }), ConvNextError);
   assert.throws(() => m.forward({ shape: [1, 1, 32, 32], data: new Float32Array(32 * 32) }), /channels/);
   assert.throws(() => m.forward({ shape: [1, 3, 16, 64], data: new Float32Array(3 * 16 * 64) }), /at least 32/);
@@ -129,7 +140,7 @@ test('training gradients are bit-identical for any thread count (native kernels)
     for (const p of m.params) if (p.name.includes('grn')) p.data.fill(0.3);
     m.zeroGrad();
     const out = m.forward({ shape: [3, 3, 96, 80], data: x }, { train: true });
-    const d = new Float32Array(out.logits!.length).map((_, i) => (i % 5) - 2);
+    const d = new Float32Array(out.logits!.data.length).map((_, i) => (i % 5) - 2);
     m.backward(d, true);
     return m.params.map((p) => Float32Array.from(p.grad));
   };

@@ -116,8 +116,8 @@ export const analyze: Command = {
       for await (const b of loader.epoch(0)) {
         const N = b.labels.length;
         if (N === 0) continue;
-        const inputs = (i: number) => fromNormalizedCHW(b.pixels, S, S, undefined, undefined, i * 3 * S * S);
-        for (const m of models) m.analyzer.addBatch(b.pixels, N, S, b.labels, inputs);
+        const inputs = (i: number) => fromNormalizedCHW(b.pixels.data, S, S, undefined, undefined, i * 3 * S * S);
+        for (const m of models) m.analyzer.addBatch(b.pixels.data, N, S, b.labels, inputs);
         seen += N;
       }
     } finally {

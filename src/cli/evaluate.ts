@@ -37,7 +37,7 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
     for await (const b of loader.epoch(0)) {
       const B = b.labels.length;
       if (B === 0) continue;
-      const logits = model.forward({ shape: [B, 3, opts.size, opts.size], data: b.pixels.subarray(0, B * 3 * opts.size * opts.size) }).logits!;
+      const logits = model.forward(b.pixels).logits!.data;
       lossSum += model.kernels.softmaxCrossEntropy(logits, smoothTargets(b.labels, K, 0), B, K, null) * B;
       for (let i = 0; i < B; i++) {
         const y = b.labels[i];

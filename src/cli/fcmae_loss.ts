@@ -49,10 +49,10 @@ export const fcmaeLoss: Command = {
     }
     const mask = r.get('mask');
     if (mask.some((v) => v !== 0 && v !== 1)) throw new ConvNextError(`${inPath}: mask values must be 0 (visible) or 1 (removed)`);
-    const out = m.forward({ shape: px.shape, data: r.get('pixel_values') }, mask, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
+    const out = m.forward({ shape: px.shape, data: r.get('pixel_values') }, { shape: mk.shape, data: mask }, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
     writeSafetensors(outPath, [
       ['loss', { shape: [1], data: Float32Array.of(out.loss) }],
-      ['pred', { shape: [N, L, p * p * px.shape[1]], data: out.pred }],
+      ['pred', out.pred],
     ], { format: 'convnextv2-fcmae-loss', checkpoint: path });
     ctx.out(`loss ${out.loss} (${N} image(s), ${mask.reduce((a, v) => a + v, 0)} removed patches) -> ${outPath}`);
     return { loss: out.loss, output: outPath };

@@ -234,11 +234,11 @@ export const finetune: Command = {
           curLr = schedule[Math.min(step, schedule.length - 1)];
           let targets: Float32Array;
           if (mixup) {
-            targets = mixup.apply(batch.pixels, batch.labels, 3, S, S, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets;
+            targets = mixup.apply(batch.pixels.data, batch.labels, 3, S, S, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets;
           } else {
             targets = smoothTargets(batch.labels, K, a.num('smoothing'));
           }
-          const r = forwardBackward(model, { shape: [B, 3, S, S], data: batch.pixels }, targets,
+          const r = forwardBackward(model, batch.pixels, targets,
             { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
           if (!Number.isFinite(r.loss)) {
             throw new ConvNextError(`finetune: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping (the last good checkpoint in ${out} is intact)`);

@@ -43,16 +43,13 @@ export const forward: Command = {
       throw e instanceof ConvNextError ? new ConvNextError(`${inPath}: pixel_values: ${e.message}`) : e;
     }
     const [N] = checked;
-    const out = model.forward(pixels);
+    const features = args.bool('features') || !model.config.numClasses;
+    const out = model.forward(pixels, features ? { stages: 'NCHW' } : {});
     const tensors = new Map<string, TensorData>();
-    if (out.logits) tensors.set('logits', { shape: [N, model.config.numClasses], data: out.logits });
-    if (args.bool('features') || !out.logits) {
-      tensors.set('pre_logits', { shape: [N, model.config.dims[3]], data: out.preLogits });
-      out.stages.forEach((s, i) => {
-        const nchw = new Float32Array(s.data.length);
-        model.kernels.nhwcToNchw(s.data, s.N, s.H, s.W, s.C, nchw);
-        tensors.set(`stage${i}`, { shape: [s.N, s.C, s.H, s.W], data: nchw });
-      });
+    if (out.logits) tensors.set('logits', out.logits);
+    if (features) {
+      tensors.set('pre_logits', out.preLogits);
+      out.stages!.forEach((s, i) => tensors.set(`stage${i}`, s));
     }
     writeSafetensors(outPath, tensors, { format: 'convnextv2-forward', checkpoint: ckptPath });
     ctx.out(`wrote ${[...tensors.keys()].join(', ')} for ${N} image(s) to ${outPath}`);

@@ -11,6 +11,7 @@ import { loadCheckpoint } from '../io/checkpoint.js';
 import { classNames } from '../io/labels.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
+import type { Tensor } from '../tensor.js';
 import type { ParsedArgs } from './args.js';
 import type { Command, CommandContext } from './command.js';
 import { evalPreprocessing } from './evaluate.js';
@@ -19,7 +20,7 @@ import { evalPreprocessing } from './evaluate.js';
  * Decodes the image files given (the positionals). An unreadable one is skipped with a warning
  * and sets exit code 1 for the end of the command; none readable is an error.
  */
-async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: CommandContext): Promise<{ files: string[]; pixels: Float32Array; skipped: { file: string; error: string }[] }> {
+async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: CommandContext): Promise<{ files: string[]; pixels: Tensor; skipped: { file: string; error: string }[] }> {
   const given = args.positionals;
   if (given.length === 0) throw new ConvNextError('no image files given', 2);
   for (const f of given) {
@@ -44,7 +45,7 @@ async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: Comm
   if (skipped.length > 0) ctx.setExitCode(1);
   const pixels = new Float32Array(files.length * 3 * S * S);
   images.forEach((img, i) => evalTransform(img, S, cropPct, pixels, i * 3 * S * S));
-  return { files, pixels, skipped };
+  return { files, pixels: { shape: [files.length, 3, S, S], data: pixels }, skipped };
 }
 
 function setup(args: ParsedArgs) {
@@ -80,7 +81,7 @@ export const predict: Command = {
     const k = args.requireNumber('top-k');
     if (!(k >= 1)) throw new ConvNextError(`predict: --top-k ${k}: must be a positive integer`, 2);
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
-    const logits = model.forward({ shape: [files.length, 3, S, S], data: pixels }).logits!;
+    const logits = model.forward(pixels).logits!.data;
     const topK = Math.min(k, K);
     const names = classNames(ck, args.string('labels'))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const results = files.map((file, i) => {
@@ -109,9 +110,9 @@ export const embed: Command = {
     const { ck, model, S, cropPct } = setup(args);
     const out = args.requireString('output');
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
-    const r = model.forward({ shape: [files.length, 3, S, S], data: pixels });
+    const r = model.forward(pixels);
     const C = ck.config.dims[3];
-    writeSafetensors(out, [['features', { shape: [files.length, C], data: r.preLogits }]], { files: JSON.stringify(files), checkpoint: ck.file });
+    writeSafetensors(out, [['features', r.preLogits]], { files: JSON.stringify(files), checkpoint: ck.file });
     ctx.out(`wrote features [${files.length}, ${C}] to ${out}`);
     return { output: out, images: files.length, dim: C, skipped };
   },

@@ -23,6 +23,7 @@ import { randomMask } from '../fcmae/masking.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
 import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
 import { lrAt, scaledLr } from '../train/schedule.js';
@@ -175,7 +176,7 @@ export const pretrain: Command = {
           await interrupt.at(epoch, it + 1);
           if (it % updateFreq === 0) curLr = lrAt(schedule, epoch - 1 + it / steps);
           const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
-          const r = fcmae.forward({ shape: [B, 3, S, S], data: batch.pixels }, mask, { mode });
+          const r = fcmae.forward(batch.pixels, { shape: [B, L], data: mask }, { mode });
           if (!Number.isFinite(r.loss)) {
             throw new ConvNextError(`pretrain: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping ` +
               `(the last good checkpoint in ${out} is intact; try a lower --blr or more --warmup-epochs)`);
@@ -200,7 +201,7 @@ export const pretrain: Command = {
         records.push(rec);
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
-        writeReconstructionPng(png, fcmae, vis.pixels, vis.n, S, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
+        writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
         if (epoch % args.requireNumber('save-every') === 0 || epoch === E) {
           saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
             config: fcmae.encoderModel.config,
@@ -228,7 +229,7 @@ export const pretrain: Command = {
 };
 
 /** A few fixed images for the reconstruction PNG: the validation part if any, else training. */
-async function visBatch(spec: string, seed: number, S: number, n: number, train: Dataset): Promise<{ pixels: Float32Array; n: number }> {
+async function visBatch(spec: string, seed: number, S: number, n: number, train: Dataset): Promise<Tensor> {
   let ds: Dataset = train;
   try {
     ds = openDataset(spec, 'val', { seed, limit: n, warn: () => undefined });
@@ -238,7 +239,7 @@ async function visBatch(spec: string, seed: number, S: number, n: number, train:
   const count = Math.min(n, ds.length);
   const loader = new DataLoader(ds, { batchSize: count, transform: { kind: 'eval', size: S }, workers: 0, seed });
   try {
-    for await (const b of loader.epoch(0)) return { pixels: b.pixels, n: b.pixels.length / (3 * S * S) };
+    for await (const b of loader.epoch(0)) return b.pixels;
   } finally {
     await loader.close();
   }

@@ -7,15 +7,21 @@ import { FCMAE } from '../fcmae/fcmae.js';
 import { randomMask } from '../fcmae/masking.js';
 import { fromNormalizedCHW } from '../data/transforms.js';
 import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
 import { imageGrid, type GridImage } from '../viz/plot.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 
-export function writeReconstructionPng(path: string, fcmae: FCMAE, pixels: Float32Array, n: number, S: number, seed: number, title: string): void {
+/** `batch`: [n, 3, S, S] normalised pixels. */
+export function writeReconstructionPng(path: string, fcmae: FCMAE, batch: Tensor, seed: number, title: string): void {
+  const [n, , S] = batch.shape;
+  const pixels = batch.data;
   const p = fcmae.opts.patchSize;
   const g = S / p;
   const L = g * g;
   const mask = randomMask(n, L, fcmae.opts.maskRatio, new Rng(seed ^ 0x5ee5));
-  const out = fcmae.forward({ shape: [n, 3, S, S], data: pixels }, mask);
+  const out = fcmae.forward(batch, { shape: [n, L], data: mask });
+  const pred = out.pred.data;
+  const stats = out.patchStats?.data;
   const P = p * p * 3;
   const images: GridImage[] = [];
   for (let i = 0; i < n; i++) {
@@ -25,7 +31,7 @@ export function writeReconstructionPng(path: string, fcmae: FCMAE, pixels: Float
     for (let l = 0; l < L; l++) {
       if (!mask[i * L + l]) continue;
       const row = i * L + l;
-      const [mean, std] = out.patchStats ? [out.patchStats[2 * row], out.patchStats[2 * row + 1]] : [0, 1];
+      const [mean, std] = stats ? [stats[2 * row], stats[2 * row + 1]] : [0, 1];
       const py = Math.floor(l / g) * p;
       const px = (l % g) * p;
       for (let r = 0; r < p; r++) {
@@ -33,7 +39,7 @@ export function writeReconstructionPng(path: string, fcmae: FCMAE, pixels: Float
           for (let ch = 0; ch < 3; ch++) {
             const o = ch * S * S + (py + r) * S + px + c;
             masked[o] = 0; // the mean colour after normalisation: grey
-            recon[o] = out.pred[row * P + (r * p + c) * 3 + ch] * std + mean;
+            recon[o] = pred[row * P + (r * p + c) * 3 + ch] * std + mean;
           }
         }
       }

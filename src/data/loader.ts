@@ -24,6 +24,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
 import type { Dataset, SharedDataset } from './dataset.js';
 import { CorruptImageError, loadSharp, type Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
@@ -57,8 +58,8 @@ export interface Batch {
   epoch: number;
   /** Batch number within the epoch. */
   batch: number;
-  /** [B, 3, S, S] normalised pixels. */
-  pixels: Float32Array;
+  /** [B, 3, S, S] normalised pixels (NCHW, what `model.forward` takes). */
+  pixels: Tensor;
   labels: Int32Array;
   /** Data set indices of the samples. */
   indices: Int32Array;
@@ -298,12 +299,13 @@ export class DataLoader {
       if (r.ok) labels[s] = r.label;
       else bad.push(s);
     });
-    if (bad.length === 0) return { epoch, batch: b, pixels, labels, indices };
+    const S = this.size;
+    if (bad.length === 0) return { epoch, batch: b, pixels: { shape: [n, 3, S, S], data: pixels }, labels, indices };
     if (!this.fill) {
       const keep = results.map((r, s) => (r.ok ? s : -1)).filter((s) => s >= 0);
       const p2 = new Float32Array(keep.length * L);
       keep.forEach((s, j) => p2.set(pixels.subarray(s * L, (s + 1) * L), j * L));
-      return { epoch, batch: b, pixels: p2, labels: Int32Array.from(keep, (s) => labels[s]), indices: Int32Array.from(keep, (s) => indices[s]) };
+      return { epoch, batch: b, pixels: { shape: [keep.length, 3, S, S], data: p2 }, labels: Int32Array.from(keep, (s) => labels[s]), indices: Int32Array.from(keep, (s) => indices[s]) };
     }
     // Fill corrupt slots, in slot order, from the positions after the batch (wrapping).
     let cursor = end;
@@ -321,7 +323,7 @@ export class DataLoader {
         }
       }
     }
-    return { epoch, batch: b, pixels, labels, indices };
+    return { epoch, batch: b, pixels: { shape: [n, 3, S, S], data: pixels }, labels, indices };
   }
 
   /**

@@ -55,12 +55,13 @@ export const FCMAE_DEFAULTS: FcmaeOptions = {
 export interface FcmaeOutput {
   loss: number;
   /** [N, L, p*p*C] predictions, L = (H/p)*(W/p) patches in row-major order. */
-  pred: Float32Array;
-  /** The (normalised, with normPixLoss) target, same layout. */
-  target: Float32Array;
-  /** Per-patch [mean, std] of the raw target when normPixLoss (to de-normalise pred). */
-  patchStats: Float32Array | null;
-  mask: Float32Array;
+  pred: Tensor;
+  /** The (normalised, with normPixLoss) target, same shape. */
+  target: Tensor;
+  /** [N, L, 2]: per-patch mean and std of the raw target when normPixLoss (to de-normalise pred). */
+  patchStats: Tensor | null;
+  /** [N, L], 1 = removed: the mask given. */
+  mask: Tensor;
 }
 
 export class FCMAE {
@@ -164,9 +165,11 @@ export class FCMAE {
   }
 
   /** Random masks [N, L] for a batch of H x W images from the model's rng (or `rng`). */
-  randomMask(N: number, H: number, W: number, rng: Rng = this.rng): Float32Array {
+  /** A random mask [N, L] (1 = removed) for N images of H x W, L = (H/p)*(W/p), `maskRatio` removed. */
+  randomMask(N: number, H: number, W: number, rng: Rng = this.rng): Tensor {
     const p = this.opts.patchSize;
-    return randomMask(N, (H / p) * (W / p), this.opts.maskRatio, rng);
+    const L = (H / p) * (W / p);
+    return { shape: [N, L], data: randomMask(N, L, this.opts.maskRatio, rng) };
   }
 
   zeroGrad(): void {
@@ -175,7 +178,7 @@ export class FCMAE {
   }
 
   /** Forward from NCHW pixels and a mask [N, L] (1 = removed). Keeps what backward needs. */
-  forward(pixels: Tensor, mask: Float32Array, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
+  forward(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
     if (pixels.shape.length !== 4) throw new ConvNextError(`pixel_values must be [N, C, H, W], got ${shapeStr(pixels.shape)}`);
     const [N, C, H, W] = pixels.shape;
     const cfg = this.encoderModel.config;
@@ -184,6 +187,14 @@ export class FCMAE {
     if (H % p !== 0 || W % p !== 0 || H < p || W < p) {
       throw new ConvNextError(`FCMAE input ${H}x${W}: height and width must be positive multiples of the patch size ${p}`);
     }
+    if (pixels.data.length !== N * C * H * W) {
+      throw new ConvNextError(`pixel_values has ${pixels.data.length} values, shape ${shapeStr(pixels.shape)} needs ${N * C * H * W}`);
+    }
+    const L = (H / p) * (W / p);
+    if (maskTensor.shape.length !== 2 || maskTensor.shape[0] !== N || maskTensor.shape[1] !== L || maskTensor.data.length !== N * L) {
+      throw new ConvNextError(`mask must be [${N}, ${L}] for ${N} image(s) of ${H}x${W} (patch ${p}), got ${shapeStr(maskTensor.shape)} with ${maskTensor.data.length} values`);
+    }
+    const mask = maskTensor.data;
     const k = this.kernels;
     const x = this.shared.get('fcmae.input', N * H * W * C);
     k.nchwToNhwc(pixels.data, N, C, H, W, x);
@@ -197,7 +208,13 @@ export class FCMAE {
     const dpred = this.shared.get('fcmae.dpred', rows * P);
     const { loss, patchStats } = targetAndLoss(x, N, H, W, C, p, norm, pred, mask, target, dpred);
     this.last = { rows, P, dpred, mask };
-    return { loss, pred, target, patchStats, mask };
+    return {
+      loss,
+      pred: { shape: [N, L, P], data: pred },
+      target: { shape: [N, L, P], data: target },
+      patchStats: patchStats && { shape: [N, L, 2], data: patchStats },
+      mask: maskTensor,
+    };
   }
 
   /** Backward of the last forward's loss; accumulates into Param.grad (scaled by 1/lossScale). */

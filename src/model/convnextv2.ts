@@ -50,24 +50,23 @@ export interface ForwardOptions {
   rng?: Rng;
   /** Called with every block's MLP hidden activation (analysis; costs nothing when absent). */
   capture?: ActivationCapture;
+  /**
+   * Also return the four stage outputs (timm's `features_only`, HF's `output_hidden_states`):
+   * `'NCHW'` [N, C, H, W] like PyTorch (one transpose each), or `'NHWC'` [N, H, W, C], the
+   * model's own channels-last layout (no copy). Default: not returned.
+   */
+  stages?: StageLayout;
 }
 
-/** Per-stage output of `forwardFeatures`, NHWC. */
-export interface StageMap {
-  data: Float32Array;
-  N: number;
-  H: number;
-  W: number;
-  C: number;
-}
+export type StageLayout = 'NCHW' | 'NHWC';
 
 export interface ForwardResult {
-  /** [N, numClasses] (absent when numClasses is 0). */
-  logits: Float32Array | null;
+  /** [N, numClasses]; null when numClasses is 0 (a backbone). */
+  logits: Tensor | null;
   /** Pooled and normalised features [N, dims[3]]. */
-  preLogits: Float32Array;
-  /** The four stage outputs, NHWC. */
-  stages: StageMap[];
+  preLogits: Tensor;
+  /** The four stage outputs in the layout `ForwardOptions.stages` asked for; absent when it did not. */
+  stages?: Tensor[];
 }
 
 export class ConvNeXtV2 {
@@ -211,6 +210,9 @@ export class ConvNeXtV2 {
     const cache = opts.cache ?? train;
     const rng = opts.rng ?? this.rng;
     const capture = opts.capture;
+    if (opts.stages !== undefined && opts.stages !== 'NCHW' && opts.stages !== 'NHWC') {
+      throw new ConvNextError(`forward: stages must be 'NCHW' or 'NHWC', got ${JSON.stringify(opts.stages)}`);
+    }
     const { dims } = this.config;
     const buf = { shared: this.shared, cache };
     this.inputShape = [N, H, W];
@@ -219,7 +221,7 @@ export class ConvNeXtV2 {
     if (h < 1 || w < 1) throw new ConvNextError(`input ${H}x${W} is too small`);
     let y = this.stem.forward(k, x, N, H, W, buf);
     y = this.stemNorm.forward(k, y, N * h * w, buf, 'stem.ln');
-    const stages: StageMap[] = [];
+    const stages: Tensor[] = [];
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
       if (s > 0) {
@@ -241,14 +243,23 @@ export class ConvNeXtV2 {
         y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
       }
       if (blocks.length === 0 && !cache) y = Float32Array.from(y);
-      stages.push({ data: y, N, H: h, W: w, C: dims[s] });
+      if (opts.stages === 'NHWC') stages.push({ shape: [N, h, w, dims[s]], data: y });
+      else if (opts.stages === 'NCHW') {
+        const nchw = new Float32Array(y.length);
+        k.nhwcToNchw(y, N, h, w, dims[s], nchw);
+        stages.push({ shape: [N, dims[s], h, w], data: nchw });
+      }
     }
     const pooled = this.shared.get('head.pooled', N * dims[3]);
     k.avgPoolForward(y, N, h * w, dims[3], pooled);
     let preLogits = this.headNorm.forward(k, pooled, N, buf, 'head.ln');
-    let logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : new Float32Array(N * this.config.numClasses)) : null;
+    const logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : new Float32Array(N * this.config.numClasses)) : null;
     if (!cache) preLogits = Float32Array.from(preLogits);
-    return { logits, preLogits, stages };
+    return {
+      logits: logits && { shape: [N, this.config.numClasses], data: logits },
+      preLogits: { shape: [N, dims[3]], data: preLogits },
+      ...(opts.stages ? { stages } : {}),
+    };
   }
 
   /**

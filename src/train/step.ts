@@ -39,7 +39,8 @@ export function smoothTargets(labels: ArrayLike<number>, numClasses: number, smo
 
 export interface StepResult {
   loss: number;
-  logits: Float32Array;
+  /** [N, numClasses], the model's own buffer (overwritten by the next forward). */
+  logits: Tensor;
 }
 
 /**
@@ -57,7 +58,7 @@ export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: Arra
   const out = model.forward(pixels, { train: true, rng: opts.rng });
   const logits = out.logits!;
   const dlogits = new Float32Array(N * K);
-  const loss = model.kernels.softmaxCrossEntropy(logits, soft, N, K, dlogits);
+  const loss = model.kernels.softmaxCrossEntropy(logits.data, soft, N, K, dlogits);
   const scale = opts.lossScale ?? 1;
   if (scale !== 1) for (let i = 0; i < dlogits.length; i++) dlogits[i] /= scale;
   model.backward(dlogits, false);
