@@ -124,7 +124,15 @@ test('GELU, pooling, and softmax cross-entropy gradients match finite difference
   k.avgPoolForward(xs, 2, 5, 3, pooled);
   const dp = randn(6), dxs = new Float32Array(30);
   k.avgPoolBackward(dp, 2, 5, 3, dxs);
-  assert.ok(Math.abs(dxs[7] - dp[1 * 3 + 1] / 5) < 1e-7 || Math.abs(dxs[7] - dp[0 * 3 + 1] / 5) < 1e-7);
+  // d/dx[n, hw, c] = dp[n, c] / HW for every position: index 7 is n 0, hw 2, c 1.
+  for (let n = 0; n < 2; n++) for (let hw = 0; hw < 5; hw++) for (let c = 0; c < 3; c++) {
+    assert.ok(Math.abs(dxs[(n * 5 + hw) * 3 + c] - dp[n * 3 + c] / 5) < 1e-7, `avgPool d/dx[${n},${hw},${c}]`);
+  }
+  for (let n = 0; n < 2; n++) for (let c = 0; c < 3; c++) {
+    let s = 0;
+    for (let hw = 0; hw < 5; hw++) s += xs[(n * 5 + hw) * 3 + c];
+    assert.ok(Math.abs(pooled[n * 3 + c] - s / 5) < 1e-6, `avgPool mean[${n},${c}]`);
+  }
 });
 
 test('a whole block, with per-sample drop path fixed by a seeded rng, matches finite differences', () => {

@@ -198,7 +198,13 @@ describe('safetensors writer', () => {
     const bytes = fs.readFileSync(file);
     const headerLen = Number(bytes.readBigUInt64LE(0));
     assert.equal(headerLen % 8, 0, 'header padded to 8 bytes');
-    assert.equal(bytes.subarray(8, 8 + headerLen).toString('utf8').trimEnd().length <= headerLen, true);
+    // The header is one JSON object padded with spaces only, and the data starts right after it.
+    const header = bytes.subarray(8, 8 + headerLen).toString('utf8');
+    const json = header.trimEnd();
+    assert.match(header.slice(json.length), /^ {0,7}$/, 'padding is at most 7 spaces');
+    const parsed = JSON.parse(json) as Record<string, { data_offsets?: [number, number] }>;
+    const ends = Object.values(parsed).flatMap((v) => v.data_offsets ?? []);
+    assert.equal(8 + headerLen + Math.max(...ends), bytes.length, 'the data ends at the end of the file');
 
     const back = readSafetensorsWithMetadata(file);
     assert.deepEqual(back.metadata, metadata);

@@ -135,6 +135,11 @@ function runGemm(c: GemmCase, tol: number): void {
   if (P1 && P2) close(P1.slice(), P2, tol, `${what} preact`);
 }
 
+// A path this CPU lacks is reported as skipped, by name (not silently absent).
+for (const isa of ['avx512', 'avx2', 'portable'] as const) {
+  if (!ISAS.includes(isa)) test(`native kernels, ${isa}`, { skip: `this CPU (${nk.cpuInfo().brand}) lacks ${isa}` }, () => undefined);
+}
+
 for (const isa of ISAS) {
   describe(`native kernels, ${isa}`, () => {
     const use = () => {
@@ -523,9 +528,13 @@ for (const isa of ISAS) {
       nk.geluBackward(dy, x, d1, n);
       ref.geluBackward(dy, x, d2, n);
       close(d1, d2, 1e-5, 'geluBackward');
-      // n not a multiple of the vector width, and n = 0
-      nk.gelu(x, y1, 5);
-      nk.gelu(x, y1, 0);
+      // n not a multiple of the vector width (5, 21), and n = 0: exactly n values written
+      for (const m of [5, 21, 0]) {
+        const ym = new Float32Array(32).fill(7);
+        nk.gelu(x, ym, m);
+        close(ym.slice(0, m), y2.slice(0, m), 1e-6, `gelu n=${m}`);
+        assert.ok(ym.subarray(m).every((v) => v === 7), `gelu n=${m} wrote past n`);
+      }
     });
 
     test('avgPool forward and backward', () => {

@@ -169,6 +169,8 @@ class TorchStorage extends PickleExternal {
 class CheckpointReader {
   private readonly storages = new Map<string, TorchStorage>();
   private readonly verified = new Set<ZipEntry>();
+  /** Whole-storage tensors already read, by entry and dtype: tied tensors share one array. */
+  private readonly wholes = new Map<string, Float32Array>();
   private budget: number;
   readonly bigEndian: boolean;
 
@@ -266,7 +268,12 @@ class CheckpointReader {
     this.budget -= outBytes;
     const entry = storage.entry;
     let data: Float32Array;
-    if (numel > 0 && offset === 0 && numel * item === entry.size && this.isContiguous(size, stride)) {
+    const whole = numel > 0 && offset === 0 && numel * item === entry.size && this.isContiguous(size, stride);
+    const tied = whole ? this.wholes.get(`${entry.name}\0${dtype}`) : undefined;
+    if (tied) {
+      data = tied;
+      this.budget += outBytes; // no new array
+    } else if (whole) {
       // The tensor is its whole storage (the usual case): one pass, CRC checked on those bytes.
       const check = this.verifyCrc && !this.verified.has(entry);
       let crc = 0;
@@ -275,6 +282,7 @@ class CheckpointReader {
         if (crc !== entry.crc32) this.fail(`entry ${quoteEntryName(entry.name)}: CRC-32 mismatch (stored ${hex8(entry.crc32)}, data ${hex8(crc)}): file corrupt`);
         this.verified.add(entry);
       }
+      this.wholes.set(`${entry.name}\0${dtype}`, data);
     } else {
       if (this.verifyCrc && !this.verified.has(entry)) {
         this.zip.verify(entry);
@@ -588,7 +596,8 @@ function contiguousStrides(shape: readonly number[]): number[] {
 function pickleCheckpoint(obj: TorchWritable, label: string): { pkl: Uint8Array; storages: PendingStorage[] } {
   const w = new PickleWriter();
   const storages: PendingStorage[] = [];
-  const keys = new Map<TensorData, string>();
+  // Tensors over one Float32Array share one storage, as tied weights do in torch.save.
+  const keys = new Map<Float32Array, string>();
   const active = new Set<object>();
   const bad = (why: string): never => { throw new ConvNextError(`cannot write ${label}: ${why}`); };
 
@@ -626,10 +635,10 @@ function pickleCheckpoint(obj: TorchWritable, label: string): { pkl: Uint8Array;
       numel *= d;
     }
     if (numel !== t.data.length) bad(`a tensor of shape [${t.shape.join(',')}] has ${t.data.length} values`);
-    let k = keys.get(t);
+    let k = keys.get(t.data);
     if (k === undefined) {
       k = String(storages.length);
-      keys.set(t, k);
+      keys.set(t.data, k);
       storages.push({ key: k, data: t.data });
     }
     const sk = k;
