@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvNextError } from '../src/errors.js';
-import { readSafetensors, type TensorData } from '../src/io/safetensors.js';
+import { readSafetensors, readSafetensorsWithMetadata, type TensorData } from '../src/io/safetensors.js';
 
 /** The reference tensors copied from ../shared/reference (made with timm, HF and the official code). */
 export const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'reference');
@@ -83,4 +83,21 @@ export function dot64(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
+}
+
+/** Every tensor bit for bit and the metadata (but the recorded command line) equal; returns the tensor names. */
+export function assertSameCheckpoint(a: string, b: string): string[] {
+  const x = readSafetensorsWithMetadata(a);
+  const y = readSafetensorsWithMetadata(b);
+  const names = [...x.tensors.keys()];
+  assert.deepEqual([...y.tensors.keys()].sort(), [...names].sort(), `${b}: tensor names`);
+  for (const n of names) {
+    const t = x.tensors.get(n)!;
+    const u = y.tensors.get(n)!;
+    assert.deepEqual(u.shape, t.shape, `${n} shape`);
+    assert.deepEqual(bits(u.data), bits(t.data), `${b}: ${n} differs from the uninterrupted run`);
+  }
+  const meta = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'args'));
+  assert.deepEqual(meta(y.metadata), meta(x.metadata), `${b}: metadata`);
+  return names;
 }

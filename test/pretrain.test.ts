@@ -1,6 +1,6 @@
 // FCMAE pre-training end to end: the loss falls over 2 epochs on `synthetic`, PNGs and the
 // log are written, a run killed with SIGKILL and resumed (with another thread count) gives
-// the same per-epoch losses as an uninterrupted run, a diverging run stops with one line,
+// the same per-epoch losses and checkpoint as an uninterrupted run (test/resume.test.ts: --stop-after), a diverging run stops with one line,
 // and `fcmae-loss` reproduces the reference loss.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { maskedMse, normalizePatches, patchifyTarget, targetAndLoss } from '../src/fcmae/loss.js';
+import { assertSameCheckpoint } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MAIN = join(ROOT, 'src/cli/main.ts');
@@ -44,27 +45,29 @@ test('2 epochs on synthetic: the loss falls, log, PNGs and an FCMAE checkpoint a
   assert.ok(ck.extraNames.some((n) => n.startsWith('optimizer.m.')));
 });
 
-test('SIGKILL mid-run, then --resume with another thread count: identical per-epoch losses', async () => {
+test('SIGKILL after the first checkpoint, then --resume with another thread count: the same losses and checkpoint', async () => {
   const straight = join(dir, 'straight');
   assert.equal(cli([...BASE, '--epochs', '3', '--out', straight]).code, 0);
   const killed = join(dir, 'killed');
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...BASE, '--epochs', '3', '--out', killed], { stdio: 'ignore' });
-  // Kill as soon as epoch 1 is logged (its checkpoint is written right after; either way
-  // the resumed run must continue exactly).
-  await new Promise<void>((resolve, reject) => {
+  // Kill as soon as epoch 1's checkpoint exists (it is renamed into place whole), in the
+  // middle of epoch 2: what epoch 2 had done is lost and must be redone exactly.
+  const signal = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
     const t = setInterval(() => {
-      if (existsSync(join(killed, 'log.jsonl')) && readFileSync(join(killed, 'log.jsonl'), 'utf8').includes('"epoch":1')) {
+      if (existsSync(join(killed, 'checkpoint-last.safetensors'))) {
         clearInterval(t);
         child.kill('SIGKILL');
       }
-    }, 20);
-    child.on('exit', () => { clearInterval(t); resolve(); });
+    }, 5);
+    child.on('exit', (_code, sig) => { clearInterval(t); resolve(sig); });
     child.on('error', reject);
   });
-  const resumeArgs = existsSync(join(killed, 'checkpoint-last.safetensors')) ? ['--resume'] : ['--overwrite'];
-  const r = cli([...BASE, '--epochs', '3', '--out', killed, ...resumeArgs, '--threads', '1']);
+  assert.equal(signal, 'SIGKILL', 'the run was killed before it finished');
+  const r = cli([...BASE, '--epochs', '3', '--out', killed, '--resume', '--threads', '1']);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /resumed after epoch [12] \(its checkpoint\)/);
   assert.deepEqual(losses(killed), losses(straight));
+  assertSameCheckpoint(join(straight, 'checkpoint-last.safetensors'), join(killed, 'checkpoint-last.safetensors'));
 });
 
 test('a diverging run stops with a one-line error', () => {

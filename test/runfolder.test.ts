@@ -51,7 +51,7 @@ test('pretrain: an existing run is refused and untouched; --resume alone continu
   // --resume with no other flag: the recorded 64 px, 2 steps of 16, seed 3, ... (not the defaults).
   const r = cli(['pretrain', '--out', run, '--resume', '--threads', '1']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed at epoch 1/);
+  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed after epoch 1/);
   assert.deepEqual(losses(run), losses(straight));
   const a = loadCheckpoint(join(straight, 'checkpoint-last.safetensors'), { extra: true });
   const b = loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true });
@@ -111,7 +111,7 @@ test('finetune: the same folder rules (refused without --resume, recorded argume
   oneLine(cli(['finetune', '--out', run, '--resume', '--batch-size', '8']), 2, /--batch-size 8 contradicts the run being resumed/);
   const r = cli(['finetune', '--out', run, '--resume']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed at epoch 1/);
+  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed after epoch 1/);
   assert.equal(losses(run).length, 2);
   // The run folder's best checkpoint carries the EMA weights: eval RUN --ema works, and differs from the raw weights.
   const best = loadCheckpoint(join(run, 'checkpoint-best.safetensors'), { extra: true });

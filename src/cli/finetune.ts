@@ -216,7 +216,7 @@ export const finetune: Command = {
     ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
       `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
       `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
-      `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed at epoch ${startEpoch}` : ''}`);
+      `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
     const records: object[] = [];
     const interrupt = new Interruption('finetune', out);
     interrupt.saved = startEpoch;

@@ -159,7 +159,7 @@ export const pretrain: Command = {
     const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
     ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
       `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
-      `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed at epoch ${startEpoch}` : ''}`);
+      `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
     const records: EpochRecord[] = [];
     const interrupt = new Interruption('pretrain', out);
     interrupt.saved = startEpoch;

@@ -24,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
-import { MODEL_SIZES, initConstant, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, configJson, initConstant, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
 import { writeSafetensors, type TensorData } from './safetensors.js';
 import { writeBytesAtomicSync } from './atomic.js';
 import { writeTorchCheckpoint } from './torch.js';
@@ -780,7 +780,7 @@ export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config
     writeTorchCheckpoint(path, { model: tensors });
     return;
   }
-  const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: JSON.stringify(model.config), ...preprocessingMetadata(opts.preprocessing) };
+  const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: configJson(model.config), ...preprocessingMetadata(opts.preprocessing) };
   if (opts.labels) meta.labels = JSON.stringify(opts.labels);
   writeSafetensors(path, tensors, meta);
 }
@@ -844,7 +844,7 @@ export function saveCheckpoint(path: string, ck: SaveCheckpointInput): void {
   if (ck.initialised && ck.initialised.length > 0) metadata.initialised = JSON.stringify(ck.initialised);
   if (ck.fcmae) metadata.fcmae = JSON.stringify(ck.fcmae);
   metadata.format = 'convnextv2';
-  metadata.config = JSON.stringify(ck.config);
+  metadata.config = configJson(ck.config);
   writeSafetensors(path, tensors, metadata);
 }
 

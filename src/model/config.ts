@@ -87,6 +87,12 @@ export function makeConfig(model: string | { depths: number[]; dims: number[] },
   return cfg;
 }
 
+/** The config as JSON with its keys in one fixed order (checkpoints of one run are byte-comparable). */
+export function configJson(cfg: ConvNeXtV2Config): string {
+  const { depths, dims, numClasses, inChans, dropPathRate, headInitScale, layerNormEps, headNormEps, kernelSize, block } = cfg;
+  return JSON.stringify({ depths, dims, numClasses, inChans, dropPathRate, headInitScale, layerNormEps, headNormEps, kernelSize, block });
+}
+
 export function validateConfig(cfg: ConvNeXtV2Config): void {
   const bad = (why: string): never => { throw new ConvNextError(`invalid model config: ${why}`, 2); };
   if (cfg.depths.length !== 4 || cfg.dims.length !== 4) bad('depths and dims need 4 entries each');
