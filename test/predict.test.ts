@@ -1,5 +1,6 @@
 // eval / predict / embed end to end on a tiny checkpoint: JSON records, class names from the
-// checkpoint, and a one-line error naming a corrupt or non-image file.
+// checkpoint, a one-line error naming a corrupt or non-image file, and the shipped CLI's
+// labels, probabilities, features and top-1 against the library's own computation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +13,11 @@ import { makeConfig } from '../src/model/config.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { SYNTHETIC_CLASSES } from '../src/data/synthetic.js';
 import { encodePng } from '../src/viz/png.js';
+import { decodeImage } from '../src/data/image.js';
+import { evalTransform } from '../src/data/transforms.js';
+import { openDataset } from '../src/data/dataset.js';
+import { DataLoader } from '../src/data/loader.js';
+import type { Tensor } from '../src/tensor.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-predict-'));
@@ -57,4 +63,73 @@ test('eval --json: top1, top5, loss, images', () => {
   assert.equal(rec.images, 40);
   for (const k of ['top1', 'top5', 'loss']) assert.equal(typeof rec[k], 'number');
   assert.ok(rec.top5 >= rec.top1);
+});
+
+// ---- the shipped CLI against the library -----------------------------------------------------
+
+const dist = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'dist/cli/main.js'), ...args], { encoding: 'utf8' });
+const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop()!);
+
+/** The library's own path, written out: decode, resize + centre crop, normalise, forward, softmax (float64). */
+async function libraryPredict(model: ConvNeXtV2, files: string[], S: number, cropPct: number): Promise<{ probs: number[][]; features: Tensor }> {
+  const x = new Float32Array(files.length * 3 * S * S);
+  for (const [i, f] of files.entries()) evalTransform(await decodeImage(f), S, cropPct, x, i * 3 * S * S);
+  const { logits, preLogits } = model.forward({ shape: [files.length, 3, S, S], data: x });
+  const K = logits!.shape[1];
+  const probs = files.map((_, i) => {
+    const row = Array.from(logits!.data.subarray(i * K, (i + 1) * K));
+    const mx = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - mx));
+    const s = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / s);
+  });
+  return { probs, features: preLogits };
+}
+
+test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, probabilities, features and top-1', async () => {
+  const model = new ConvNeXtV2(cfg, { seed: 1 });
+  const png2 = join(dir, 'img2.png');
+  writeFileSync(png2, encodePng({ width: 50, height: 70, channels: 3, data: Uint8Array.from({ length: 50 * 70 * 3 }, (_, i) => (i * 13 + (i >> 7)) % 256) }));
+  const files = [png, png2];
+  for (const [S, crop] of [[64, 0.875], [48, 1]] as const) {
+    const { probs: want, features } = await libraryPredict(model, files, S, crop);
+    const r = dist('predict', '--checkpoint', ckpt, ...files, '--top-k', '4', '--input-size', String(S), '--crop-pct', String(crop), '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const rec = lastJson(r.stdout) as { predictions: { file: string; top: { index: number; label: string; probability: number }[] }[] };
+    rec.predictions.forEach((p, i) => {
+      assert.equal(p.file, files[i]);
+      const order = want[i].map((v, k) => [v, k] as const).sort((a, b) => b[0] - a[0]).slice(0, 4);
+      assert.deepEqual(p.top.map((t) => t.index), order.map(([, k]) => k), `${S} px image ${i}: top-4 classes`);
+      assert.deepEqual(p.top.map((t) => t.label), order.map(([, k]) => SYNTHETIC_CLASSES[k]));
+      p.top.forEach((t, j) => assert.ok(Math.abs(t.probability - order[j][0]) <= 1e-6, `${S} px image ${i} rank ${j}: ${t.probability} vs ${order[j][0]}`));
+    });
+    const feats = join(dir, `features-${S}.safetensors`);
+    const e = dist('embed', '--checkpoint', ckpt, '--output', feats, '--input-size', String(S), '--crop-pct', String(crop), ...files);
+    assert.equal(e.status, 0, e.stderr);
+    const got = readSafetensors(feats).get('features')!;
+    assert.deepEqual(got.shape, features.shape);
+    assert.deepEqual(got.data, features.data, `${S} px: embed = the library's pre-logits`);
+  }
+  // eval: the library's count of top-1 hits and its mean cross-entropy over the same images.
+  const ds = openDataset('synthetic', 'val', { limit: 40 });
+  const loader = new DataLoader(ds, { batchSize: 16, transform: { kind: 'eval', size: 64, cropPct: 0.875 }, workers: 0 });
+  let hits = 0, n = 0, loss = 0;
+  for await (const b of loader.epoch(0)) {
+    const logits = model.forward(b.pixels).logits!;
+    const K = logits.shape[1];
+    for (let i = 0; i < b.labels.length; i++) {
+      const row = Array.from(logits.data.subarray(i * K, (i + 1) * K));
+      const mx = Math.max(...row);
+      if (row.indexOf(mx) === b.labels[i]) hits++;
+      loss += mx + Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0)) - row[b.labels[i]];
+      n++;
+    }
+  }
+  await loader.close();
+  const r = dist('eval', '--checkpoint', ckpt, '--data', 'synthetic', '--limit', '40', '--input-size', '64', '--crop-pct', '0.875', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const rec = lastJson(r.stdout) as { top1: number; loss: number; images: number };
+  assert.equal(rec.images, n);
+  assert.equal(Math.round((rec.top1 * n) / 100), hits, `eval top-1 ${rec.top1}% of ${n} = ${hits} hits`);
+  assert.ok(Math.abs(rec.loss - loss / n) <= 1e-5 * (loss / n), `eval loss ${rec.loss} vs ${loss / n}`);
 });
