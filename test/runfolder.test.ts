@@ -169,7 +169,7 @@ test('SIGINT while training: one line with the epoch, the step, the checkpoint a
   });
   assert.equal(code, 130, stderr);
   const last = stderr.trim().split('\n').pop()!;
-  assert.match(last, new RegExp(`^pretrain: interrupted at epoch \\d+ step \\d+ \\(checkpoint-last\\.safetensors holds epoch \\d+\\); resume with --resume --out ${run}$`));
+  assert.match(last, new RegExp(`^convnextv2: pretrain: interrupted at epoch \\d+ step \\d+ \\(checkpoint-last\\.safetensors holds epoch \\d+\\); resume with --resume --out ${run}$`));
   const held = Number(/holds epoch (\d+)/.exec(last)![1]);
   assert.equal(loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true }).metadata.epoch, String(held));
 });

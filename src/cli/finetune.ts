@@ -241,7 +241,7 @@ export const finetune: Command = {
           const r = forwardBackward(model, batch.pixels, targets,
             { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
           if (!Number.isFinite(r.loss)) {
-            throw new ConvNextError(`finetune: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping (the last good checkpoint in ${out} is intact)`);
+            throw new ConvNextError(`finetune: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping (${interrupt.checkpointNote()} in ${out})`);
           }
           if ((it + 1) % updateFreq === 0) {
             if (clip !== undefined) clipGradNorm(model.params, clip);

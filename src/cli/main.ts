@@ -69,8 +69,8 @@ export async function main(argv: string[]): Promise<number> {
   if (envThreads !== undefined && envThreads !== '' && !/^[1-9][0-9]*$/.test(envThreads.trim())) {
     throw new ConvNextError(`CONVNEXTV2_THREADS=${envThreads}: must be a positive integer`, 2);
   }
-  // A CONVNEXTV2_ISA that cannot be used is refused before any work (one line, exit 2).
-  if (process.env.CONVNEXTV2_ISA) getKernels();
+  // A CONVNEXTV2_ISA or CONVNEXTV2_KERNELS that cannot be used is refused before any work (one line, exit 2).
+  if (process.env.CONVNEXTV2_ISA || process.env.CONVNEXTV2_KERNELS) getKernels();
   const threads = args.number('threads');
   if (threads !== undefined) {
     if (!Number.isInteger(threads) || threads < 1) throw new ConvNextError('--threads must be a positive integer', 2);

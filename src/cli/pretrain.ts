@@ -179,7 +179,7 @@ export const pretrain: Command = {
           const r = fcmae.forward(batch.pixels, { shape: [B, L], data: mask }, { mode });
           if (!Number.isFinite(r.loss)) {
             throw new ConvNextError(`pretrain: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping ` +
-              `(the last good checkpoint in ${out} is intact; try a lower --blr or more --warmup-epochs)`);
+              `(${interrupt.checkpointNote()} in ${out}; try a lower --blr or more --warmup-epochs)`);
           }
           fcmae.backward(updateFreq);
           if ((it + 1) % updateFreq === 0) {

@@ -134,11 +134,14 @@ export class Interruption {
   private readonly handlers: [NodeJS.Signals, () => void][];
   constructor(command: string, out: string) {
     this.handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => [sig, () => {
-      const ck = this.saved > 0 ? `checkpoint-last.safetensors holds epoch ${this.saved}` : 'no checkpoint was written yet';
-      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${command}: interrupted at epoch ${this.epoch} step ${this.step} (${ck}); resume with --resume --out ${out}\n`);
+      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}convnextv2: ${command}: interrupted at epoch ${this.epoch} step ${this.step} (${this.checkpointNote()}); resume with --resume --out ${out}\n`);
       process.exit(sig === 'SIGINT' ? 130 : 143);
     }]);
     for (const [sig, h] of this.handlers) process.on(sig, h);
+  }
+  /** What checkpoint-last.safetensors holds, for messages. */
+  checkpointNote(): string {
+    return this.saved > 0 ? `checkpoint-last.safetensors holds epoch ${this.saved}` : 'no checkpoint was written yet';
   }
   /** Where the run is now; yields to the event loop so that a pending signal is handled. */
   at(epoch: number, step: number): Promise<void> {

@@ -1,6 +1,8 @@
 /**
  * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
- * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference.
+ * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference,
+ * `CONVNEXTV2_KERNELS=native` the addon (an error, not a fallback, when it does not load); any
+ * other value is an error.
  * `CONVNEXTV2_ISA` asks for one native path: when that cannot be had (unknown, or the CPU
  * lacks it) getKernels() throws instead of falling back.
  */
@@ -25,11 +27,17 @@ async function loadNative(): Promise<Kernels | null> {
   }
 }
 
-const native: Kernels | null = process.env.CONVNEXTV2_KERNELS === 'reference' ? null : await loadNative();
+const KERNEL_CHOICES = ['native', 'reference'];
+const chosen = process.env.CONVNEXTV2_KERNELS || undefined;
+const native: Kernels | null = chosen === 'reference' ? null : await loadNative();
 
 /** The default kernels: native when available. */
 export function getKernels(): Kernels {
   if (cached) return cached;
+  if (chosen !== undefined && !KERNEL_CHOICES.includes(chosen)) {
+    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use ${KERNEL_CHOICES.join(' or ')}, or leave it unset)`, 2);
+  }
+  if (chosen === 'native' && !native) throw new ConvNextError(`CONVNEXTV2_KERNELS=native: the native addon did not load (${nativeError})`, 2);
   if (native) {
     cached = native;
   } else {
