@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { cpuInfo, cpuName, flopsPerCycle } from '../src/kernels/cpu.js';
 import { NativeKernels } from '../src/kernels/native.js';
+import { forwardMacs } from '../src/model/flops.js';
+import { makeConfig } from '../src/model/config.js';
 import { relErr } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -95,13 +97,21 @@ test('bad input: one-line errors, non-zero exit, no stack trace', () => {
   assertOneLineError(cli('nonsense'), /unknown command/);
 });
 
-test('bench --json prints a record with the required fields as its last line', () => {
-  const r = cli('bench', '--model', 'atto', '--mode', 'train', '--batch-size', '2', '--input-size', '64', '--warmup', '1', '--iters', '2', '--json');
+test('bench --json: a consistent record as its last line (rate, FLOPs of the model at that size, threads, ISA)', () => {
+  const r = cli('bench', '--model', 'atto', '--mode', 'train', '--batch-size', '2', '--input-size', '64', '--warmup', '1', '--iters', '3', '--json');
   assert.equal(r.code, 0, r.stderr);
   const rec = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  for (const f of ['images_per_second', 'ms_per_batch', 'gflops_per_second', 'peak_rss_mb', 'threads', 'isa']) assert.ok(f in rec, f);
-  assert.ok(rec.images_per_second > 0);
-  assert.match(rec.isa, /^(avx512|avx2|portable|reference)$/);
+  assert.deepEqual([rec.model, rec.mode, rec.batch_size, rec.input_size, rec.iterations], ['atto', 'train', 2, 64, 3]);
+  assert.ok(rec.ms_per_batch > 0 && rec.ms_per_batch_mean > 0);
+  assert.ok(Math.abs(rec.images_per_second - (2 * 1000) / rec.ms_per_batch) <= 0.02 * rec.images_per_second, 'images/s = batch / median time');
+  // Training counts 3x the forward's multiply-adds, 2 FLOPs each.
+  const gf = (3 * 2 * forwardMacs(makeConfig('atto'), 64, 64)) / 1e9;
+  assert.ok(Math.abs(rec.gflops_per_image - gf) <= 0.005, `${rec.gflops_per_image} GFLOP/image vs ${gf}`);
+  assert.ok(Math.abs(rec.gflops_per_second - rec.gflops_per_image * rec.images_per_second) <= 0.02 * rec.gflops_per_second);
+  assert.ok(rec.peak_rss_mb > 20 && rec.peak_rss_mb < 4096, `${rec.peak_rss_mb} MB`);
+  const nk = new NativeKernels();
+  assert.deepEqual([rec.kernels, rec.isa, rec.threads], ['native', nk.isa, nk.threads]);
+  assert.match(r.stdout, new RegExp(`^atto train batch 2 @64px: ${rec.images_per_second} images/s`, 'm'));
 });
 
 test('bench --mode kernels: a row per GEMM and depthwise shape, against a measured peak', () => {

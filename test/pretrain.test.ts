@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { maskedMse, normalizePatches, patchifyTarget, targetAndLoss } from '../src/fcmae/loss.js';
+import sharp from 'sharp';
 import { assertSameCheckpoint } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -28,7 +29,7 @@ function losses(out: string): number[] {
   return readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
 }
 
-test('2 epochs on synthetic: the loss falls, log, PNGs and an FCMAE checkpoint are written', () => {
+test('2 epochs on synthetic: the loss falls, log, PNGs and an FCMAE checkpoint are written', async () => {
   const out = join(dir, 'run');
   const r = cli([...BASE, '--epochs', '2', '--out', out]);
   assert.equal(r.code, 0, r.stderr);
@@ -38,7 +39,12 @@ test('2 epochs on synthetic: the loss falls, log, PNGs and an FCMAE checkpoint a
   const rec = JSON.parse(readFileSync(join(out, 'log.jsonl'), 'utf8').split('\n')[0]);
   for (const k of ['epoch', 'loss', 'lr', 'images_per_second']) assert.ok(k in rec, k);
   assert.equal(rec.epoch, 1);
-  for (const e of ['001', '002']) assert.ok(existsSync(join(out, `reconstruction-epoch${e}.png`)));
+  // The reconstruction picture: a row per --vis-images image, original | masked | reconstruction.
+  const pngs = await Promise.all(['001', '002'].map((e) => sharp(join(out, `reconstruction-epoch${e}.png`)).raw().toBuffer({ resolveWithObject: true })));
+  for (const { info } of pngs) {
+    assert.ok(info.width >= 3 * 64 && info.height >= 2 * 64, `${info.width}x${info.height}`);
+  }
+  assert.ok(!pngs[0].data.equals(pngs[1].data), 'the reconstructions change as the model learns');
   const ck = loadCheckpoint(join(out, 'checkpoint-last.safetensors'), { extra: true });
   assert.equal(ck.fcmae?.decoderDim, 512);
   assert.equal(ck.metadata.epoch, '2');
