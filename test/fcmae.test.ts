@@ -123,4 +123,7 @@ test('FCMAE takes and returns shaped tensors; a mask of the wrong shape is refus
   assert.throws(() => m.forward(x, { shape: [12], data: new Float32Array(12) }), /mask must be \[2, 6\]/);
   assert.throws(() => m.forward({ shape: x.shape, data: x.data.subarray(1) }, mask), /pixel_values has 36863 values, shape \[2,3,64,96\] needs 36864/);
   assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { seed: 2 }).forward(x, mask).patchStats, null, 'no stats without normPixLoss');
+  assert.throws(() => new FCMAE(cfg, { decoderDim: 0 }), /FCMAE decoderDim 0: must be a positive integer/);
+  assert.throws(() => new FCMAE(cfg, { decoderDepth: -1 }), /FCMAE decoderDepth -1: must be a non-negative integer/);
+  assert.throws(() => new FCMAE(cfg, { maskRatio: 1 }), /FCMAE maskRatio 1: must be in \[0, 1\)/);
 });

@@ -10,6 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { parseArgs, type FlagSpecs } from '../src/cli/args.js';
+import { resumeArgs } from '../src/cli/runlog.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MAIN = join(ROOT, 'src/cli/main.ts');
@@ -190,4 +192,23 @@ test('a warm-up that covers most of the run is said before training, with a valu
   const ft = cli([...FT, '--epochs', '2', '--warmup-epochs', '20', '--stop-after', '1', '--out', join(dir, 'warm-ft')]);
   assert.equal(ft.code, 0, ft.stderr);
   assert.match(ft.stdout, /^finetune: note: --warmup-epochs 20 covers 100% of the 2 epochs/m);
+});
+
+test('resumeArgs: recorded arguments are the defaults, a flag the run did not record keeps its own, a contradiction is refused', () => {
+  const specs: FlagSpecs = {
+    epochs: { kind: 'int', help: '', default: 5 },
+    blr: { kind: 'number', help: '', default: 1e-3 },
+    'new-flag': { kind: 'int', help: '', default: 7 },
+    threads: { kind: 'int', help: '' },
+  };
+  const recorded = JSON.stringify({ epochs: 3, blr: 2e-4, threads: 2 });
+  const mutable = new Set(['epochs']);
+  const plain = resumeArgs('finetune', parseArgs([], specs, 'finetune'), recorded, 'ck', mutable);
+  assert.deepEqual([plain.args.number('epochs'), plain.args.number('blr'), plain.args.number('new-flag'), plain.args.number('threads')], [3, 2e-4, 7, undefined]);
+  assert.deepEqual(plain.changed, []);
+  const given = resumeArgs('finetune', parseArgs(['--epochs', '9', '--new-flag', '8', '--threads', '1'], specs, 'finetune'), recorded, 'ck', mutable);
+  assert.deepEqual([given.args.number('epochs'), given.args.number('new-flag'), given.args.number('threads')], [9, 8, 1]);
+  assert.deepEqual(given.changed, ['--epochs 9 (was 3)']);
+  assert.throws(() => resumeArgs('finetune', parseArgs(['--blr', '1e-2'], specs, 'finetune'), recorded, 'ck', mutable),
+    /^ConvNextError: finetune: --blr 0\.01 contradicts the run being resumed \(ck was started with 0\.0002\)/);
 });

@@ -79,6 +79,8 @@ export const convert: Command = {
     if ((args.has('external-data') || args.string('opset') !== '17') && to !== 'onnx') {
       throw new ConvNextError('convert: --opset and --external-data apply to --to onnx only', 2);
     }
+    const opset = args.requireNumber('opset');
+    if (to === 'onnx' && !(opset >= 17 && opset <= 23)) throw new ConvNextError(`convert: --opset ${opset}: must be 17 to 23`, 2);
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(output);
@@ -137,7 +139,7 @@ export const convert: Command = {
         const metadata: Record<string, string> = { ...preprocessingMetadata(ck.preprocessing) };
         if (labels) metadata.labels = JSON.stringify(labels);
         files.push(...exportOnnx(output, model, {
-          opset: args.requireNumber('opset'),
+          opset,
           externalData: args.has('external-data') ? args.bool('external-data') : undefined,
           metadata,
         }));

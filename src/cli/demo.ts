@@ -10,6 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 import { linePlot } from '../viz/plot.js';
 import { parseArgs } from './args.js';
@@ -40,6 +41,11 @@ export const demo: Command = {
   },
   async run(args, ctx) {
     const out = resolve(args.requireString('out'));
+    // Checked before any work, under the demo's own flag names (--labelled is used only after the pre-training).
+    for (const [flag, least] of [['pretrain-epochs', 1], ['finetune-epochs', 1], ['pretrain-images', 32], ['labelled', 32]] as const) {
+      const v = args.requireNumber(flag);
+      if (!(v >= least)) throw new ConvNextError(`demo: --${flag} ${v}: must be at least ${least}${least > 1 ? ' (the batch size)' : ''}`, 2);
+    }
     mkdirSync(out, { recursive: true });
     const seed = String(args.requireNumber('seed'));
     const data = ['--data', 'synthetic:96', '--input-size', '96', '--batch-size', '32', '--seed', seed];

@@ -42,10 +42,13 @@ export const evalCommand: Command = {
       throw new ConvNextError(`eval: the checkpoint has ${ck.config.numClasses} classes, ${ds.source} has ${ds.classes.length}`);
     }
     const { size, cropPct } = evalPreprocessing(args, ck);
-    const r = await evaluate(model, ds, { size, cropPct, batchSize: args.requireNumber('batch-size') });
+    const batchSize = args.requireNumber('batch-size');
+    if (!(batchSize >= 1)) throw new ConvNextError(`eval: --batch-size ${batchSize}: must be a positive integer`, 2);
+    // Class names (a bad --labels file) before the evaluation, not after it.
+    const named = classNames(ck, args.string('labels'));
+    const r = await evaluate(model, ds, { size, cropPct, batchSize });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
     // Per-class top-1 by name: the checkpoint's class names, --labels, the ImageNet-1k names for 1000 classes, else the data set's.
-    const named = classNames(ck, args.string('labels'));
     const names = named?.names ?? ds.classes;
     const perClass = r.classImages.flatMap((count, k) => (count > 0 ? [{ index: k, label: names[k], images: count, top1: (100 * r.classCorrect[k]) / count }] : []));
     return { top1: r.top1, top5: r.top5, loss: r.loss, images: r.images, checkpoint: ck.file, data: ds.source, labels: named?.source ?? 'data', per_class: perClass };

@@ -124,10 +124,12 @@ export const finetune: Command = {
     const valSplit = args.number('val-split');
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`finetune: --limit ${limit}: must be a positive integer`, 2);
+    const valLimit = args.number('val-limit');
+    if (valLimit !== undefined && !(valLimit >= 1)) throw new ConvNextError(`finetune: --val-limit ${valLimit}: must be a positive integer`, 2);
     if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('finetune: --epochs, --batch-size and --update-freq must be positive', 2);
     const spec = a.str('data');
     const train = openDataset(spec, 'train', { limit, seed, valSplit });
-    const val = openValidation(spec, seed, valSplit, args.number('val-limit'));
+    const val = openValidation(spec, seed, valSplit, valLimit);
     const K = train.classes.length;
 
     // Model: from --resume, --init, or scratch.
@@ -169,7 +171,9 @@ export const finetune: Command = {
       g.params.push(p);
     }
     const opt = new AdamW([...groupsByKey.values()], { betas: [betas[0], betas[1]], eps: a.num('opt-eps') });
-    const ema = a.bool('model-ema') ? new ModelEma(model.params, a.num('model-ema-decay')) : null;
+    const emaDecay = a.num('model-ema-decay');
+    if (!(emaDecay >= 0 && emaDecay < 1)) throw new ConvNextError(`finetune: --model-ema-decay ${emaDecay}: must be in [0, 1)`, 2);
+    const ema = a.bool('model-ema') ? new ModelEma(model.params, emaDecay) : null;
     let startEpoch = 0;
     let step = 0;
     let best = -1;
@@ -301,10 +305,10 @@ export function openValidation(spec: string, seed: number, valSplit?: number, li
   try {
     return openDataset(spec, 'val', { seed, valSplit, limit });
   } catch (e) {
-    if (valSplit === undefined) {
-      throw new ConvNextError(`${e instanceof Error ? e.message : String(e)} (give --val-split F to carve a validation part out of train)`);
-    }
-    throw e;
+    const msg = e instanceof Error ? e.message : String(e);
+    // The hint once (the data set's own message may give it already), and the exit code kept (2 for a usage error).
+    if (valSplit !== undefined || msg.includes('--val-split')) throw e;
+    throw new ConvNextError(`${msg} (give --val-split F to carve a validation part out of train)`, e instanceof ConvNextError ? e.exitCode : 1);
   }
 }
 

@@ -111,11 +111,19 @@ export const pretrain: Command = {
     }
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`pretrain: --limit ${limit}: must be a positive integer`, 2);
+    const saveEvery = args.requireNumber('save-every');
+    if (!(saveEvery >= 1)) throw new ConvNextError(`pretrain: --save-every ${saveEvery}: must be a positive integer`, 2);
+    const visImages = args.requireNumber('vis-images');
+    if (!(visImages >= 1)) throw new ConvNextError(`pretrain: --vis-images ${visImages}: must be a positive integer`, 2);
+    const decoderDim = ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim');
+    const decoderDepth = ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth');
+    if (!(decoderDim >= 1)) throw new ConvNextError(`pretrain: --decoder-embed-dim ${decoderDim}: must be a positive integer`, 2);
+    if (!(decoderDepth >= 0)) throw new ConvNextError(`pretrain: --decoder-depth ${decoderDepth}: must not be negative`, 2);
     const block = parseBlockType(args.requireString('block'));
     const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0, block });
     const fcmae = new FCMAE(encCfg, {
-      decoderDim: ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim'),
-      decoderDepth: ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth'),
+      decoderDim,
+      decoderDepth,
       maskRatio,
       normPixLoss: args.bool('norm-pix-loss'),
       grnStats,
@@ -150,7 +158,7 @@ export const pretrain: Command = {
     const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B, updateFreq);
     const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
     const warmNote = warmupNote('pretrain', schedule.warmupEpochs, E, lr);
-    const vis = await visBatch(args.requireString('data'), seed, S, args.requireNumber('vis-images'), train);
+    const vis = await visBatch(args.requireString('data'), seed, S, visImages, train);
     openRunFolder(out, { resuming: ck !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     keepLogUpTo(logPath, startEpoch);
@@ -202,7 +210,7 @@ export const pretrain: Command = {
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
         writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
-        if (epoch % args.requireNumber('save-every') === 0 || epoch === E) {
+        if (epoch % saveEvery === 0 || epoch === E) {
           saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
             config: fcmae.encoderModel.config,
             state: fcmae.encoderModel.stateDict(),

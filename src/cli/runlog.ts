@@ -91,7 +91,8 @@ const shown = (v: unknown) => (v === undefined || v === null ? 'unset' : Array.i
  * The arguments of a resumed run: those it recorded (checkpoint metadata `args`) stand for
  * every flag not given now; a flag given now that contradicts them is refused (exit 2) unless
  * it is in `mutable` (then it is taken and reported as changed). Without recorded arguments
- * (checkpoints from before they were recorded) the flags are taken as given.
+ * (checkpoints from before they were recorded) the flags are taken as given, and so is a flag
+ * the recorded arguments lack.
  */
 export function resumeArgs(command: string, args: ParsedArgs, recordedJson: string | undefined, file: string, mutable: ReadonlySet<string>): ResumedArgs {
   if (recordedJson === undefined) return { args, changed: [] };
@@ -105,6 +106,9 @@ export function resumeArgs(command: string, args: ParsedArgs, recordedJson: stri
   const changed: string[] = [];
   for (const name of new Set([...args.flags.keys(), ...Object.keys(recorded)])) {
     if (DRIVER_FLAGS.has(name) || !args.flags.has(name)) continue;
+    // A flag the run did not record (added to the program after the run started) keeps its
+    // value now: its default or what is given.
+    if (!Object.hasOwn(recorded, name)) continue;
     const was = recorded[name];
     if (!args.explicit.has(name)) {
       flags.set(name, was);

@@ -84,6 +84,10 @@ export class FCMAE {
     if (this.opts.patchSize !== 32) {
       throw new ConvNextError(`FCMAE patch size ${this.opts.patchSize}: the encoder's total stride is 32, so the patch size must be 32`);
     }
+    const { decoderDim, decoderDepth, maskRatio } = this.opts;
+    if (!(Number.isInteger(decoderDim) && decoderDim >= 1)) throw new ConvNextError(`FCMAE decoderDim ${decoderDim}: must be a positive integer`);
+    if (!(Number.isInteger(decoderDepth) && decoderDepth >= 0)) throw new ConvNextError(`FCMAE decoderDepth ${decoderDepth}: must be a non-negative integer`);
+    if (!(maskRatio >= 0 && maskRatio < 1)) throw new ConvNextError(`FCMAE maskRatio ${maskRatio}: must be in [0, 1)`);
     this.kernels = init.kernels ?? getKernels();
     this.encoderModel = new ConvNeXtV2({ ...encoderConfig, numClasses: 0 }, { kernels: this.kernels, seed: init.seed });
     for (const p of this.encoderModel.params) this.byName.set(p.name, p);
