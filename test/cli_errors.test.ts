@@ -139,8 +139,9 @@ const ROWS: Row[] = [
   { args: ['bench', '--batch-size', '1.5'], code: 2, message: /^bench: --batch-size expects an integer, got '1\.5'$/ },
   { args: ['eval', '--crop-pct', 'abc'], code: 2, message: /^eval: --crop-pct expects a number, got 'abc'$/ },
   { args: ['eval', '--crop-pct='], code: 2, message: /^eval: --crop-pct expects a number, got ''$/ },
-  { args: ['forward'], code: 2, message: /^missing --checkpoint$/ },
-  { args: ['inspect', '--checkpoint='], code: 2, message: /^missing --checkpoint$/ },
+  { args: ['forward'], code: 2, message: /^forward: missing --checkpoint$/ },
+  { args: ['inspect', '--checkpoint='], code: 2, message: /^inspect: missing --checkpoint$/ },
+  { args: ['predict', '--checkpoint', '--top-k', '3'], code: 2, message: /^predict: --checkpoint needs a value \(got the flag --top-k; write --checkpoint=--top-k for a value that starts with --\)$/ },
 
   // ---- checkpoints (src/io, through any command)
   { args: FWD(f('nosuch.safetensors')), code: 1, message: /^checkpoint .*nosuch\.safetensors: no such file or directory$/ },
@@ -203,7 +204,7 @@ const ROWS: Row[] = [
   { args: ['eval', '--checkpoint', K10, '--data', f('valextra')], code: 1, message: /^.*valextra\/val\/b: class folder not present in the training folder$/ },
   { args: ['eval', '--checkpoint', K10, '--data', f('noval')], code: 2, message: /^.*noval: no validation part \(no val\/ folder\); carve one out of train with --val-split$/ },
   { args: ['eval', '--checkpoint', K10, '--data', f('noval'), '--val-split', '0.9'], code: 2, message: /^val split 0\.9 of 2 images leaves an empty part$/ },
-  { args: EVAL('--val-split', '2'), code: 2, message: /^val split 2 must be in \[0, 1\)$/ },
+  { args: EVAL('--val-split', '2'), code: 2, message: /^eval: --val-split 2: must be in \[0, 1\)$/ },
   { args: ['eval', '--checkpoint', K10, '--data', 'synthetic:4'], code: 2, message: /^synthetic:4: image size must be an integer in \[8, 4096\]$/ },
   { args: ['eval', '--checkpoint', K10, '--data', 'cifar10:'], code: 2, message: /^cifar10 needs a folder: cifar10:DIR$/ },
   { args: ['eval', '--checkpoint', K10, '--data', 'mnist:'], code: 2, message: /^mnist needs a folder: mnist:DIR$/ },
@@ -215,7 +216,7 @@ const ROWS: Row[] = [
   { args: ['bench', '--mode', 'nope'], code: 2, message: /^bench: --mode must be infer, train, pretrain or kernels, got 'nope'$/ },
   { args: ['bench', '--batch-size', '0'], code: 2, message: /^bench: --batch-size must be at least 1$/ },
   { args: ['bench', '--input-size', '16'], code: 2, message: /^bench: --input-size must be at least 32$/ },
-  { args: ['bench', '--model', 'huge2'], code: 2, message: /^unknown model 'huge2' \(expected one of atto, femto, pico, nano, tiny, base, large, huge\)$/ },
+  { args: ['bench', '--model', 'huge2'], code: 2, message: /^--model huge2: unknown size \(one of atto, femto, pico, nano, tiny, base, large, huge; or --depths and --dims\)$/ },
   { args: ['bench', '--mode', 'kernels', '--peak', '0'], code: 2, message: /^bench: --peak must be positive$/ },
   { args: ['bench', '--mode', 'kernels'], env: { CONVNEXTV2_KERNELS: 'reference' }, code: 1, message: /^bench: --mode kernels needs the native addon \(npm run build\)$/ },
   { args: ['bench', '--mode', 'pretrain', '--input-size', '48', '--batch-size', '1'], code: 2, message: /^bench: --mode pretrain needs --input-size a multiple of 32$/ },
@@ -232,7 +233,7 @@ const ROWS: Row[] = [
   { args: ['convert', '--checkpoint', f('v1.safetensors'), '--to', 'hf', '--output', f('v1-hf')], code: 1, message: /^cannot export to .*v1-hf: Hugging Face's ConvNextV2 has no ConvNeXt V1 blocks \(LayerScale\); use timm or official naming$/ },
 
   // ---- run folders (runlog.ts), through pretrain and finetune
-  { args: ['pretrain'], code: 2, message: /^missing --out$/ },
+  { args: ['pretrain'], code: 2, message: /^pretrain: missing --out$/ },
   { args: PRE('file.txt'), code: 2, message: /^--out .*file\.txt: not a folder$/ },
   {
     args: PRE('held'), code: 2, setup: () => { mkdirSync(f('held'), { recursive: true }); writeFileSync(f('held/log.jsonl'), '{"epoch":1}\n'); },
@@ -283,11 +284,11 @@ const ROWS: Row[] = [
   { args: FT('f-new', '--batch-size', '0'), code: 2, message: /^finetune: --epochs, --batch-size and --update-freq must be positive$/ },
   { args: FT('f-new', '--recipe', 'mega'), code: 2, message: /^finetune: unknown --recipe 'mega' \(one of atto, femto, / },
   { args: FT('f-new', '--data='), code: 2, message: /^missing --data$/ },
-  { args: FT('f-new', '--val-split', '1'), code: 2, message: /^val split 1 must be in \[0, 1\)$/ },
+  { args: FT('f-new', '--val-split', '1'), code: 2, message: /^finetune: --val-split 1: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--data', f('noval')), code: 2, message: /^.*noval: no validation part \(no val\/ folder\); carve one out of train with --val-split$/ },
   { args: FT('f-new', '--init', f('nosuch.safetensors')), code: 1, message: /^checkpoint .*nosuch\.safetensors: no such file or directory$/ },
   { args: ['finetune', '--out', f('f-new'), '--init', K10, '--block', 'v1'], code: 2, message: /^finetune: --block v1 but .*k10\.safetensors holds v2 blocks$/ },
-  { args: FT('f-new', '--drop-path', '1'), code: 2, message: /^invalid model config: dropPathRate 1 not in \[0, 1\)$/ },
+  { args: FT('f-new', '--drop-path', '1'), code: 2, message: /^finetune: --drop-path 1: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--limit', '4', '--batch-size', '8'), code: 1, message: /^finetune: 4 training images make no batch of 8$/ },
   {
     args: FT('f-nan', '--input-size', '32', '--batch-size', '2', '--limit', '4', '--val-limit', '2', '--lr', '1e30', '--epochs', '1', '--warmup-epochs', '0', '--aa', 'none', '--reprob', '0', '--quiet'),
@@ -302,7 +303,7 @@ const ROWS: Row[] = [
   { args: AN('--images', '0'), code: 2, message: /^analyze: --images, --batch-size and --map-channels must be positive, --map-images not negative$/ },
   { args: AN('--input-size', '16'), code: 2, message: /^analyze: --input-size 16 must be an integer of at least 32$/ },
   { args: AN('--layer', '9.9'), code: 2, message: /^--layer '9\.9': no such block \(give S\.B, stages\.S\.blocks\.B or an index 0\.\.3; blocks: 0\.0, 1\.0, 2\.0, 3\.0\)$/ },
-  { args: AN('--split', 'bogus'), code: 2, message: /^unknown split 'bogus' \(train, val or test\)$/ },
+  { args: AN('--split', 'bogus'), code: 2, message: /^analyze: --split must be train, val or test, got 'bogus'$/ },
   {
     args: AN('--data', f('corrupt'), '--split', 'train', '--workers', '0'), code: 1,
     warnings: /^convnextv2: warning: skipping unreadable image .*corrupt\/[ab]\/1\.jpg: /, out: /^analyze: 1 checkpoint on ImageFolder .*corrupt/,

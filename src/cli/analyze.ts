@@ -79,6 +79,7 @@ export const analyze: Command = {
     if (new Set(names).size !== names.length) throw new ConvNextError(`analyze: labels must differ (${names.join(', ')}); give --label for each checkpoint`, 2);
     const out = resolve(args.requireString('out'));
     const split = args.requireString('split') as Split;
+    if (!['train', 'val', 'test'].includes(split)) throw new ConvNextError(`analyze: --split must be train, val or test, got '${split}'`, 2);
     const count = args.requireNumber('images');
     const B = args.requireNumber('batch-size');
     const mapImages = args.requireNumber('map-images');

@@ -22,8 +22,9 @@ export type FlagSpecs = Record<string, FlagSpec>;
 export type FlagValue = string | number | boolean | string[] | undefined;
 
 export class ParsedArgs {
-  /** `explicit`: the flags given on the command line (the rest hold defaults). */
-  constructor(readonly flags: Map<string, FlagValue>, readonly positionals: string[], readonly explicit: ReadonlySet<string> = new Set()) {}
+  /** `explicit`: the flags given on the command line (the rest hold defaults); `command` names errors. */
+  constructor(readonly flags: Map<string, FlagValue>, readonly positionals: string[], readonly explicit: ReadonlySet<string> = new Set(),
+    readonly command = '') {}
 
   has(name: string): boolean {
     return this.flags.get(name) !== undefined;
@@ -42,7 +43,7 @@ export class ParsedArgs {
 
   requireString(name: string): string {
     const v = this.string(name);
-    if (v === undefined || v === '') throw new ConvNextError(`missing --${name}`, 2);
+    if (v === undefined || v === '') throw new ConvNextError(`${this.command ? `${this.command}: ` : ''}missing --${name}`, 2);
     return v;
   }
 
@@ -53,7 +54,7 @@ export class ParsedArgs {
 
   requireNumber(name: string): number {
     const v = this.number(name);
-    if (v === undefined) throw new ConvNextError(`missing --${name}`, 2);
+    if (v === undefined) throw new ConvNextError(`${this.command ? `${this.command}: ` : ''}missing --${name}`, 2);
     return v;
   }
 
@@ -108,6 +109,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       }
       value = argv[++i];
       if (value === undefined) throw new ConvNextError(`${command}: --${name} needs a value`, 2);
+      if (value.startsWith('--')) throw new ConvNextError(`${command}: --${name} needs a value (got the flag ${value}; write --${name}=${value} for a value that starts with --)`, 2);
     }
     if (spec.kind === 'list') {
       const prev = flags.get(name);
@@ -123,7 +125,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       flags.set(name, value);
     }
   }
-  return new ParsedArgs(flags, positionals, explicit);
+  return new ParsedArgs(flags, positionals, explicit, command);
 }
 
 export function formatHelp(usage: string, specs: FlagSpecs): string {

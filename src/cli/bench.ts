@@ -6,7 +6,7 @@
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
 import { KernelProfiler } from '../kernels/profile.js';
-import { makeConfig } from '../model/config.js';
+import { modelFromFlags } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { fcmaeMacs, forwardMacs } from '../model/flops.js';
 import { FCMAE } from '../fcmae/fcmae.js';
@@ -46,7 +46,7 @@ export const bench: Command = {
     const S = args.requireNumber('input-size');
     if (B < 1) throw new ConvNextError('bench: --batch-size must be at least 1', 2);
     if (S < 32) throw new ConvNextError('bench: --input-size must be at least 32', 2);
-    const cfg = makeConfig(args.requireString('model'), { numClasses: args.requireNumber('num-classes') });
+    const cfg = modelFromFlags(args.requireString('model'), undefined, undefined, { numClasses: args.requireNumber('num-classes') });
     if (mode === 'kernels') {
       const nk = getKernels();
       if (!(nk instanceof NativeKernels)) throw new ConvNextError('bench: --mode kernels needs the native addon (npm run build)', 1);

@@ -30,6 +30,8 @@ export const evalCommand: Command = {
   async run(args, ctx) {
     const split = args.requireString('split');
     if (split !== 'val' && split !== 'test') throw new ConvNextError(`eval: --split must be val or test, got '${split}'`, 2);
+    const valSplit = args.number('val-split');
+    if (valSplit !== undefined && !(valSplit >= 0 && valSplit < 1)) throw new ConvNextError(`eval: --val-split ${valSplit}: must be in [0, 1)`, 2);
     const path = args.requireString('checkpoint');
     const ck = loadCheckpoint(path, { ema: args.bool('ema') });
     if (ck.config.numClasses === 0) throw new ConvNextError(`checkpoint ${path}: has no classifier head (a backbone or FCMAE checkpoint); fine-tune it first`);
@@ -37,7 +39,7 @@ export const evalCommand: Command = {
     model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`eval: --limit ${limit}: must be a positive integer`, 2);
-    const ds = openDataset(args.requireString('data'), split as Split, { valSplit: args.number('val-split'), seed: args.requireNumber('seed'), limit: args.number('limit') });
+    const ds = openDataset(args.requireString('data'), split as Split, { valSplit, seed: args.requireNumber('seed'), limit: args.number('limit') });
     if (ds.classes.length !== ck.config.numClasses) {
       throw new ConvNextError(`eval: the checkpoint has ${ck.config.numClasses} classes, ${ds.source} has ${ds.classes.length}`);
     }

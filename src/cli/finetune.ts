@@ -122,6 +122,9 @@ export const finetune: Command = {
     if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) throw new ConvNextError('finetune: --opt-betas needs two numbers in [0, 1), e.g. 0.9,0.999', 2);
 
     const valSplit = args.number('val-split');
+    if (valSplit !== undefined && !(valSplit >= 0 && valSplit < 1)) throw new ConvNextError(`finetune: --val-split ${valSplit}: must be in [0, 1)`, 2);
+    const dropPath = a.num('drop-path');
+    if (!(dropPath >= 0 && dropPath < 1)) throw new ConvNextError(`finetune: --drop-path ${dropPath}: must be in [0, 1)`, 2);
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`finetune: --limit ${limit}: must be a positive integer`, 2);
     const valLimit = args.number('val-limit');
@@ -140,7 +143,7 @@ export const finetune: Command = {
     if (args.explicit.has('block') && base.block !== block) {
       throw new ConvNextError(`finetune: --block ${block} but ${resumed ? resumeFile : initPath} holds ${base.block} blocks`, 2);
     }
-    const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: a.num('drop-path'), headInitScale: a.num('head-init-scale') };
+    const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: dropPath, headInitScale: a.num('head-init-scale') };
     const model = new ConvNeXtV2(cfg, { seed });
     let initNote = 'from scratch';
     if (resumed) {

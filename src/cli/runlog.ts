@@ -121,7 +121,7 @@ export function resumeArgs(command: string, args: ParsedArgs, recordedJson: stri
     }
     changed.push(`--${name} ${shown(now)} (was ${shown(was)})`);
   }
-  return { args: new ParsedArgs(flags, args.positionals, new Set([...args.explicit, ...Object.keys(recorded)])), changed };
+  return { args: new ParsedArgs(flags, args.positionals, new Set([...args.explicit, ...Object.keys(recorded)]), args.command), changed };
 }
 
 /**

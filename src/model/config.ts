@@ -186,7 +186,10 @@ export function countParams(cfg: ConvNeXtV2Config): number {
 
 /** A model from a size name, or from explicit comma-separated depths and dims (both given). */
 export function modelFromFlags(model: string, depths?: string, dims?: string, over: ConfigOverrides = {}): ConvNeXtV2Config {
-  if (depths === undefined && dims === undefined) return makeConfig(model, over);
+  if (depths === undefined && dims === undefined) {
+    if (!Object.hasOwn(MODEL_SIZES, model)) throw new ConvNextError(`--model ${model}: unknown size (one of ${Object.keys(MODEL_SIZES).join(', ')}; or --depths and --dims)`, 2);
+    return makeConfig(model, over);
+  }
   const parse = (flag: string, v?: string): number[] => {
     const a = (v ?? '').split(/[ ,]+/).filter((x) => x !== '').map(Number);
     if (a.length !== 4 || a.some((x) => !Number.isInteger(x) || x < 0)) throw new ConvNextError(`--${flag} needs four integers, e.g. 2,2,6,2`, 2);
