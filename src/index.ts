@@ -1,4 +1,6 @@
 /** convnextv2: ConvNeXt V2 in TypeScript on native SIMD kernels. */
+import './io/codecs_node.js';
+
 export { ConvNextError } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
@@ -18,14 +20,20 @@ export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
 export { trainStep, forwardBackward, smoothTargets, type StepResult } from './train/step.js';
-export { readSafetensors, openSafetensors, writeSafetensors, serializeSafetensors, type TensorData } from './io/safetensors.js';
+export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
+export { readSafetensors, openSafetensors, writeSafetensors } from './io/safetensors_file.js';
 export {
-  loadCheckpoint, saveCheckpoint, exportCheckpoint, timmUsesConvMlp, DEFAULT_PREPROCESSING,
+  loadCheckpointFrom, serializeCheckpoint, exportBytes, timmUsesConvMlp, DEFAULT_PREPROCESSING,
   type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming, type Preprocessing,
 } from './io/checkpoint.js';
-export { classNames, readLabelsFile, type ClassNames } from './io/labels.js';
+export { loadCheckpoint, saveCheckpoint, exportCheckpoint } from './io/checkpoint_file.js';
+export { memoryFiles, type FileSet } from './io/files.js';
+export { nodeFiles } from './io/files_node.js';
+export { classNames, parseLabelsText, type ClassNames } from './io/labels.js';
+export { readLabelsFile } from './io/labels_file.js';
 export { IMAGENET_1K_CLASSES, IMAGENET_1K_SYNSETS } from './data/imagenet.js';
-export { readTorchCheckpoint, writeTorchCheckpoint, findStateDict } from './io/torch.js';
+export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
+export { readTorchCheckpoint, writeTorchCheckpoint } from './io/torch_file.js';
 export { type FcmaeInfo, FCMAE_PREFIX } from './io/fcmae.js';
 export { exportOnnx, onnxModelBytes, type OnnxExportOptions } from './io/onnx.js';
 export { SYNTHETIC_CLASSES, renderSynthetic, syntheticBatch } from './data/synthetic.js';
@@ -44,7 +52,8 @@ export {
 export { randAugment, parseRandAugment, type RandAugmentConfig } from './data/randaugment.js';
 export { Mixup, mixupTarget, type MixupOptions, type MixResult } from './data/mixup.js';
 export { DataLoader, sampleSeed, type DataLoaderOptions, type Batch, type CustomTransform } from './data/loader.js';
-export { encodePng, writePng, crc32, type RasterImage } from './viz/png.js';
+export { encodePng, crc32, type RasterImage } from './viz/png.js';
+export { writePng } from './viz/png_file.js';
 export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
 export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
 import { cpuInfo, cpuName, flopsPerCycle } from '../src/kernels/cpu.js';
 import { NativeKernels } from '../src/kernels/native.js';
 import { forwardMacs } from '../src/model/flops.js';
@@ -222,7 +222,7 @@ test('no silent fallbacks: a split the data set does not name is said', () => {
 test('class names: ImageNet-1k for a 1000-class head without names (predict, eval --json, HF id2label); LABEL_N is no name; --labels FILE', async () => {
   const { ConvNeXtV2 } = await import('../src/model/convnextv2.js');
   const { makeConfig } = await import('../src/model/config.js');
-  const { saveCheckpoint, loadCheckpoint } = await import('../src/io/checkpoint.js');
+  const { saveCheckpoint, loadCheckpoint } = await import('../src/io/checkpoint_file.js');
   const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
   assert.equal(IMAGENET_1K_CLASSES.length, 1000);
   assert.deepEqual([IMAGENET_1K_CLASSES[0], IMAGENET_1K_CLASSES[1], IMAGENET_1K_CLASSES[999]], ['tench, Tinca tinca', 'goldfish, Carassius auratus', 'toilet tissue, toilet paper, bathroom tissue']);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import * as lib from '../src/index.js';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { readSafetensors } from '../src/io/safetensors_file.js';
 import { relErr, SMALL_TIMM } from './helpers.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;

@@ -22,7 +22,8 @@ import {
 import { applyOp, parseRandAugment, randAugment, type RandAugmentOp } from '../src/data/randaugment.js';
 import { DataLoader, sampleSeed, type Batch } from '../src/data/loader.js';
 import { Mixup, mixupTarget, sampleBeta } from '../src/data/mixup.js';
-import { crc32, encodePng, writePng } from '../src/viz/png.js';
+import { crc32, encodePng } from '../src/viz/png.js';
+import { writePng } from '../src/viz/png_file.js';
 import { Canvas } from '../src/viz/canvas.js';
 import { linePlot, imageGrid, niceTicks } from '../src/viz/plot.js';
 

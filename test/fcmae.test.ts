@@ -4,8 +4,9 @@
 // edge cases the official densify step fails on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadCheckpoint, toOfficialNames } from '../src/io/checkpoint.js';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { toOfficialNames } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/io/checkpoint_file.js';
+import { readSafetensors } from '../src/io/safetensors_file.js';
 import { FCMAE } from '../src/fcmae/fcmae.js';
 import { randomMask, stageMask, gatherRows, scatterRows } from '../src/fcmae/masking.js';
 import { makeConfig } from '../src/model/config.js';

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConvNextError } from '../src/errors.js';
-import { readSafetensors, readSafetensorsWithMetadata, type TensorData } from '../src/io/safetensors.js';
+import { type TensorData } from '../src/io/safetensors.js';
+import { readSafetensors, readSafetensorsWithMetadata } from '../src/io/safetensors_file.js';
 
 /** The reference tensors copied from ../shared/reference (made with timm, HF and the official code). */
 export const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'reference');

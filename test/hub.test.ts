@@ -10,8 +10,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cachedSnapshot, hubCacheDir, parseHubId, resolveCheckpointArg } from '../src/io/hub.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { loadCheckpoint } from '../src/io/checkpoint_file.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { REF, relErr, smallTimmParams } from './helpers.js';
 
@@ -105,7 +105,7 @@ test('the CLI takes hub ids for --checkpoint and --init, offline, with one-line 
 
 test('predict on an HF-cache id and a timm id of a 1000-class checkpoint prints ImageNet names', async () => {
   const { makeConfig } = await import('../src/model/config.js');
-  const { exportCheckpoint } = await import('../src/io/checkpoint.js');
+  const { exportCheckpoint } = await import('../src/io/checkpoint_file.js');
   const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
   // A small random-weight stand-in for facebook/convnextv2-atto-1k-224 and timm/convnextv2_atto.fcmae_ft_in1k.
   const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { seed: 2 });

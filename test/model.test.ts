@@ -3,7 +3,8 @@
 // relative error (max |ours - ref| / max |ref|), on the default kernels and the reference.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readSafetensors, type TensorData } from '../src/io/safetensors.js';
+import { type TensorData } from '../src/io/safetensors.js';
+import { readSafetensors } from '../src/io/safetensors_file.js';
 import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/io/checkpoint_file.js';
 import { parseArgs, type FlagSpecs } from '../src/cli/args.js';
 import { resumeArgs } from '../src/cli/runlog.js';
 

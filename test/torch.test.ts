@@ -7,11 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { ConvNextError } from '../src/errors.js';
-import { readSafetensors, type TensorData } from '../src/io/safetensors.js';
-import {
-  findStateDict, isTensorData, readTorchCheckpoint, readTorchCheckpointBuffer, torchPickleBytes, torchTensorInfo,
-  writeTorchCheckpoint, type TorchWritable,
-} from '../src/io/torch.js';
+import { type TensorData } from '../src/io/safetensors.js';
+import { readSafetensors } from '../src/io/safetensors_file.js';
+import { findStateDict, isTensorData, readTorchCheckpointBuffer, torchPickleBytes, torchTensorInfo, type TorchWritable } from '../src/io/torch.js';
+import { readTorchCheckpoint, writeTorchCheckpoint } from '../src/io/torch_file.js';
 import { isPickleRecord, isTuple, makeRecord, PickleWriter, unpickle, type PickleValue } from '../src/io/pickle.js';
 import { openZipBuffer, ZipWriter, crc32 } from '../src/io/zip.js';
 import { sameBits } from '../src/tensor.js';

@@ -11,9 +11,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { exportCheckpoint, loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
-import { readSafetensors, type TensorData } from '../src/io/safetensors.js';
+import { type LoadedCheckpoint } from '../src/io/checkpoint.js';
+import { exportCheckpoint, loadCheckpoint } from '../src/io/checkpoint_file.js';
+import { type TensorData } from '../src/io/safetensors.js';
+import { readSafetensors } from '../src/io/safetensors_file.js';
 import { openTensorSource } from '../src/io/sources.js';
+import { nodeFiles } from '../src/io/files_node.js';
 import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
@@ -124,7 +127,7 @@ test('exporting the V1 fixture as an official .pt gives small_v1_official.pt\'s 
   const file = path.join(tmp, 'v1_official.pt');
   exportCheckpoint(file, { config: timmCk.config, state: timmCk.state }, { naming: 'official', container: 'torch' });
   const listing = (f: string) => {
-    const src = openTensorSource(f);
+    const src = openTensorSource(nodeFiles, f);
     try {
       return new Map(src.tensors.map((t) => [t.name, { shape: t.shape, data: src.get(t.name) }]));
     } finally {

@@ -15,7 +15,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { classNames } from '../io/labels.js';
-import { exportCheckpoint, loadCheckpoint, preprocessingMetadata, saveCheckpoint, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
+import { labelsArg } from '../io/labels_file.js';
+import { preprocessingMetadata, timmUsesConvMlp, type LoadedCheckpoint, type StateDict } from '../io/checkpoint.js';
+import { exportCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import { FCMAE_PREFIX } from '../io/fcmae.js';
 import { exportOnnx } from '../io/onnx.js';
 import { countParams } from '../model/config.js';
@@ -103,7 +105,7 @@ export const convert: Command = {
     const model = { config: ck.config, state: ck.state };
     // Class names: --labels, else the checkpoint's; a 1000-class HF export without any gets the
     // ImageNet-1k names in id2label, as the facebook/convnextv2-* repos have.
-    const named = classNames(ck, args.string('labels'));
+    const named = classNames(ck, labelsArg(args.string('labels'), ck.config.numClasses));
     const labels = named && named.source !== 'imagenet-1k' ? [...named.names] : undefined;
     // The FCMAE decoder travels with our own checkpoints only.
     let fcmaeExtra: StateDict | undefined;

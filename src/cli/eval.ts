@@ -4,11 +4,12 @@
  */
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Split } from '../data/dataset.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint_file.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Command } from './command.js';
 import { evalPreprocessing, evaluate } from './evaluate.js';
 import { classNames } from '../io/labels.js';
+import { labelsArg } from '../io/labels_file.js';
 
 export const evalCommand: Command = {
   name: 'eval',
@@ -47,7 +48,7 @@ export const evalCommand: Command = {
     const batchSize = args.requireNumber('batch-size');
     if (!(batchSize >= 1)) throw new ConvNextError(`eval: --batch-size ${batchSize}: must be a positive integer`, 2);
     // Class names (a bad --labels file) before the evaluation, not after it.
-    const named = classNames(ck, args.string('labels'));
+    const named = classNames(ck, labelsArg(args.string('labels'), ck.config.numClasses));
     const r = await evaluate(model, ds, { size, cropPct, batchSize });
     ctx.out(`${ds.source}: top-1 ${r.top1.toFixed(2)}%, top-5 ${r.top5.toFixed(2)}%, loss ${r.loss.toFixed(4)} on ${r.images} images (${size} px, crop ${cropPct})`);
     // Per-class top-1 by name: the checkpoint's class names, --labels, the ImageNet-1k names for 1000 classes, else the data set's.

@@ -5,8 +5,8 @@
  */
 import { ConvNextError } from '../errors.js';
 import { FCMAE } from '../fcmae/fcmae.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
-import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { loadCheckpoint } from '../io/checkpoint_file.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors_file.js';
 import { shapeStr } from '../tensor.js';
 import type { Command } from './command.js';
 

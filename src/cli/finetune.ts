@@ -23,7 +23,7 @@ import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
 import { Mixup } from '../data/mixup.js';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import type { TensorData } from '../io/safetensors.js';
 import { MODEL_SIZES, modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';

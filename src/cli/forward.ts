@@ -3,8 +3,9 @@
  * file and write `logits` (and with --features `pre_logits` and `stage0`..`stage3`, NCHW).
  */
 import { ConvNextError } from '../errors.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
-import { openSafetensors, writeSafetensors, type TensorData } from '../io/safetensors.js';
+import { loadCheckpoint } from '../io/checkpoint_file.js';
+import { type TensorData } from '../io/safetensors.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors_file.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { shapeStr } from '../tensor.js';
 import type { Command } from './command.js';

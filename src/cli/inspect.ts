@@ -4,7 +4,8 @@
  * extra records of `.pt` files (epoch, args), metadata, FCMAE parts and the extra tensors of
  * our checkpoints. Loading validates the file exactly as every other command does.
  */
-import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { type LoadedCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint_file.js';
 import type { JsonValue } from '../io/sources.js';
 import { countParams } from '../model/config.js';
 import type { Command } from './command.js';

@@ -5,6 +5,7 @@
  * <why>` on stderr (with --json also `{"error": ..., "exit_code": ...}` as stdout's last line)
  * and exit 1 (bad input) or 2 (usage); CONVNEXTV2_DEBUG=1 adds the stack trace.
  */
+import '../io/codecs_node.js';
 import { ConvNextError } from '../errors.js';
 import { getKernels, setThreads } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';

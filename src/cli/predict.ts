@@ -7,9 +7,10 @@ import * as fs from 'node:fs';
 import { ConvNextError } from '../errors.js';
 import { CorruptImageError, decodeImage, type Image } from '../data/image.js';
 import { evalTransform } from '../data/transforms.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint_file.js';
 import { classNames } from '../io/labels.js';
-import { writeSafetensors } from '../io/safetensors.js';
+import { labelsArg } from '../io/labels_file.js';
+import { writeSafetensors } from '../io/safetensors_file.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { Tensor } from '../tensor.js';
 import type { ParsedArgs } from './args.js';
@@ -83,7 +84,7 @@ export const predict: Command = {
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const logits = model.forward(pixels).logits!.data;
     const topK = Math.min(k, K);
-    const names = classNames(ck, args.string('labels'))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
+    const names = classNames(ck, labelsArg(args.string('labels'), K))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const results = files.map((file, i) => {
       const row = logits.subarray(i * K, (i + 1) * K);
       const mx = Math.max(...row);

@@ -20,7 +20,7 @@ import { FCMAE } from '../fcmae/fcmae.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader, sampleSeed } from '../data/loader.js';
 import { randomMask } from '../fcmae/masking.js';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { Rng } from '../rng.js';
 import type { Tensor } from '../tensor.js';

@@ -21,13 +21,11 @@
  * Our own checkpoints (`format: 'convnextv2'`) are safetensors files with canonical names,
  * optional `optimizer.` / `ema.` / `fcmae.` prefixed tensors and JSON metadata (`config`).
  */
-import * as fs from 'node:fs';
-import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { MODEL_SIZES, configJson, initConstant, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
-import { writeSafetensors, type TensorData } from './safetensors.js';
-import { writeBytesAtomicSync } from './atomic.js';
-import { writeTorchCheckpoint } from './torch.js';
+import type { FileSet } from './files.js';
+import { serializeSafetensors, type TensorData } from './safetensors.js';
+import { serializeTorchCheckpoint } from './torch.js';
 import { isPickleRecord } from './pickle.js';
 import { openTensorSource, type Container, type JsonValue, type TensorSource } from './sources.js';
 import {
@@ -666,9 +664,10 @@ export function preprocessingMetadata(pre: Preprocessing | undefined): Record<st
 }
 
 /** A JSON file's top-level object, {} when it is missing or not one (optional side files). */
-function readJsonObject(f: string): Record<string, unknown> {
+function readJsonObject(files: FileSet, f: string): Record<string, unknown> {
   try {
-    const v = JSON.parse(fs.readFileSync(f, 'utf8')) as unknown;
+    if (files.kind(f) !== 'file') return {};
+    const v = JSON.parse(files.readText(f)) as unknown;
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
   } catch {
     return {};
@@ -676,8 +675,8 @@ function readJsonObject(f: string): Record<string, unknown> {
 }
 
 /** timm's config.json `label_names`, when it has them. */
-function readTimmLabels(f: string): string[] | undefined {
-  const v = readJsonObject(f).label_names;
+function readTimmLabels(files: FileSet, f: string): string[] | undefined {
+  const v = readJsonObject(files, f).label_names;
   return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
 }
 
@@ -691,12 +690,12 @@ const positive = (v: unknown): number | undefined => {
  * exports), a Hugging Face directory's preprocessor_config.json (`size.shortest_edge`,
  * `crop_pct`) or config.json `image_size`, a `.pt` file's `args` (`input_size`, `crop_pct`).
  */
-function readPreprocessing(metadata: Record<string, string>, hfConfig: string | undefined, args: unknown, timmConfig?: string): Preprocessing | undefined {
+function readPreprocessing(files: FileSet, metadata: Record<string, string>, hfConfig: string | undefined, args: unknown, timmConfig?: string): Preprocessing | undefined {
   let size = positive(metadata.input_size);
   let crop = positive(metadata.crop_pct);
   if (timmConfig !== undefined) {
     // timm's hub config.json: pretrained_cfg.input_size [C, H, W] (or test_input_size) and crop_pct.
-    const pc = readJsonObject(timmConfig).pretrained_cfg;
+    const pc = readJsonObject(files, timmConfig).pretrained_cfg;
     if (typeof pc === 'object' && pc !== null) {
       const p = pc as Record<string, unknown>;
       const sz = Array.isArray(p.input_size) ? p.input_size[1] : undefined;
@@ -705,9 +704,9 @@ function readPreprocessing(metadata: Record<string, string>, hfConfig: string | 
     }
   }
   if (hfConfig !== undefined) {
-    const prep = readJsonObject(nodePath.join(nodePath.dirname(hfConfig), 'preprocessor_config.json'));
+    const prep = readJsonObject(files, files.join(files.dirname(hfConfig), 'preprocessor_config.json'));
     const sz = prep.size;
-    size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(readJsonObject(hfConfig).image_size);
+    size ??= positive(typeof sz === 'object' && sz !== null ? (sz as Record<string, unknown>).shortest_edge : sz) ?? positive(readJsonObject(files, hfConfig).image_size);
     crop ??= positive(prep.crop_pct);
   }
   if (isPickleRecord(args)) {
@@ -742,47 +741,61 @@ export interface ExportOptions extends TimmExportOptions {
   container?: 'safetensors' | 'torch';
 }
 
-function fsError(path: string, err: unknown): ConvNextError {
-  return new ConvNextError(`cannot export to ${path}: ${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ')}`);
+/** What an export writes: one safetensors or torch.save file, or an HF folder's three files. */
+export interface ExportPlan {
+  kind: 'safetensors' | 'torch' | 'hf';
+  tensors: StateDict;
+  /** safetensors metadata (`kind: 'safetensors'`; `{format: 'pt'}` for the HF weights). */
+  metadata: Record<string, string>;
+  /** For `hf`: config.json and preprocessor_config.json, as text. */
+  configJson?: string;
+  preprocessorJson?: string;
 }
 
-/**
- * Writes model weights for use elsewhere (no optimizer state): `timm` or `official` as one
- * safetensors file at `path` (`official` with `container: 'torch'`: a torch.save zip);
- * `hf` as a directory `path` with model.safetensors, config.json and preprocessor_config.json
- * (a backbone as a bare `ConvNextV2Model`). Files are written atomically.
- */
-export function exportCheckpoint(path: string, model: { config: ConvNeXtV2Config; state: ReadonlyMap<string, TensorData> }, opts: ExportOptions): void {
-  checkState(model.config, model.state, `cannot export to ${path}`);
+/** Checks a model for export under `opts` and names what to write (see {@link exportCheckpoint} in io/checkpoint_file.ts). */
+export function planExport(model: { config: ConvNeXtV2Config; state: ReadonlyMap<string, TensorData> }, opts: ExportOptions, label: string): ExportPlan {
+  checkState(model.config, model.state, `cannot export to ${label}`);
   if (opts.naming === 'hf' && model.config.block === 'v1') {
-    throw new ConvNextError(`cannot export to ${path}: Hugging Face's ConvNextV2 has no ConvNeXt V1 blocks (LayerScale); use timm or official naming`);
+    throw new ConvNextError(`cannot export to ${label}: Hugging Face's ConvNextV2 has no ConvNeXt V1 blocks (LayerScale); use timm or official naming`);
   }
   let tensors = toNaming(model.state, opts.naming, opts);
   if (opts.naming === 'hf') {
-    try {
-      fs.mkdirSync(path, { recursive: true });
-    } catch (err) {
-      throw fsError(path, err);
-    }
     if (model.config.numClasses === 0) {
       // save_pretrained of a ConvNextV2Model: no `convnextv2.` level.
       tensors = new Map([...tensors].map(([k, t]) => [k.startsWith('convnextv2.') ? k.slice('convnextv2.'.length) : k, t]));
     }
-    writeSafetensors(nodePath.join(path, 'model.safetensors'), tensors, { format: 'pt' });
-    const json = (o: unknown) => Buffer.from(JSON.stringify(o, null, 2) + '\n', 'utf8');
+    const json = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
     const pre = opts.preprocessing ?? DEFAULT_PREPROCESSING;
-    writeBytesAtomicSync(nodePath.join(path, 'config.json'), json(hfConfigJson(model.config, opts.labels, pre)));
-    writeBytesAtomicSync(nodePath.join(path, 'preprocessor_config.json'), json(hfPreprocessorJson(pre)));
-    return;
+    return {
+      kind: 'hf', tensors, metadata: { format: 'pt' },
+      configJson: json(hfConfigJson(model.config, opts.labels, pre)), preprocessorJson: json(hfPreprocessorJson(pre)),
+    };
   }
   if (opts.container === 'torch') {
-    if (opts.naming !== 'official') throw new ConvNextError(`cannot export to ${path}: torch.save files are written in the official naming only`);
-    writeTorchCheckpoint(path, { model: tensors });
-    return;
+    if (opts.naming !== 'official') throw new ConvNextError(`cannot export to ${label}: torch.save files are written in the official naming only`);
+    return { kind: 'torch', tensors, metadata: {} };
   }
-  const meta: Record<string, string> = { format: 'pt', naming: opts.naming, config: configJson(model.config), ...preprocessingMetadata(opts.preprocessing) };
-  if (opts.labels) meta.labels = JSON.stringify(opts.labels);
-  writeSafetensors(path, tensors, meta);
+  const metadata: Record<string, string> = { format: 'pt', naming: opts.naming, config: configJson(model.config), ...preprocessingMetadata(opts.preprocessing) };
+  if (opts.labels) metadata.labels = JSON.stringify(opts.labels);
+  return { kind: 'safetensors', tensors, metadata };
+}
+
+/**
+ * An export as bytes (a browser download): one file (`model.safetensors` for timm/official,
+ * `model.pt` for the torch container) or, for `hf`, the folder's three files by name.
+ */
+export function exportBytes(model: { config: ConvNeXtV2Config; state: ReadonlyMap<string, TensorData> }, opts: ExportOptions): Map<string, Uint8Array> {
+  const plan = planExport(model, opts, 'a buffer');
+  const text = (t: string) => new TextEncoder().encode(t);
+  if (plan.kind === 'hf') {
+    return new Map([
+      ['model.safetensors', serializeSafetensors(plan.tensors, plan.metadata)],
+      ['config.json', text(plan.configJson!)],
+      ['preprocessor_config.json', text(plan.preprocessorJson!)],
+    ]);
+  }
+  if (plan.kind === 'torch') return new Map([['model.pt', serializeTorchCheckpoint({ model: plan.tensors })]]);
+  return new Map([['model.safetensors', serializeSafetensors(plan.tensors, plan.metadata)]]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,11 +838,10 @@ export interface SaveCheckpointInput {
 }
 
 /**
- * Writes one of our checkpoints: canonical tensors in `paramSpecs` order, then the extras, with
- * metadata `format: convnextv2` and `config` (JSON), atomically (temp file, fsync, rename).
+ * The tensors and metadata of one of our checkpoints: canonical tensors in `paramSpecs` order,
+ * then the extras, with metadata `format: convnextv2` and `config` (JSON). `label` names errors.
  */
-export function saveCheckpoint(path: string, ck: SaveCheckpointInput): void {
-  const label = `cannot save checkpoint ${path}`;
+export function checkpointContents(ck: SaveCheckpointInput, label: string): { tensors: Array<readonly [string, TensorData]>; metadata: Record<string, string> } {
   validateConfig(ck.config);
   checkState(ck.config, ck.state, label);
   const tensors: Array<readonly [string, TensorData]> = paramSpecs(ck.config).map((s) => [s.name, ck.state.get(s.name) as TensorData] as const);
@@ -845,7 +857,13 @@ export function saveCheckpoint(path: string, ck: SaveCheckpointInput): void {
   if (ck.fcmae) metadata.fcmae = JSON.stringify(ck.fcmae);
   metadata.format = 'convnextv2';
   metadata.config = configJson(ck.config);
-  writeSafetensors(path, tensors, metadata);
+  return { tensors, metadata };
+}
+
+/** One of our checkpoints as safetensors bytes (a browser download; the CLI loads it). */
+export function serializeCheckpoint(ck: SaveCheckpointInput): Uint8Array {
+  const { tensors, metadata } = checkpointContents(ck, 'cannot serialize checkpoint');
+  return serializeSafetensors(tensors, metadata);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -911,27 +929,23 @@ const HF_FILES: ReadonlySet<string> = new Set(['model.safetensors', 'model.safet
 
 /** Resolves a checkpoint path: a file, or a directory holding one of {@link CHECKPOINT_FILES}. */
 /** A timm hub config.json (`architecture`, `pretrained_cfg`), not a transformers one (`model_type`). */
-function isTimmConfig(path: string): boolean {
-  const j = readJsonObject(path);
+function isTimmConfig(files: FileSet, path: string): boolean {
+  const j = readJsonObject(files, path);
   return !('model_type' in j) && (typeof j.architecture === 'string' || typeof j.pretrained_cfg === 'object');
 }
 
-export function resolveCheckpointPath(path: string): { file: string; hfConfig?: string; timmConfig?: string } {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(path);
-  } catch {
-    throw new ConvNextError(`checkpoint ${path}: no such file or directory`);
-  }
+export function resolveCheckpointPath(files: FileSet, path: string): { file: string; hfConfig?: string; timmConfig?: string } {
+  const kind = files.kind(path);
+  if (kind === null) throw new ConvNextError(`checkpoint ${path}: no such file or directory`);
   let file = path;
-  if (st.isDirectory()) {
-    const f = CHECKPOINT_FILES.find((name) => fs.existsSync(nodePath.join(path, name)));
+  if (kind === 'dir') {
+    const f = CHECKPOINT_FILES.find((name) => files.kind(files.join(path, name)) === 'file');
     if (f === undefined) throw new ConvNextError(`checkpoint ${path}: the directory holds none of ${CHECKPOINT_FILES.join(', ')}`);
-    file = nodePath.join(path, f);
+    file = files.join(path, f);
   }
-  if (HF_FILES.has(nodePath.basename(file))) {
-    const cfg = nodePath.join(nodePath.dirname(file), 'config.json');
-    if (fs.existsSync(cfg)) return isTimmConfig(cfg) ? { file, timmConfig: cfg } : { file, hfConfig: cfg };
+  if (HF_FILES.has(files.basename(file))) {
+    const cfg = files.join(files.dirname(file), 'config.json');
+    if (files.kind(cfg) === 'file') return isTimmConfig(files, cfg) ? { file, timmConfig: cfg } : { file, hfConfig: cfg };
   }
   return { file };
 }
@@ -942,10 +956,10 @@ interface HfConfigInfo {
 }
 
 /** Reads what matters from a Hugging Face config.json. */
-export function readHfConfig(path: string): HfConfigInfo {
+export function readHfConfig(files: FileSet, path: string): HfConfigInfo {
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(path, 'utf8'));
+    json = JSON.parse(files.readText(path));
   } catch (err) {
     throw new ConvNextError(`${path}: cannot read it as JSON (${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 120)})`);
   }
@@ -1038,17 +1052,17 @@ function parseLabels(text: string | undefined, n: number): string[] | undefined 
  * to ones / zeros (listed in `initialised`), and its decoder parts as `fcmae.*` in
  * `extraNames` (read into `extra` with `extra: true`), with the decoder setup in `fcmae`.
  */
-export function loadCheckpoint(path: string, opts: LoadOptions = {}): LoadedCheckpoint {
-  const { file, hfConfig, timmConfig } = resolveCheckpointPath(path);
-  const src = openTensorSource(file, { ema: opts.ema });
+export function loadCheckpointFrom(files: FileSet, path: string, opts: LoadOptions = {}): LoadedCheckpoint {
+  const { file, hfConfig, timmConfig } = resolveCheckpointPath(files, path);
+  const src = openTensorSource(files, file, { ema: opts.ema });
   try {
-    return loadFromSource(src, file, hfConfig, opts, timmConfig);
+    return loadFromSource(files, src, file, hfConfig, opts, timmConfig);
   } finally {
     src.close();
   }
 }
 
-function loadFromSource(src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions, timmConfig?: string): LoadedCheckpoint {
+function loadFromSource(files: FileSet, src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions, timmConfig?: string): LoadedCheckpoint {
   const label = `checkpoint ${file}`;
   const metadata: Record<string, string> = { ...src.metadata };
   const ours = src.container === 'safetensors' && metadata.format === 'convnextv2';
@@ -1057,10 +1071,10 @@ function loadFromSource(src: TensorSource, file: string, hfConfig: string | unde
   const allShapes = src.tensors.map((t) => [t.name, t.shape] as const);
   const finish = (out: Omit<LoadedCheckpoint, 'container' | 'backbone' | 'metadata' | 'file'>): LoadedCheckpoint => {
     const r: LoadedCheckpoint = { ...out, container: src.container, backbone: out.config.numClasses === 0, metadata, file };
-    const pre = readPreprocessing(metadata, hfConfig, src.raw?.get('args'), timmConfig);
+    const pre = readPreprocessing(files, metadata, hfConfig, src.raw?.get('args'), timmConfig);
     if (pre) r.preprocessing = pre;
     if (timmConfig && !r.labels) {
-      const names = readTimmLabels(timmConfig);
+      const names = readTimmLabels(files, timmConfig);
       if (names && names.length === r.config.numClasses) r.labels = names;
     }
     if (src.stateDictKey !== undefined) r.stateDictKey = src.stateDictKey;
@@ -1116,7 +1130,7 @@ function loadFromSource(src: TensorSource, file: string, hfConfig: string | unde
     if (opts.prefix !== undefined) planOpts.prefix = opts.prefix;
     const det = detectNaming(shapes.map(([n]) => n).filter((n) => opts.prefix === undefined || n.startsWith(opts.prefix)), label);
     if (det.naming === 'hf') {
-      hf = hfConfig ? readHfConfig(hfConfig) : { declared: { headNormEps: 1e-12 } };
+      hf = hfConfig ? readHfConfig(files, hfConfig) : { declared: { headNormEps: 1e-12 } };
       planOpts.declared = hf.declared;
     } else if (metadata.naming !== undefined && metadata.config !== undefined) {
       // Written by exportCheckpoint: the config restores what shapes cannot tell (eps, ...).

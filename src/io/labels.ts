@@ -3,7 +3,6 @@
  * LABEL_N placeholders count as none), a --labels file, or, for a 1000-class head with none,
  * the ImageNet-1k names every ImageNet classifier's logits follow.
  */
-import * as fs from 'node:fs';
 import { IMAGENET_1K_CLASSES } from '../data/imagenet.js';
 import { ConvNextError } from '../errors.js';
 
@@ -14,16 +13,11 @@ export interface ClassNames {
 }
 
 /**
- * Reads class names from a file: a JSON array of strings, a JSON object of index -> name (HF
- * id2label, or a whole config.json holding one), or one name a line. Must give `n` names.
+ * Class names from a file's text: a JSON array of strings, a JSON object of index -> name (HF
+ * id2label, or a whole config.json holding one), or one name a line. Must give `n` names;
+ * `path` names errors. (The file reader is ./labels_file.ts.)
  */
-export function readLabelsFile(path: string, n: number): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(path, 'utf8');
-  } catch {
-    throw new ConvNextError(`--labels ${path}: cannot read it`);
-  }
+export function parseLabelsText(text: string, n: number, path: string): string[] {
   let names: string[] | null = null;
   const t = text.trim();
   if (t.startsWith('[') || t.startsWith('{')) {
@@ -48,10 +42,13 @@ export function readLabelsFile(path: string, n: number): string[] {
   return names;
 }
 
-/** The names to show for a head of `numClasses` outputs; undefined when there are none to be had. */
-export function classNames(ck: { labels?: readonly string[]; config: { numClasses: number } }, labelsFile?: string): ClassNames | undefined {
+/**
+ * The names to show for a head of `numClasses` outputs: `given` (e.g. a --labels file), the
+ * checkpoint's, or ImageNet-1k's for 1000 classes; undefined when there are none to be had.
+ */
+export function classNames(ck: { labels?: readonly string[]; config: { numClasses: number } }, given?: ClassNames): ClassNames | undefined {
   const n = ck.config.numClasses;
-  if (labelsFile !== undefined) return { names: readLabelsFile(labelsFile, n), source: labelsFile };
+  if (given !== undefined) return given;
   if (ck.labels && ck.labels.length === n) return { names: ck.labels, source: 'checkpoint' };
   if (n === IMAGENET_1K_CLASSES.length) return { names: IMAGENET_1K_CLASSES, source: 'imagenet-1k' };
   return undefined;

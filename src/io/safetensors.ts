@@ -3,19 +3,17 @@
  * (`{"__metadata__": {string: string}, "<name>": {"dtype", "shape", "data_offsets": [start, end]}}`,
  * offsets relative to the data section), then the raw little-endian tensor data.
  *
- * Reading is lazy: {@link openSafetensors} reads and validates the header only, and `get`
- * reads one tensor with positioned reads, so files over 2 GiB work without loading them.
+ * Reading is lazy: a reader validates the header only, and `get` reads one tensor with
+ * positioned reads from a {@link ByteSource}, so files over 2 GiB work without loading them
+ * (the Node file reader is src/io/safetensors_file.ts; this module imports nothing from Node).
  * The whole header is validated before anything is allocated for tensor data; every problem
  * is a one-line {@link ConvNextError} naming the file.
  *
  * Writing produces F32 tensors in the order given, the header padded with spaces to a
- * multiple of 8 bytes (as the reference implementation does), replacing the target atomically.
+ * multiple of 8 bytes (as the reference implementation does).
  */
 import { sniff } from './sniff.js';
-import * as fs from 'node:fs';
-import { endianness } from 'node:os';
 import { ConvNextError, oneLine } from '../errors.js';
-import { writeAllSync, writeFileAtomicSync } from './atomic.js';
 import { fp8e4m3Table, halfTable } from './lowp.js';
 
 /** A tensor in host memory: a shape and row-major float32 values. */
@@ -79,15 +77,15 @@ export interface SafetensorsReader {
 
 /** Upper bound on the JSON header (the reference implementation uses 100 MB as well). */
 export const MAX_HEADER_BYTES = 100_000_000;
-/** Largest chunk handed to one `fs.readSync` call (it cannot read 2 GiB at once). */
-const READ_CHUNK = 1 << 30;
+/** Largest chunk handed to one positioned read (Node's fs.readSync cannot read 2 GiB at once). */
+export const READ_CHUNK = 1 << 30;
 /** Largest typed array we will allocate (elements), below V8's limit. */
 const MAX_ELEMENTS = 2 ** 32 - 1;
 
 // Tensor bytes are little-endian and are viewed directly as typed arrays.
-if (endianness() !== 'LE') throw new Error('convnextv2 safetensors I/O needs a little-endian host');
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error('convnextv2 safetensors I/O needs a little-endian host');
 
-function fail(source: string, why: string): never {
+export function fail(source: string, why: string): never {
   throw new ConvNextError(`${source}: ${why}`);
 }
 
@@ -108,7 +106,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * Validates a decoded header against a data section of `dataLength` bytes starting at
  * absolute offset `dataStart`. Nothing is allocated per tensor here beyond the entry list.
  */
-function parseHeader(source: string, headerBytes: Uint8Array, dataStart: number, dataLength: number): {
+export function parseHeader(source: string, headerBytes: Uint8Array, dataStart: number, dataLength: number): {
   tensors: SafetensorsEntry[]; metadata: Record<string, string>;
 } {
   let text: string;
@@ -267,12 +265,12 @@ function toFloat64(dtype: Dtype, bytes: Uint8Array, n: number): Float64Array {
 }
 
 /** Where the bytes come from: a file descriptor or an in-memory buffer. */
-interface ByteSource {
+export interface ByteSource {
   read(pos: number, length: number, into: Uint8Array): number;
   close(): void;
 }
 
-class Reader implements SafetensorsReader {
+export class Reader implements SafetensorsReader {
   readonly tensors: readonly SafetensorsEntry[];
   readonly metadata: Readonly<Record<string, string>>;
   private readonly byName: Map<string, SafetensorsEntry>;
@@ -336,18 +334,8 @@ class Reader implements SafetensorsReader {
   }
 }
 
-function describeFsError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case 'ENOENT': return 'no such file';
-    case 'EISDIR': return 'is a directory, not a safetensors file';
-    case 'EACCES': case 'EPERM': return 'permission denied';
-    default: return oneLine(e instanceof Error ? e.message : String(err));
-  }
-}
-
 /** Checks the 8-byte prefix and header length (`first`: up to 64 leading bytes, to say what the file is instead); returns the header length. */
-function checkPrefix(source: string, first8: Uint8Array, size: number, first: Uint8Array = first8): number {
+export function checkPrefix(source: string, first8: Uint8Array, size: number, first: Uint8Array = first8): number {
   if (size === 0) fail(source, 'empty file, not a safetensors file');
   if (size < 8) fail(source, `file is ${size} bytes, too small for a safetensors file`);
   if (first8[0] === 0x50 && first8[1] === 0x4b && first8[2] === 0x03 && first8[3] === 0x04) {
@@ -362,47 +350,6 @@ function checkPrefix(source: string, first8: Uint8Array, size: number, first: Ui
   if (n > BigInt(size - 8)) fail(source, `header length ${n} runs past the end of the file (${size} bytes; truncated?)`);
   if (n < 2n) fail(source, `header length ${n} is too small for a JSON header`);
   return Number(n);
-}
-
-/**
- * Opens a safetensors file, reading and validating only its header. Tensor data is read on
- * demand with positioned reads. Call `close()` when done.
- */
-export function openSafetensors(path: string): SafetensorsReader {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (err) {
-    fail(path, describeFsError(err));
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (st.isDirectory()) fail(path, 'is a directory, not a safetensors file');
-    const size = st.size;
-    const readExact = (pos: number, len: number): Uint8Array => {
-      const out = new Uint8Array(len);
-      let done = 0;
-      while (done < len) {
-        const n = fs.readSync(fd, out, done, Math.min(READ_CHUNK, len - done), pos + done);
-        if (n <= 0) fail(path, 'file ended while reading its header (truncated?)');
-        done += n;
-      }
-      return out;
-    };
-    const first = readExact(0, Math.min(64, size));
-    const n = checkPrefix(path, first.subarray(0, Math.min(8, size)), size, first);
-    const header = readExact(8, n);
-    const parsed = parseHeader(path, header, 8 + n, size - 8 - n);
-    const src: ByteSource = {
-      read: (pos, length, into) => fs.readSync(fd, into, 0, length, pos),
-      close: () => fs.closeSync(fd),
-    };
-    return new Reader(path, size, src, parsed);
-  } catch (err) {
-    fs.closeSync(fd);
-    if (err instanceof ConvNextError) throw err;
-    fail(path, describeFsError(err));
-  }
 }
 
 /** Parses safetensors bytes held in memory (validated like a file). `source` labels errors. */
@@ -422,23 +369,6 @@ export function parseSafetensorsBuffer(buf: Uint8Array, source = 'safetensors bu
   return new Reader(source, size, src, parsed);
 }
 
-/** Reads every tensor of a safetensors file, converted to float32, in file order. */
-export function readSafetensors(path: string): Map<string, TensorData> {
-  return readSafetensorsWithMetadata(path).tensors;
-}
-
-/** Like {@link readSafetensors}, also returning the metadata. */
-export function readSafetensorsWithMetadata(path: string): { tensors: Map<string, TensorData>; metadata: Record<string, string> } {
-  const r = openSafetensors(path);
-  try {
-    const tensors = new Map<string, TensorData>();
-    for (const t of r.tensors) tensors.set(t.name, r.getTensor(t.name));
-    return { tensors, metadata: { ...r.metadata } };
-  } finally {
-    r.close();
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Writing
 
@@ -451,7 +381,7 @@ interface Layout {
   dataBytes: number;
 }
 
-function layout(tensors: TensorsInput, metadata: Readonly<Record<string, string>> | undefined, label: string): Layout {
+export function layout(tensors: TensorsInput, metadata: Readonly<Record<string, string>> | undefined, label: string): Layout {
   const bad = (why: string): never => { throw new ConvNextError(`cannot write ${label}: ${why}`); };
   const parts: string[] = [];
   if (metadata !== undefined) {
@@ -483,23 +413,23 @@ function layout(tensors: TensorsInput, metadata: Readonly<Record<string, string>
     items.push({ name, data: t.data });
     offset += bytes;
   }
-  const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
+  const json = new TextEncoder().encode(`{${parts.join(',')}}`);
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded > MAX_HEADER_BYTES) bad(`header would be ${padded} bytes, over ${MAX_HEADER_BYTES}`);
-  const head = Buffer.alloc(8 + padded, 0x20);
-  head.writeBigUInt64LE(BigInt(padded), 0);
-  json.copy(head, 8);
+  const head = new Uint8Array(8 + padded).fill(0x20);
+  new DataView(head.buffer).setBigUint64(0, BigInt(padded), true);
+  head.set(json, 8);
   return { header: head, items, dataBytes: offset };
 }
 
-function f32Bytes(a: Float32Array): Uint8Array {
+export function f32Bytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** The bytes of a safetensors file holding `tensors` as F32 (in the order given) and `metadata`. */
-export function serializeSafetensors(tensors: TensorsInput, metadata?: Readonly<Record<string, string>>): Buffer {
+export function serializeSafetensors(tensors: TensorsInput, metadata?: Readonly<Record<string, string>>): Uint8Array {
   const l = layout(tensors, metadata, 'safetensors buffer');
-  const out = Buffer.allocUnsafe(l.header.byteLength + l.dataBytes);
+  const out = new Uint8Array(l.header.byteLength + l.dataBytes);
   out.set(l.header, 0);
   let pos = l.header.byteLength;
   for (const it of l.items) {
@@ -509,15 +439,3 @@ export function serializeSafetensors(tensors: TensorsInput, metadata?: Readonly<
   return out;
 }
 
-/**
- * Writes `tensors` as F32 (in the order given) and `metadata` to a safetensors file,
- * atomically: a temporary file in the same folder, fsynced, renamed over `path`, the folder
- * fsynced. Data is streamed from the arrays; nothing is copied into one big buffer.
- */
-export function writeSafetensors(path: string, tensors: TensorsInput, metadata?: Readonly<Record<string, string>>): void {
-  const l = layout(tensors, metadata, path);
-  writeFileAtomicSync(path, (fd) => {
-    writeAllSync(fd, l.header);
-    for (const it of l.items) writeAllSync(fd, f32Bytes(it.data));
-  });
-}

@@ -2,15 +2,15 @@
  * Tensor sources behind `loadCheckpoint`: one interface over a safetensors file (read
  * lazily), a PyTorch `torch.save` zip (`.pt`, `.pth`, `pytorch_model.bin`; detected by its
  * magic bytes, not its extension) and a Hugging Face sharded index
- * (`model.safetensors.index.json` / `pytorch_model.bin.index.json`: shards in the same folder).
+ * (`model.safetensors.index.json` / `pytorch_model.bin.index.json`: shards in the same folder),
+ * read from a {@link FileSet} (Node's files or files in memory).
  */
-import * as fs from 'node:fs';
-import * as nodePath from 'node:path';
 import { ConvNextError } from '../errors.js';
+import type { FileSet } from './files.js';
 import { isPickleRecord, PickleGlobal, PickleExternal, type PickleValue } from './pickle.js';
-import { openSafetensors, type SafetensorsReader } from './safetensors.js';
+import { type SafetensorsReader } from './safetensors.js';
 import { sniff } from './sniff.js';
-import { findStateDict, isTensorData, readTorchCheckpoint, STATE_DICT_KEYS, torchTensorInfo } from './torch.js';
+import { findStateDict, isTensorData, STATE_DICT_KEYS, torchTensorInfo } from './torch.js';
 
 /** The file container a checkpoint came in. */
 export type Container = 'safetensors' | 'torch' | 'safetensors-sharded' | 'torch-sharded';
@@ -43,42 +43,22 @@ export interface OpenSourceOptions {
 /** Largest index JSON we parse. */
 const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
-/** Reads the first bytes of a file; a one-line ConvNextError when it cannot be read. */
-function head(file: string, n: number): Uint8Array {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new ConvNextError(`checkpoint ${file}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EISDIR' ? 'is a directory' : String(e.message).replace(/\s+/g, ' ')}`);
-  }
-  try {
-    const b = new Uint8Array(n);
-    const got = fs.readSync(fd, b, 0, n, 0);
-    return b.subarray(0, got);
-  } catch (err) {
-    throw new ConvNextError(`checkpoint ${file}: ${String((err as Error).message).replace(/\s+/g, ' ')}`);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** True when the bytes start like a torch.save file (zip, or a legacy pickle / tar). */
 export function looksLikeTorch(b: Uint8Array): boolean {
   return (b.length >= 2 && b[0] === 0x50 && b[1] === 0x4b) || (b.length >= 2 && b[0] === 0x80 && b[1] >= 1 && b[1] <= 5);
 }
 
-/** Opens a checkpoint file of any supported container. */
-export function openTensorSource(file: string, opts: OpenSourceOptions = {}): TensorSource {
-  if (file.endsWith('.index.json')) return openIndex(file, opts);
-  const b = head(file, 64);
-  if (looksLikeTorch(b)) return openTorch(file, opts);
+/** Opens a checkpoint file of any supported container from `files`. */
+export function openTensorSource(files: FileSet, file: string, opts: OpenSourceOptions = {}): TensorSource {
+  if (file.endsWith('.index.json')) return openIndex(files, file, opts);
+  const b = files.head(file, 64);
+  if (looksLikeTorch(b)) return openTorch(files, file, opts);
   // Say what the file is when it is plainly no checkpoint (an image, an ONNX model, ...).
   const kind = sniff(b);
   if (kind && !/zip|pickle|text/.test(kind)) {
     throw new ConvNextError(`checkpoint ${file}: is ${kind}, not a checkpoint (safetensors, a torch.save .pt/.pth/.bin, or a Hugging Face folder)`);
   }
-  return fromSafetensors(openSafetensors(file));
+  return fromSafetensors(files.openSafetensors(file));
 }
 
 function fromSafetensors(r: SafetensorsReader, container: Container = 'safetensors'): TensorSource {
@@ -91,8 +71,8 @@ function fromSafetensors(r: SafetensorsReader, container: Container = 'safetenso
   };
 }
 
-function openTorch(file: string, opts: OpenSourceOptions, container: Container = 'torch'): TensorSource {
-  const tree = readTorchCheckpoint(file);
+function openTorch(files: FileSet, file: string, opts: OpenSourceOptions, container: Container = 'torch'): TensorSource {
+  const tree = files.readTorch(file);
   const label = `checkpoint ${file}`;
   let key: string | undefined;
   if (opts.ema) {
@@ -169,19 +149,14 @@ export function summarise(v: PickleValue | undefined, depth: number): JsonValue 
 }
 
 /** A Hugging Face sharded checkpoint: `{"metadata": {...}, "weight_map": {tensor: shard}}`. */
-function openIndex(file: string, opts: OpenSourceOptions): TensorSource {
+function openIndex(files: FileSet, file: string, opts: OpenSourceOptions): TensorSource {
   const label = `checkpoint ${file}`;
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (st.isDirectory()) throw new ConvNextError(`${label}: is a directory`);
-    if (st.size > MAX_INDEX_BYTES) throw new ConvNextError(`${label}: index of ${st.size} bytes is over ${MAX_INDEX_BYTES}`);
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if (err instanceof ConvNextError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new ConvNextError(`${label}: ${e.code === 'ENOENT' ? 'no such file or directory' : String(e.message).replace(/\s+/g, ' ')}`);
-  }
+  const kind = files.kind(file);
+  if (kind === null) throw new ConvNextError(`${label}: no such file or directory`);
+  if (kind === 'dir') throw new ConvNextError(`${label}: is a directory`);
+  const size = files.size(file);
+  if (size > MAX_INDEX_BYTES) throw new ConvNextError(`${label}: index of ${size} bytes is over ${MAX_INDEX_BYTES}`);
+  const text = files.readText(file);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -192,7 +167,7 @@ function openIndex(file: string, opts: OpenSourceOptions): TensorSource {
   const j = json as Record<string, unknown>;
   const wm = j.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new ConvNextError(`${label}: no "weight_map" object`);
-  const dir = nodePath.dirname(file);
+  const dir = files.dirname(file);
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
     if (typeof shard !== 'string' || !/^[A-Za-z0-9_.-]{1,255}$/.test(shard) || shard === '.' || shard === '..' || shard.endsWith('.json')) {
@@ -209,8 +184,8 @@ function openIndex(file: string, opts: OpenSourceOptions): TensorSource {
   let torch = false;
   try {
     for (const [shard, names] of byShard) {
-      const path = nodePath.join(dir, shard);
-      const src = looksLikeTorch(head(path, 8)) ? openTorch(path, opts, 'torch-sharded') : fromSafetensors(openSafetensors(path));
+      const path = files.join(dir, shard);
+      const src = looksLikeTorch(files.head(path, 8)) ? openTorch(files, path, opts, 'torch-sharded') : fromSafetensors(files.openSafetensors(path));
       if (src.container === 'torch-sharded') torch = true;
       shards.push(src);
       const have = new Map(src.tensors.map((t) => [t.name, t]));

@@ -24,20 +24,17 @@
  * storages, 64-byte aligned zip entries in the same order, so `torch.load(f)["model"]` (also
  * with `weights_only=True`) accepts it.
  */
-import * as fs from 'node:fs';
-import { endianness } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { ConvNextError } from '../errors.js';
 import type { TensorData } from './safetensors.js';
-import { writeAllSync, writeFileAtomicSync } from './atomic.js';
+import { concatBytes } from './bytes.js';
 import { fp8e4m3Table, halfTable } from './lowp.js';
-import { crc32, openZip, openZipBuffer, quoteEntryName, ZipWriter, type ZipEntry, type ZipReader } from './zip.js';
+import { crc32, openZipBuffer, quoteEntryName, ZipWriter, type ZipEntry, type ZipReader } from './zip.js';
 import {
   PickleExternal, PickleFunction, PickleGlobal, PickleWriter, isPickleRecord, isPlainDict, makeRecord, refusalReason, tupleOf, unpickle,
   type PickleDict, type PickleRecord, type PickleValue,
 } from './pickle.js';
 
-if (endianness() !== 'LE') throw new Error('convnextv2 torch checkpoint I/O needs a little-endian host');
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error('convnextv2 torch checkpoint I/O needs a little-endian host');
 
 // ---------------------------------------------------------------------------------------------
 // Dtypes
@@ -428,7 +425,7 @@ class CheckpointReader {
 
 const LEGACY_MESSAGE = 'legacy torch.save format is not supported, re-save with torch.save in PyTorch >= 1.6';
 
-function checkHead(source: string, head: Uint8Array, size: number): void {
+export function checkHead(source: string, head: Uint8Array, size: number): void {
   if (size === 0) throw new ConvNextError(`${source}: empty file, not a PyTorch checkpoint`);
   if (head[0] === 0x80 && size > 1 && head[1] >= 1 && head[1] <= 5) throw new ConvNextError(`${source}: ${LEGACY_MESSAGE}`);
   if (head.length >= 262 && new TextDecoder('latin1').decode(head.subarray(257, 262)) === 'ustar') {
@@ -442,7 +439,7 @@ function checkHead(source: string, head: Uint8Array, size: number): void {
   }
 }
 
-function readFromZip(source: string, zip: ZipReader, opts: TorchReadOptions): PickleValue {
+export function readFromZip(source: string, zip: ZipReader, opts: TorchReadOptions): PickleValue {
   if (zip.entries.length === 0) throw new ConvNextError(`${source}: zip archive has no entries, not a PyTorch checkpoint`);
   const first = zip.entries[0].name;
   const slash = first.indexOf('/');
@@ -463,41 +460,6 @@ function readFromZip(source: string, zip: ZipReader, opts: TorchReadOptions): Pi
     persistentLoad: (pid) => reader.persistentLoad(pid),
     globals: reader.globals(),
   });
-}
-
-/**
- * Reads a `torch.save` checkpoint: the unpickled object tree with every tensor as a contiguous
- * float32 {@link TensorData} (dicts as Maps, tuples as frozen arrays, argparse Namespaces and
- * other plain objects as inert {@link PickleRecord}s). Nothing from the file is executed; every
- * problem is a one-line ConvNextError naming the file.
- */
-export function readTorchCheckpoint(path: string, opts: TorchReadOptions = {}): PickleValue {
-  let head: Uint8Array;
-  let size: number;
-  try {
-    const st = fs.statSync(path);
-    if (st.isDirectory()) throw new ConvNextError(`${path}: is a directory, not a PyTorch checkpoint`);
-    size = st.size;
-    const fd = fs.openSync(path, 'r');
-    try {
-      head = new Uint8Array(Math.min(size, 512));
-      const n = fs.readSync(fd, head, 0, head.length, 0);
-      head = head.subarray(0, n);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch (err) {
-    if (err instanceof ConvNextError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new ConvNextError(`${path}: ${e && e.code === 'ENOENT' ? 'no such file' : String(e && e.message ? e.message : err).replace(/\s+/g, ' ')}`);
-  }
-  checkHead(path, head, size);
-  const zip = openZip(path);
-  try {
-    return readFromZip(path, zip, opts);
-  } finally {
-    zip.close();
-  }
 }
 
 /** Like {@link readTorchCheckpoint}, for checkpoint bytes in memory; `source` labels errors. */
@@ -741,38 +703,44 @@ function decimal20(b: Uint8Array): string {
 }
 
 /**
- * Writes `obj` as a torch.save checkpoint (e.g. `{model: new Map([[name, tensor], ...])}` for
- * `torch.load(f)["model"]`), atomically: a temporary file in the same folder, fsynced, renamed
- * over `path`, then the folder fsynced. Tensors are written as float32 FloatStorages.
+ * Writes `obj` as torch.save zip bytes (e.g. `{model: new Map([[name, tensor], ...])}` for
+ * `torch.load(f)["model"]`) to `sink`, in pieces; tensors as float32 FloatStorages. `label`
+ * names errors. {@link serializeTorchCheckpoint} collects the bytes; the Node file writer is
+ * src/io/torch_file.ts.
  */
-export function writeTorchCheckpoint(path: string, obj: TorchWritable, opts: TorchWriteOptions = {}): void {
+export function writeTorchZip(sink: (bytes: Uint8Array) => void, obj: TorchWritable, label: string, opts: TorchWriteOptions = {}): void {
   const archive = opts.archiveName ?? 'archive';
   if (!/^[A-Za-z0-9_.-]{1,200}$/.test(archive) || archive === '.' || archive === '..') {
-    throw new ConvNextError(`cannot write ${path}: archive name ${JSON.stringify(archive.slice(0, 80))} is not a plain name`);
+    throw new ConvNextError(`cannot write ${label}: archive name ${JSON.stringify(archive.slice(0, 80))} is not a plain name`);
   }
-  const { pkl, storages } = pickleCheckpoint(obj, path);
-  writeFileAtomicSync(path, (fd) => {
-    const zip = new ZipWriter((b) => writeAllSync(fd, b));
-    const text = (s: string): Uint8Array => new TextEncoder().encode(s);
-    zip.add(`${archive}/data.pkl`, pkl);
-    zip.add(`${archive}/.format_version`, text('1'));
-    zip.add(`${archive}/.storage_alignment`, text('64'));
-    zip.add(`${archive}/byteorder`, text('little'));
-    let mix = 0n;
-    for (const s of storages) {
-      const parts: Uint8Array[] = [];
-      for (let off = 0; off < s.data.byteLength; off += WRITE_CHUNK_BYTES) {
-        parts.push(new Uint8Array(s.data.buffer, s.data.byteOffset + off, Math.min(WRITE_CHUNK_BYTES, s.data.byteLength - off)));
-      }
-      zip.add(`${archive}/data/${s.key}`, parts);
-      mix = BigInt.asUintN(64, mix * 1000003n + BigInt(s.data.byteLength) + 1n);
+  const { pkl, storages } = pickleCheckpoint(obj, label);
+  const zip = new ZipWriter(sink);
+  const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+  zip.add(`${archive}/data.pkl`, pkl);
+  zip.add(`${archive}/.format_version`, text('1'));
+  zip.add(`${archive}/.storage_alignment`, text('64'));
+  zip.add(`${archive}/byteorder`, text('little'));
+  let mix = 0n;
+  for (const s of storages) {
+    const parts: Uint8Array[] = [];
+    for (let off = 0; off < s.data.byteLength; off += WRITE_CHUNK_BYTES) {
+      parts.push(new Uint8Array(s.data.buffer, s.data.byteOffset + off, Math.min(WRITE_CHUNK_BYTES, s.data.byteLength - off)));
     }
-    zip.add(`${archive}/version`, text('3\n'));
-    const h = new Uint8Array(8);
-    new DataView(h.buffer).setBigUint64(0, mix, true);
-    zip.add(`${archive}/.data/serialization_id`, text(decimal20(randomBytes(8)) + decimal20(h)));
-    zip.finish();
-  });
+    zip.add(`${archive}/data/${s.key}`, parts);
+    mix = BigInt.asUintN(64, mix * 1000003n + BigInt(s.data.byteLength) + 1n);
+  }
+  zip.add(`${archive}/version`, text('3\n'));
+  const h = new Uint8Array(8);
+  new DataView(h.buffer).setBigUint64(0, mix, true);
+  zip.add(`${archive}/.data/serialization_id`, text(decimal20(globalThis.crypto.getRandomValues(new Uint8Array(8))) + decimal20(h)));
+  zip.finish();
+}
+
+/** The bytes of a torch.save checkpoint of `obj` (see {@link writeTorchZip}). */
+export function serializeTorchCheckpoint(obj: TorchWritable, opts: TorchWriteOptions = {}): Uint8Array {
+  const parts: Uint8Array[] = [];
+  writeTorchZip((b) => parts.push(b.slice()), obj, 'checkpoint buffer', opts);
+  return concatBytes(parts);
 }
 
 /** Exposed for tests: the data.pkl bytes {@link writeTorchCheckpoint} would write for `obj`. */

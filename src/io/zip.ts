@@ -22,9 +22,8 @@
  * entries at or past 4 GiB; and always the zip64 end-of-central-directory record and locator
  * before the classic one.
  */
-import * as fs from 'node:fs';
-import * as zlib from 'node:zlib';
 import { ConvNextError, oneLine } from '../errors.js';
+import { codecs } from './codecs.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -50,7 +49,7 @@ export const MAX_CENTRAL_DIRECTORY_BYTES = 256 * 1024 * 1024;
 /** Upper bound on the number of entries. */
 export const MAX_ENTRIES = 1_000_000;
 /** Largest chunk handed to one `fs.readSync` call. */
-const READ_CHUNK = 1 << 30;
+export const READ_CHUNK = 1 << 30;
 /** Largest single buffer we will allocate for one entry. */
 const MAX_BUFFER_BYTES = 2 ** 32 - 1;
 /** Deflate cannot expand by more than about 1032:1; a larger claimed ratio is corrupt. */
@@ -59,28 +58,9 @@ const MAX_DEFLATE_RATIO = 1032;
 // ---------------------------------------------------------------------------------------------
 // CRC-32
 
-let crcTable: Int32Array | undefined;
-function jsCrc32(bytes: Uint8Array, crc: number): number {
-  if (!crcTable) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  const t = crcTable;
-  let c = ~crc;
-  for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
-type Crc32Fn = (data: Uint8Array, value?: number) => number;
-const nativeCrc32: Crc32Fn | undefined = (zlib as unknown as { crc32?: Crc32Fn }).crc32;
-
 /** CRC-32 (IEEE) of `bytes`, continuing from `crc` (0 to start). */
 export function crc32(bytes: Uint8Array, crc = 0): number {
-  return nativeCrc32 ? nativeCrc32(bytes, crc) >>> 0 : jsCrc32(bytes, crc);
+  return codecs().crc32(bytes, crc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,27 +115,11 @@ export interface ZipReader {
 }
 
 /** Where the bytes come from. */
-interface ByteSource {
+export interface ByteSource {
   readonly size: number;
   /** Reads exactly `into.length` bytes at `pos`; false if the source ended early. */
   readExact(pos: number, into: Uint8Array): boolean;
   close(): void;
-}
-
-function fdSource(fd: number, size: number): ByteSource {
-  return {
-    size,
-    readExact(pos, into) {
-      let done = 0;
-      while (done < into.length) {
-        const n = fs.readSync(fd, into, done, Math.min(READ_CHUNK, into.length - done), pos + done);
-        if (n <= 0) return false;
-        done += n;
-      }
-      return true;
-    },
-    close() { fs.closeSync(fd); },
-  };
 }
 
 function bufferSource(buf: Uint8Array): ByteSource {
@@ -186,7 +150,7 @@ function u64(b: Uint8Array, o: number): number {
   return hi * 0x100000000 + lo;
 }
 
-class Reader implements ZipReader {
+export class Reader implements ZipReader {
   readonly entries: readonly ZipEntry[];
   private readonly byName: Map<string, ZipEntry>;
   private readonly inflated = new Map<ZipEntry, Uint8Array>();
@@ -216,15 +180,15 @@ class Reader implements ZipReader {
     if (cached) return cached;
     const what = `entry ${quoteEntryName(entry.name)}`;
     const comp = this.raw(entry.dataOffset, entry.compressedSize, what);
-    let out: Buffer;
+    let out: Uint8Array;
     try {
-      out = zlib.inflateRawSync(comp, { maxOutputLength: Math.max(1, entry.size) });
+      out = codecs().inflateRaw(comp, entry.size);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       this.fail(`${what}: deflate data is corrupt or larger than its declared ${entry.size} bytes (${oneLine(msg, 80)})`);
     }
     if (out.length !== entry.size) this.fail(`${what}: inflates to ${out.length} bytes, the directory says ${entry.size}`);
-    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.length);
+    const bytes = out;
     if (verifyCrc) this.checkCrc(entry, crc32(bytes));
     this.inflated.set(entry, bytes);
     return bytes;
@@ -491,33 +455,6 @@ function parseArchive(source: string, src: ByteSource): ZipEntry[] {
     }
   }
   return entries;
-}
-
-function describeFsError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (e && e.code === 'ENOENT') return 'no such file';
-  if (e && e.code === 'EACCES') return 'permission denied';
-  if (e && e.code === 'EISDIR') return 'is a directory';
-  return oneLine(err instanceof Error ? err.message : String(err));
-}
-
-/** Opens a zip archive for positioned reads. Call `close()` when done. */
-export function openZip(path: string): ZipReader {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (err) {
-    throw new ConvNextError(`${path}: ${describeFsError(err)}`);
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (st.isDirectory()) throw new ConvNextError(`${path}: is a directory, not a zip archive`);
-    return new Reader(path, fdSource(fd, st.size));
-  } catch (err) {
-    fs.closeSync(fd);
-    if (err instanceof ConvNextError) throw err;
-    throw new ConvNextError(`${path}: ${describeFsError(err)}`);
-  }
 }
 
 /** Opens zip bytes held in memory (validated like a file). `source` labels errors. */

@@ -16,19 +16,23 @@ export { ReferenceKernels } from './reference.js';
 
 let cached: Kernels | null = null;
 let nativeError: string | null = null;
+let browserBuild = false;
 
 async function loadNative(): Promise<Kernels | null> {
   try {
     const mod = await import('./native.js');
     return new mod.NativeKernels();
   } catch (e) {
+    browserBuild = e instanceof Error && e.name === 'BrowserBuild';
     nativeError = e instanceof Error ? e.message : String(e);
     return null;
   }
 }
 
 const KERNEL_CHOICES = ['native', 'reference'];
-const chosen = process.env.CONVNEXTV2_KERNELS || undefined;
+// No `process` in a browser: no environment, and ./native.js is replaced by a module that throws.
+const env: Record<string, string | undefined> = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+const chosen = env.CONVNEXTV2_KERNELS || undefined;
 const native: Kernels | null = chosen === 'reference' ? null : await loadNative();
 
 /** The default kernels: native when available. */
@@ -41,11 +45,13 @@ export function getKernels(): Kernels {
   if (native) {
     cached = native;
   } else {
-    if (process.env.CONVNEXTV2_ISA && process.env.CONVNEXTV2_KERNELS !== 'reference') {
+    if (env.CONVNEXTV2_ISA && env.CONVNEXTV2_KERNELS !== 'reference') {
       throw new ConvNextError(nativeError?.startsWith('CONVNEXTV2_ISA') ? nativeError : `CONVNEXTV2_ISA: native kernels unavailable (${nativeError})`, 2);
     }
-    if (process.env.CONVNEXTV2_KERNELS !== 'reference') {
-      process.emitWarning(`convnextv2: native kernels unavailable (${nativeError}); using the slow TypeScript reference`);
+    // The browser bundle has no addon by design: the reference kernels are its kernels, no warning.
+    if (env.CONVNEXTV2_KERNELS !== 'reference' && !browserBuild) {
+      const p = (globalThis as { process?: { emitWarning?: (m: string) => void } }).process;
+      if (p?.emitWarning) p.emitWarning(`convnextv2: native kernels unavailable (${nativeError}); using the slow TypeScript reference`);
     }
     cached = new ReferenceKernels();
   }

@@ -4,7 +4,7 @@
  * from built-in bitmap fonts (6x10, 7x13, 7x13 bold; integer scaling; optionally rotated).
  */
 import { FONT_6X10, FONT_7X13, FONT_7X13_BOLD, type BitmapFont } from './font.js';
-import { encodePng, writePng, type RasterImage } from './png.js';
+import { encodePng, type RasterImage } from './png.js';
 
 export type Color = readonly [number, number, number];
 
@@ -236,10 +236,5 @@ export class Canvas {
 
   toPng(): Uint8Array {
     return encodePng(this.toRaster());
-  }
-
-  /** Writes the canvas as a PNG file atomically. */
-  save(path: string): void {
-    writePng(path, this.toRaster());
   }
 }

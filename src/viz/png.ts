@@ -1,9 +1,11 @@
 /**
- * A dependency-free PNG encoder: 8-bit RGB or RGBA, one IDAT compressed with node:zlib, a
- * per-row filter chosen by the usual minimum-sum-of-absolute-differences heuristic.
+ * A dependency-free PNG encoder: 8-bit RGB or RGBA, one IDAT compressed with the zlib codec of
+ * io/codecs.ts (Node's zlib when installed, else the TypeScript deflate), a per-row filter
+ * chosen by the usual minimum-sum-of-absolute-differences heuristic. The file writer is
+ * ./png_file.ts (Node).
  */
-import { deflateSync } from 'node:zlib';
-import { writeBytesAtomicSync } from '../io/atomic.js';
+import { codecs } from '../io/codecs.js';
+import { concatBytes } from '../io/bytes.js';
 import { crc32 } from '../io/zip.js';
 
 export interface RasterImage {
@@ -36,7 +38,11 @@ function paeth(a: number, b: number, c: number): number {
 }
 
 /** Encodes an image as PNG bytes. */
-export function encodePng(img: RasterImage): Uint8Array {
+/**
+ * The filtered scanlines PNG compresses: per row a filter byte (none, sub, up, average or
+ * Paeth, the one with the least sum of absolute differences) and the filtered bytes.
+ */
+export function filterScanlines(img: RasterImage): Uint8Array {
   const { width: W, height: H, channels: C, data } = img;
   if (!(Number.isInteger(W) && Number.isInteger(H) && W > 0 && H > 0)) throw new RangeError(`bad PNG size ${W}x${H}`);
   if (C !== 3 && C !== 4) throw new RangeError(`PNG channels must be 3 or 4, not ${String(C)}`);
@@ -69,6 +75,12 @@ export function encodePng(img: RasterImage): Uint8Array {
     raw[y * (stride + 1)] = best;
     raw.set(cand[best], y * (stride + 1) + 1);
   }
+  return raw;
+}
+
+export function encodePng(img: RasterImage): Uint8Array {
+  const { width: W, height: H, channels: C } = img;
+  const raw = filterScanlines(img);
   const ihdr = new Uint8Array(13);
   const dv = new DataView(ihdr.buffer);
   dv.setUint32(0, W);
@@ -81,19 +93,8 @@ export function encodePng(img: RasterImage): Uint8Array {
   const parts = [
     new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr),
-    chunk('IDAT', new Uint8Array(deflateSync(raw, { level: 9 }))),
+    chunk('IDAT', codecs().deflateZlib(raw)),
     chunk('IEND', new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
-/** Writes `img` as a PNG file atomically (temporary file, fsync, rename). */
-export function writePng(path: string, img: RasterImage): void {
-  writeBytesAtomicSync(path, encodePng(img));
+  return concatBytes(parts);
 }

@@ -1,0 +1,12 @@
+/**
+ * Stands in for ./native.ts in the browser bundle (scripts/build-web.ts maps it): there is no
+ * native addon in a page, so constructing one throws and kernels/index.ts picks the
+ * TypeScript reference kernels.
+ */
+export class NativeKernels {
+  constructor() {
+    const e = new Error('the native addon is Node-only');
+    e.name = 'BrowserBuild';
+    throw e;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * convnextv2 for the browser (and any JavaScript runtime): the platform-neutral core, nothing
+ * from Node. `npm run build:web` bundles it to dist/web/index.js. Checkpoints are read from
+ * bytes (`loadCheckpoint(uint8array)`, or the files of an HF folder by name) and written to
+ * bytes (`serializeCheckpoint`, `exportBytes`) for a download; kernels are the TypeScript
+ * reference ones until a WebAssembly backend is there.
+ */
+import { type LoadedCheckpoint, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
+import { type FileSet, memoryFiles } from './io/files.js';
+
+export { ConvNextError } from './errors.js';
+export { type Tensor, tensor, numel } from './tensor.js';
+export { Rng } from './rng.js';
+export { getKernels, ReferenceKernels, Act } from './kernels/index.js';
+export type { Kernels, Isa } from './kernels/index.js';
+export {
+  type ConvNeXtV2Config, type ConfigOverrides, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,
+} from './model/config.js';
+export { ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageLayout } from './model/convnextv2.js';
+export { GRN } from './model/grn.js';
+export { forwardMacs } from './model/flops.js';
+export { Param } from './nn/param.js';
+export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
+export { trainStep, forwardBackward, smoothTargets, clipGradNorm, type StepResult } from './train/step.js';
+export { ModelEma } from './train/ema.js';
+export { layerScale, type LayerDecayType } from './train/layer_decay.js';
+export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
+export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
+export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
+export {
+  serializeCheckpoint, exportBytes, DEFAULT_PREPROCESSING,
+  type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming, type Preprocessing, type SaveCheckpointInput,
+} from './io/checkpoint.js';
+export { memoryFiles, type FileSet } from './io/files.js';
+export { classNames, parseLabelsText, type ClassNames } from './io/labels.js';
+export { IMAGENET_1K_CLASSES } from './data/imagenet.js';
+export { SYNTHETIC_CLASSES, renderSynthetic } from './data/synthetic.js';
+export { evalTransform, toNormalizedCHW, fromNormalizedCHW, resize, centerCrop, IMAGENET_MEAN, IMAGENET_STD } from './data/transforms.js';
+export type { Image } from './data/image.js';
+export { encodePng, type RasterImage } from './viz/png.js';
+export { linePlot, imageGrid, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
+export { featureCosineDistance, channelCosineDistance, ClassSelectivity, distribution } from './analysis/metrics.js';
+export { ActivationAnalyzer, modelLayers, resolveLayer, type LayerInfo, type ModelAnalysis } from './analysis/collect.js';
+export { cosineDistancePlot, selectivityPlot, activationMapsPng } from './analysis/plots.js';
+export { randomMask } from './fcmae/masking.js';
+export { Mixup } from './data/mixup.js';
+export { randAugment, parseRandAugment } from './data/randaugment.js';
+export { randomResizedCrop, hflip, compileTransform, applyTransform, type TransformSpec } from './data/transforms.js';
+
+/**
+ * Loads a checkpoint from bytes: one file of any supported format (our safetensors, timm's,
+ * the official `.pt`, an official FCMAE `.pt`), or the files of a Hugging Face folder by name
+ * (`{ 'model.safetensors': bytes, 'config.json': bytes, ... }`), or a {@link FileSet} with the
+ * path in it.
+ */
+export function loadCheckpoint(input: Uint8Array | Readonly<Record<string, Uint8Array>> | FileSet, opts: LoadOptions & { path?: string } = {}): LoadedCheckpoint {
+  if (input instanceof Uint8Array) return loadCheckpointFrom(memoryFiles({ checkpoint: input }), 'checkpoint', opts);
+  if (isFileSet(input)) return loadCheckpointFrom(input, opts.path ?? '.', opts);
+  return loadCheckpointFrom(memoryFiles(input), opts.path ?? '.', opts);
+}
+
+function isFileSet(v: object): v is FileSet {
+  return typeof (v as FileSet).kind === 'function' && typeof (v as FileSet).openSafetensors === 'function';
+}
