@@ -51,12 +51,17 @@ export {
 } from './data/transforms.js';
 export { randAugment, parseRandAugment, type RandAugmentConfig } from './data/randaugment.js';
 export { Mixup, mixupTarget, type MixupOptions, type MixResult } from './data/mixup.js';
-export { DataLoader, sampleSeed, type DataLoaderOptions, type Batch, type CustomTransform } from './data/loader.js';
+export { DataLoader, sampleSeed, type DataLoaderOptions, type Batch, type BatchSource, type CustomTransform } from './data/loader.js';
 export { encodePng, crc32, type RasterImage } from './viz/png.js';
 export { writePng } from './viz/png_file.js';
 export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
 export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export {
+  FinetuneEngine, NonFiniteLossError, type FinetuneEngineOptions, type FinetuneEpoch, type EpochHooks, type StepInfo, type EvalSummary,
+} from './train/finetune_engine.js';
+export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
+export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
 export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';

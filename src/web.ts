@@ -3,7 +3,8 @@
  * from Node. `npm run build:web` bundles it to dist/web/index.js. Checkpoints are read from
  * bytes (`loadCheckpoint(uint8array)`, or the files of an HF folder by name) and written to
  * bytes (`serializeCheckpoint`, `exportBytes`) for a download; kernels are the TypeScript
- * reference ones until a WebAssembly backend is there.
+ * reference ones until a WebAssembly backend is there. The training loops are the engines the
+ * CLI runs (FinetuneEngine, PretrainEngine) over any BatchSource.
  */
 import { type LoadedCheckpoint, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
 import { type FileSet, memoryFiles } from './io/files.js';
@@ -26,6 +27,12 @@ export { ModelEma } from './train/ema.js';
 export { layerScale, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export {
+  FinetuneEngine, NonFiniteLossError, type FinetuneEngineOptions, type FinetuneEpoch, type EpochHooks, type StepInfo, type EvalSummary,
+} from './train/finetune_engine.js';
+export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
+export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
+export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
 export {

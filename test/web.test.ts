@@ -95,3 +95,72 @@ test('a training step in the bundle: loss and gradients as the native Node step 
   const { data } = await sharp(web.encodePng(raster)).raw().toBuffer({ resolveWithObject: true });
   assert.deepEqual([...data], [...raster.data], 'PNG pixels round trip through the TypeScript deflate');
 });
+
+/** Batches from arrays in memory, in a seeded order per epoch: what a page would feed the engines. */
+function memoryBatches(lib: typeof web | typeof node, pixels: Float32Array, labels: Int32Array, n: number, S: number, B: number): node.BatchSource {
+  const L = 3 * S * S;
+  return {
+    length: Math.floor(n / B),
+    async *epoch(e: number, start = 0) {
+      const order = Array.from({ length: n }, (_, i) => i);
+      new lib.Rng(lib.sampleSeed(7, e, 0xffffffff)).shuffle(order);
+      for (let b = start; b < Math.floor(n / B); b++) {
+        const idx = order.slice(b * B, (b + 1) * B);
+        const data = new Float32Array(B * L);
+        idx.forEach((k, j) => data.set(pixels.subarray(k * L, (k + 1) * L), j * L));
+        yield { epoch: e, batch: b, pixels: { shape: [B, 3, S, S], data }, labels: Int32Array.from(idx, (k) => labels[k]), indices: Int32Array.from(idx) };
+      }
+    },
+  };
+}
+
+test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulation) and FCMAE pre-training, bit for bit as in Node on the same kernels', async () => {
+  const S = 32, n = 24, B = 8;
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 3);
+  const pixels = Float32Array.from({ length: n * 3 * S * S }, (_, i) => Math.sin(i * 0.013 + labels[Math.floor(i / (3 * S * S))]));
+  const finetune = async (lib: typeof web | typeof node, kernels: node.Kernels) => {
+    const model = new lib.ConvNeXtV2(lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3, dropPathRate: 0.1 }), { seed: 1, kernels });
+    const opt = new lib.AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
+    const ema = new lib.ModelEma(model.params, 0.9);
+    const mixup = new lib.Mixup({ mixupAlpha: 0.8, cutmixAlpha: 1, prob: 1, switchProb: 0.5, mode: 'batch', labelSmoothing: 0.1, numClasses: 3 });
+    const evaluate = async (m: node.ConvNeXtV2) => {
+      const out = m.forward({ shape: [n, 3, S, S], data: pixels }).logits!;
+      let hits = 0;
+      for (let i = 0; i < n; i++) {
+        const row = Array.from(out.data.subarray(i * 3, i * 3 + 3));
+        if (row.indexOf(Math.max(...row)) === labels[i]) hits++;
+      }
+      return { top1: (100 * hits) / n, top5: 100, loss: 0 };
+    };
+    const engine = new lib.FinetuneEngine({
+      model, opt, ema, mixup, batches: memoryBatches(lib, pixels, labels, n, S, B), schedule: lib.cosineScheduler(2e-3, 1e-6, 2, 3, 1, 0),
+      evaluate, seed: 5, updateFreq: 2, clipGrad: 1, emaEval: true,
+    });
+    const steps: number[] = [];
+    const epochs = [await engine.runEpoch(1, { afterBatch: (s) => { steps.push(s.batch); } }), await engine.runEpoch(2)];
+    return { epochs, steps, state: model.stateDict(), extra: engine.checkpointExtra(), step: engine.step };
+  };
+  const a = await finetune(web, new web.ReferenceKernels()), b = await finetune(node, new node.ReferenceKernels());
+  assert.deepEqual(a.steps, [1, 2, 3], 'afterBatch after every batch');
+  assert.equal(a.step, 2, '3 batches per epoch, accumulation 2: one step an epoch (the odd batch dropped)');
+  assert.deepEqual(a.epochs.map((e) => [e.loss, e.val.top1, e.ema!.top1]), b.epochs.map((e) => [e.loss, e.val.top1, e.ema!.top1]));
+  for (const [k, t] of b.state) assert.deepEqual(a.state.get(k)!.data, t.data, k);
+  assert.deepEqual([...a.extra.keys()], [...b.extra.keys()]);
+  assert.ok([...a.extra.keys()].some((k) => k.startsWith('ema.')) && [...a.extra.keys()].some((k) => k.startsWith('optimizer.m.')));
+  const pretrain = async (lib: typeof web | typeof node, kernels: node.Kernels) => {
+    const fcmae = new lib.FCMAE(lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }), { decoderDim: 16, normPixLoss: true }, { seed: 2, kernels });
+    const opt = new lib.AdamW(fcmae.params, { lr: 1e-3, betas: [0.9, 0.95], weightDecay: 0.05 });
+    const engine = new lib.PretrainEngine({ fcmae, opt, batches: memoryBatches(lib, pixels, labels, n, S, B), schedule: { lr: 1e-3, minLr: 0, warmupEpochs: 1, epochs: 2 }, seed: 3 });
+    const losses = [(await engine.runEpoch(1)).loss, (await engine.runEpoch(2)).loss];
+    return { losses, step: engine.step, w: Float32Array.from(fcmae.params[0].data) };
+  };
+  const p = await pretrain(web, new web.ReferenceKernels()), q = await pretrain(node, new node.ReferenceKernels());
+  assert.deepEqual(p.losses, q.losses);
+  assert.equal(p.step, 6);
+  assert.deepEqual(p.w, q.w);
+  const bad = new web.FinetuneEngine({
+    model: new web.ConvNeXtV2(web.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 })), opt: new web.AdamW([], {}),
+    batches: memoryBatches(web, pixels.map(() => NaN), labels, n, S, B), schedule: [1e-3], seed: 0, evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }),
+  });
+  await assert.rejects(bad.runEpoch(1), (e: Error) => e instanceof web.NonFiniteLossError && /^loss is NaN at epoch 1, step 1$/.test(e.message));
+});

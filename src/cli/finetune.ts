@@ -21,24 +21,22 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
-import { DataLoader, sampleSeed } from '../data/loader.js';
+import { DataLoader } from '../data/loader.js';
 import { Mixup } from '../data/mixup.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import type { TensorData } from '../io/safetensors.js';
 import { MODEL_SIZES, modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
-import { Rng } from '../rng.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
 import { ModelEma } from '../train/ema.js';
+import { FinetuneEngine } from '../train/finetune_engine.js';
 import { layerScale, type LayerDecayType } from '../train/layer_decay.js';
-import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
+import { loadOptimizerTensors } from '../train/optimizer_state.js';
 import { cosineScheduler, scaledLr } from '../train/schedule.js';
-import { clipGradNorm, forwardBackward, smoothTargets } from '../train/step.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
-import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runFolderArgs, warmupNote } from './runlog.js';
-import { Progress } from './progress.js';
+import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
  * nano use atto's, large and huge use base's). */
@@ -179,12 +177,12 @@ export const finetune: Command = {
     const ema = a.bool('model-ema') ? new ModelEma(model.params, emaDecay) : null;
     let startEpoch = 0;
     let step = 0;
-    let best = -1;
+    let bestSoFar = -1;
     if (resumed) {
       const extra = resumed.extra ?? new Map<string, TensorData>();
       startEpoch = Number(resumed.metadata.epoch);
       step = Number(resumed.metadata.step);
-      best = Number(resumed.metadata.best_top1 ?? -1);
+      bestSoFar = Number(resumed.metadata.best_top1 ?? -1);
       loadOptimizerTensors(opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!);
       if (ema) {
         for (const p of model.params) {
@@ -227,77 +225,42 @@ export const finetune: Command = {
     const records: object[] = [];
     const interrupt = new Interruption('finetune', out);
     interrupt.saved = startEpoch;
+    const engine = new FinetuneEngine({
+      model, opt, ema, batches: loader, schedule, seed, updateFreq, smoothing: a.num('smoothing'), mixup, clipGrad: clip,
+      emaEval: a.bool('model-ema-eval'), resume: { step, best: bestSoFar },
+      evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32) }),
+    });
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const bar = new Progress(`epoch ${epoch}/${E}`, stepsPerEpoch, 'img');
-        const t0 = performance.now();
-        let sum = 0;
-        let count = 0;
-        let curLr = schedule[Math.min(step, schedule.length - 1)];
-        model.zeroGrad();
-        for await (const batch of loader.epoch(epoch - 1)) {
-          const it = batch.batch;
-          await interrupt.at(epoch, it + 1);
-          curLr = schedule[Math.min(step, schedule.length - 1)];
-          let targets: Float32Array;
-          if (mixup) {
-            targets = mixup.apply(batch.pixels.data, batch.labels, 3, S, S, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets;
-          } else {
-            targets = smoothTargets(batch.labels, K, a.num('smoothing'));
-          }
-          const r = forwardBackward(model, batch.pixels, targets,
-            { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
-          if (!Number.isFinite(r.loss)) {
-            throw new ConvNextError(`finetune: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping (${interrupt.checkpointNote()} in ${out})`);
-          }
-          if ((it + 1) % updateFreq === 0) {
-            if (clip !== undefined) clipGradNorm(model.params, clip);
-            opt.update(model.kernels, curLr);
-            model.zeroGrad();
-            ema?.update();
-            step++;
-          }
-          sum += r.loss;
-          count++;
-          bar.update(count, { loss: sum / count, lr: curLr }, count * B);
-        }
-        model.zeroGrad();
-        const seconds = (performance.now() - t0) / 1000;
-        const ev = await evaluate(model, val, { size: S, cropPct, batchSize: Math.max(B, 32) });
+        const r = await runCliEpoch(engine, epoch, E, stepsPerEpoch, interrupt);
         const rec: Record<string, number> = {
-          epoch, loss: sum / count, lr: curLr, val_top1: ev.top1, val_top5: ev.top5, val_loss: ev.loss,
-          images_per_second: (count * B) / seconds, seconds, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
+          epoch, loss: r.loss, lr: r.lr, val_top1: r.val.top1, val_top5: r.val.top5, val_loss: r.val.loss,
+          images_per_second: r.images / r.seconds, seconds: r.seconds, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
         };
-        if (ema && a.bool('model-ema-eval')) {
-          ema.swap();
-          const evE = await evaluate(model, val, { size: S, cropPct, batchSize: Math.max(B, 32) });
-          ema.swap();
-          rec.ema_top1 = evE.top1;
-          rec.ema_top5 = evE.top5;
-          rec.ema_loss = evE.loss;
+        if (r.ema) {
+          rec.ema_top1 = r.ema.top1;
+          rec.ema_top5 = r.ema.top5;
+          rec.ema_loss = r.ema.loss;
         }
         records.push(rec);
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
-        const improved = ev.top1 > best;
-        if (improved) best = ev.top1;
         // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
-        const emaTensors: [string, TensorData][] = ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! }]) : [];
-        const extra = new Map<string, TensorData>([...optimizerTensors(opt), ...emaTensors]);
         const meta = {
-          kind: 'finetune', epoch: String(epoch), step: String(step), optimizer_step: String(opt.step), best_top1: String(best),
+          kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
           seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
         };
-        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra, labels: train.classes, metadata: meta });
-        if (improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), extra: new Map(emaTensors), labels: train.classes, metadata: meta });
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra: engine.checkpointExtra(), labels: train.classes, metadata: meta });
+        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), extra: engine.emaTensors(), labels: train.classes, metadata: meta });
         interrupt.saved = epoch;
-        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${ev.top1.toFixed(2)}% top-5 ${ev.top5.toFixed(2)}% loss ${ev.loss.toFixed(4)}` +
-          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${improved ? ' (best)' : ''}`);
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
+          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
         if (epoch === args.number('stop-after')) break;
       }
     } finally {
       interrupt.dispose();
       await loader.close();
     }
+    const best = engine.best;
     ctx.out(`run folder: ${out} (best val top-1 ${best.toFixed(2)}%)`);
     return { out, best_top1: best, epochs: records };
   },

@@ -18,19 +18,17 @@ import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { FCMAE } from '../fcmae/fcmae.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
-import { DataLoader, sampleSeed } from '../data/loader.js';
-import { randomMask } from '../fcmae/masking.js';
+import { DataLoader } from '../data/loader.js';
+import { PretrainEngine } from '../fcmae/pretrain_engine.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
-import { Rng } from '../rng.js';
 import type { Tensor } from '../tensor.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
 import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
-import { lrAt, scaledLr } from '../train/schedule.js';
+import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
-import { Progress } from './progress.js';
-import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runFolderArgs, warmupNote } from './runlog.js';
+import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 
 export interface EpochRecord {
@@ -171,39 +169,13 @@ export const pretrain: Command = {
     const records: EpochRecord[] = [];
     const interrupt = new Interruption('pretrain', out);
     interrupt.saved = startEpoch;
+    const engine = new PretrainEngine({ fcmae, opt, batches: loader, schedule, seed, updateFreq, mode, resume: { step } });
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const bar = new Progress(`epoch ${epoch}/${E}`, steps, 'img');
-        const t0 = performance.now();
-        let sum = 0;
-        let count = 0;
-        let curLr = lrAt(schedule, epoch - 1);
-        fcmae.zeroGrad();
-        for await (const batch of loader.epoch(epoch - 1)) {
-          const it = batch.batch;
-          await interrupt.at(epoch, it + 1);
-          if (it % updateFreq === 0) curLr = lrAt(schedule, epoch - 1 + it / steps);
-          const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
-          const r = fcmae.forward(batch.pixels, { shape: [B, L], data: mask }, { mode });
-          if (!Number.isFinite(r.loss)) {
-            throw new ConvNextError(`pretrain: loss is ${r.loss} at epoch ${epoch}, step ${it + 1}; stopping ` +
-              `(${interrupt.checkpointNote()} in ${out}; try a lower --blr or more --warmup-epochs)`);
-          }
-          fcmae.backward(updateFreq);
-          if ((it + 1) % updateFreq === 0) {
-            opt.update(fcmae.kernels, curLr);
-            fcmae.zeroGrad();
-            step++;
-          }
-          sum += r.loss;
-          count++;
-          bar.update(count, { loss: sum / count, lr: curLr }, count * B);
-        }
-        // Gradients of an incomplete accumulation at the epoch's end are dropped.
-        fcmae.zeroGrad();
-        const seconds = (performance.now() - t0) / 1000;
+        const r = await runCliEpoch(engine, epoch, E, steps, interrupt, '; try a lower --blr or more --warmup-epochs');
+        const { seconds } = r;
         const rec: EpochRecord = {
-          epoch, loss: sum / count, lr: curLr, images_per_second: (count * B) / seconds, seconds, steps: count,
+          epoch, loss: r.loss, lr: r.lr, images_per_second: r.images / seconds, seconds, steps: r.batches,
           peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
         };
         records.push(rec);
@@ -218,7 +190,7 @@ export const pretrain: Command = {
             initialised: ['head.norm.weight', 'head.norm.bias'],
             fcmae: fcmae.info(),
             metadata: {
-              kind: 'fcmae-pretrain', epoch: String(epoch), step: String(step), optimizer_step: String(opt.step),
+              kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
               seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
             },
           });

@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 import { ParsedArgs, type FlagValue } from './args.js';
+import { type EpochHooks, NonFiniteLossError } from '../train/finetune_engine.js';
+import { Progress } from './progress.js';
 
 /** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
 export function keepLogUpTo(path: string, epoch: number): void {
@@ -136,7 +138,7 @@ export class Interruption {
   /** The epoch checkpoint-last.safetensors holds (0: none yet). */
   saved = 0;
   private readonly handlers: [NodeJS.Signals, () => void][];
-  constructor(command: string, out: string) {
+  constructor(readonly command: string, readonly out: string) {
     this.handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => [sig, () => {
       process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}convnextv2: ${command}: interrupted at epoch ${this.epoch} step ${this.step} (${this.checkpointNote()}); resume with --resume --out ${out}\n`);
       process.exit(sig === 'SIGINT' ? 130 : 143);
@@ -169,4 +171,25 @@ export function warmupNote(command: string, warmupEpochs: number, epochs: number
   const suggest = Math.max(0, Math.round((epochs / 10) * 100) / 100);
   return `${command}: note: --warmup-epochs ${warmupEpochs} covers ${Math.round(100 * Math.min(1, warmupEpochs / epochs))}% of the ${epochs} epochs: ` +
     `the learning rate reaches ${(reached * peakLr).toExponential(2)} of its ${peakLr.toExponential(2)} at most; for a run this short try --warmup-epochs ${suggest}`;
+}
+
+/**
+ * Runs epoch `epoch` of a training engine the CLI way: a progress bar, an interruption point
+ * before every batch, and a non-finite loss as one line saying what checkpoint is left
+ * (`hint` appended).
+ */
+export async function runCliEpoch<R>(engine: { runEpoch(epoch: number, hooks: EpochHooks): Promise<R> }, epoch: number, epochs: number, batches: number,
+  interrupt: Interruption, hint = ''): Promise<R> {
+  const bar = new Progress(`epoch ${epoch}/${epochs}`, batches, 'img');
+  try {
+    return await engine.runEpoch(epoch, {
+      beforeBatch: (e, b) => interrupt.at(e, b),
+      afterBatch: (s) => bar.update(s.batch, { loss: s.loss, lr: s.lr }, s.images),
+    });
+  } catch (e) {
+    if (e instanceof NonFiniteLossError) {
+      throw new ConvNextError(`${interrupt.command}: ${e.message}; stopping (${interrupt.checkpointNote()} in ${interrupt.out}${hint})`);
+    }
+    throw e;
+  }
 }

@@ -24,7 +24,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
-import type { Tensor } from '../tensor.js';
+export { type Batch, type BatchSource, sampleSeed } from './batch.js';
+import type { Batch, BatchSource } from './batch.js';
+import { sampleSeed } from './batch.js';
 import type { Dataset, SharedDataset } from './dataset.js';
 import { CorruptImageError, loadSharp, type Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
@@ -54,33 +56,6 @@ export interface DataLoaderOptions {
   fill?: boolean;
 }
 
-export interface Batch {
-  epoch: number;
-  /** Batch number within the epoch. */
-  batch: number;
-  /** [B, 3, S, S] normalised pixels (NCHW, what `model.forward` takes). */
-  pixels: Tensor;
-  labels: Int32Array;
-  /** Data set indices of the samples. */
-  indices: Int32Array;
-}
-
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** A 32-bit hash of (seed, epoch, index, k): the augmentation seed of one sample. */
-export function sampleSeed(seed: number, epoch: number, index: number, k = 0): number {
-  let h = fmix32((seed >>> 0) ^ 0x9e3779b9);
-  h = fmix32((h ^ Math.imul(epoch >>> 0, 0x27d4eb2f)) + 0x165667b1);
-  h = fmix32((h ^ Math.imul(index >>> 0, 0x61c88647)) + 0x7f4a7c15);
-  return fmix32(h ^ Math.imul(k >>> 0, 0x2545f491));
-}
 
 type SampleResult = { ok: true; label: number } | { ok: false; path: string; reason: string };
 
@@ -172,7 +147,7 @@ class WorkerPool {
   }
 }
 
-export class DataLoader {
+export class DataLoader implements BatchSource {
   readonly batchSize: number;
   readonly size: number;
   readonly shuffle: boolean;

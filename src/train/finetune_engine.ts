@@ -1,0 +1,177 @@
+/**
+ * The fine-tuning loop of the official main_finetune.py, as a library engine (platform-neutral:
+ * the CLI and a page both run it): per batch mixup/cutmix or label smoothing, forward and
+ * backward with gradient accumulation over `updateFreq` batches, optional gradient clipping,
+ * AdamW at the scheduled lr, the EMA update; per epoch the evaluation of the model (and of the
+ * EMA) and the best top-1. Every random choice is seeded by (seed, epoch, batch), so a run
+ * resumed from a checkpoint's `step` and `best` continues exactly. Saving, logging and
+ * progress are the caller's, through the returned records and the `onStep` callback.
+ */
+import { sampleSeed, type BatchSource } from '../data/batch.js';
+import type { Mixup } from '../data/mixup.js';
+import { ConvNextError } from '../errors.js';
+import type { TensorData } from '../io/safetensors.js';
+import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import { Rng } from '../rng.js';
+import type { AdamW } from './adamw.js';
+import type { ModelEma } from './ema.js';
+import { optimizerTensors } from './optimizer_state.js';
+import { clipGradNorm, forwardBackward, smoothTargets } from './step.js';
+
+/** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
+export interface EvalSummary {
+  top1: number;
+  top5: number;
+  loss: number;
+}
+
+export interface FinetuneEngineOptions {
+  model: ConvNeXtV2;
+  opt: AdamW;
+  /** The EMA of the weights, updated after every optimizer step (none: null). */
+  ema?: ModelEma | null;
+  batches: BatchSource;
+  /** The lr of every optimizer step (cosineScheduler); the last value holds past its end. */
+  schedule: ArrayLike<number>;
+  /** Evaluates the model as it is (the EMA is swapped in for `emaEval`). */
+  evaluate: (model: ConvNeXtV2) => Promise<EvalSummary>;
+  seed: number;
+  /** Batches per optimizer step (gradient accumulation; default 1). */
+  updateFreq?: number;
+  /** Label smoothing when there is no mixup (default 0). */
+  smoothing?: number;
+  mixup?: Mixup | null;
+  /** Clip the total gradient norm to this before each step. */
+  clipGrad?: number;
+  /** Also evaluate the EMA every epoch. */
+  emaEval?: boolean;
+  /** A resumed run: optimizer steps taken and the best top-1 so far. */
+  resume?: { step: number; best: number };
+}
+
+/** Where an epoch is, for progress displays and interruption points. */
+export interface StepInfo {
+  epoch: number;
+  /** 1-based batch within the epoch. */
+  batch: number;
+  batches: number;
+  /** Mean loss of the epoch so far. */
+  loss: number;
+  lr: number;
+  images: number;
+}
+
+/** Called around every batch; awaited (a CLI yields there so that a signal is handled). */
+export interface EpochHooks {
+  beforeBatch?: (epoch: number, batch: number) => void | Promise<void>;
+  afterBatch?: (s: StepInfo) => void | Promise<void>;
+}
+
+/** What every training epoch reports. */
+export interface EpochStats {
+  epoch: number;
+  /** Mean training loss. */
+  loss: number;
+  /** The lr of the epoch's last step. */
+  lr: number;
+  batches: number;
+  images: number;
+  seconds: number;
+}
+
+export interface FinetuneEpoch extends EpochStats {
+  val: EvalSummary;
+  /** The EMA's evaluation, with `emaEval`. */
+  ema?: EvalSummary;
+  /** Whether val top-1 beat the best so far (it is the best now). */
+  improved: boolean;
+  best: number;
+}
+
+/** A non-finite training loss: the run cannot go on (the last checkpoint is what is left). */
+export class NonFiniteLossError extends ConvNextError {
+  constructor(readonly loss: number, readonly epoch: number, readonly batch: number) {
+    super(`loss is ${loss} at epoch ${epoch}, step ${batch}`);
+  }
+}
+
+export class FinetuneEngine {
+  readonly o: FinetuneEngineOptions;
+  /** Optimizer steps taken. */
+  step: number;
+  /** Best val top-1 so far (-1: none yet). */
+  best: number;
+
+  constructor(opts: FinetuneEngineOptions) {
+    this.o = opts;
+    this.step = opts.resume?.step ?? 0;
+    this.best = opts.resume?.best ?? -1;
+  }
+
+  private lr(): number {
+    const s = this.o.schedule;
+    return s[Math.min(this.step, s.length - 1)];
+  }
+
+  /** Trains epoch `epoch` (1-based) and evaluates, calling `hooks` around every batch. */
+  async runEpoch(epoch: number, hooks: EpochHooks = {}): Promise<FinetuneEpoch> {
+    const { model, opt, ema, batches, seed, mixup } = this.o;
+    const K = model.config.numClasses;
+    const updateFreq = this.o.updateFreq ?? 1;
+    const t0 = performance.now();
+    let sum = 0;
+    let count = 0;
+    let images = 0;
+    let lr = this.lr();
+    model.zeroGrad();
+    for await (const batch of batches.epoch(epoch - 1)) {
+      const it = batch.batch;
+      await hooks.beforeBatch?.(epoch, it + 1);
+      lr = this.lr();
+      const [, , H, W] = batch.pixels.shape;
+      const targets = mixup
+        ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets
+        : smoothTargets(batch.labels, K, this.o.smoothing ?? 0);
+      const r = forwardBackward(model, batch.pixels, targets, { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
+      if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(r.loss, epoch, it + 1);
+      if ((it + 1) % updateFreq === 0) {
+        if (this.o.clipGrad !== undefined) clipGradNorm(model.params, this.o.clipGrad);
+        opt.update(model.kernels, lr);
+        model.zeroGrad();
+        ema?.update();
+        this.step++;
+      }
+      sum += r.loss;
+      count++;
+      images += batch.labels.length;
+      await hooks.afterBatch?.({ epoch, batch: it + 1, batches: batches.length, loss: sum / count, lr, images });
+    }
+    // Gradients of an incomplete accumulation at the epoch's end are dropped.
+    model.zeroGrad();
+    const seconds = (performance.now() - t0) / 1000;
+    const val = await this.o.evaluate(model);
+    let emaVal: EvalSummary | undefined;
+    if (ema && this.o.emaEval) {
+      ema.swap();
+      try {
+        emaVal = await this.o.evaluate(model);
+      } finally {
+        ema.swap();
+      }
+    }
+    const improved = val.top1 > this.best;
+    if (improved) this.best = val.top1;
+    return { epoch, loss: sum / count, lr, batches: count, images, seconds, val, ...(emaVal ? { ema: emaVal } : {}), improved, best: this.best };
+  }
+
+  /** The EMA weights as `ema.<name>` tensors (none without an EMA). */
+  emaTensors(): Map<string, TensorData> {
+    const { model, ema } = this.o;
+    return new Map(ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! }] as const) : []);
+  }
+
+  /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA. */
+  checkpointExtra(): Map<string, TensorData> {
+    return new Map([...optimizerTensors(this.o.opt), ...this.emaTensors()]);
+  }
+}
