@@ -1,0 +1,136 @@
+// The browser bundle in a real browser: Debian's Chromium, headless, driven by playwright-core
+// (no browser download; CHROMIUM_PATH overrides /usr/bin/chromium). A page served from
+// 127.0.0.1 with COOP/COEP (cross-origin isolated, as the web app will be) imports
+// dist/web/index.js, fetches the reference fixtures and runs: small_timm's logits from the timm
+// safetensors, the official .pt and the HF folder (1e-4 of timm's), the official FCMAE .pt's
+// loss (1e-4), and one fine-tuning step whose loss and gradients must be the native Node step's
+// (1e-5). `npm run test:browser` (needs `apt-get install -y chromium`).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { buildWeb } from '../../scripts/build-web.js';
+import * as node from '../../src/index.js';
+import { REF, relErr, SMALL_TIMM } from '../helpers.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const dir = mkdtempSync(join(tmpdir(), 'convnextv2-browser-'));
+let server: Server;
+let browser: Browser;
+let page: Page;
+let origin = '';
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  await buildWeb(dir);
+  const params = node.serializeSafetensors([...node.readSafetensors(SMALL_TIMM)].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6), v] as const));
+  writeFileSync(join(dir, 'small_timm_params.safetensors'), params);
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>convnextv2 browser test</title><p>convnextv2</p>\n');
+  const types: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
+  server = createServer((req, res) => {
+    const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
+    // The page, the bundle and the prepared checkpoint from the temp folder; the fixtures under /fixtures/.
+    const file = url === '/' ? join(dir, 'index.html')
+      : url.startsWith('/fixtures/') ? normalize(join(REF, url.slice('/fixtures/'.length))) : normalize(join(dir, url.slice(1)));
+    const inside = file.startsWith(REF + '/') || file.startsWith(dir + '/');
+    if (!inside || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': types[extname(file)] ?? 'application/octet-stream',
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+    });
+    res.end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  origin = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => { throw new Error(`page error: ${e.message}`); });
+  // The functions handed to page.evaluate come from tsx (esbuild keepNames), which wraps named
+  // functions in __name(...): give the page that helper.
+  await page.addInitScript('globalThis.__name = (f) => f;');
+  await page.goto(`${origin}/`);
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the page is cross-origin isolated and imports the bundle', async () => {
+  const r = await page.evaluate(async () => {
+    const lib = await import('/index.js');
+    return { isolated: globalThis.crossOriginIsolated, kernels: lib.getKernels().name as string, ua: navigator.userAgent };
+  });
+  assert.equal(r.isolated, true);
+  assert.equal(r.kernels, 'reference');
+  assert.match(r.ua, /HeadlessChrome|Chrome/);
+});
+
+test('in the page: small_timm logits from timm safetensors, the official .pt and an HF folder; the official FCMAE .pt loss', async () => {
+  const got = await page.evaluate(async () => {
+    const lib = await import('/index.js');
+    const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
+    const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
+    const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
+    const logits = (ck: { config: unknown; state: unknown }) => {
+      const m = new lib.ConvNeXtV2(ck.config);
+      m.loadStateDict(ck.state);
+      return Array.from(m.forward(x).logits.data as Float32Array);
+    };
+    const timm = logits(lib.loadCheckpoint(await bytes('/small_timm_params.safetensors')));
+    const official = logits(lib.loadCheckpoint(await bytes('/fixtures/small_official.pt')));
+    const hfFiles = { 'model.safetensors': await bytes('/fixtures/small_hf/model.safetensors'), 'config.json': await bytes('/fixtures/small_hf/config.json') };
+    const hfCk = lib.loadCheckpoint(hfFiles);
+    const exp = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_hf/expected.safetensors'));
+    const hm = new lib.ConvNeXtV2(hfCk.config);
+    hm.loadStateDict(hfCk.state);
+    const hf = Array.from(hm.forward({ shape: exp.info('input.0.pixel_values').shape, data: exp.get('input.0.pixel_values') }).logits.data as Float32Array);
+    const fr = lib.parseSafetensorsBuffer(await bytes('/fixtures/fcmae_small.safetensors'));
+    const fck = lib.loadCheckpoint(await bytes('/fixtures/fcmae_small_official.pt'), { extra: true });
+    const f = new lib.FCMAE(fck.config, { decoderDim: fck.fcmae.decoderDim, decoderDepth: fck.fcmae.decoderDepth, normPixLoss: true });
+    f.encoderModel.loadStateDict(fck.state);
+    f.loadDecoderState(fck.extra);
+    const loss = f.forward({ shape: fr.info('input.pixel_values').shape, data: fr.get('input.pixel_values') },
+      { shape: fr.info('input.mask').shape, data: fr.get('input.mask') }).loss as number;
+    return { timm, official, hf, loss, naming: hfCk.naming as string };
+  });
+  const ref = node.readSafetensors(SMALL_TIMM);
+  const want = ref.get('output.0.logits')!.data;
+  assert.ok(relErr(Float32Array.from(got.timm), want) <= 1e-4, 'timm');
+  assert.ok(relErr(Float32Array.from(got.official), want) <= 1e-4, 'official');
+  assert.equal(got.naming, 'hf');
+  const exp = node.readSafetensors(join(REF, 'small_hf', 'expected.safetensors'));
+  assert.ok(relErr(Float32Array.from(got.hf), exp.get('output.0.logits')!.data) <= 1e-4, 'HF folder');
+  const wantLoss = node.readSafetensors(join(REF, 'fcmae_small.safetensors')).get('output.loss')!.data[0];
+  assert.ok(Math.abs(got.loss - wantLoss) <= 1e-4 * Math.abs(wantLoss), `FCMAE loss ${got.loss} vs ${wantLoss}`);
+});
+
+test('in the page: a fine-tuning step gives the native Node step\'s loss and gradients (1e-5)', async () => {
+  const got = await page.evaluate(async () => {
+    const lib = await import('/index.js');
+    const cfg = lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
+    const m = new lib.ConvNeXtV2(cfg, { seed: 3 });
+    m.zeroGrad();
+    const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
+    const { loss } = lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
+    return { loss: loss as number, grads: (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]) };
+  });
+  const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
+  const m = new node.ConvNeXtV2(cfg, { seed: 3 });
+  assert.notEqual(m.kernels.name, 'reference');
+  m.zeroGrad();
+  const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
+  const { loss } = node.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
+  assert.ok(Math.abs(got.loss - loss) <= 1e-5 * Math.abs(loss), `loss ${got.loss} vs ${loss}`);
+  assert.equal(got.grads.length, m.params.length);
+  for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), m.param(name).grad) <= 1e-5, name);
+});
