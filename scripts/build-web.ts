@@ -16,7 +16,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const browserEdges: Plugin = {
   name: 'convnextv2-browser-edges',
   setup(b) {
-    b.onResolve({ filter: /\/native\.js$/ }, (args) =>
+    // The Node loaders of the addon and of the wasm file: a stand-in that throws (the page gets the reference kernels).
+    b.onResolve({ filter: /\/(native|wasm_node)\.js$/ }, (args) =>
       args.importer.endsWith(join('src', 'kernels', 'index.ts')) ? { path: join(ROOT, 'src/kernels/native_browser.ts') } : undefined);
     b.onResolve({ filter: /^(node:|sharp$|onnxruntime-node$|@huggingface\/hub$)/ }, (args) => ({
       errors: [{ text: `${args.path} imported by ${args.importer.replace(ROOT, '')}: the browser bundle must not reach Node-only modules` }],

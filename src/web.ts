@@ -2,8 +2,9 @@
  * convnextv2 for the browser (and any JavaScript runtime): the platform-neutral core, nothing
  * from Node. `npm run build:web` bundles it to dist/web/index.js. Checkpoints are read from
  * bytes (`loadCheckpoint(uint8array)`, or the files of an HF folder by name) and written to
- * bytes (`serializeCheckpoint`, `exportBytes`) for a download; kernels are the TypeScript
- * reference ones until a WebAssembly backend is there. The training loops are the engines the
+ * bytes (`serializeCheckpoint`, `exportBytes`) for a download. Kernels: the TypeScript reference
+ * by default, or the WebAssembly build of the native kernels
+ * (`new WasmKernels(await WebAssembly.compile(bytesOfConvnextv2Wasm))`, passed as `kernels`). The training loops are the engines the
  * CLI runs (FinetuneEngine, PretrainEngine) over any BatchSource.
  */
 import { type LoadedCheckpoint, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
@@ -13,6 +14,7 @@ export { ConvNextError } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
 export { getKernels, ReferenceKernels, Act } from './kernels/index.js';
+export { WasmKernels } from './kernels/wasm.js';
 export type { Kernels, Isa } from './kernels/index.js';
 export {
   type ConvNeXtV2Config, type ConfigOverrides, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,

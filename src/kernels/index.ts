@@ -1,7 +1,8 @@
 /**
  * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
  * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference,
- * `CONVNEXTV2_KERNELS=native` the addon (an error, not a fallback, when it does not load); any
+ * `CONVNEXTV2_KERNELS=native` the addon (an error, not a fallback, when it does not load),
+ * `CONVNEXTV2_KERNELS=wasm` the WebAssembly build of the same kernels (npm run build:wasm); any
  * other value is an error.
  * `CONVNEXTV2_ISA` asks for one native path: when that cannot be had (unknown, or the CPU
  * lacks it) getKernels() throws instead of falling back.
@@ -29,19 +30,35 @@ async function loadNative(): Promise<Kernels | null> {
   }
 }
 
-const KERNEL_CHOICES = ['native', 'reference'];
+const KERNEL_CHOICES = ['native', 'reference', 'wasm'];
 // No `process` in a browser: no environment, and ./native.js is replaced by a module that throws.
 const env: Record<string, string | undefined> = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
 const chosen = env.CONVNEXTV2_KERNELS || undefined;
-const native: Kernels | null = chosen === 'reference' ? null : await loadNative();
+const native: Kernels | null = chosen === 'reference' || chosen === 'wasm' ? null : await loadNative();
+
+let wasmError: string | null = null;
+async function loadWasm(): Promise<Kernels | null> {
+  try {
+    const mod = await import('./wasm_node.js');
+    return mod.loadWasmKernels();
+  } catch (e) {
+    wasmError = e instanceof Error ? e.message : String(e);
+    return null;
+  }
+}
+const wasm: Kernels | null = chosen === 'wasm' ? await loadWasm() : null;
 
 /** The default kernels: native when available. */
 export function getKernels(): Kernels {
   if (cached) return cached;
   if (chosen !== undefined && !KERNEL_CHOICES.includes(chosen)) {
-    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use ${KERNEL_CHOICES.join(' or ')}, or leave it unset)`, 2);
+    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use native, reference or wasm, or leave it unset)`, 2);
   }
   if (chosen === 'native' && !native) throw new ConvNextError(`CONVNEXTV2_KERNELS=native: the native addon did not load (${nativeError})`, 2);
+  if (chosen === 'wasm') {
+    if (!wasm) throw new ConvNextError(`CONVNEXTV2_KERNELS=wasm: ${wasmError}`, 2);
+    return (cached = wasm);
+  }
   if (native) {
     cached = native;
   } else {

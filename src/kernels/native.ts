@@ -167,7 +167,7 @@ export class NativeKernels implements Kernels {
   }
 
   /** Switches the instruction-set path; throws when the CPU or build lacks it. */
-  setIsa(isa: Exclude<Isa, 'reference'>): void {
+  setIsa(isa: Exclude<Isa, 'reference' | 'wasm'>): void {
     this.a.setIsa(isa);
   }
 
@@ -177,8 +177,8 @@ export class NativeKernels implements Kernels {
   }
 
   /** The paths usable on this machine, best first (always ends with 'portable'). */
-  supportedIsas(): Exclude<Isa, 'reference'>[] {
-    return this.a.supportedIsas() as Exclude<Isa, 'reference'>[];
+  supportedIsas(): Exclude<Isa, 'reference' | 'wasm'>[] {
+    return this.a.supportedIsas() as Exclude<Isa, 'reference' | 'wasm'>[];
   }
 
   gemm(

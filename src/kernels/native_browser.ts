@@ -10,3 +10,10 @@ export class NativeKernels {
     throw e;
   }
 }
+
+/** Stands in for ./wasm_node.ts (which reads the .wasm file from disk): a page compiles the module itself. */
+export function loadWasmKernels(): never {
+  const e = new Error('the wasm kernels are loaded from a file in Node only');
+  e.name = 'BrowserBuild';
+  throw e;
+}

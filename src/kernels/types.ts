@@ -14,7 +14,7 @@
  */
 
 /** Instruction set the native kernels run with. */
-export type Isa = 'avx512' | 'avx2' | 'portable' | 'reference';
+export type Isa = 'avx512' | 'avx2' | 'portable' | 'reference' | 'wasm';
 
 /** Activation fused into a GEMM epilogue: None, or exact GELU 0.5 * x * (1 + erf(x / sqrt(2))). */
 export const Act = { None: 0, Gelu: 1 } as const;

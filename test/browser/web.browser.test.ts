@@ -4,7 +4,8 @@
 // dist/web/index.js, fetches the reference fixtures and runs: small_timm's logits from the timm
 // safetensors, the official .pt and the HF folder (1e-4 of timm's), the official FCMAE .pt's
 // loss (1e-4), and one fine-tuning step whose loss and gradients must be the native Node step's
-// (1e-5). `npm run test:browser` (needs `apt-get install -y chromium`).
+// (1e-5); and the WebAssembly kernels in the page (the same logits and gradients).
+// `npm run test:browser` (builds the wasm kernels first; needs Chromium and clang, see README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import * as node from '../../src/index.js';
 import { REF, relErr, SMALL_TIMM } from '../helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const WASM = join(new URL('../..', import.meta.url).pathname, 'dist', 'wasm', 'convnextv2.wasm');
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-browser-'));
 let server: Server;
 let browser: Browser;
@@ -29,13 +31,14 @@ before(async () => {
   const params = node.serializeSafetensors([...node.readSafetensors(SMALL_TIMM)].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6), v] as const));
   writeFileSync(join(dir, 'small_timm_params.safetensors'), params);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>convnextv2 browser test</title><p>convnextv2</p>\n');
-  const types: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
+  assert.ok(existsSync(WASM), `${WASM} missing: npm run build:wasm`);
+  const types: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json', '.wasm': 'application/wasm' };
   server = createServer((req, res) => {
     const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
-    // The page, the bundle and the prepared checkpoint from the temp folder; the fixtures under /fixtures/.
-    const file = url === '/' ? join(dir, 'index.html')
+    // The page, the bundle and the prepared checkpoint from the temp folder; the fixtures under /fixtures/; the wasm kernels.
+    const file = url === '/' ? join(dir, 'index.html') : url === '/convnextv2.wasm' ? WASM
       : url.startsWith('/fixtures/') ? normalize(join(REF, url.slice('/fixtures/'.length))) : normalize(join(dir, url.slice(1)));
-    const inside = file.startsWith(REF + '/') || file.startsWith(dir + '/');
+    const inside = file === WASM || file.startsWith(REF + '/') || file.startsWith(dir + '/');
     if (!inside || !existsSync(file)) {
       res.writeHead(404).end();
       return;
@@ -133,4 +136,27 @@ test('in the page: a fine-tuning step gives the native Node step\'s loss and gra
   assert.ok(Math.abs(got.loss - loss) <= 1e-5 * Math.abs(loss), `loss ${got.loss} vs ${loss}`);
   assert.equal(got.grads.length, m.params.length);
   for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), m.param(name).grad) <= 1e-5, name);
+});
+
+test('in the page: the WebAssembly kernels give timm\'s logits and the reference kernels\' gradients', async () => {
+  const got = await page.evaluate(async () => {
+    const lib = await import('/index.js');
+    const kernels = new lib.WasmKernels(await WebAssembly.compile(await (await fetch('/convnextv2.wasm')).arrayBuffer()));
+    const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
+    const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
+    const ck = lib.loadCheckpoint(await bytes('/small_timm_params.safetensors'));
+    const m = new lib.ConvNeXtV2(ck.config, { kernels });
+    m.loadStateDict(ck.state);
+    const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
+    const logits = Array.from(m.forward(x).logits.data as Float32Array);
+    m.zeroGrad();
+    m.forward(x, { cache: true });
+    m.backward(ref.get('grad.R'), false);
+    const grads = (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]);
+    return { name: kernels.name as string, logits, grads };
+  });
+  assert.equal(got.name, 'wasm');
+  const ref = node.readSafetensors(SMALL_TIMM);
+  assert.ok(relErr(Float32Array.from(got.logits), ref.get('output.0.logits')!.data) <= 1e-4, 'logits');
+  for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), ref.get(`grad.${name}`)!.data) <= 1e-4, `grad ${name}`);
 });
