@@ -8,19 +8,19 @@
 // `npm run test:browser` (builds the wasm kernels first; needs Chromium and clang, see README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildWeb } from '../../scripts/build-web.js';
+import { serve, type Served } from '../../scripts/serve.js';
 import * as node from '../../src/index.js';
 import { REF, relErr, SMALL_TIMM } from '../helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WASM = join(new URL('../..', import.meta.url).pathname, 'dist', 'wasm', 'convnextv2.wasm');
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-browser-'));
-let server: Server;
+let served: Served | undefined;
 let browser: Browser;
 let page: Page;
 let origin = '';
@@ -32,27 +32,11 @@ before(async () => {
   writeFileSync(join(dir, 'small_timm_params.safetensors'), params);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>convnextv2 browser test</title><p>convnextv2</p>\n');
   assert.ok(existsSync(WASM), `${WASM} missing: npm run build:wasm`);
-  const types: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json', '.wasm': 'application/wasm' };
-  server = createServer((req, res) => {
-    const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
-    // The page, the bundle and the prepared checkpoint from the temp folder; the fixtures under /fixtures/; the wasm kernels.
-    const file = url === '/' ? join(dir, 'index.html') : url === '/convnextv2.wasm' ? WASM
-      : url.startsWith('/fixtures/') ? normalize(join(REF, url.slice('/fixtures/'.length))) : normalize(join(dir, url.slice(1)));
-    const inside = file === WASM || file.startsWith(REF + '/') || file.startsWith(dir + '/');
-    if (!inside || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, {
-      'Content-Type': types[extname(file)] ?? 'application/octet-stream',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
-    });
-    res.end(readFileSync(file));
+  served = await serve({
+    '/': join(dir, 'index.html'), '/index.js': join(dir, 'index.js'), '/index.js.map': join(dir, 'index.js.map'),
+    '/small_timm_params.safetensors': join(dir, 'small_timm_params.safetensors'), '/convnextv2.wasm': WASM, '/fixtures/': REF,
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  origin = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  origin = served.origin;
   browser = await chromium.launch({ executablePath: CHROMIUM });
   page = await browser.newPage();
   page.on('pageerror', (e) => { throw new Error(`page error: ${e.message}`); });
@@ -64,7 +48,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await served?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,0 +1,49 @@
+/**
+ * A static file server for the browser suites and benchmarks: 127.0.0.1 on a free port, URL
+ * prefixes mapped to folders or files, every response with COOP/COEP so the page is
+ * cross-origin isolated (SharedArrayBuffer, threads). Nothing outside the mapped paths is served.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { extname, join, normalize } from 'node:path';
+
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html', '.map': 'application/json',
+  '.wasm': 'application/wasm', '.json': 'application/json',
+};
+
+export interface Served {
+  origin: string;
+  close(): Promise<void>;
+}
+
+/** Serves `routes` ({'/fixtures/': folder, '/index.js': file, '/': the page}); the longest folder prefix wins. */
+export async function serve(routes: Record<string, string>): Promise<Served> {
+  const prefixes = Object.keys(routes).sort((a, b) => b.length - a.length);
+  const server: Server = createServer((req, res) => {
+    const url = decodeURIComponent((req.url ?? '/').split('?')[0]);
+    // A key ending in '/' (but '/' itself) maps a folder; any other key one URL.
+    const isDir = (p: string) => p.endsWith('/') && p !== '/';
+    const prefix = prefixes.find((p) => (isDir(p) ? url.startsWith(p) : url === p));
+    let file = '';
+    if (prefix !== undefined) {
+      const target = routes[prefix];
+      file = isDir(prefix) ? normalize(join(target, url.slice(prefix.length))) : target;
+      if (isDir(prefix) && !file.startsWith(normalize(target) + '/')) file = '';
+    }
+    if (!file || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+    });
+    res.end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  const origin = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  return { origin, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
