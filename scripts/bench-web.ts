@@ -39,7 +39,7 @@ const dir = mkdtempSync(join(tmpdir(), 'convnextv2-bench-web-'));
 const wasm = buildWasm();
 await buildWeb(dir);
 writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>convnextv2 bench</title>\n');
-const ortDir = join(dirname(fileURLToPath(import.meta.resolve('onnxruntime-web'))), '');
+const ortDir = dirname(fileURLToPath(import.meta.resolve('onnxruntime-web')));
 const served = await serve({
   '/': join(dir, 'index.html'), '/index.js': join(dir, 'index.js'), '/convnextv2.wasm': wasm, '/model.onnx': onnx, '/ort/': ortDir,
 });
@@ -108,7 +108,7 @@ try {
   }
   const m = (k: string) => median((r as Record<string, number[]>)[k]);
   const rec = {
-    chromium: browser.version(), cpu: node.getNativeKernels().kernels ? (nk.cpuInfo().brand || 'unknown') : 'unknown', isa_native: nk.isa, threads: 1,
+    chromium: browser.version(), cpu: nk.cpuInfo().brand, isa_native: nk.isa, threads: 1,
     cross_origin_isolated: m('isolated') === 1, rounds,
     ours_b1: m('ours_b1'), ours_b16: m('ours_b16'), ort_web_b1: m('ort_web_b1'), ort_web_b16: m('ort_web_b16'),
     ours_train_b16: m('ours_train_b16'), node_wasm_b16: median(nodeWasm), node_native_1thread_b16: median(nodeNative1),

@@ -59,9 +59,8 @@ export { writePng } from './viz/png_file.js';
 export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
 export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
-export {
-  FinetuneEngine, NonFiniteLossError, type FinetuneEngineOptions, type FinetuneEpoch, type EpochHooks, type StepInfo, type EvalSummary,
-} from './train/finetune_engine.js';
+export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
+export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';

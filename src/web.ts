@@ -7,7 +7,7 @@
  * (`new WasmKernels(await WebAssembly.compile(bytesOfConvnextv2Wasm))`, passed as `kernels`). The training loops are the engines the
  * CLI runs (FinetuneEngine, PretrainEngine) over any BatchSource.
  */
-import { type LoadedCheckpoint, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
+import { type LoadedCheckpoint, loadCheckpointBytes, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
 import { type FileSet, memoryFiles } from './io/files.js';
 
 export { ConvNextError } from './errors.js';
@@ -29,9 +29,8 @@ export { ModelEma } from './train/ema.js';
 export { layerScale, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
-export {
-  FinetuneEngine, NonFiniteLossError, type FinetuneEngineOptions, type FinetuneEpoch, type EpochHooks, type StepInfo, type EvalSummary,
-} from './train/finetune_engine.js';
+export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
+export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
 export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
@@ -64,7 +63,7 @@ export { randomResizedCrop, hflip, compileTransform, applyTransform, type Transf
  * path in it.
  */
 export function loadCheckpoint(input: Uint8Array | Readonly<Record<string, Uint8Array>> | FileSet, opts: LoadOptions & { path?: string } = {}): LoadedCheckpoint {
-  if (input instanceof Uint8Array) return loadCheckpointFrom(memoryFiles({ checkpoint: input }), 'checkpoint', opts);
+  if (input instanceof Uint8Array) return loadCheckpointBytes(input, opts);
   if (isFileSet(input)) return loadCheckpointFrom(input, opts.path ?? '.', opts);
   return loadCheckpointFrom(memoryFiles(input), opts.path ?? '.', opts);
 }

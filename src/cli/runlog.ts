@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 import { ParsedArgs, type FlagValue } from './args.js';
-import { type EpochHooks, NonFiniteLossError } from '../train/finetune_engine.js';
+import { type EpochHooks, NonFiniteLossError } from '../train/epoch.js';
 import { Progress } from './progress.js';
 
 /** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */

@@ -9,7 +9,7 @@
 import { sampleSeed, type BatchSource } from '../data/batch.js';
 import { Rng } from '../rng.js';
 import type { AdamW } from '../train/adamw.js';
-import { type EpochHooks, type EpochStats, NonFiniteLossError } from '../train/finetune_engine.js';
+import { type EpochHooks, type EpochStats, NonFiniteLossError } from '../train/epoch.js';
 import { lrAt, type CosineSchedule } from '../train/schedule.js';
 import type { FCMAE } from './fcmae.js';
 import { randomMask } from './masking.js';

@@ -23,7 +23,7 @@
  */
 import { ConvNextError } from '../errors.js';
 import { MODEL_SIZES, configJson, initConstant, paramSpecs, validateConfig, type ConvNeXtV2Config } from '../model/config.js';
-import type { FileSet } from './files.js';
+import { type FileSet, memoryFiles } from './files.js';
 import { serializeSafetensors, type TensorData } from './safetensors.js';
 import { serializeTorchCheckpoint } from './torch.js';
 import { isPickleRecord } from './pickle.js';
@@ -1060,6 +1060,11 @@ export function loadCheckpointFrom(files: FileSet, path: string, opts: LoadOptio
   } finally {
     src.close();
   }
+}
+
+/** {@link loadCheckpointFrom} for the bytes of one file of any supported format. */
+export function loadCheckpointBytes(bytes: Uint8Array, opts: LoadOptions = {}): LoadedCheckpoint {
+  return loadCheckpointFrom(memoryFiles({ checkpoint: bytes }), 'checkpoint', opts);
 }
 
 function loadFromSource(files: FileSet, src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions, timmConfig?: string): LoadedCheckpoint {

@@ -9,9 +9,9 @@ import { ConvNextError } from '../errors.js';
 import type { ConvNeXtV2Config } from '../model/config.js';
 import { writeBytesAtomicSync } from './atomic.js';
 import {
-  checkpointContents, type ExportOptions, type LoadedCheckpoint, loadCheckpointFrom, type LoadOptions, planExport, type SaveCheckpointInput,
+  checkpointContents, type ExportOptions, type LoadedCheckpoint, loadCheckpointBytes, loadCheckpointFrom, type LoadOptions, planExport, type SaveCheckpointInput,
 } from './checkpoint.js';
-import { type FileSet, memoryFiles } from './files.js';
+import type { FileSet } from './files.js';
 import { nodeFiles } from './files_node.js';
 import type { TensorData } from './safetensors.js';
 import { writeSafetensors } from './safetensors_file.js';
@@ -26,8 +26,7 @@ import { writeTorchCheckpoint } from './torch_file.js';
  * tensors it needs (safetensors files lazily). See `loadCheckpointFrom` in ./checkpoint.ts.
  */
 export function loadCheckpoint(input: string | Uint8Array, opts: LoadOptions = {}): LoadedCheckpoint {
-  if (typeof input === 'string') return loadCheckpointFrom(nodeFiles, input, opts);
-  return loadCheckpointFrom(memoryFiles({ checkpoint: input }), 'checkpoint', opts);
+  return typeof input === 'string' ? loadCheckpointFrom(nodeFiles, input, opts) : loadCheckpointBytes(input, opts);
 }
 
 export type { FileSet };

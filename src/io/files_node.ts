@@ -1,18 +1,13 @@
 /** Node's file system as a {@link FileSet}: lazy safetensors reads, torch.save zips read in place. */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { ConvNextError, oneLine } from '../errors.js';
+import { ConvNextError } from '../errors.js';
+import { fsReason } from './fs_errors.js';
 import type { FileSet } from './files.js';
 import { openSafetensors } from './safetensors_file.js';
 import { readTorchCheckpoint } from './torch_file.js';
 
-function why(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ENOENT') return 'no such file or directory';
-  if (e?.code === 'EISDIR') return 'is a directory';
-  if (e?.code === 'EACCES' || e?.code === 'EPERM') return 'permission denied';
-  return oneLine(e instanceof Error ? e.message : String(err));
-}
+const why = (err: unknown) => fsReason(err, { ENOENT: 'no such file or directory' });
 
 export const nodeFiles: FileSet = {
   kind(path) {

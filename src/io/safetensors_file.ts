@@ -3,21 +3,14 @@
  * writer, over the platform-neutral format code of ./safetensors.ts.
  */
 import * as fs from 'node:fs';
-import { ConvNextError, oneLine } from '../errors.js';
+import { ConvNextError } from '../errors.js';
+import { fsReason } from './fs_errors.js';
 import { writeAllSync, writeFileAtomicSync } from './atomic.js';
 import {
   type ByteSource, checkPrefix, f32Bytes, fail, layout, parseHeader, READ_CHUNK, Reader, type SafetensorsReader, type TensorData, type TensorsInput,
 } from './safetensors.js';
 
-function describeFsError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case 'ENOENT': return 'no such file';
-    case 'EISDIR': return 'is a directory, not a safetensors file';
-    case 'EACCES': case 'EPERM': return 'permission denied';
-    default: return oneLine(e instanceof Error ? e.message : String(err));
-  }
-}
+const describeFsError = (err: unknown) => fsReason(err, { EISDIR: 'is a directory, not a safetensors file' });
 
 /**
  * Opens a safetensors file, reading and validating only its header. Tensor data is read on

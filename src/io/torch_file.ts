@@ -1,6 +1,7 @@
 /** torch.save checkpoints on disk (Node): read with positioned reads, written atomically, over ./torch.ts. */
 import * as fs from 'node:fs';
 import { ConvNextError } from '../errors.js';
+import { fsReason } from './fs_errors.js';
 import { writeAllSync, writeFileAtomicSync } from './atomic.js';
 import { checkHead, readFromZip, type TorchReadOptions, type TorchWritable, type TorchWriteOptions, writeTorchZip } from './torch.js';
 import type { PickleValue } from './pickle.js';
@@ -29,8 +30,7 @@ export function readTorchCheckpoint(path: string, opts: TorchReadOptions = {}): 
     }
   } catch (err) {
     if (err instanceof ConvNextError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new ConvNextError(`${path}: ${e && e.code === 'ENOENT' ? 'no such file' : String(e && e.message ? e.message : err).replace(/\s+/g, ' ')}`);
+    throw new ConvNextError(`${path}: ${fsReason(err)}`);
   }
   checkHead(path, head, size);
   const zip = openZip(path);

@@ -1,6 +1,7 @@
 /** Zip archives on disk (Node): positioned reads from a file descriptor, over ./zip.ts. */
 import * as fs from 'node:fs';
-import { ConvNextError, oneLine } from '../errors.js';
+import { ConvNextError } from '../errors.js';
+import { fsReason } from './fs_errors.js';
 import './codecs_node.js';
 import { type ByteSource, READ_CHUNK, Reader, type ZipReader } from './zip.js';
 
@@ -20,13 +21,6 @@ function fdSource(fd: number, size: number): ByteSource {
   };
 }
 
-function describeFsError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (e && e.code === 'ENOENT') return 'no such file';
-  if (e && e.code === 'EACCES') return 'permission denied';
-  if (e && e.code === 'EISDIR') return 'is a directory';
-  return oneLine(err instanceof Error ? err.message : String(err));
-}
 
 /** Opens a zip archive for positioned reads. Call `close()` when done. */
 export function openZip(path: string): ZipReader {
@@ -34,7 +28,7 @@ export function openZip(path: string): ZipReader {
   try {
     fd = fs.openSync(path, 'r');
   } catch (err) {
-    throw new ConvNextError(`${path}: ${describeFsError(err)}`);
+    throw new ConvNextError(`${path}: ${fsReason(err)}`);
   }
   try {
     const st = fs.fstatSync(fd);
@@ -43,7 +37,7 @@ export function openZip(path: string): ZipReader {
   } catch (err) {
     fs.closeSync(fd);
     if (err instanceof ConvNextError) throw err;
-    throw new ConvNextError(`${path}: ${describeFsError(err)}`);
+    throw new ConvNextError(`${path}: ${fsReason(err)}`);
   }
 }
 

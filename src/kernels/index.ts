@@ -16,17 +16,13 @@ export { Act } from './types.js';
 export { ReferenceKernels } from './reference.js';
 
 let cached: Kernels | null = null;
-let nativeError: string | null = null;
-let browserBuild = false;
 
-async function loadNative(): Promise<Kernels | null> {
+/** A backend built by `make` (a dynamic import: the browser bundle swaps those modules for throwing stand-ins), or why not. */
+async function tryLoad(make: () => Promise<Kernels>): Promise<{ kernels: Kernels | null; error: string | null; browserBuild: boolean }> {
   try {
-    const mod = await import('./native.js');
-    return new mod.NativeKernels();
+    return { kernels: await make(), error: null, browserBuild: false };
   } catch (e) {
-    browserBuild = e instanceof Error && e.name === 'BrowserBuild';
-    nativeError = e instanceof Error ? e.message : String(e);
-    return null;
+    return { kernels: null, error: e instanceof Error ? e.message : String(e), browserBuild: e instanceof Error && e.name === 'BrowserBuild' };
   }
 }
 
@@ -34,19 +30,14 @@ const KERNEL_CHOICES = ['native', 'reference', 'wasm'];
 // No `process` in a browser: no environment, and ./native.js is replaced by a module that throws.
 const env: Record<string, string | undefined> = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
 const chosen = env.CONVNEXTV2_KERNELS || undefined;
-const native: Kernels | null = chosen === 'reference' || chosen === 'wasm' ? null : await loadNative();
-
-let wasmError: string | null = null;
-async function loadWasm(): Promise<Kernels | null> {
-  try {
-    const mod = await import('./wasm_node.js');
-    return mod.loadWasmKernels();
-  } catch (e) {
-    wasmError = e instanceof Error ? e.message : String(e);
-    return null;
-  }
-}
-const wasm: Kernels | null = chosen === 'wasm' ? await loadWasm() : null;
+const none = { kernels: null, error: null, browserBuild: false };
+const nativeLoad = chosen === 'reference' || chosen === 'wasm' ? none : await tryLoad(async () => new (await import('./native.js')).NativeKernels());
+const native: Kernels | null = nativeLoad.kernels;
+const nativeError = nativeLoad.error;
+const browserBuild = nativeLoad.browserBuild;
+const wasmLoad = chosen === 'wasm' ? await tryLoad(async () => (await import('./wasm_node.js')).loadWasmKernels()) : none;
+const wasm: Kernels | null = wasmLoad.kernels;
+const wasmError = wasmLoad.error;
 
 /** The default kernels: native when available. */
 export function getKernels(): Kernels {

@@ -222,6 +222,9 @@ export class ConvNeXtV2 {
     let y = this.stem.forward(k, x, N, H, W, buf);
     y = this.stemNorm.forward(k, y, N * h * w, buf, 'stem.ln');
     const stages: Tensor[] = [];
+    // Inference ping-pongs between two shared buffers; a stage's output is a fresh array only
+    // when it is returned as is (NHWC stages).
+    const fresh = !cache && opts.stages === 'NHWC';
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
       if (s > 0) {
@@ -236,13 +239,12 @@ export class ConvNeXtV2 {
       const blocks = this.stages[s];
       const n = N * h * w * dims[s];
       for (let b = 0; b < blocks.length; b++) {
-        // Inference ping-pongs between two shared buffers; a stage's output is fresh.
-        const out = cache ? undefined : b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(`block.out${b % 2}`, n);
+        const out = cache ? undefined : fresh && b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(`block.out${b % 2}`, n);
         const where = { stage: s, block: b, index: blockIndex++ };
         const cap = capture ? (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture(where, a, n, hh, ww, c) : undefined;
         y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
       }
-      if (blocks.length === 0 && !cache) y = Float32Array.from(y);
+      if (blocks.length === 0 && fresh) y = Float32Array.from(y);
       if (opts.stages === 'NHWC') stages.push({ shape: [N, h, w, dims[s]], data: y });
       else if (opts.stages === 'NCHW') {
         const nchw = new Float32Array(y.length);

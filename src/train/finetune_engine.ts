@@ -9,7 +9,6 @@
  */
 import { sampleSeed, type BatchSource } from '../data/batch.js';
 import type { Mixup } from '../data/mixup.js';
-import { ConvNextError } from '../errors.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Rng } from '../rng.js';
@@ -17,6 +16,7 @@ import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
 import { optimizerTensors } from './optimizer_state.js';
 import { clipGradNorm, forwardBackward, smoothTargets } from './step.js';
+import { type EpochHooks, type EpochStats, NonFiniteLossError } from './epoch.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
 export interface EvalSummary {
@@ -49,36 +49,6 @@ export interface FinetuneEngineOptions {
   resume?: { step: number; best: number };
 }
 
-/** Where an epoch is, for progress displays and interruption points. */
-export interface StepInfo {
-  epoch: number;
-  /** 1-based batch within the epoch. */
-  batch: number;
-  batches: number;
-  /** Mean loss of the epoch so far. */
-  loss: number;
-  lr: number;
-  images: number;
-}
-
-/** Called around every batch; awaited (a CLI yields there so that a signal is handled). */
-export interface EpochHooks {
-  beforeBatch?: (epoch: number, batch: number) => void | Promise<void>;
-  afterBatch?: (s: StepInfo) => void | Promise<void>;
-}
-
-/** What every training epoch reports. */
-export interface EpochStats {
-  epoch: number;
-  /** Mean training loss. */
-  loss: number;
-  /** The lr of the epoch's last step. */
-  lr: number;
-  batches: number;
-  images: number;
-  seconds: number;
-}
-
 export interface FinetuneEpoch extends EpochStats {
   val: EvalSummary;
   /** The EMA's evaluation, with `emaEval`. */
@@ -86,13 +56,6 @@ export interface FinetuneEpoch extends EpochStats {
   /** Whether val top-1 beat the best so far (it is the best now). */
   improved: boolean;
   best: number;
-}
-
-/** A non-finite training loss: the run cannot go on (the last checkpoint is what is left). */
-export class NonFiniteLossError extends ConvNextError {
-  constructor(readonly loss: number, readonly epoch: number, readonly batch: number) {
-    super(`loss is ${loss} at epoch ${epoch}, step ${batch}`);
-  }
 }
 
 export class FinetuneEngine {
