@@ -85,13 +85,30 @@ struct S {
   static inline v rcp(v a) { return set1(1.0f) / a; }
   // In-register transpose of a W x W block: r[i] holds row i on entry, column i on exit.
   static inline void transpose(v* r) {
+#if defined(__clang__) || __GNUC__ >= 12
+    // Unpack low/high pairs, then 64-bit halves: shuffles V8 maps to unpcklps/unpckhps/movlhps/
+    // movhlps (lane-by-lane copies became 32 extract/replace-lane instructions in wasm).
+    const v t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5), t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+    const v t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5), t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+    r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+#else
     v t[4];
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) t[j][i] = r[i][j];
     for (int i = 0; i < 4; ++i) r[i] = t[i];
+#endif
   }
   static inline float hsum(v a) { return (a[0] + a[2]) + (a[1] + a[3]); }
 };
+#ifndef CNX_GEMM_MR
 #define CNX_GEMM_MR 6
+#endif
+#ifndef CNX_GEMM_NV
 #define CNX_GEMM_NV 2
+#endif
+#ifndef CNX_GEMM_KC
 #define CNX_GEMM_KC 256
+#endif

@@ -159,10 +159,10 @@ Pool& pool() {
 }
 
 struct Scratch {
-  float* p[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
-  size_t n[6] = {0, 0, 0, 0, 0, 0};
+  float* p[8] = {};
+  size_t n[8] = {};
   ~Scratch() {
-    for (int i = 0; i < 6; ++i) std::free(p[i]);
+    for (int i = 0; i < 8; ++i) std::free(p[i]);
   }
 };
 thread_local Scratch tl_scratch;

@@ -17,7 +17,7 @@ int pool_threads();
 void pool_set_threads(int n);  // n >= 1
 int pool_default_threads();
 
-// Per-thread, 64-byte-aligned scratch buffer (slot 0..5), grown as needed, kept for reuse.
+// Per-thread, 64-byte-aligned scratch buffer (slot 0..7), grown as needed, kept for reuse.
 float* scratch(int slot, size_t nfloats);
 
 template <class F>

@@ -5,9 +5,10 @@ export { ConvNextError } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
 export { getKernels, getNativeKernels, setThreads, ReferenceKernels, Act } from './kernels/index.js';
-export { WasmKernels } from './kernels/wasm.js';
-export { loadWasmKernels } from './kernels/wasm_node.js';
-export type { Kernels, Isa } from './kernels/index.js';
+export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThreadInit } from './kernels/wasm.js';
+export { loadWasmKernels, nodeThreadHost } from './kernels/wasm_node.js';
+export { hostMemory, memoryOf } from './kernels/index.js';
+export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
 export {
   type ConvNeXtV2Config, type ConfigOverrides, type ParamSpec, type BlockType, MODEL_SIZES, LAYER_SCALE_INIT, makeConfig, validateConfig,
   paramSpecs, countParams,

@@ -3,8 +3,8 @@
  * from Node. `npm run build:web` bundles it to dist/web/index.js. Checkpoints are read from
  * bytes (`loadCheckpoint(uint8array)`, or the files of an HF folder by name) and written to
  * bytes (`serializeCheckpoint`, `exportBytes`) for a download. Kernels: the TypeScript reference
- * by default, or the WebAssembly build of the native kernels
- * (`new WasmKernels(await WebAssembly.compile(bytesOfConvnextv2Wasm))`, passed as `kernels`). The training loops are the engines the
+ * by default, or the WebAssembly build of the native kernels (`await loadWasmKernels()`, with
+ * threads where the page is cross-origin isolated; passed as `kernels`). The training loops are the engines the
  * CLI runs (FinetuneEngine, PretrainEngine) over any BatchSource.
  */
 import { type LoadedCheckpoint, loadCheckpointBytes, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
@@ -14,8 +14,10 @@ export { ConvNextError } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
 export { getKernels, ReferenceKernels, Act } from './kernels/index.js';
-export { WasmKernels } from './kernels/wasm.js';
-export type { Kernels, Isa } from './kernels/index.js';
+export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThreadInit } from './kernels/wasm.js';
+export { loadWasmKernels, browserThreadHost, type LoadWasmOptions } from './kernels/wasm_browser.js';
+export { hostMemory, memoryOf } from './kernels/index.js';
+export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
 export {
   type ConvNeXtV2Config, type ConfigOverrides, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,
 } from './model/config.js';

@@ -62,7 +62,7 @@ export class FcmaeDecoder {
     const D = this.dim;
     this.keep = keep;
     this.shape = [N, h, w];
-    const x = this.proj.forward(k, e, rows, b, this.own.get('mixed', rows * D));
+    const x = this.proj.forward(k, e, rows, b, this.own.get(k, 'mixed', rows * D));
     const tok = this.maskToken.data;
     for (let r = 0; r < rows; r++) if (!keep[r]) x.set(tok, r * D);
     let y = x;
@@ -82,7 +82,7 @@ export class FcmaeDecoder {
     // The loss leaves zero gradients at visible patches: the prediction layer's backward runs
     // on the rows with a nonzero gradient only.
     const nz = live ?? nonzeroRows(dpred, rows, this.outDim);
-    const dy = this.shared.get('dec.dy', rows * D);
+    const dy = this.shared.get(k, 'dec.dy', rows * D);
     let d = nz.length === rows
       ? this.pred.backward(k, dpred, this.shared, dy)!
       : this.pred.backwardRows(k, dpred, nz, this.shared, dy);
@@ -94,6 +94,6 @@ export class FcmaeDecoder {
       for (let c = 0; c < D; c++) gt[c] += d[o + c];
       d.fill(0, o, o + D);
     }
-    return this.proj.backward(k, d, this.shared, this.shared.get('dec.de', rows * this.encDim))!;
+    return this.proj.backward(k, d, this.shared, this.shared.get(k, 'dec.de', rows * this.encDim))!;
   }
 }

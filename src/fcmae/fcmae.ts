@@ -12,11 +12,11 @@
  */
 import { checkKnownKeys, ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
-import type { Kernels } from '../kernels/types.js';
+import { type Kernels, memoryOf } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
 import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
-import { Arena } from '../nn/arena.js';
+import { Arena, clearArenas } from '../nn/arena.js';
 import { Param } from '../nn/param.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
@@ -92,7 +92,7 @@ export class FCMAE {
     this.encoderModel = new ConvNeXtV2({ ...encoderConfig, numClasses: 0 }, { kernels: this.kernels, seed: init.seed });
     for (const p of this.encoderModel.params) this.byName.set(p.name, p);
     this.decoderParams = fcmaeParamSpecs(this.info(), encoderConfig.dims[3], encoderConfig.inChans)
-      .map((s) => new Param(s.name, s.shape, s.name.endsWith('.bias') || s.shape.length === 1));
+      .map((s) => new Param(s.name, s.shape, s.name.endsWith('.bias') || s.shape.length === 1, memoryOf(this.kernels)));
     for (const p of this.decoderParams) this.byName.set(p.name, p);
     this.params = [...this.encoderModel.params.filter((p) => !p.name.startsWith('head.')), ...this.decoderParams];
     this.encoder = new SparseEncoder(this.encoderModel, this.shared);
@@ -109,6 +109,13 @@ export class FCMAE {
       decoderDim: this.opts.decoderDim, decoderDepth: this.opts.decoderDepth, patchSize: this.opts.patchSize,
       decoderKernelSize: 7, maskRatio: this.opts.maskRatio, normPixLoss: this.opts.normPixLoss,
     };
+  }
+
+  /** Returns the encoder's and decoder's parameters and buffers to the kernels' memory (see ConvNeXtV2.dispose). */
+  dispose(): void {
+    clearArenas(this);
+    this.encoderModel.dispose();
+    for (const p of this.decoderParams) p.dispose();
   }
 
   param(name: string): Param {
@@ -200,16 +207,16 @@ export class FCMAE {
     }
     const mask = maskTensor.data;
     const k = this.kernels;
-    const x = this.shared.get('fcmae.input', N * H * W * C);
+    const x = this.shared.get(k, 'fcmae.input', N * H * W * C);
     k.nchwToNhwc(pixels.data, N, C, H, W, x);
     const enc = this.encoder.forward(k, x, N, H, W, mask, { mode: opts.mode ?? 'sparse', grnStats: this.opts.grnStats });
     const keep = this.encoder.stageMasks()[3].keep;
     const pred = this.decoder.forward(k, enc.map, keep, N, enc.H, enc.W);
     const rows = N * enc.H * enc.W;
     const P = p * p * C;
-    const target = this.shared.get('fcmae.target', rows * P);
+    const target = this.shared.get(k, 'fcmae.target', rows * P);
     const norm = opts.normPixLoss ?? this.opts.normPixLoss;
-    const dpred = this.shared.get('fcmae.dpred', rows * P);
+    const dpred = this.shared.get(k, 'fcmae.dpred', rows * P);
     const { loss, patchStats } = targetAndLoss(x, N, H, W, C, p, norm, pred, mask, target, dpred);
     this.last = { rows, P, dpred, mask };
     return {

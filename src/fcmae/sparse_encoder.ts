@@ -92,7 +92,7 @@ class MaskedBlock {
     if (!sparse) zeroMasked(g, sm, 4 * C);
     const r = this.grn ? this.grn.forward(k, g, grnOffsets(sm, mode, stats), b) : g;
     if (!sparse) zeroMasked(r, sm, 4 * C);
-    const out = this.own.get('out', rows * C);
+    const out = this.own.get(k, 'out', rows * C);
     this.fc2.forward(k, r, rows, b, out, x.length === rows * C ? x : x.subarray(0, rows * C));
     if (!sparse) zeroMasked(out, sm, C);
     return out;
@@ -107,9 +107,9 @@ class MaskedBlock {
     const rows = sparse ? sm.idx.length : sm.N * sm.H * sm.W;
     const mask = (v: Float32Array, ch: number) => (sparse ? v : zeroMasked(v, sm, ch));
     mask(dy, C);
-    const dr = mask(this.fc2.backward(k, dy, shared, shared.get('mb.dr', rows * 4 * C))!, 4 * C);
+    const dr = mask(this.fc2.backward(k, dy, shared, shared.get(k, 'mb.dr', rows * 4 * C))!, 4 * C);
     const dg = this.grn ? mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C) : dr;
-    const du = mask(this.fc1.backward(k, dg, shared, shared.get('mb.du', rows * C))!, C);
+    const du = mask(this.fc1.backward(k, dg, shared, shared.get(k, 'mb.du', rows * C))!, C);
     const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
     // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
     return sparse ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
@@ -244,8 +244,8 @@ class MaskedDownsample {
     const u = this.norm.forward(k, x, prev.idx.length, b);
     if (this.children.length < 4 * S) this.children = new Int32Array(4 * S);
     const children = blockChildren(prev, next, this.children.subarray(0, 4 * S));
-    const cols = gatherBlocks(u, children, this.inC, this.own.get('cols', S * L));
-    const y = this.own.get('y', S * this.outC);
+    const cols = gatherBlocks(u, children, this.inC, this.own.get(k, 'cols', S * L));
+    const y = this.own.get(k, 'y', S * this.outC);
     k.gemm(false, true, S, this.outC, L, cols, L, this.permuteWeight(), L, y, this.outC, false, this.bias.data, Act.None, null);
     this.cols = cols;
     return y;
@@ -266,10 +266,10 @@ class MaskedDownsample {
     k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, this.dwp, L, false, null, Act.None, null);
     this.addPermutedGrad();
     k.colSum(dy, S, this.outC, this.bias.grad, true);
-    const dcols = shared.get('ds.dcols', S * L);
+    const dcols = shared.get(k, 'ds.dcols', S * L);
     // this.wp: the forward's permuted weight (the weight does not change before backward).
     k.gemm(false, false, S, L, this.outC, dy, this.outC, this.wp, L, dcols, L, false, null, Act.None, null);
-    const du = scatterBlocks(dcols, this.children.subarray(0, 4 * S), this.inC, shared.get('ds.du', prev.idx.length * this.inC));
+    const du = scatterBlocks(dcols, this.children.subarray(0, 4 * S), this.inC, shared.get(k, 'ds.du', prev.idx.length * this.inC));
     this.cols = null;
     return this.norm.backward(k, du, shared, 'ds.dx');
   }
@@ -333,7 +333,7 @@ export class SparseEncoder {
     let y = this.stem.forward(k, x, N, H, W, b);
     y = this.stemNorm.forward(k, y, N * h0 * w0, b);
     y = mode === 'sparse'
-      ? gatherRows(y, this.masks[0], cfg.dims[0], this.own.get('stem.rows', this.masks[0].idx.length * cfg.dims[0]))
+      ? gatherRows(y, this.masks[0], cfg.dims[0], this.own.get(k, 'stem.rows', this.masks[0].idx.length * cfg.dims[0]))
       : zeroMasked(y, this.masks[0], cfg.dims[0]);
     for (let s = 0; s < 4; s++) {
       if (s > 0) y = this.downs[s]!.forward(k, y, this.masks[s - 1], this.masks[s], mode, this.shared);
@@ -341,7 +341,7 @@ export class SparseEncoder {
     }
     const m3 = this.masks[3];
     const C3 = cfg.dims[3];
-    const map = mode === 'sparse' ? scatterRows(y, m3, C3, this.own.get('out', N * m3.H * m3.W * C3)) : y;
+    const map = mode === 'sparse' ? scatterRows(y, m3, C3, this.own.get(k, 'out', N * m3.H * m3.W * C3)) : y;
     return { map, N, H: m3.H, W: m3.W, C: C3 };
   }
 
@@ -351,7 +351,7 @@ export class SparseEncoder {
     const sh = this.shared;
     const m3 = this.masks[3];
     let d = this.mode === 'sparse'
-      ? gatherRows(dmap, m3, cfg.dims[3], sh.get('enc.d3', m3.idx.length * cfg.dims[3]))
+      ? gatherRows(dmap, m3, cfg.dims[3], sh.get(k, 'enc.d3', m3.idx.length * cfg.dims[3]))
       : Float32Array.from(dmap);
     for (let s = 3; s >= 0; s--) {
       const blocks = this.stages[s];
@@ -364,7 +364,7 @@ export class SparseEncoder {
     const C0 = cfg.dims[0];
     const [N, H, W] = this.inputShape;
     d = this.mode === 'sparse'
-      ? scatterRows(d, m0, C0, sh.get('enc.d0', N * (H / 4) * (W / 4) * C0))
+      ? scatterRows(d, m0, C0, sh.get(k, 'enc.d0', N * (H / 4) * (W / 4) * C0))
       : zeroMasked(d, m0, C0);
     d = this.stemNorm.backward(k, d, sh, 'enc.dstem');
     this.stem.backward(k, d, sh, false);

@@ -12,7 +12,7 @@ import { ReferenceKernels } from './reference.js';
 import type { Kernels } from './types.js';
 
 export type { Kernels, Isa } from './types.js';
-export { Act } from './types.js';
+export { Act, hostMemory, memoryOf, type TensorMemory } from './types.js';
 export { ReferenceKernels } from './reference.js';
 
 let cached: Kernels | null = null;
@@ -71,8 +71,9 @@ export function getNativeKernels(): { kernels: Kernels | null; error: string | n
   return { kernels: native, error: nativeError };
 }
 
-/** Sets the worker-thread count of the native kernels (no-op for the reference). */
+/** Sets the thread count of the default kernels: native, or wasm up to the threads it started (no-op for the reference). */
 export function setThreads(n: number): void {
-  const k = native as (Kernels & { setThreads?: (n: number) => void }) | null;
-  if (k && typeof k.setThreads === 'function') k.setThreads(n);
+  for (const k of [native, wasm] as (Kernels & { setThreads?: (n: number) => void } | null)[]) {
+    if (k && typeof k.setThreads === 'function') k.setThreads(n);
+  }
 }

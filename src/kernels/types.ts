@@ -45,13 +45,43 @@ export interface GemmExtras {
   sqGroupRows?: number;
 }
 
+/**
+ * Where a backend wants the arrays it computes on. Host backends (native, reference) take any
+ * Float32Array; the WebAssembly backend gives views of its linear memory (the kernels then run
+ * on them in place, with no copy per call), and a GPU backend will give device-resident
+ * tensors the same way. Parameters, their gradients and optimizer moments (Param.memory) and
+ * the layers' arena buffers come from here; anything else still works, copied per call.
+ */
+export interface TensorMemory {
+  /** 'host', or the backend's memory ('wasm'). */
+  readonly kind: string;
+  /** n zeroed floats. */
+  alloc(n: number): Float32Array;
+  /** Returns an array `alloc` gave to the backend (views of it become invalid); a no-op for host arrays. */
+  free(a: Float32Array): void;
+}
+
+/** Plain arrays, collected by the garbage collector. */
+export const hostMemory: TensorMemory = {
+  kind: 'host',
+  alloc: (n) => new Float32Array(n),
+  free: () => {},
+};
+
+/** The memory a backend allocates from (host for backends that do not say). */
+export function memoryOf(k: Kernels): TensorMemory {
+  return k.memory ?? hostMemory;
+}
+
 export interface Kernels {
-  /** 'native' or 'reference'. */
+  /** 'native', 'reference' or 'wasm'. */
   readonly name: string;
   /** The instruction set in use. */
   readonly isa: Isa;
   /** Number of threads used by parallel kernels. */
   readonly threads: number;
+  /** Where this backend wants its arrays; host arrays when absent. */
+  readonly memory?: TensorMemory;
 
   /**
    * General matrix multiply with a fused epilogue:

@@ -75,12 +75,12 @@ export class Block {
     const fold = this.grn !== null && !opts.cache && !opts.train && this.fc2 instanceof Linear;
     // GRN's statistics come from fc1's epilogue. Inference: GRN's calibration is folded into
     // fc2 (no GRN output written), and fc2's GEMM reads the residual.
-    const sq = this.grn ? { sums: opts.shared.get('grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
+    const sq = this.grn ? { sums: opts.shared.get(k, 'grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
     const g = this.fc1.forward(k, u, M, opts, undefined, undefined, sq);
     opts.capture?.(g, N, H, W, 4 * this.C);
     this.shape = [N, H, W];
     this.scale = null;
-    const out = opts.out ?? (opts.cache ? this.own.get('out', n) : new Float32Array(n));
+    const out = opts.out ?? (opts.cache ? this.own.get(k, 'out', n) : new Float32Array(n));
     if (fold && this.grn && this.fc2 instanceof Linear) {
       return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared, sq?.sums);
     }
@@ -90,7 +90,7 @@ export class Block {
       const keep = 1 - this.dropPath;
       const scale = new Float32Array(N);
       for (let i = 0; i < N; i++) scale[i] = opts.rng.uniform() < keep ? 1 / keep : 0;
-      const branch = this.fc2.forward(k, r, M, opts, opts.shared.get('block.branch', n));
+      const branch = this.fc2.forward(k, r, M, opts, opts.shared.get(k, 'block.branch', n));
       k.addScaled(x, branch, scale, N, H * W, this.C, out);
       this.scale = scale;
       return out;
@@ -107,13 +107,13 @@ export class Block {
     const [N, H, W] = this.shape;
     let db = dy;
     if (this.scale) {
-      db = shared.get('block.db', dy.length);
-      const zero = shared.get('block.zero', dy.length).fill(0);
+      db = shared.get(k, 'block.db', dy.length);
+      const zero = shared.get(k, 'block.zero', dy.length).fill(0);
       k.addScaled(zero, dy, this.scale, N, H * W, this.C, db);
     }
     const M = N * H * W;
-    const dr = this.fc2.backward(k, db, shared, shared.get('block.dr', M * 4 * this.C))!;
-    const duBuf = shared.get('block.du', M * this.C);
+    const dr = this.fc2.backward(k, db, shared, shared.get(k, 'block.dr', M * 4 * this.C))!;
+    const duBuf = shared.get(k, 'block.du', M * this.C);
     // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient.
     const du = this.grn
       ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'block.dg', this.fc1), shared, duBuf)!

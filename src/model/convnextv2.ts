@@ -9,8 +9,8 @@
  */
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
-import type { Kernels } from '../kernels/types.js';
-import { Arena } from '../nn/arena.js';
+import { type Kernels, memoryOf } from '../kernels/types.js';
+import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear } from '../nn/linear.js';
 import { Param } from '../nn/param.js';
@@ -92,7 +92,7 @@ export class ConvNeXtV2 {
     this.config = { ...config, depths: [...config.depths], dims: [...config.dims] };
     this.kernels = opts.kernels ?? getKernels();
     this.rng = new Rng((opts.seed ?? 0) + 0x5eed);
-    this.params = paramSpecs(this.config).map((s) => new Param(s.name, s.shape, s.noDecay));
+    this.params = paramSpecs(this.config).map((s) => new Param(s.name, s.shape, s.noDecay, memoryOf(this.kernels)));
     this.byName = new Map(this.params.map((p) => [p.name, p]));
     const p = (name: string): Param => {
       const x = this.byName.get(name);
@@ -146,6 +146,15 @@ export class ConvNeXtV2 {
     }
   }
 
+  /**
+   * Returns the parameters and buffers to the kernels' memory: needed with the WebAssembly
+   * kernels (their memory is not garbage-collected), a no-op otherwise. The model is unusable after.
+   */
+  dispose(): void {
+    clearArenas(this);
+    for (const p of this.params) p.dispose();
+  }
+
   param(name: string): Param {
     const x = this.byName.get(name);
     if (!x) throw new ConvNextError(`model has no parameter '${name}'`);
@@ -195,7 +204,7 @@ export class ConvNeXtV2 {
     if (pixels.data.length !== N * this.config.inChans * H * W) {
       throw new ConvNextError(`input data has ${pixels.data.length} values, shape ${shapeStr(pixels.shape)} needs ${N * this.config.inChans * H * W}`);
     }
-    const x = this.shared.get('model.input', N * H * W * this.config.inChans);
+    const x = this.shared.get(this.kernels, 'model.input', N * H * W * this.config.inChans);
     this.kernels.nchwToNhwc(pixels.data, N, this.config.inChans, H, W, x);
     return this.forwardNHWC(x, N, H, W, opts);
   }
@@ -239,7 +248,7 @@ export class ConvNeXtV2 {
       const blocks = this.stages[s];
       const n = N * h * w * dims[s];
       for (let b = 0; b < blocks.length; b++) {
-        const out = cache ? undefined : fresh && b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(`block.out${b % 2}`, n);
+        const out = cache ? undefined : fresh && b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(k, `block.out${b % 2}`, n);
         const where = { stage: s, block: b, index: blockIndex++ };
         const cap = capture ? (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture(where, a, n, hh, ww, c) : undefined;
         y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
@@ -252,7 +261,7 @@ export class ConvNeXtV2 {
         stages.push({ shape: [N, dims[s], h, w], data: nchw });
       }
     }
-    const pooled = this.shared.get('head.pooled', N * dims[3]);
+    const pooled = this.shared.get(k, 'head.pooled', N * dims[3]);
     k.avgPoolForward(y, N, h * w, dims[3], pooled);
     let preLogits = this.headNorm.forward(k, pooled, N, buf, 'head.ln');
     const logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : new Float32Array(N * this.config.numClasses)) : null;
@@ -277,7 +286,7 @@ export class ConvNeXtV2 {
     let d = this.headFc ? this.headFc.backward(k, dout, sh)! : dout;
     d = this.headNorm.backward(k, d, sh, 'head.dx');
     let [h, w] = this.stageShapes[3];
-    const dmap = sh.get('stage3.d', N * h * w * dims[3]);
+    const dmap = sh.get(k, 'stage3.d', N * h * w * dims[3]);
     k.avgPoolBackward(d, N, h * w, dims[3], dmap);
     d = dmap;
     for (let s = 3; s >= 0; s--) {

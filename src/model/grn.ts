@@ -34,9 +34,9 @@ export class GRN {
     const S = offsets.length - 1;
     const rows = offsets[S];
     const a = b.cache ? this.own : b.shared;
-    const y = a.get(b.cache ? 'y' : 'grn.y', rows * this.C);
-    const gx = a.get(b.cache ? 'gx' : 'grn.gx', S * this.C);
-    const nx = a.get(b.cache ? 'nx' : 'grn.nx', S * this.C);
+    const y = a.get(k, b.cache ? 'y' : 'grn.y', rows * this.C);
+    const gx = a.get(k, b.cache ? 'gx' : 'grn.gx', S * this.C);
+    const nx = a.get(k, b.cache ? 'nx' : 'grn.nx', S * this.C);
     k.grnForward(x, offsets, this.C, this.gamma.data, this.beta.data, GRN.EPS, y, gx, nx, sqSums ?? null);
     this.x = b.cache ? x : null;
     this.offsets = b.cache ? offsets : null;
@@ -55,7 +55,7 @@ export class GRN {
     const C = this.C;
     const O = fc.outFeatures;
     if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
-    const s = shared.get('grn.nx', N * C);
+    const s = shared.get(k, 'grn.nx', N * C);
     if (sqSums) {
       // Statistics from the previous GEMM's epilogue (per-image sums of squares).
       for (let n = 0; n < N; n++) {
@@ -69,7 +69,7 @@ export class GRN {
         for (let c = 0; c < C; c++) s[n * C + c] = Math.fround(s[n * C + c] / den);
       }
     } else {
-      k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get('grn.gx', N * C), s);
+      k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get(k, 'grn.gx', N * C), s);
     }
     const g = this.gamma.data;
     for (let i = 0; i < N * C; i++) s[i] = 1 + g[i % C] * s[i];
@@ -86,7 +86,7 @@ export class GRN {
    */
   backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'grn.dx', fc?: Linear): Float32Array {
     if (!this.x || !this.offsets || !this.gx || !this.nx) throw new Error('GRN.backward without a cached forward');
-    const dx = shared.get(key, this.x.length);
+    const dx = shared.get(k, key, this.x.length);
     const pre = fc ? fc.preactivation : null;
     if (fc && (!pre || fc.outFeatures !== this.C)) throw new Error('GRN.backward: fc has no GELU pre-activation of GRN\'s width');
     k.grnBackward(dy, this.x, this.offsets, this.C, this.gamma.data, GRN.EPS, this.gx, this.nx, dx,

@@ -6,32 +6,64 @@
  *
  * Layers take buffers from their own arena for what the backward pass needs (cached
  * activations live until the next forward) and from a model-wide shared arena for
- * temporaries that die within a layer or a block.
+ * temporaries that die within a layer or a block. Buffers come from the memory of the kernels
+ * they are asked for (wasm linear memory for the WebAssembly backend, see TensorMemory).
  */
-export class Arena {
-  private readonly bufs = new Map<string, Float32Array>();
+import { type Kernels, memoryOf, type TensorMemory } from '../kernels/types.js';
 
-  /** A buffer of exactly n floats under `key`, reused when one of at least n exists. */
-  get(key: string, n: number): Float32Array {
-    let b = this.bufs.get(key);
-    if (!b || b.length < n) {
-      b = new Float32Array(n);
-      this.bufs.set(key, b);
+interface Entry {
+  buf: Float32Array;
+  memory: TensorMemory;
+}
+
+export class Arena {
+  private readonly bufs = new Map<string, Entry>();
+  /** Buffers outgrown (or of other kernels): views of them may still be read in this pass, so they are returned at clear(). */
+  private readonly retired: Entry[] = [];
+
+  /** A buffer of exactly n floats under `key` in the memory of `k`, reused when one of at least n exists there. */
+  get(k: Kernels, key: string, n: number): Float32Array {
+    const memory = memoryOf(k);
+    let e = this.bufs.get(key);
+    if (!e || e.buf.length < n || e.memory !== memory) {
+      if (e) this.retired.push(e);
+      e = { buf: memory.alloc(n), memory };
+      this.bufs.set(key, e);
     }
-    return b.length === n ? b : b.subarray(0, n);
+    return e.buf.length === n ? e.buf : e.buf.subarray(0, n);
   }
 
-  /** Drops every buffer (memory is returned once the garbage collector runs). */
+  /** Drops every buffer: host memory is returned once the garbage collector runs, a backend's at once. */
   clear(): void {
+    for (const e of [...this.bufs.values(), ...this.retired]) e.memory.free(e.buf);
     this.bufs.clear();
+    this.retired.length = 0;
   }
 
   /** Bytes held. */
   bytes(): number {
     let n = 0;
-    for (const b of this.bufs.values()) n += b.byteLength;
+    for (const e of this.bufs.values()) n += e.buf.byteLength;
+    for (const e of this.retired) n += e.buf.byteLength;
     return n;
   }
+}
+
+/**
+ * Clears every Arena reachable through the fields of `root` (a model: its layers hold theirs
+ * privately), so a backend's memory is returned at once rather than never (wasm memory is not
+ * garbage-collected).
+ */
+export function clearArenas(root: object): void {
+  const seen = new Set<object>();
+  const visit = (v: unknown): void => {
+    if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v)) return;
+    seen.add(v);
+    if (v instanceof Arena) return v.clear();
+    if (v instanceof Map) return v.forEach((x) => visit(x));
+    for (const x of Object.values(v)) visit(x);
+  };
+  visit(root);
 }
 
 /** Where a layer's buffers come from in one pass. */

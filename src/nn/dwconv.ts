@@ -34,7 +34,7 @@ export class DepthwiseConv {
   forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, b: Buffers): Float32Array {
     this.transposeWeight();
     const n = N * H * W * this.C;
-    const y = b.cache ? this.own.get('y', n) : b.shared.get('dwconv.y', n);
+    const y = b.cache ? this.own.get(k, 'y', n) : b.shared.get(k, 'dwconv.y', n);
     k.dwconvForward(x, N, H, W, this.C, this.K, this.wt, this.bias.data, y);
     this.N = N; this.H = H; this.W = W;
     this.x = b.cache ? x : null;
@@ -51,7 +51,7 @@ export class DepthwiseConv {
     this.transposeWeight();
     const S = idx.length;
     const n = S * this.C;
-    const y = b.cache ? this.own.get('y', n) : b.shared.get('dwconv.y', n);
+    const y = b.cache ? this.own.get(k, 'y', n) : b.shared.get(k, 'dwconv.y', n);
     k.dwconvForwardRows(x, rowOf, idx, S, N, H, W, this.C, this.K, this.wt, this.bias.data, y);
     this.N = N; this.H = H; this.W = W;
     this.x = b.cache ? x : null;

@@ -15,9 +15,9 @@ export class LayerNorm {
   /** x: [M, C] -> y (a buffer of its own when caching, else the shared `key`). */
   forward(k: Kernels, x: Float32Array, M: number, b: Buffers, key = 'layernorm.y'): Float32Array {
     const a = b.cache ? this.own : b.shared;
-    const y = b.cache ? this.own.get('y', M * this.C) : b.shared.get(key, M * this.C);
-    const mean = a.get(b.cache ? 'mean' : 'layernorm.mean', M);
-    const rstd = a.get(b.cache ? 'rstd' : 'layernorm.rstd', M);
+    const y = b.cache ? this.own.get(k, 'y', M * this.C) : b.shared.get(k, key, M * this.C);
+    const mean = a.get(k, b.cache ? 'mean' : 'layernorm.mean', M);
+    const rstd = a.get(k, b.cache ? 'rstd' : 'layernorm.rstd', M);
     k.layerNormForward(x, M, this.C, this.weight.data, this.bias.data, this.eps, y, mean, rstd);
     this.M = M;
     this.x = b.cache ? x : null;
@@ -29,7 +29,7 @@ export class LayerNorm {
   /** dy -> dx in the shared arena under `key`. */
   backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'layernorm.dx'): Float32Array {
     if (!this.x || !this.mean || !this.rstd) throw new Error('LayerNorm.backward without a cached forward');
-    const dx = shared.get(key, this.M * this.C);
+    const dx = shared.get(k, key, this.M * this.C);
     k.layerNormBackward(dy, this.x, this.mean, this.rstd, this.weight.data, this.M, this.C, dx, false,
       this.weight.grad, this.bias.grad);
     this.x = this.mean = this.rstd = null;

@@ -28,8 +28,8 @@ export class Linear {
   forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array,
     sq?: { sums: Float32Array; groupRows: number }): Float32Array {
     const n = M * this.outFeatures;
-    const y = out ?? (b.cache ? this.own.get('y', n) : b.shared.get(`linear.y`, n));
-    const pre = this.gelu && b.cache ? this.own.get('preact', n) : null;
+    const y = out ?? (b.cache ? this.own.get(k, 'y', n) : b.shared.get(k, `linear.y`, n));
+    const pre = this.gelu && b.cache ? this.own.get(k, 'preact', n) : null;
     const bias = this.bias ? this.bias.data : null;
     const act = this.gelu ? Act.Gelu : Act.None;
     const inPlace = residual === y;
@@ -54,7 +54,7 @@ export class Linear {
     let g = dy;
     if (this.gelu) {
       if (!this.preact) throw new Error('Linear.backward: missing pre-activation');
-      g = shared.get('linear.dgelu', M * O);
+      g = shared.get(k, 'linear.dgelu', M * O);
       k.geluBackward(dy, this.preact, g, M * O);
     }
     if (this.bias) k.colSum(g, M, O, this.bias.grad, true);
@@ -78,7 +78,7 @@ export class Linear {
     this.x = null;
     this.preact = null;
     if (dx === null) return null;
-    const out = dx ?? shared.get('linear.dx', M * I);
+    const out = dx ?? shared.get(k, 'linear.dx', M * I);
     k.gemm(false, false, M, I, O, g, O, this.weight.data, I, out, I, false, null, Act.None, null);
     return out;
   }
@@ -93,8 +93,8 @@ export class Linear {
     if (!x) throw new Error('Linear.backwardRows without a cached forward');
     if (this.gelu) throw new Error('Linear.backwardRows: not with the GELU epilogue');
     const m = live.length;
-    const xs = shared.get('linear.rows.x', m * I);
-    const gs = shared.get('linear.rows.dy', m * O);
+    const xs = shared.get(k, 'linear.rows.x', m * I);
+    const gs = shared.get(k, 'linear.rows.dy', m * O);
     for (let i = 0; i < m; i++) {
       const r = live[i];
       xs.set(x.subarray(r * I, (r + 1) * I), i * I);
@@ -104,7 +104,7 @@ export class Linear {
     if (this.bias) k.colSum(gs, m, O, this.bias.grad, true);
     this.x = null;
     this.preact = null;
-    const dxs = shared.get('linear.rows.dx', m * I);
+    const dxs = shared.get(k, 'linear.rows.dx', m * I);
     k.gemm(false, false, m, I, O, gs, O, this.weight.data, I, dxs, I, false, null, Act.None, null);
     dx.fill(0, 0, this.M * I);
     for (let i = 0; i < m; i++) dx.set(dxs.subarray(i * I, (i + 1) * I), live[i] * I);

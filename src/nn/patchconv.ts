@@ -24,9 +24,9 @@ export class PatchConv {
     const [Ho, Wo] = this.outSize(H, W);
     const M = N * Ho * Wo;
     const L = inC * P * P;
-    const cols = b.cache ? this.own.get('cols', M * L) : b.shared.get('patchconv.cols', M * L);
+    const cols = b.cache ? this.own.get(k, 'cols', M * L) : b.shared.get(k, 'patchconv.cols', M * L);
     k.patchify(x, N, H, W, inC, P, cols);
-    const y = out ?? (b.cache ? this.own.get('y', M * outC) : b.shared.get('patchconv.y', M * outC));
+    const y = out ?? (b.cache ? this.own.get(k, 'y', M * outC) : b.shared.get(k, 'patchconv.y', M * outC));
     k.gemm(false, true, M, outC, L, cols, L, this.weight.data, L, y, outC, false, this.bias.data, Act.None, null);
     this.N = N; this.H = H; this.W = W;
     this.cols = b.cache ? cols : null;
@@ -44,9 +44,9 @@ export class PatchConv {
     k.colSum(dy, M, outC, this.bias.grad, true);
     this.cols = null;
     if (!needInput) return null;
-    const dcols = shared.get('patchconv.dcols', M * L);
+    const dcols = shared.get(k, 'patchconv.dcols', M * L);
     k.gemm(false, false, M, L, outC, dy, outC, this.weight.data, L, dcols, L, false, null, Act.None, null);
-    const dx = shared.get('patchconv.dx', N * H * W * inC);
+    const dx = shared.get(k, 'patchconv.dx', N * H * W * inC);
     k.unpatchify(dcols, N, H, W, inC, P, dx);
     return dx;
   }

@@ -46,10 +46,22 @@ export class AdamW {
       : (groups as ParamGroup[]);
     for (const g of this.groups) {
       for (const p of g.params) {
-        this.m.set(p, new Float32Array(p.size));
-        this.v.set(p, new Float32Array(p.size));
+        this.m.set(p, p.memory.alloc(p.size));
+        this.v.set(p, p.memory.alloc(p.size));
       }
     }
+  }
+
+  /** Returns the moments to the parameters' memory (a no-op for host arrays). */
+  dispose(): void {
+    for (const g of this.groups) {
+      for (const p of g.params) {
+        p.memory.free(this.m.get(p)!);
+        p.memory.free(this.v.get(p)!);
+      }
+    }
+    this.m.clear();
+    this.v.clear();
   }
 
   /** One update with learning rate `lr` (default: opts.lr) from the gradients in Param.grad. */

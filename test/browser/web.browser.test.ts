@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildWeb } from '../../scripts/build-web.js';
 import { serve, type Served } from '../../scripts/serve.js';
@@ -34,7 +34,7 @@ before(async () => {
   assert.ok(existsSync(WASM), `${WASM} missing: npm run build:wasm`);
   served = await serve({
     '/': join(dir, 'index.html'), '/index.js': join(dir, 'index.js'), '/index.js.map': join(dir, 'index.js.map'),
-    '/small_timm_params.safetensors': join(dir, 'small_timm_params.safetensors'), '/convnextv2.wasm': WASM, '/fixtures/': REF,
+    '/small_timm_params.safetensors': join(dir, 'small_timm_params.safetensors'), '/wasm/': dirname(WASM), '/fixtures/': REF,
   });
   origin = served.origin;
   browser = await chromium.launch({ executablePath: CHROMIUM });
@@ -122,10 +122,10 @@ test('in the page: a fine-tuning step gives the native Node step\'s loss and gra
   for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), m.param(name).grad) <= 1e-5, name);
 });
 
-test('in the page: the WebAssembly kernels give timm\'s logits and the reference kernels\' gradients', async () => {
+test('in the page: the WebAssembly kernels on 2 Web Worker threads give timm\'s logits and gradients, bit-identical to 1 thread', async () => {
   const got = await page.evaluate(async () => {
     const lib = await import('/index.js');
-    const kernels = new lib.WasmKernels(await WebAssembly.compile(await (await fetch('/convnextv2.wasm')).arrayBuffer()));
+    const kernels = await lib.loadWasmKernels({ baseUrl: '/wasm/', threads: 2 });
     const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
     const ck = lib.loadCheckpoint(await bytes('/small_timm_params.safetensors'));
@@ -134,12 +134,24 @@ test('in the page: the WebAssembly kernels give timm\'s logits and the reference
     const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
     const logits = Array.from(m.forward(x).logits.data as Float32Array);
     m.zeroGrad();
-    m.forward(x, { cache: true });
+    const logits2 = Array.from(m.forward(x, { cache: true }).logits.data as Float32Array);
     m.backward(ref.get('grad.R'), false);
     const grads = (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]);
-    return { name: kernels.name as string, logits, grads };
+    const workerTasks = kernels.workerTasks() as number;
+    kernels.setThreads(1);
+    m.zeroGrad();
+    const logits1 = Array.from(m.forward(x, { cache: true }).logits.data as Float32Array);
+    m.backward(ref.get('grad.R'), false);
+    const same = logits1.every((v, i) => Object.is(v, logits2[i])) &&
+      (m.params as { grad: Float32Array }[]).every((p, i) => p.grad.every((v, j) => Object.is(v, grads[i][1][j])));
+    const inMemory = (m.params as { data: Float32Array }[]).every((p) => p.data.buffer instanceof SharedArrayBuffer);
+    kernels.close();
+    return { name: kernels.name as string, logits, grads, workerTasks, same, inMemory };
   });
   assert.equal(got.name, 'wasm');
+  assert.ok(got.workerTasks > 0, 'the worker thread ran tasks');
+  assert.ok(got.same, '1 thread gives the same bits as 2');
+  assert.ok(got.inMemory, 'parameters live in the shared wasm memory');
   const ref = node.readSafetensors(SMALL_TIMM);
   assert.ok(relErr(Float32Array.from(got.logits), ref.get('output.0.logits')!.data) <= 1e-4, 'logits');
   for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), ref.get(`grad.${name}`)!.data) <= 1e-4, `grad ${name}`);

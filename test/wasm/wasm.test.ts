@@ -8,14 +8,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadWasmKernels } from '../../src/kernels/wasm_node.js';
+import { loadWasmKernels, wasmPath } from '../../src/kernels/wasm_node.js';
+import { WasmKernels } from '../../src/kernels/wasm.js';
+import { readFileSync } from 'node:fs';
 import * as node from '../../src/index.js';
+import { sameBits } from '../../src/tensor.js';
 import { toOfficialNames } from '../../src/io/checkpoint.js';
 import { REF, relErr, SMALL_TIMM } from '../helpers.js';
 
-const k = loadWasmKernels();
+const k = await loadWasmKernels(undefined, 2);
 const ref = node.readSafetensors(SMALL_TIMM);
 
 test('small_timm on the wasm kernels: logits, pre-logits, stages and every gradient within 1e-4 of timm', () => {
@@ -122,7 +125,9 @@ test('CONVNEXTV2_KERNELS=wasm through the CLI: info names it, forward gives timm
     const info = run('info', '--json');
     assert.equal(info.status, 0, info.stderr);
     const rec = JSON.parse(info.stdout.trim().split('\n').pop()!) as { kernels: string; isa: string; threads: number };
-    assert.deepEqual([rec.kernels, rec.isa, rec.threads], ['wasm', 'wasm', 1]);
+    assert.deepEqual([rec.kernels, rec.isa, rec.threads], ['wasm', 'wasm', availableParallelism()]);
+    const three = spawnSync(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'info', '--json'], { encoding: 'utf8', env: { ...process.env, CONVNEXTV2_KERNELS: 'wasm', CONVNEXTV2_THREADS: '3' } });
+    assert.equal(JSON.parse(three.stdout.trim().split('\n').pop()!).threads, 3, three.stderr);
     const ck = join(dir, 'ck.safetensors'), input = join(dir, 'in.safetensors'), out = join(dir, 'out.safetensors');
     node.writeSafetensors(ck, [...ref].filter(([n]) => n.startsWith('param.')).map(([n, t]) => [n.slice(6), t] as const));
     node.writeSafetensors(input, [['pixel_values', ref.get('input.1.pixel_values')!]]);
@@ -136,5 +141,50 @@ test('CONVNEXTV2_KERNELS=wasm through the CLI: info names it, forward gives timm
     assert.match(missing.stderr.trim(), /^convnextv2: CONVNEXTV2_KERNELS=wasm: wasm kernels not built \(.*nope\.wasm missing; run npm run build:wasm\)$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('threads: FCMAE loss, pred and every gradient are bit-identical for 1, 2, 3 and 5 wasm threads; tensors live in the shared memory and dispose returns it', async () => {
+  const fr = node.readSafetensors(join(REF, 'fcmae_small.safetensors'));
+  const ck = node.loadCheckpoint(join(REF, 'fcmae_small_official.pt'), { extra: true });
+  const run = (kk: node.Kernels) => {
+    const f = new node.FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: kk });
+    f.encoderModel.loadStateDict(ck.state);
+    f.loadDecoderState(ck.extra!);
+    f.zeroGrad();
+    const out = f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!, { mode: 'sparse' });
+    f.backward();
+    const r = { loss: out.loss, pred: out.pred.data.slice(), grads: f.params.map((p) => p.grad.slice()), inMemory: f.params.every((p) => p.data.buffer instanceof SharedArrayBuffer) };
+    f.dispose();
+    return r;
+  };
+  const module = new WebAssembly.Module(readFileSync(wasmPath));
+  const { nodeThreadHost } = await import('../../src/kernels/wasm_node.js');
+  const k5 = await WasmKernels.create(module, { threads: 5, host: nodeThreadHost });
+  try {
+    const base = k5.bytesInUse();
+    k5.setThreads(1);
+    const one = run(k5);
+    assert.ok(one.inMemory, 'parameters are views of the wasm memory');
+    assert.ok(k5.bytesInUse() - base < 4 << 20, `dispose returned the memory (${k5.bytesInUse() - base} bytes left beyond per-thread scratch)`);
+    assert.equal(k5.workerTasks(), 0, 'one thread: the workers sit out');
+    for (const t of [2, 3, 5]) {
+      k5.setThreads(t);
+      assert.equal(k5.threads, t);
+      const before = k5.workerTasks();
+      const r = run(k5);
+      assert.ok(k5.workerTasks() > before, `${t} threads: the workers ran tasks`);
+      assert.equal(r.loss, one.loss, `${t} threads: loss`);
+      assert.ok(sameBits(r.pred, one.pred), `${t} threads: pred`);
+      r.grads.forEach((g, i) => assert.ok(sameBits(g, one.grads[i]), `${t} threads: grad ${i}`));
+    }
+    const single = new WasmKernels(new WebAssembly.Module(readFileSync(wasmPath.replace(/\.wasm$/, '-single.wasm'))));
+    assert.equal(single.memory.kind, 'host');
+    const s = run(single);
+    assert.ok(!s.inMemory, 'the single-thread build keeps host arrays');
+    assert.equal(s.loss, one.loss, 'single-thread build: loss');
+    s.grads.forEach((g, i) => assert.ok(sameBits(g, one.grads[i]), `single-thread build: grad ${i}`));
+  } finally {
+    k5.close();
   }
 });
