@@ -10,7 +10,7 @@
 import { type LoadedCheckpoint, loadCheckpointBytes, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
 import { type FileSet, memoryFiles } from './io/files.js';
 
-export { ConvNextError } from './errors.js';
+export { ConvNextError, errorLine } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
 export { getKernels, ReferenceKernels, Act } from './kernels/index.js';
@@ -35,11 +35,13 @@ export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type Ev
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
+export { ImageBatches, type ImageBatchesOptions } from './data/memory_batches.js';
+export { decodeImageBlob, MAX_DECODE_PIXELS } from './data/decode_browser.js';
 export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
 export {
-  serializeCheckpoint, exportBytes, DEFAULT_PREPROCESSING,
+  serializeCheckpoint, exportBytes, DEFAULT_PREPROCESSING, preprocessingMetadata, CHECKPOINT_FILES,
   type LoadedCheckpoint, type LoadOptions, type ExportOptions, type CheckpointFormat, type Naming, type Preprocessing, type SaveCheckpointInput,
 } from './io/checkpoint.js';
 export { memoryFiles, type FileSet } from './io/files.js';
@@ -54,6 +56,7 @@ export { featureCosineDistance, channelCosineDistance, ClassSelectivity, distrib
 export { ActivationAnalyzer, modelLayers, resolveLayer, type LayerInfo, type ModelAnalysis } from './analysis/collect.js';
 export { cosineDistancePlot, selectivityPlot, activationMapsPng } from './analysis/plots.js';
 export { randomMask } from './fcmae/masking.js';
+export { reconstructImages, reconstructionPng, type Reconstruction } from './fcmae/reconstruction.js';
 export { Mixup } from './data/mixup.js';
 export { randAugment, parseRandAugment } from './data/randaugment.js';
 export { randomResizedCrop, hflip, compileTransform, applyTransform, type TransformSpec } from './data/transforms.js';

@@ -1064,7 +1064,7 @@ export function loadCheckpointFrom(files: FileSet, path: string, opts: LoadOptio
 
 /** {@link loadCheckpointFrom} for the bytes of one file of any supported format. */
 export function loadCheckpointBytes(bytes: Uint8Array, opts: LoadOptions = {}): LoadedCheckpoint {
-  return loadCheckpointFrom(memoryFiles({ checkpoint: bytes }), 'checkpoint', opts);
+  return loadCheckpointFrom(memoryFiles({ '(bytes)': bytes }), '(bytes)', opts);
 }
 
 function loadFromSource(files: FileSet, src: TensorSource, file: string, hfConfig: string | undefined, opts: LoadOptions, timmConfig?: string): LoadedCheckpoint {

@@ -26,7 +26,10 @@ const glyphCache = new Map<BitmapFont, Uint8Array>();
 function glyphBits(font: BitmapFont): Uint8Array {
   let g = glyphCache.get(font);
   if (!g) {
-    g = Uint8Array.from(Buffer.from(font.bits, 'hex'));
+    // Hex to bytes without Node's Buffer (the canvas is platform-neutral: plots are drawn in browsers too).
+    const hex = font.bits;
+    g = new Uint8Array(hex.length >> 1);
+    for (let i = 0; i < g.length; i++) g[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
     glyphCache.set(font, g);
   }
   return g;

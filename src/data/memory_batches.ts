@@ -1,0 +1,86 @@
+/**
+ * A {@link BatchSource} over decoded images held in memory (platform-neutral): what a page or a
+ * Worker feeds the training engines. The sample order of an epoch and every sample's
+ * augmentation seed are those of the DataLoader (./loader.ts) with `workers: 0`, so the same
+ * images in the same order give the same batches in Node and in a browser.
+ */
+import { ConvNextError } from '../errors.js';
+import { Rng } from '../rng.js';
+import { type Batch, type BatchSource, sampleSeed } from './batch.js';
+import type { Image } from './image.js';
+import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
+
+export interface ImageBatchesOptions {
+  batchSize: number;
+  /** Per-sample transform (e.g. `{ kind: 'train', size: 224, autoAugment: 'rand-m9-mstd0.5-inc1' }`). */
+  transform: TransformSpec;
+  /** A new seeded order every epoch (default false: the images' order). */
+  shuffle?: boolean;
+  seed?: number;
+  /** Drop the last incomplete batch (default false). */
+  dropLast?: boolean;
+}
+
+export class ImageBatches implements BatchSource {
+  readonly batchSize: number;
+  readonly size: number;
+  readonly shuffle: boolean;
+  readonly seed: number;
+  readonly dropLast: boolean;
+  private readonly apply: SampleTransform;
+
+  /** `images[i].label` is sample i's class index. */
+  constructor(readonly images: readonly Image[], opts: ImageBatchesOptions) {
+    const B = opts.batchSize;
+    if (!Number.isInteger(B) || B < 1) throw new ConvNextError(`batch size ${B} must be a positive integer`, 2);
+    if (images.length === 0) throw new ConvNextError('no images to make batches of');
+    for (const [i, img] of images.entries()) {
+      if (!(img.width >= 1 && img.height >= 1 && img.data.length === img.width * img.height * 3)) {
+        throw new ConvNextError(`image ${img.path ?? i}: ${img.data.length} bytes for ${img.width}x${img.height} RGB`);
+      }
+    }
+    this.batchSize = B;
+    this.shuffle = opts.shuffle ?? false;
+    this.seed = (opts.seed ?? 0) >>> 0;
+    this.dropLast = opts.dropLast ?? false;
+    this.apply = compileTransform(opts.transform);
+    this.size = opts.transform.size;
+  }
+
+  get length(): number {
+    const n = this.images.length;
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  /** The sample order of epoch `epoch` (the DataLoader's). */
+  order(epoch: number): Int32Array {
+    const n = this.images.length;
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    if (this.shuffle) new Rng(sampleSeed(this.seed, epoch, 0xffffffff, 0x5f)).shuffle(order);
+    return order;
+  }
+
+  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch, void, undefined> {
+    const nb = this.length;
+    if (!Number.isInteger(startBatch) || startBatch < 0 || startBatch > nb) throw new ConvNextError(`start batch ${startBatch} outside [0, ${nb}]`);
+    const order = this.order(epoch);
+    const S = this.size;
+    const L = 3 * S * S;
+    for (let b = startBatch; b < nb; b++) {
+      const start = b * this.batchSize;
+      const n = Math.min(start + this.batchSize, order.length) - start;
+      const pixels = new Float32Array(n * L);
+      const labels = new Int32Array(n);
+      const indices = new Int32Array(n);
+      for (let s = 0; s < n; s++) {
+        const idx = order[start + s];
+        const img = this.images[idx];
+        this.apply(img, new Rng(sampleSeed(this.seed, epoch, idx, 0)), pixels, s * L);
+        labels[s] = img.label;
+        indices[s] = idx;
+      }
+      yield { epoch, batch: b, pixels: { shape: [n, 3, S, S], data: pixels }, labels, indices };
+    }
+  }
+}

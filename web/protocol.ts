@@ -1,0 +1,128 @@
+/**
+ * The messages between the page (app.ts) and the Worker (worker.ts) that holds the model and
+ * does every computation. Files travel as `File` objects (structured clone: the Worker reads and
+ * decodes them, the page never holds their bytes); results come back as plain data.
+ */
+
+export type Augment = 'light' | 'recipe' | 'none';
+
+export interface FinetuneSettings {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  inputSize: number;
+  augment: Augment;
+  seed: number;
+}
+
+/** What the page asks, by `type`; `id` pairs the answer with the question. */
+export interface Requests {
+  open: { files: File[] };
+  classify: { images: File[]; topK: number };
+  reconstruct: { images: File[]; size: number; seed: number };
+  finetune: { classes: { name: string; files: File[] }[]; settings: FinetuneSettings };
+  download: Record<string, never>;
+}
+
+export interface CheckpointSummary {
+  /** The file read (for a folder: the checkpoint file in it). */
+  file: string;
+  /** Where it comes from, in words: 'timm safetensors', 'official FCMAE pre-training (.pt)', ... */
+  format: string;
+  /** 'ConvNeXt V2-Atto' or 'ConvNeXt V2 (custom)'. */
+  architecture: string;
+  depths: number[];
+  dims: number[];
+  block: 'v1' | 'v2';
+  /** Parameters of the model (encoder + head), and of the FCMAE decoder when there is one. */
+  params: number;
+  decoderParams: number;
+  numClasses: number;
+  /** The class names the app shows (empty for a backbone). */
+  classNames: string[];
+  /** 'checkpoint', 'imagenet-1k', 'none' (shown as `class N`), 'fine-tuned'. */
+  classSource: string;
+  fcmae: { decoderDim: number; decoderDepth: number; maskRatio: number; normPixLoss: boolean; normPixAssumed: boolean } | null;
+  inputSize: number;
+  cropPct: number;
+  /** Whether the file records its preprocessing (else the defaults, 224 px and 0.875). */
+  preprocessingRecorded: boolean;
+  /** Fine-tuned in this page (then it can be downloaded). */
+  fineTuned: boolean;
+  notes: string[];
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+export interface Classified {
+  name: string;
+  width: number;
+  height: number;
+  /** Top-k classes (empty for a backbone). */
+  top: Prediction[];
+  /** Pre-logits: pooled and normalised features. */
+  embedding: Float32Array;
+  norm: number;
+}
+
+export interface Skipped {
+  name: string;
+  reason: string;
+}
+
+/** An 8-bit RGB image, HWC. */
+export interface Rgb {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface StepProgress {
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  /** Optimizer steps done, of `steps`. */
+  step: number;
+  steps: number;
+  /** This batch's loss, and the epoch's mean so far. */
+  loss: number;
+  epochLoss: number;
+  lr: number;
+  imagesPerSecond: number;
+}
+
+export interface EpochDone {
+  epoch: number;
+  loss: number;
+  /** Top-1 (%) on the training images under the evaluation transform. */
+  top1: number;
+  seconds: number;
+}
+
+export interface Results {
+  open: CheckpointSummary;
+  classify: { items: Classified[]; skipped: Skipped[]; inputSize: number; cropPct: number; seconds: number };
+  reconstruct: { items: { name: string; original: Rgb; masked: Rgb; reconstruction: Rgb }[]; skipped: Skipped[]; png: Uint8Array; size: number; maskRatio: number; loss: number };
+  finetune: { classes: string[]; images: number; skipped: Skipped[]; epochs: EpochDone[]; seconds: number; summary: CheckpointSummary };
+  download: { bytes: Uint8Array; fileName: string };
+}
+
+export type Kind = keyof Requests;
+
+export type ToWorker =
+  | { [K in Kind]: { type: K; id: number } & Requests[K] }[Kind]
+  | { type: 'cancel' };
+
+export type FromWorker =
+  | { type: 'ready'; kernels: string; fallback: string | null }
+  | { [K in Kind]: { type: 'done'; id: number; kind: K; result: Results[K] } }[Kind]
+  | { type: 'error'; id: number; message: string }
+  /** Long tasks: `done` of `total` units of `stage` ('decoding', 'classifying', ...). */
+  | { type: 'progress'; id: number; stage: string; done: number; total: number }
+  | { type: 'step'; id: number; step: StepProgress }
+  | { type: 'epoch'; id: number; epoch: EpochDone };

@@ -1,0 +1,490 @@
+/**
+ * The app's Worker: it holds the opened checkpoint's model (and its FCMAE, when the file has a
+ * decoder) and does all the work, so the page never blocks: reading checkpoints, decoding
+ * images (createImageBitmap + OffscreenCanvas), classification, FCMAE reconstructions and
+ * fine-tuning (the library's FinetuneEngine over an ImageBatches source). One task at a time;
+ * `cancel` stops a fine-tuning run at the next batch. Every failure comes back as a one-line
+ * `error` message, never as an uncaught exception.
+ */
+import * as lib from '../src/web.js';
+import type { AdamW, ConvNeXtV2, EvalSummary, FCMAE, FinetuneEngine, Image, LoadedCheckpoint, TransformSpec } from '../src/web.js';
+import { createKernels, type AppKernels } from './kernels.js';
+import type {
+  CheckpointSummary, Classified, EpochDone, FinetuneSettings, FromWorker, Kind, Requests, Results, Skipped, StepProgress, ToWorker,
+} from './protocol.js';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+const { ConvNextError } = lib;
+
+function post(msg: FromWorker, transfer: Transferable[] = []): void {
+  scope.postMessage(msg, transfer);
+}
+
+const ready: Promise<AppKernels> = createKernels(new URL('../wasm/', import.meta.url)).then((k) => {
+  post({ type: 'ready', kernels: k.label, fallback: k.fallback });
+  return k;
+});
+
+/** What is open: the model the page classifies with, and what it was made from. */
+interface Current {
+  summary: CheckpointSummary;
+  model: ConvNeXtV2;
+  fcmae: FCMAE | null;
+  /** Names shown for the head's classes (`class N` when there are none). */
+  names: string[];
+  /** The class names to save with the weights (the checkpoint's own, or the fine-tuning classes). */
+  labels: string[] | undefined;
+  /** Parameters the file lacked (set to initial values): not carried into fine-tuning. */
+  initialised: string[];
+  inputSize: number;
+  cropPct: number;
+  fineTuned: { from: string; settings: FinetuneSettings; steps: number } | null;
+}
+
+let current: Current | null = null;
+let busy = false;
+let cancelRequested = false;
+
+/** Gives models' and optimizers' arrays back to the kernels' memory (the wasm module's: not garbage-collected). */
+function release(...xs: ({ dispose(): void } | null | undefined)[]): void {
+  for (const x of xs) x?.dispose();
+}
+
+/** Makes `next` the open model, releasing what the previous one held that `next` does not share. */
+function replaceCurrent(next: Current): void {
+  const prev = current;
+  current = next;
+  if (!prev) return;
+  if (prev.fcmae && prev.fcmae !== next.fcmae) release(prev.fcmae); // its encoder too
+  if (prev.model !== next.model && prev.model !== prev.fcmae?.encoderModel) release(prev.model);
+}
+
+function need(): Current {
+  if (!current) throw new ConvNextError('open a checkpoint first (Open, at the top)');
+  return current;
+}
+
+/** Yields to the event loop so that a `cancel` message is seen, then honours it. */
+async function checkpointForCancel(): Promise<void> {
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  if (cancelRequested) throw new ConvNextError('cancelled: the model is unchanged');
+}
+
+// ---- open -----------------------------------------------------------------------------------
+
+const CHECKPOINT_LIKE = /\.(safetensors|json|bin|pt|pth)$/i;
+
+async function openCheckpoint(files: File[]): Promise<CheckpointSummary> {
+  const { kernels } = await ready;
+  if (files.length === 0) throw new ConvNextError('no file chosen');
+  let ck: LoadedCheckpoint;
+  if (files.length === 1) {
+    const f = files[0];
+    ck = lib.loadCheckpoint({ [f.name]: new Uint8Array(await f.arrayBuffer()) }, { path: f.name, extra: true });
+  } else {
+    // Several files: a Hugging Face (or timm hub, or run) folder's files, by name.
+    const record: Record<string, Uint8Array> = {};
+    for (const f of files) if (CHECKPOINT_LIKE.test(f.name)) record[f.name] = new Uint8Array(await f.arrayBuffer());
+    if (!lib.CHECKPOINT_FILES.some((n) => n in record)) {
+      throw new ConvNextError(`the ${files.length} files chosen hold none of ${lib.CHECKPOINT_FILES.join(', ')}: choose one checkpoint file, or a Hugging Face folder's config.json and model.safetensors`);
+    }
+    ck = lib.loadCheckpoint(record, { path: '.', extra: true });
+  }
+  const label = `checkpoint ${ck.file}`;
+  // Only the FCMAE decoder of the extras is used (not optimizer moments or EMA weights).
+  const decoder = new Map([...(ck.extra ?? [])].filter(([k]) => k.startsWith('fcmae.')));
+  let fcmae: FCMAE | null = null;
+  let model: ConvNeXtV2 | null = null;
+  let normPixAssumed = false;
+  try {
+    if (ck.fcmae && decoder.size > 0) {
+      const info = ck.fcmae;
+      normPixAssumed = info.normPixLoss === undefined;
+      fcmae = new lib.FCMAE({ ...ck.config, numClasses: 0 }, {
+        decoderDim: info.decoderDim, decoderDepth: info.decoderDepth, patchSize: info.patchSize,
+        maskRatio: info.maskRatio ?? lib.FCMAE_DEFAULTS.maskRatio, normPixLoss: info.normPixLoss ?? true,
+      }, { kernels });
+      fcmae.encoderModel.loadStateDict(new Map([...ck.state].filter(([k]) => !k.startsWith('head.fc.'))), label);
+      fcmae.loadDecoderState(decoder, label);
+    }
+    if (fcmae && ck.config.numClasses === 0) {
+      model = fcmae.encoderModel; // one copy of the encoder's weights
+    } else {
+      model = new lib.ConvNeXtV2(ck.config, { kernels });
+      model.loadStateDict(ck.state, label);
+    }
+  } catch (e) {
+    release(fcmae, model === fcmae?.encoderModel ? null : model);
+    throw e;
+  }
+  const K = ck.config.numClasses;
+  const named = lib.classNames(ck);
+  const names = named ? [...named.names] : Array.from({ length: K }, (_, i) => `class ${i}`);
+  const pre = ck.preprocessing ?? lib.DEFAULT_PREPROCESSING;
+  const notes: string[] = [];
+  if (ck.initialised.length > 0) notes.push(`${ck.initialised.join(', ')} not in the file: initial values, as the official fine-tuning starts`);
+  if (ck.extraNames.some((n) => n.startsWith('ema.'))) notes.push('the file also holds EMA weights (not used here)');
+  if (ck.stateDictKey !== undefined && ck.stateDictKey !== 'model') notes.push(`weights read from the file's '${ck.stateDictKey}' entry`);
+  if (K === 0) notes.push('no classifier head: Classify shows embeddings; Fine-tune adds a head');
+  const summary: CheckpointSummary = {
+    file: ck.file,
+    format: formatWords(ck),
+    architecture: architectureWords(ck.config, ck.modelName),
+    depths: [...ck.config.depths],
+    dims: [...ck.config.dims],
+    block: ck.config.block,
+    params: lib.countParams(ck.config),
+    decoderParams: fcmae ? fcmae.decoderParams.reduce((a, p) => a + p.size, 0) : 0,
+    numClasses: K,
+    classNames: K === 0 ? [] : names,
+    classSource: K === 0 ? 'none' : named ? named.source : 'none',
+    fcmae: fcmae ? { decoderDim: fcmae.opts.decoderDim, decoderDepth: fcmae.opts.decoderDepth, maskRatio: fcmae.opts.maskRatio, normPixLoss: fcmae.opts.normPixLoss, normPixAssumed } : null,
+    inputSize: pre.inputSize,
+    cropPct: pre.cropPct,
+    preprocessingRecorded: ck.preprocessing !== undefined,
+    fineTuned: false,
+    notes,
+  };
+  replaceCurrent({
+    summary, model, fcmae, names, labels: named?.source === 'checkpoint' ? [...named.names] : undefined,
+    initialised: [...ck.initialised], inputSize: pre.inputSize, cropPct: pre.cropPct, fineTuned: null,
+  });
+  return summary;
+}
+
+function formatWords(ck: LoadedCheckpoint): string {
+  const container = ck.container.startsWith('safetensors') ? 'safetensors' : 'torch.save';
+  const sharded = ck.container.endsWith('sharded') ? ', sharded' : '';
+  switch (ck.format) {
+    case 'convnextv2': {
+      const kind = ck.metadata.kind === 'fcmae-pretrain' ? ': FCMAE pre-training' : ck.metadata.kind?.startsWith('finetune') ? ': fine-tuned' : '';
+      return `convnextv2 checkpoint (safetensors${kind})`;
+    }
+    case 'fcmae': return `official FCMAE pre-training (${container}${sharded})`;
+    case 'timm': return `timm (${container}${sharded})`;
+    case 'official': return `official ConvNeXt-V2 (${container}${sharded})`;
+    case 'hf': return `Hugging Face transformers (${container}${sharded})`;
+  }
+}
+
+function architectureWords(cfg: { block: 'v1' | 'v2' }, modelName: string | undefined): string {
+  const family = cfg.block === 'v1' ? 'ConvNeXt V1' : 'ConvNeXt V2';
+  return modelName ? `${family}-${modelName[0].toUpperCase()}${modelName.slice(1)}` : `${family} (custom)`;
+}
+
+// ---- images ---------------------------------------------------------------------------------
+
+async function decodeAll(id: number, files: File[], label = -1): Promise<{ images: Image[]; skipped: Skipped[] }> {
+  const images: Image[] = [];
+  const skipped: Skipped[] = [];
+  for (const [i, f] of files.entries()) {
+    post({ type: 'progress', id, stage: 'decoding', done: i, total: files.length });
+    try {
+      images.push(await lib.decodeImageBlob(f, label, f.name));
+    } catch (e) {
+      if (!(e instanceof ConvNextError)) throw e;
+      skipped.push({ name: f.name, reason: e.message.replace(/^cannot decode image .*?: /, '') });
+    }
+  }
+  return { images, skipped };
+}
+
+function noneReadable(n: number, skipped: Skipped[]): Error {
+  return new ConvNextError(n === 1
+    ? `cannot decode image ${skipped[0].name}: ${skipped[0].reason}`
+    : `none of the ${n} files is a readable image (${skipped[0].name}: ${skipped[0].reason})`);
+}
+
+/** The evaluation transform of `convnextv2 predict` (evalTransform at the checkpoint's size and crop) into one batch. */
+function evalBatch(images: readonly Image[], S: number, cropPct: number): { shape: number[]; data: Float32Array } {
+  const data = new Float32Array(images.length * 3 * S * S);
+  images.forEach((img, i) => lib.evalTransform(img, S, cropPct, data, i * 3 * S * S));
+  return { shape: [images.length, 3, S, S], data };
+}
+
+const CHUNK = 8;
+
+async function classify(id: number, files: File[], topK: number): Promise<Results['classify']> {
+  const cur = need();
+  const t0 = performance.now();
+  const { images, skipped } = await decodeAll(id, files);
+  if (images.length === 0) throw noneReadable(files.length, skipped);
+  const S = cur.inputSize;
+  const K = cur.model.config.numClasses;
+  const C = cur.model.config.dims[3];
+  const items: Classified[] = [];
+  for (let s = 0; s < images.length; s += CHUNK) {
+    post({ type: 'progress', id, stage: 'classifying', done: s, total: images.length });
+    await new Promise<void>((resolve) => setTimeout(resolve, 0)); // let the progress message go out
+    const part = images.slice(s, s + CHUNK);
+    const r = cur.model.forward(evalBatch(part, S, cur.cropPct));
+    part.forEach((img, i) => {
+      const embedding = r.preLogits.data.slice(i * C, (i + 1) * C);
+      let sq = 0;
+      for (const v of embedding) sq += v * v;
+      // Softmax and ranking as `convnextv2 predict` computes them.
+      let top: Classified['top'] = [];
+      if (r.logits && K > 0) {
+        const row = r.logits.data.subarray(i * K, (i + 1) * K);
+        const mx = Math.max(...row);
+        const e = Array.from(row, (v) => Math.exp(v - mx));
+        const sum = e.reduce((a, b) => a + b, 0);
+        top = e.map((v, k) => ({ index: k, label: cur.names[k], probability: v / sum })).sort((a, b) => b.probability - a.probability).slice(0, Math.min(topK, K));
+      }
+      items.push({ name: img.path ?? `image ${s + i + 1}`, width: img.width, height: img.height, top, embedding, norm: Math.sqrt(sq) });
+    });
+  }
+  return { items, skipped, inputSize: S, cropPct: cur.cropPct, seconds: (performance.now() - t0) / 1000 };
+}
+
+// ---- FCMAE reconstructions ------------------------------------------------------------------
+
+const MAX_RECONSTRUCT = 8;
+
+async function reconstruct(id: number, files: File[], size: number, seed: number): Promise<Results['reconstruct']> {
+  const cur = need();
+  const fcmae = cur.fcmae;
+  if (!fcmae) throw new ConvNextError(`${cur.summary.file} has no FCMAE decoder: open an FCMAE pre-training checkpoint (convnextv2 pretrain's, or an official *_fcmae.pt)`);
+  if (!(Number.isInteger(size) && size >= 32 && size <= 1024 && size % 32 === 0)) throw new ConvNextError(`image size ${size}: must be a multiple of 32 from 32 to 1024`);
+  const { images, skipped } = await decodeAll(id, files.slice(0, MAX_RECONSTRUCT));
+  if (images.length === 0) throw noneReadable(Math.min(files.length, MAX_RECONSTRUCT), skipped);
+  post({ type: 'progress', id, stage: 'reconstructing', done: 0, total: 1 });
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  // The evaluation transform at the default crop, as pretrain's reconstruction images.
+  const batch = evalBatch(images, size, lib.DEFAULT_PREPROCESSING.cropPct);
+  const r = lib.reconstructImages(fcmae, batch, seed);
+  const png = lib.reconstructionPng(r.images, `${cur.summary.file}: original | masked | reconstruction`);
+  return {
+    items: r.images.map((x, i) => ({ name: images[i].path ?? `image ${i + 1}`, original: rgb(x.original), masked: rgb(x.masked), reconstruction: rgb(x.reconstruction) })),
+    skipped: files.length > MAX_RECONSTRUCT ? [...skipped, { name: `${files.length - MAX_RECONSTRUCT} more`, reason: `only the first ${MAX_RECONSTRUCT} images are reconstructed` }] : skipped,
+    png, size, maskRatio: fcmae.opts.maskRatio, loss: r.loss,
+  };
+}
+
+function rgb(img: Image): { width: number; height: number; data: Uint8Array } {
+  return { width: img.width, height: img.height, data: img.data };
+}
+
+// ---- fine-tuning ----------------------------------------------------------------------------
+
+function checkSettings(s: FinetuneSettings): void {
+  const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  if (!int(s.epochs, 1, 1000)) throw new ConvNextError(`epochs ${s.epochs}: must be an integer from 1 to 1000`);
+  if (!(s.lr > 0 && s.lr < 1)) throw new ConvNextError(`learning rate ${s.lr}: must be in (0, 1)`);
+  if (!int(s.batchSize, 1, 256)) throw new ConvNextError(`batch size ${s.batchSize}: must be an integer from 1 to 256`);
+  if (!(int(s.inputSize, 32, 1024) && s.inputSize % 32 === 0)) throw new ConvNextError(`image size ${s.inputSize}: must be a multiple of 32 from 32 to 1024`);
+  if (!int(s.seed, 0, 0xffffffff)) throw new ConvNextError(`seed ${s.seed}: must be a non-negative integer`);
+}
+
+function trainTransform(s: FinetuneSettings, cropPct: number): TransformSpec {
+  const S = s.inputSize;
+  switch (s.augment) {
+    case 'light': return { kind: 'train', size: S, scale: [0.35, 1], hflip: 0.5 };
+    // `convnextv2 finetune`'s defaults.
+    case 'recipe': return { kind: 'train', size: S, scale: [0.08, 1], hflip: 0.5, autoAugment: 'rand-m9-mstd0.5-inc1', reprob: 0.25, remode: 'pixel' };
+    case 'none': return { kind: 'eval', size: S, cropPct };
+  }
+}
+
+/** Top-1 / top-5 (%) and the mean cross-entropy on `images` under the evaluation transform. */
+function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number, cropPct: number): EvalSummary {
+  const K = model.config.numClasses;
+  let c1 = 0;
+  let c5 = 0;
+  let loss = 0;
+  for (let s = 0; s < images.length; s += CHUNK) {
+    const part = images.slice(s, s + CHUNK);
+    const logits = (model.forward(evalBatch(part, S, cropPct)).logits as { data: Float32Array }).data;
+    part.forEach((img, i) => {
+      const row = logits.subarray(i * K, (i + 1) * K);
+      const y = img.label;
+      const mx = Math.max(...row);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - mx);
+      loss += Math.log(sum) - (row[y] - mx);
+      let higher = 0;
+      for (let k = 0; k < K; k++) if (row[k] > row[y] || (row[k] === row[y] && k < y)) higher++;
+      if (higher === 0) c1++;
+      if (higher < 5) c5++;
+    });
+  }
+  const n = images.length;
+  return { top1: (100 * c1) / n, top5: (100 * c5) / n, loss: loss / n };
+}
+
+/** The engine's epochs, with a `step` message per batch and an `epoch` message per epoch. */
+async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch: number, n: number): Promise<EpochDone[]> {
+  const t0 = performance.now();
+  const epochs: EpochDone[] = [];
+  for (let epoch = 1; epoch <= E; epoch++) {
+    let before = 0;
+    const r = await engine.runEpoch(epoch, {
+      beforeBatch: () => checkpointForCancel(),
+      afterBatch: (info) => {
+        // StepInfo.loss is the epoch's running mean: this batch's loss is the difference of the sums.
+        const sum = info.loss * info.batch;
+        const step: StepProgress = {
+          epoch, epochs: E, batch: info.batch, batches: info.batches, step: (epoch - 1) * perEpoch + info.batch, steps: E * perEpoch,
+          loss: sum - before, epochLoss: info.loss, lr: info.lr,
+          imagesPerSecond: (n * (epoch - 1) + info.images) / ((performance.now() - t0) / 1000),
+        };
+        before = sum;
+        post({ type: 'step', id, step });
+      },
+    });
+    const e: EpochDone = { epoch, loss: r.loss, top1: r.val.top1, seconds: r.seconds };
+    epochs.push(e);
+    post({ type: 'epoch', id, epoch: e });
+  }
+  return epochs;
+}
+
+async function finetune(id: number, req: Requests['finetune']): Promise<Results['finetune']> {
+  const cur = need();
+  const { kernels } = await ready;
+  const s = req.settings;
+  checkSettings(s);
+  const classes = req.classes.map((c) => c.name.trim());
+  if (classes.length < 2) throw new ConvNextError('fine-tuning needs at least two classes');
+  for (const [i, c] of classes.entries()) {
+    if (c === '') throw new ConvNextError(`class ${i + 1} has no name`);
+    if (classes.indexOf(c) !== i) throw new ConvNextError(`two classes are named '${c}'`);
+    if (req.classes[i].files.length === 0) throw new ConvNextError(`class '${c}' has no images`);
+  }
+  const images: Image[] = [];
+  const skipped: Skipped[] = [];
+  const total = req.classes.reduce((a, c) => a + c.files.length, 0);
+  let done = 0;
+  for (const [label, c] of req.classes.entries()) {
+    for (const f of c.files) {
+      post({ type: 'progress', id, stage: 'decoding', done: done++, total });
+      try {
+        images.push(await lib.decodeImageBlob(f, label, f.name));
+      } catch (e) {
+        if (!(e instanceof ConvNextError)) throw e;
+        skipped.push({ name: `${classes[label]}/${f.name}`, reason: e.message.replace(/^cannot decode image .*?: /, '') });
+      }
+    }
+    if (!images.some((img) => img.label === label)) {
+      const k = skipped[skipped.length - 1];
+      throw new ConvNextError(`class '${classes[label]}': none of its ${c.files.length} files is a readable image (${k.name}: ${k.reason})`);
+    }
+  }
+  await checkpointForCancel();
+
+  // The model: the open one's weights, a new head for the classes (kept when they are the same classes).
+  const K = classes.length;
+  const S = s.inputSize;
+  const base = cur.model.config;
+  const cfg = { ...base, numClasses: K, dropPathRate: 0, headInitScale: 0.001 };
+  const model = new lib.ConvNeXtV2(cfg, { kernels, seed: s.seed });
+  let opt: AdamW | null = null;
+  const perEpoch = Math.ceil(images.length / s.batchSize);
+  const steps = perEpoch * s.epochs;
+  const t0 = performance.now();
+  let epochs: EpochDone[];
+  try {
+    const keepHead = base.numClasses === K && cur.labels !== undefined && cur.labels.every((n, i) => n === classes[i]);
+    const state = model.stateDict();
+    for (const [name, t] of cur.model.stateDict()) {
+      if ((name.startsWith('head.fc.') && !keepHead) || cur.initialised.includes(name)) continue;
+      const mine = state.get(name);
+      if (mine && mine.data.length === t.data.length) state.set(name, t);
+    }
+    model.loadStateDict(state, 'the opened checkpoint');
+    const batches = new lib.ImageBatches(images, { batchSize: s.batchSize, transform: trainTransform(s, cur.cropPct), shuffle: true, seed: s.seed });
+    opt = new lib.AdamW(lib.defaultGroups(model.params, 0.05), { lr: s.lr });
+    const engine = new lib.FinetuneEngine({
+      model, opt, batches, seed: s.seed, smoothing: 0.1,
+      schedule: lib.cosineScheduler(s.lr, Math.min(1e-6, s.lr), s.epochs, batches.length, 0),
+      evaluate: async (m) => evaluateOn(m, images, S, cur.cropPct),
+    });
+    epochs = await runEpochs(id, engine, s.epochs, batches.length, images.length);
+  } catch (e) {
+    release(opt, model); // cancelled or failed: the open model stays
+    throw e;
+  }
+  release(opt);
+  const from = cur.summary.fineTuned ? cur.summary.format : `fine-tuned in this page from ${cur.summary.format}`;
+  const augment = { light: 'crop + flip', recipe: 'the finetune recipe', none: 'no augmentation' }[s.augment];
+  const summary: CheckpointSummary = {
+    ...cur.summary,
+    format: from,
+    params: lib.countParams(cfg),
+    numClasses: K,
+    classNames: classes,
+    classSource: 'fine-tuned',
+    inputSize: S,
+    preprocessingRecorded: true,
+    fineTuned: true,
+    notes: [`${images.length} images, ${s.epochs} epoch${s.epochs > 1 ? 's' : ''} × ${perEpoch} step${perEpoch > 1 ? 's' : ''}, lr ${s.lr}, batch ${s.batchSize}, ${augment}`],
+  };
+  replaceCurrent({ summary, model, fcmae: cur.fcmae, names: classes, labels: classes, initialised: [], inputSize: S, cropPct: cur.cropPct, fineTuned: { from, settings: s, steps } });
+  return { classes, images: images.length, skipped, epochs, seconds: (performance.now() - t0) / 1000, summary };
+}
+
+function download(): Results['download'] {
+  const cur = need();
+  if (!cur.fineTuned) throw new ConvNextError('nothing to download: fine-tune first (the checkpoint you opened is on your disk already)');
+  const ft = cur.fineTuned;
+  const bytes = lib.serializeCheckpoint({
+    config: cur.model.config,
+    state: cur.model.stateDict(),
+    labels: cur.labels,
+    metadata: {
+      kind: 'finetune-web', epoch: String(ft.settings.epochs), step: String(ft.steps), seed: String(ft.settings.seed),
+      ...lib.preprocessingMetadata({ inputSize: cur.inputSize, cropPct: cur.cropPct }),
+      source: ft.from, settings: JSON.stringify(ft.settings),
+    },
+  });
+  return { bytes, fileName: `convnextv2-finetuned-${cur.names.length}-classes.safetensors` };
+}
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+async function handle(msg: Exclude<ToWorker, { type: 'cancel' }>): Promise<{ result: Results[Kind]; transfer: Transferable[] }> {
+  switch (msg.type) {
+    case 'open': return { result: await openCheckpoint(msg.files), transfer: [] };
+    case 'classify': {
+      const r = await classify(msg.id, msg.images, msg.topK);
+      return { result: r, transfer: r.items.map((x) => x.embedding.buffer) };
+    }
+    case 'reconstruct': {
+      const r = await reconstruct(msg.id, msg.images, msg.size, msg.seed);
+      return { result: r, transfer: [] };
+    }
+    case 'finetune': return { result: await finetune(msg.id, msg), transfer: [] };
+    case 'download': {
+      const r = download();
+      return { result: r, transfer: [r.bytes.buffer] };
+    }
+  }
+}
+
+/** What the page shows for a failure: the library's one-line message, or one line naming the task. */
+function message(kind: Kind, e: unknown): string {
+  const line = lib.errorLine(e, 300);
+  if (e instanceof ConvNextError) return line;
+  const what = { open: 'cannot read the checkpoint', classify: 'classification failed', reconstruct: 'reconstruction failed', finetune: 'fine-tuning failed', download: 'cannot write the checkpoint' }[kind];
+  return `${what}: ${line}`;
+}
+
+scope.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const msg = ev.data;
+  if (msg.type === 'cancel') {
+    cancelRequested = true;
+    return;
+  }
+  if (busy) {
+    post({ type: 'error', id: msg.id, message: 'busy with another task: wait for it, or cancel it' });
+    return;
+  }
+  busy = true;
+  cancelRequested = false;
+  handle(msg).then(
+    ({ result, transfer }) => post({ type: 'done', id: msg.id, kind: msg.type, result } as FromWorker, transfer),
+    (e: unknown) => post({ type: 'error', id: msg.id, message: message(msg.type, e) }),
+  ).finally(() => {
+    busy = false;
+  });
+};
