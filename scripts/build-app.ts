@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { BROWSER_BUNDLE } from './build-web.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WEB = join(ROOT, 'web');
@@ -43,12 +44,7 @@ export async function buildApp(outdir = join(ROOT, 'dist', 'web', 'app')): Promi
   await build({
     entryPoints: [join(WEB, 'app.ts'), join(WEB, 'worker.ts')],
     outdir,
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: ['es2022'],
-    sourcemap: true,
-    logLevel: 'warning',
+    ...BROWSER_BUNDLE,
     plugins: [libraryExternal],
   });
   for (const f of ['index.html', 'app.css']) copyFileSync(join(WEB, f), join(outdir, f));

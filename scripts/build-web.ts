@@ -25,18 +25,23 @@ const browserEdges: Plugin = {
   },
 };
 
+/** The esbuild options every browser bundle here shares (the library's, the app's). */
+export const BROWSER_BUNDLE = {
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['es2022'],
+  sourcemap: true,
+  logLevel: 'warning',
+} as const;
+
 /** Builds the bundle; returns the output file. */
 export async function buildWeb(outdir = join(ROOT, 'dist/web')): Promise<string> {
   const outfile = join(outdir, 'index.js');
   await build({
     entryPoints: [join(ROOT, 'src/web.ts')],
     outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: ['es2022'],
-    sourcemap: true,
-    logLevel: 'warning',
+    ...BROWSER_BUNDLE,
     plugins: [browserEdges],
   });
   return outfile;
