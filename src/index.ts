@@ -68,6 +68,7 @@ export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
 export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';
 export { ModelEma } from './train/ema.js';
+export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerId, layerScale, numLayers, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { clipGradNorm } from './train/step.js';

@@ -28,6 +28,7 @@ export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
 export { trainStep, forwardBackward, smoothTargets, clipGradNorm, type StepResult } from './train/step.js';
 export { ModelEma } from './train/ema.js';
+export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerScale, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';

@@ -174,18 +174,26 @@ function architectureWords(cfg: { block: 'v1' | 'v2' }, modelName: string | unde
 
 // ---- images ---------------------------------------------------------------------------------
 
-async function decodeAll(id: number, files: File[], label = -1): Promise<{ images: Image[]; skipped: Skipped[] }> {
-  const images: Image[] = [];
-  const skipped: Skipped[] = [];
+/**
+ * Decodes `files` (labelled `label`) into `images`, the unreadable ones into `skipped` (named
+ * `prefix` + file name); progress counts from `done` of `total`.
+ */
+async function decodeInto(id: number, files: File[], images: Image[], skipped: Skipped[], label = -1, prefix = '', done = 0, total = files.length): Promise<void> {
   for (const [i, f] of files.entries()) {
-    post({ type: 'progress', id, stage: 'decoding', done: i, total: files.length });
+    post({ type: 'progress', id, stage: 'decoding', done: done + i, total });
     try {
       images.push(await lib.decodeImageBlob(f, label, f.name));
     } catch (e) {
       if (!(e instanceof ConvNextError)) throw e;
-      skipped.push({ name: f.name, reason: e.message.replace(/^cannot decode image .*?: /, '') });
+      skipped.push({ name: prefix + f.name, reason: e.message.replace(/^cannot decode image .*?: /, '') });
     }
   }
+}
+
+async function decodeAll(id: number, files: File[]): Promise<{ images: Image[]; skipped: Skipped[] }> {
+  const images: Image[] = [];
+  const skipped: Skipped[] = [];
+  await decodeInto(id, files, images, skipped);
   return { images, skipped };
 }
 
@@ -223,14 +231,7 @@ async function classify(id: number, files: File[], topK: number): Promise<Result
       let sq = 0;
       for (const v of embedding) sq += v * v;
       // Softmax and ranking as `convnextv2 predict` computes them.
-      let top: Classified['top'] = [];
-      if (r.logits && K > 0) {
-        const row = r.logits.data.subarray(i * K, (i + 1) * K);
-        const mx = Math.max(...row);
-        const e = Array.from(row, (v) => Math.exp(v - mx));
-        const sum = e.reduce((a, b) => a + b, 0);
-        top = e.map((v, k) => ({ index: k, label: cur.names[k], probability: v / sum })).sort((a, b) => b.probability - a.probability).slice(0, Math.min(topK, K));
-      }
+      const top: Classified['top'] = r.logits && K > 0 ? lib.topClasses(r.logits.data.subarray(i * K, (i + 1) * K), cur.names, topK) : [];
       items.push({ name: img.path ?? `image ${s + i + 1}`, width: img.width, height: img.height, top, embedding, norm: Math.sqrt(sq) });
     });
   }
@@ -286,30 +287,14 @@ function trainTransform(s: FinetuneSettings, cropPct: number): TransformSpec {
   }
 }
 
-/** Top-1 / top-5 (%) and the mean cross-entropy on `images` under the evaluation transform. */
+/** Top-1 / top-5 (%) and the mean cross-entropy on `images` under the evaluation transform, counted as `convnextv2 eval` counts them. */
 function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number, cropPct: number): EvalSummary {
-  const K = model.config.numClasses;
-  let c1 = 0;
-  let c5 = 0;
-  let loss = 0;
+  const count = new lib.EvalCounter(model.config.numClasses);
   for (let s = 0; s < images.length; s += CHUNK) {
     const part = images.slice(s, s + CHUNK);
-    const logits = (model.forward(evalBatch(part, S, cropPct)).logits as { data: Float32Array }).data;
-    part.forEach((img, i) => {
-      const row = logits.subarray(i * K, (i + 1) * K);
-      const y = img.label;
-      const mx = Math.max(...row);
-      let sum = 0;
-      for (const v of row) sum += Math.exp(v - mx);
-      loss += Math.log(sum) - (row[y] - mx);
-      let higher = 0;
-      for (let k = 0; k < K; k++) if (row[k] > row[y] || (row[k] === row[y] && k < y)) higher++;
-      if (higher === 0) c1++;
-      if (higher < 5) c5++;
-    });
+    count.add(model.kernels, (model.forward(evalBatch(part, S, cropPct)).logits as { data: Float32Array }).data, Int32Array.from(part, (img) => img.label));
   }
-  const n = images.length;
-  return { top1: (100 * c1) / n, top5: (100 * c5) / n, loss: loss / n };
+  return count.summary();
 }
 
 /** The engine's epochs, with a `step` message per batch and an `epoch` message per epoch. */
@@ -356,15 +341,8 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
   const total = req.classes.reduce((a, c) => a + c.files.length, 0);
   let done = 0;
   for (const [label, c] of req.classes.entries()) {
-    for (const f of c.files) {
-      post({ type: 'progress', id, stage: 'decoding', done: done++, total });
-      try {
-        images.push(await lib.decodeImageBlob(f, label, f.name));
-      } catch (e) {
-        if (!(e instanceof ConvNextError)) throw e;
-        skipped.push({ name: `${classes[label]}/${f.name}`, reason: e.message.replace(/^cannot decode image .*?: /, '') });
-      }
-    }
+    await decodeInto(id, c.files, images, skipped, label, `${classes[label]}/`, done, total);
+    done += c.files.length;
     if (!images.some((img) => img.label === label)) {
       const k = skipped[skipped.length - 1];
       throw new ConvNextError(`class '${classes[label]}': none of its ${c.files.length} files is a readable image (${k.name}: ${k.reason})`);

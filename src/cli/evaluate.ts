@@ -9,7 +9,7 @@ import { DEFAULT_PREPROCESSING, type LoadedCheckpoint } from '../io/checkpoint.j
 import type { ParsedArgs } from './args.js';
 import { DataLoader } from '../data/loader.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
-import { smoothTargets } from '../train/step.js';
+import { EvalCounter } from '../train/metrics.js';
 
 export interface EvalResult {
   top1: number;
@@ -27,34 +27,16 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
     batchSize: opts.batchSize ?? 64, transform: { kind: 'eval', size: opts.size, cropPct: opts.cropPct },
     fill: false, workers: opts.workers ?? 'auto',
   });
-  let c1 = 0;
-  let c5 = 0;
-  let lossSum = 0;
-  let n = 0;
-  const classImages = new Array<number>(K).fill(0);
-  const classCorrect = new Array<number>(K).fill(0);
+  const count = new EvalCounter(K);
   try {
     for await (const b of loader.epoch(0)) {
-      const B = b.labels.length;
-      if (B === 0) continue;
-      const logits = model.forward(b.pixels).logits!.data;
-      lossSum += model.kernels.softmaxCrossEntropy(logits, smoothTargets(b.labels, K, 0), B, K, null) * B;
-      for (let i = 0; i < B; i++) {
-        const y = b.labels[i];
-        const v = logits[i * K + y];
-        let higher = 0;
-        for (let k = 0; k < K; k++) if (logits[i * K + k] > v || (logits[i * K + k] === v && k < y)) higher++;
-        if (higher === 0) c1++;
-        if (higher < 5) c5++;
-        classImages[y]++;
-        if (higher === 0) classCorrect[y]++;
-      }
-      n += B;
+      if (b.labels.length === 0) continue;
+      count.add(model.kernels, model.forward(b.pixels).logits!.data, b.labels);
     }
   } finally {
     await loader.close();
   }
-  return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? lossSum / n : 0, images: n, classImages, classCorrect };
+  return { ...count.summary(), classImages: count.classImages, classCorrect: count.classCorrect };
 }
 
 /**

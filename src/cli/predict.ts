@@ -16,6 +16,7 @@ import type { Tensor } from '../tensor.js';
 import type { ParsedArgs } from './args.js';
 import type { Command, CommandContext } from './command.js';
 import { evalPreprocessing } from './evaluate.js';
+import { topClasses } from '../train/metrics.js';
 
 /**
  * Decodes the image files given (the positionals). An unreadable one is skipped with a warning
@@ -83,16 +84,8 @@ export const predict: Command = {
     if (!(k >= 1)) throw new ConvNextError(`predict: --top-k ${k}: must be a positive integer`, 2);
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const logits = model.forward(pixels).logits!.data;
-    const topK = Math.min(k, K);
     const names = classNames(ck, labelsArg(args.string('labels'), K))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
-    const results = files.map((file, i) => {
-      const row = logits.subarray(i * K, (i + 1) * K);
-      const mx = Math.max(...row);
-      const e = Array.from(row, (v) => Math.exp(v - mx));
-      const s = e.reduce((a, b) => a + b, 0);
-      const top = e.map((v, k) => ({ index: k, label: names[k], probability: v / s })).sort((a, b) => b.probability - a.probability).slice(0, topK);
-      return { file, top };
-    });
+    const results = files.map((file, i) => ({ file, top: topClasses(logits.subarray(i * K, (i + 1) * K), names, k) }));
     for (const r of results) {
       ctx.out(r.file);
       for (const t of r.top) ctx.out(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.label}`);

@@ -4,6 +4,8 @@
  * epoch, index) only. The DataLoader (./loader.ts, Node worker threads) is one source; a page
  * can be another.
  */
+import { ConvNextError } from '../errors.js';
+import { Rng } from '../rng.js';
 import type { Tensor } from '../tensor.js';
 
 export interface Batch {
@@ -41,3 +43,25 @@ export function sampleSeed(seed: number, epoch: number, index: number, k = 0): n
   return fmix32(h ^ Math.imul(k >>> 0, 0x2545f491));
 }
 
+
+/** A batch size as every source takes it: a positive integer (a usage error otherwise). */
+export function checkBatchSize(B: number): number {
+  if (!Number.isInteger(B) || B < 1) throw new ConvNextError(`batch size ${B} must be a positive integer`, 2);
+  return B;
+}
+
+/** Batches per epoch of `n` samples. */
+export function batchCount(n: number, batchSize: number, dropLast: boolean): number {
+  return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+}
+
+/**
+ * The sample order of epoch `epoch` over `n` samples: 0..n-1, or a shuffle seeded by (seed,
+ * epoch) alone. Every BatchSource uses it, so the same samples give the same batches anywhere.
+ */
+export function epochOrder(n: number, shuffle: boolean, seed: number, epoch: number): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  if (shuffle) new Rng(sampleSeed(seed, epoch, 0xffffffff, 0x5f)).shuffle(order);
+  return order;
+}

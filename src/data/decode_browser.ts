@@ -13,6 +13,7 @@
  */
 import { ConvNextError, errorLine } from '../errors.js';
 import type { Image } from './image.js';
+import { toRgb } from './rgb.js';
 
 /** The most pixels decoded (about 8000 x 8000): a bigger image is refused before it fills memory. */
 export const MAX_DECODE_PIXELS = 64 * 1024 * 1024;
@@ -57,13 +58,7 @@ export async function decodeImageBlob(blob: Blob, label = -1, name?: string): Pr
     if (!ctx) throw new ConvNextError(`cannot decode image ${what}: no 2D canvas`);
     ctx.drawImage(bitmap, 0, 0);
     const rgba = ctx.getImageData(0, 0, width, height).data;
-    const n = width * height;
-    const data = new Uint8Array(n * 3);
-    for (let i = 0; i < n; i++) {
-      data[i * 3] = rgba[i * 4];
-      data[i * 3 + 1] = rgba[i * 4 + 1];
-      data[i * 3 + 2] = rgba[i * 4 + 2];
-    }
+    const data = toRgb(new Uint8Array(rgba.buffer, rgba.byteOffset, rgba.length), width * height, 4);
     return { width, height, data, label, path: what };
   } finally {
     bitmap.close();

@@ -4,6 +4,9 @@
  * applied, grey replicated to three channels, alpha dropped (not composited), 8 bits.
  */
 import { ConvNextError, errorLine } from '../errors.js';
+import { toRgb } from './rgb.js';
+
+export { toRgb } from './rgb.js';
 
 /** An 8-bit RGB image, HWC (row-major, 3 bytes per pixel), and its class index. */
 export interface Image {
@@ -63,25 +66,3 @@ export async function decodeImage(input: string | Uint8Array, label = -1, path?:
   return { width: info.width, height: info.height, data: toRgb(data, info.width * info.height, info.channels), label, path };
 }
 
-/** 1 (grey), 2 (grey + alpha), 3 or 4 (RGBA) interleaved channels -> RGB. */
-export function toRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
-  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3);
-  const out = new Uint8Array(pixels * 3);
-  if (channels === 1 || channels === 2) {
-    for (let i = 0, j = 0; i < pixels; i++, j += channels) {
-      const v = src[j];
-      out[i * 3] = v;
-      out[i * 3 + 1] = v;
-      out[i * 3 + 2] = v;
-    }
-  } else if (channels === 4) {
-    for (let i = 0; i < pixels; i++) {
-      out[i * 3] = src[i * 4];
-      out[i * 3 + 1] = src[i * 4 + 1];
-      out[i * 3 + 2] = src[i * 4 + 2];
-    }
-  } else {
-    throw new ConvNextError(`unsupported image with ${channels} channels`);
-  }
-  return out;
-}

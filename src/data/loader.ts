@@ -26,7 +26,7 @@ import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
 export { type Batch, type BatchSource, sampleSeed } from './batch.js';
 import type { Batch, BatchSource } from './batch.js';
-import { sampleSeed } from './batch.js';
+import { batchCount, checkBatchSize, epochOrder, sampleSeed } from './batch.js';
 import type { Dataset, SharedDataset } from './dataset.js';
 import { CorruptImageError, loadSharp, type Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
@@ -165,8 +165,7 @@ export class DataLoader implements BatchSource {
   private readonly corrupt = new Set<number>();
 
   constructor(readonly dataset: Dataset, opts: DataLoaderOptions) {
-    const B = opts.batchSize;
-    if (!Number.isInteger(B) || B < 1) throw new ConvNextError(`batch size ${B} must be a positive integer`, 2);
+    const B = checkBatchSize(opts.batchSize);
     this.batchSize = B;
     this.shuffle = opts.shuffle ?? false;
     this.seed = (opts.seed ?? 0) >>> 0;
@@ -197,8 +196,7 @@ export class DataLoader implements BatchSource {
 
   /** Number of batches in an epoch. */
   get length(): number {
-    const n = this.dataset.length;
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    return batchCount(this.dataset.length, this.batchSize, this.dropLast);
   }
 
   /** Paths of unreadable images met so far. */
@@ -208,11 +206,7 @@ export class DataLoader implements BatchSource {
 
   /** The sample order of epoch `epoch`. */
   order(epoch: number): Int32Array {
-    const n = this.dataset.length;
-    const order = new Int32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    if (this.shuffle) new Rng(sampleSeed(this.seed, epoch, 0xffffffff, 0x5f)).shuffle(order);
-    return order;
+    return epochOrder(this.dataset.length, this.shuffle, this.seed, epoch);
   }
 
   private ensurePool(): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
-import { type Batch, type BatchSource, sampleSeed } from './batch.js';
+import { type Batch, type BatchSource, batchCount, checkBatchSize, epochOrder, sampleSeed } from './batch.js';
 import type { Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
 
@@ -31,8 +31,7 @@ export class ImageBatches implements BatchSource {
 
   /** `images[i].label` is sample i's class index. */
   constructor(readonly images: readonly Image[], opts: ImageBatchesOptions) {
-    const B = opts.batchSize;
-    if (!Number.isInteger(B) || B < 1) throw new ConvNextError(`batch size ${B} must be a positive integer`, 2);
+    const B = checkBatchSize(opts.batchSize);
     if (images.length === 0) throw new ConvNextError('no images to make batches of');
     for (const [i, img] of images.entries()) {
       if (!(img.width >= 1 && img.height >= 1 && img.data.length === img.width * img.height * 3)) {
@@ -48,17 +47,12 @@ export class ImageBatches implements BatchSource {
   }
 
   get length(): number {
-    const n = this.images.length;
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    return batchCount(this.images.length, this.batchSize, this.dropLast);
   }
 
   /** The sample order of epoch `epoch` (the DataLoader's). */
   order(epoch: number): Int32Array {
-    const n = this.images.length;
-    const order = new Int32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    if (this.shuffle) new Rng(sampleSeed(this.seed, epoch, 0xffffffff, 0x5f)).shuffle(order);
-    return order;
+    return epochOrder(this.images.length, this.shuffle, this.seed, epoch);
   }
 
   async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch, void, undefined> {

@@ -104,7 +104,7 @@ export class WasmKernels implements Kernels {
    * {@link WasmKernels.create} for threads.
    */
   constructor(module: WebAssembly.Module, instance?: WebAssembly.Instance, memory?: WebAssembly.Memory) {
-    const shared = WebAssembly.Module.exports(module).some((e) => e.name === '__wasm_init_tls');
+    const shared = WasmKernels.isThreadBuild(module);
     this.mem = memory ?? WasmKernels.newMemory(shared);
     const inst = instance ?? new WebAssembly.Instance(module, { env: { memory: this.mem } });
     this.x = inst.exports as unknown as Exports;
@@ -121,7 +121,7 @@ export class WasmKernels implements Kernels {
   static async create(module: WebAssembly.Module, opts: WasmKernelsOptions = {}): Promise<WasmKernels> {
     const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new ConvNextError(`wasm kernels: threads must be an integer in [1, 256], got ${threads}`);
-    const shared = WebAssembly.Module.exports(module).some((e) => e.name === '__wasm_init_tls');
+    const shared = WasmKernels.isThreadBuild(module);
     if (threads > 1 && !shared) throw new ConvNextError('wasm kernels: threads need the shared-memory build (convnextv2.wasm) and a cross-origin-isolated page');
     if (threads > 1 && !opts.host) throw new ConvNextError('wasm kernels: threads need a host that starts workers');
     const memory = WasmKernels.newMemory(shared);
@@ -129,6 +129,11 @@ export class WasmKernels implements Kernels {
     const k = new WasmKernels(module, instance, memory);
     if (threads > 1) await k.startWorkers(module, threads, opts.host!, opts.startTimeoutMs ?? 20000);
     return k;
+  }
+
+  /** Whether `module` is the shared-memory build (convnextv2.wasm: it exports the TLS set-up threads need). */
+  static isThreadBuild(module: WebAssembly.Module): boolean {
+    return WebAssembly.Module.exports(module).some((e) => e.name === '__wasm_init_tls');
   }
 
   private static newMemory(shared: boolean): WebAssembly.Memory {

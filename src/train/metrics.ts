@@ -1,0 +1,62 @@
+/**
+ * What evaluation and prediction report (platform-neutral): the top-k classes of one row of
+ * logits with softmax probabilities, as `convnextv2 predict` prints them, and top-1 / top-5
+ * hits with the mean cross-entropy, counted as the official evaluation does (a tie ranks the
+ * lower class index first).
+ */
+import type { Kernels } from '../kernels/types.js';
+import { smoothTargets } from './step.js';
+
+export interface RankedClass {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+/** The `k` most probable classes of one row of logits (softmax in float64), most probable first. */
+export function topClasses(row: Float32Array, names: readonly string[], k: number): RankedClass[] {
+  const mx = Math.max(...row);
+  const e = Array.from(row, (v) => Math.exp(v - mx));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v, i) => ({ index: i, label: names[i], probability: v / s })).sort((a, b) => b.probability - a.probability).slice(0, Math.min(k, row.length));
+}
+
+/** Accumulates top-1 / top-5 hits, per-class counts and the cross-entropy over batches of logits. */
+export class EvalCounter {
+  private c1 = 0;
+  private c5 = 0;
+  private lossSum = 0;
+  private n = 0;
+  readonly classImages: number[];
+  readonly classCorrect: number[];
+
+  constructor(readonly numClasses: number) {
+    this.classImages = new Array<number>(numClasses).fill(0);
+    this.classCorrect = new Array<number>(numClasses).fill(0);
+  }
+
+  /** One batch: `logits` [B, K], `labels` [B]; the loss through the kernels' softmax cross-entropy. */
+  add(k: Kernels, logits: Float32Array, labels: Int32Array): void {
+    const B = labels.length;
+    const K = this.numClasses;
+    if (B === 0) return;
+    this.lossSum += k.softmaxCrossEntropy(logits, smoothTargets(labels, K, 0), B, K, null) * B;
+    for (let i = 0; i < B; i++) {
+      const y = labels[i];
+      const v = logits[i * K + y];
+      let higher = 0;
+      for (let c = 0; c < K; c++) if (logits[i * K + c] > v || (logits[i * K + c] === v && c < y)) higher++;
+      if (higher === 0) this.c1++;
+      if (higher < 5) this.c5++;
+      this.classImages[y]++;
+      if (higher === 0) this.classCorrect[y]++;
+    }
+    this.n += B;
+  }
+
+  /** Top-1 and top-5 in percent, the mean cross-entropy, the images counted (zeros before any). */
+  summary(): { top1: number; top5: number; loss: number; images: number } {
+    const n = this.n;
+    return { top1: n ? (100 * this.c1) / n : 0, top5: n ? (100 * this.c5) / n : 0, loss: n ? this.lossSum / n : 0, images: n };
+  }
+}
