@@ -155,7 +155,7 @@ export const finetune: Command = {
         const t = state.get(p.name);
         if (!t) continue;
         if (t.data.length !== p.size) throw new ConvNextError(`finetune: --init ${initPath}: tensor ${p.name} does not fit the model`);
-        p.data.set(t.data);
+        model.kernels.write(p.data, t.data);
       }
       initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}`;
     }
@@ -174,7 +174,7 @@ export const finetune: Command = {
     const opt = new AdamW([...groupsByKey.values()], { betas: [betas[0], betas[1]], eps: a.num('opt-eps') });
     const emaDecay = a.num('model-ema-decay');
     if (!(emaDecay >= 0 && emaDecay < 1)) throw new ConvNextError(`finetune: --model-ema-decay ${emaDecay}: must be in [0, 1)`, 2);
-    const ema = a.bool('model-ema') ? new ModelEma(model.params, emaDecay) : null;
+    const ema = a.bool('model-ema') ? new ModelEma(model.params, emaDecay, model.kernels) : null;
     let startEpoch = 0;
     let step = 0;
     let bestSoFar = -1;
@@ -188,7 +188,7 @@ export const finetune: Command = {
         for (const p of model.params) {
           const t = extra.get(`ema.${p.name}`);
           if (!t) throw new ConvNextError(`finetune: ${resumeFile} has no EMA weights (ema.${p.name})`);
-          ema.shadow.get(p.name)!.set(t.data);
+          model.kernels.write(ema.shadow.get(p.name)!, t.data);
         }
       }
     }

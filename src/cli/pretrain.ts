@@ -186,7 +186,7 @@ export const pretrain: Command = {
           saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
             config: fcmae.encoderModel.config,
             state: fcmae.encoderModel.stateDict(),
-            extra: new Map([...fcmae.decoderParams.map((p) => [p.name, { shape: p.shape, data: p.data }] as const), ...optimizerTensors(opt)]),
+            extra: new Map([...fcmae.decoderParams.map((p) => [p.name, { shape: p.shape, data: p.host() }] as const), ...optimizerTensors(opt)]),
             initialised: ['head.norm.weight', 'head.norm.bias'],
             fcmae: fcmae.info(),
             metadata: {

@@ -5,7 +5,7 @@
  * official names under `fcmae.` (`fcmae.proj`, `fcmae.mask_token`, `fcmae.decoder.I.*`,
  * `fcmae.pred`).
  */
-import type { Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Kernels } from '../kernels/types.js';
 import { Block } from '../model/block.js';
 import { Arena } from '../nn/arena.js';
 import { Linear } from '../nn/linear.js';
@@ -20,22 +20,6 @@ const OFFICIAL_BLOCK_NAMES: Record<string, string> = {
   'mlp.fc2.weight': 'pwconv2.weight', 'mlp.fc2.bias': 'pwconv2.bias',
 };
 
-/** The rows (ascending) of an [rows, P] matrix with some nonzero entry. */
-function nonzeroRows(a: Float32Array, rows: number, P: number): Int32Array {
-  const out = new Int32Array(rows);
-  let n = 0;
-  for (let r = 0; r < rows; r++) {
-    const o = r * P;
-    for (let i = o; i < o + P; i++) {
-      if (a[i] !== 0) {
-        out[n++] = r;
-        break;
-      }
-    }
-  }
-  return out.subarray(0, n);
-}
-
 export class FcmaeDecoder {
   private readonly proj: Linear;
   private readonly maskToken: Param;
@@ -43,6 +27,8 @@ export class FcmaeDecoder {
   private readonly pred: Linear;
   private readonly own = new Arena();
   private keep: Float32Array | null = null;
+  /** 1 - keep: 1 at removed sites. */
+  private removed: Float32Array | null = null;
   private shape: [number, number, number] = [0, 0, 0];
 
   constructor(p: (name: string) => Param, readonly encDim: number, readonly dim: number, depth: number, kernelSize: number,
@@ -56,15 +42,18 @@ export class FcmaeDecoder {
   }
 
   /** e: dense encoder map [N, h, w, encDim]; keep: 1 at visible sites [N*h*w]. Returns pred [N*h*w, outDim]. */
-  forward(k: Kernels, e: Float32Array, keep: Float32Array, N: number, h: number, w: number): Float32Array {
+  forward(k: Kernels, e: Buf, keep: Float32Array, N: number, h: number, w: number): Buf {
     const b = { shared: this.shared, cache: true };
     const rows = N * h * w;
     const D = this.dim;
     this.keep = keep;
+    this.removed = keep.map((v) => 1 - v);
     this.shape = [N, h, w];
+    // x = proj(e) * keep + (1 - keep) * mask_token (official: x * (1 - mask) + mask_token * mask),
+    // the token added as an outer product (a GEMM with K = 1).
     const x = this.proj.forward(k, e, rows, b, this.own.get(k, 'mixed', rows * D));
-    const tok = this.maskToken.data;
-    for (let r = 0; r < rows; r++) if (!keep[r]) x.set(tok, r * D);
+    k.scaleRows(x, rows, D, keep, x, false);
+    k.gemm(false, false, rows, D, 1, this.removed, 1, this.maskToken.data, D, x, D, true, null, Act.None, null);
     let y = x;
     for (const blk of this.blocks) y = blk.forward(k, y, N, h, w, { ...b, train: false });
     return this.pred.forward(k, y, rows, b);
@@ -72,28 +61,26 @@ export class FcmaeDecoder {
 
   /**
    * dpred -> d(encoder map) (dense); accumulates parameter gradients. `live`: the rows of
-   * dpred that may be nonzero, ascending (the others must be zero); found by a scan if absent.
+   * dpred that may be nonzero, ascending (the others must be zero).
    */
-  backward(k: Kernels, dpred: Float32Array, live?: Int32Array): Float32Array {
-    const keep = this.keep!;
+  backward(k: Kernels, dpred: Buf, live: Int32Array): Buf {
+    const keep = this.keep;
+    const removed = this.removed;
+    if (!keep || !removed) throw new Error('FcmaeDecoder.backward without a forward');
     const [N, h, w] = this.shape;
     const rows = N * h * w;
     const D = this.dim;
     // The loss leaves zero gradients at visible patches: the prediction layer's backward runs
     // on the rows with a nonzero gradient only.
-    const nz = live ?? nonzeroRows(dpred, rows, this.outDim);
+    const nz = live;
     const dy = this.shared.get(k, 'dec.dy', rows * D);
     let d = nz.length === rows
       ? this.pred.backward(k, dpred, this.shared, dy)!
       : this.pred.backwardRows(k, dpred, nz, this.shared, dy);
     for (let i = this.blocks.length - 1; i >= 0; i--) d = this.blocks[i].backward(k, d, this.shared);
-    const gt = this.maskToken.grad;
-    for (let r = 0; r < rows; r++) {
-      if (keep[r]) continue;
-      const o = r * D;
-      for (let c = 0; c < D; c++) gt[c] += d[o + c];
-      d.fill(0, o, o + D);
-    }
+    // d mask_token += (1 - keep)^T d; the removed rows do not reach proj.
+    k.gemm(true, false, 1, D, rows, removed, 1, d, D, this.maskToken.grad, D, true, null, Act.None, null);
+    k.scaleRows(d, rows, D, keep, d, false);
     return this.proj.backward(k, d, this.shared, this.shared.get(k, 'dec.de', rows * this.encDim))!;
   }
 }

@@ -12,7 +12,8 @@
  */
 import { checkKnownKeys, ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
-import { type Kernels, memoryOf } from '../kernels/types.js';
+import { hostArray } from '../kernels/host.js';
+import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
 import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
@@ -21,7 +22,6 @@ import { Param } from '../nn/param.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { FcmaeDecoder } from './decoder.js';
-import { targetAndLoss } from './loss.js';
 import { randomMask } from './masking.js';
 import { type EncoderMode, type GrnStats, SparseEncoder } from './sparse_encoder.js';
 
@@ -51,6 +51,16 @@ export const FCMAE_DEFAULTS: FcmaeOptions = {
   decoderDim: 512, decoderDepth: 1, patchSize: 32, maskRatio: 0.6, normPixLoss: false, grnStats: 'batch', initStyle: 'timm',
 };
 
+/** FcmaeOutput in the kernels' memory (see FCMAE.forwardTensors). */
+export interface FcmaeTensors {
+  /** One value: the loss. */
+  loss: Buf;
+  pred: { shape: number[]; data: Buf };
+  target: { shape: number[]; data: Buf };
+  patchStats: { shape: number[]; data: Buf } | null;
+  mask: Tensor;
+}
+
 /** The arrays are the model's buffers, valid until the next forward. */
 export interface FcmaeOutput {
   loss: number;
@@ -76,7 +86,7 @@ export class FCMAE {
   readonly rng: Rng;
   private readonly byName = new Map<string, Param>();
   private readonly shared = new Arena();
-  private last: { rows: number; P: number; dpred: Float32Array; mask: Float32Array } | null = null;
+  private last: { rows: number; P: number; dpred: Buf; mask: Float32Array } | null = null;
 
   constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels?: Kernels; seed?: number } = {}) {
     checkKnownKeys('FCMAE', opts, Object.keys(FCMAE_DEFAULTS));
@@ -135,32 +145,34 @@ export class FCMAE {
    */
   init(seed: number): void {
     const rng = new Rng(seed);
+    const k = this.kernels;
     const timm = this.opts.initStyle === 'timm';
-    const tn = (p: Param, std: number) => { const sd = timm ? 0.02 : std; for (let i = 0; i < p.size; i++) p.data[i] = rng.truncNormal(sd); };
+    const set = (p: Param, f: () => number) => { const v = new Float32Array(p.size); for (let i = 0; i < v.length; i++) v[i] = f(); k.write(p.data, v); };
+    const tn = (p: Param, std: number) => { const sd = timm ? 0.02 : std; set(p, () => rng.truncNormal(sd)); };
     for (const p of this.encoderModel.params) {
       const n = p.name;
-      if (/\.bias$/.test(n) || /grn/.test(n)) p.data.fill(0);
-      else if (/\.blocks\.\d+\.gamma$/.test(n)) p.data.fill(LAYER_SCALE_INIT); // V1 blocks' LayerScale
-      else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) p.data.fill(1);
+      if (/\.bias$/.test(n) || /grn/.test(n)) k.fill(p.data, 0);
+      else if (/\.blocks\.\d+\.gamma$/.test(n)) k.fill(p.data, LAYER_SCALE_INIT); // V1 blocks' LayerScale
+      else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) k.fill(p.data, 1);
       else if (/downsample\.1\.weight$/.test(n)) tn(p, 0.02);
       else tn(p, 1); // stem.0, conv_dw, mlp.fc1, mlp.fc2
     }
     for (const p of this.decoderParams) {
       const n = p.name;
       if (n === `${FCMAE_PREFIX}mask_token`) {
-        for (let i = 0; i < p.size; i++) p.data[i] = rng.normal() * 0.02;
+        set(p, () => rng.normal() * 0.02);
       } else if (timm && /pwconv[12]\.bias$/.test(n)) {
-        p.data.fill(0);
+        k.fill(p.data, 0);
       } else if (timm && /pwconv[12]\.weight$/.test(n)) {
         tn(p, 0.02);
       } else if (/pwconv[12]\.(weight|bias)$/.test(n)) {
         const fanIn = n.includes('pwconv1') ? this.opts.decoderDim : 4 * this.opts.decoderDim;
         const bound = 1 / Math.sqrt(fanIn);
-        for (let i = 0; i < p.size; i++) p.data[i] = (rng.uniform() * 2 - 1) * bound;
+        set(p, () => (rng.uniform() * 2 - 1) * bound);
       } else if (/\.bias$|grn\./.test(n)) {
-        p.data.fill(0);
+        k.fill(p.data, 0);
       } else if (/norm\.weight$/.test(n)) {
-        p.data.fill(1);
+        k.fill(p.data, 1);
       } else {
         tn(p, 1); // proj, pred, decoder dwconv
       }
@@ -184,12 +196,15 @@ export class FCMAE {
   }
 
   zeroGrad(): void {
-    for (const p of this.encoderModel.params) p.grad.fill(0);
-    for (const p of this.decoderParams) p.grad.fill(0);
+    for (const p of this.encoderModel.params) this.kernels.fill(p.grad, 0);
+    for (const p of this.decoderParams) this.kernels.fill(p.grad, 0);
   }
 
-  /** Forward from NCHW pixels and a mask [N, L] (1 = removed). Keeps what backward needs. */
-  forward(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
+  /**
+   * Forward from NCHW pixels and a mask [N, L] (1 = removed), results in the kernels' memory
+   * (the model's buffers, valid until the next forward). Keeps what backward needs.
+   */
+  forwardTensors(pixels: { shape: number[]; data: Buf }, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeTensors {
     if (pixels.shape.length !== 4) throw new ConvNextError(`pixel_values must be [N, C, H, W], got ${shapeStr(pixels.shape)}`);
     const [N, C, H, W] = pixels.shape;
     const cfg = this.encoderModel.config;
@@ -217,7 +232,9 @@ export class FCMAE {
     const target = this.shared.get(k, 'fcmae.target', rows * P);
     const norm = opts.normPixLoss ?? this.opts.normPixLoss;
     const dpred = this.shared.get(k, 'fcmae.dpred', rows * P);
-    const { loss, patchStats } = targetAndLoss(x, N, H, W, C, p, norm, pred, mask, target, dpred);
+    const loss = this.shared.get(k, 'fcmae.loss', 1);
+    const patchStats = norm ? this.shared.get(k, 'fcmae.patch_stats', rows * 2) : null;
+    k.fcmaeLoss(x, N, H, W, C, p, norm, pred, mask, target, dpred, loss, patchStats);
     this.last = { rows, P, dpred, mask };
     return {
       loss,
@@ -228,11 +245,29 @@ export class FCMAE {
     };
   }
 
+  /**
+   * Forward from NCHW pixels and a mask [N, L] (1 = removed), results on the host: the loss
+   * as a number, the arrays the model's buffers (valid until the next forward). Host backends
+   * only (a device backend's results are read with `await kernels.read` from forwardTensors).
+   */
+  forward(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
+    const t = this.forwardTensors(pixels, maskTensor, opts);
+    const what = 'FCMAE.forward (a device backend: use forwardTensors and await kernels.read)';
+    const host = (x: { shape: number[]; data: Buf }): Tensor => ({ shape: x.shape, data: hostArray(x.data, what) });
+    return {
+      loss: hostArray(t.loss, what)[0],
+      pred: host(t.pred),
+      target: host(t.target),
+      patchStats: t.patchStats && host(t.patchStats),
+      mask: t.mask,
+    };
+  }
+
   /** Backward of the last forward's loss; accumulates into Param.grad (scaled by 1/lossScale). */
   backward(lossScale = 1): void {
     if (!this.last) throw new Error('FCMAE.backward without a forward');
     const { dpred, mask, rows } = this.last;
-    if (lossScale !== 1) for (let i = 0; i < dpred.length; i++) dpred[i] /= lossScale;
+    if (lossScale !== 1) this.kernels.scale(dpred, dpred.length, 1 / lossScale);
     // The loss's gradient is zero at visible patches: only removed ones reach the prediction layer.
     const live = new Int32Array(rows);
     let n = 0;
@@ -245,7 +280,14 @@ export class FCMAE {
   /** Encoder (timm names) and decoder (`fcmae.` names) tensors. */
   stateDict(): Map<string, Tensor> {
     const m = this.encoderModel.stateDict();
-    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: p.data });
+    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: p.host() });
+    return m;
+  }
+
+  /** Copies of the encoder's and decoder's tensors, read from any backend. */
+  async readStateDict(): Promise<Map<string, Tensor>> {
+    const m = await this.encoderModel.readStateDict();
+    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
     return m;
   }
 
@@ -255,7 +297,7 @@ export class FCMAE {
       const t = state.get(p.name);
       if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
       if (t.data.length !== p.size) throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
-      p.data.set(t.data);
+      this.kernels.write(p.data, t.data);
     }
   }
 }

@@ -12,6 +12,7 @@
  * gather/scatter move between the two layouts.
  */
 import { ConvNextError } from '../errors.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Rng } from '../rng.js';
 
 /** Random masks [N, L] (1 = removed) with exactly floor(L * (1 - ratio)) visible cells each. */
@@ -87,36 +88,22 @@ export function stageMask(mask: Float32Array, N: number, gh: number, gw: number,
   return { N, H, W, idx, rowOf, visRuns: Int32Array.from(vis), maskRuns: Int32Array.from(msk), sampleOffsets, keep };
 }
 
-/** dst[compact r] = src[dense idx[r]] for C channels. */
-export function gatherRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): Float32Array {
-  const runs = sm.visRuns;
-  let o = 0;
-  for (let i = 0; i < runs.length; i += 2) {
-    const a = runs[i] * C;
-    const b = runs[i + 1] * C;
-    dst.set(src.subarray(a, b), o);
-    o += b - a;
-  }
+/** dst [S, C] = the visible rows of the dense map src (compaction), in a kernel. */
+export function gatherRows(k: Kernels, src: Buf, sm: StageMask, C: number, dst: Buf): Buf {
+  k.gatherRows(src, sm.idx, C, dst);
   return dst;
 }
 
 /** Dense dst: visible rows from compact src, masked rows zero (overwrites all of dst). */
-export function scatterRows(src: Float32Array, sm: StageMask, C: number, dst: Float32Array): Float32Array {
-  const runs = sm.visRuns;
-  let o = 0;
-  for (let i = 0; i < runs.length; i += 2) {
-    const a = runs[i] * C;
-    const b = runs[i + 1] * C;
-    dst.set(src.subarray(o, o + b - a), a);
-    o += b - a;
-  }
-  zeroMasked(dst, sm, C);
+export function scatterRows(k: Kernels, src: Buf, sm: StageMask, C: number, dst: Buf): Buf {
+  k.fill(dst, 0);
+  k.scatterRows(src, sm.idx, C, dst);
   return dst;
 }
 
-/** Zeroes the masked rows of a dense map in place. */
-export function zeroMasked(x: Float32Array, sm: StageMask, C: number): Float32Array {
-  const runs = sm.maskRuns;
-  for (let i = 0; i < runs.length; i += 2) x.fill(0, runs[i] * C, runs[i + 1] * C);
+/** Zeroes the masked rows of a dense map in place (rows times the keep mask). */
+export function zeroMasked(k: Kernels, x: Buf, sm: StageMask, C: number): Buf {
+  const rows = sm.N * sm.H * sm.W;
+  k.scaleRows(x, rows, C, sm.keep, x, false);
   return x;
 }

@@ -21,7 +21,7 @@
  *   speed comparison).
  */
 import { ConvNextError } from '../errors.js';
-import type { Kernels } from '../kernels/types.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { BlockType } from '../model/config.js';
@@ -37,6 +37,11 @@ import { gatherRows, scatterRows, stageMask, type StageMask, zeroMasked } from '
 
 export type EncoderMode = 'sparse' | 'dense';
 export type GrnStats = 'batch' | 'per-sample';
+
+function copyOf(k: Kernels, src: Buf, dst: Buf): Buf {
+  k.copy(src, dst);
+  return dst;
+}
 
 function grnOffsets(sm: StageMask, mode: EncoderMode, stats: GrnStats): Int32Array {
   const HW = sm.H * sm.W;
@@ -72,7 +77,7 @@ class MaskedBlock {
     }
   }
 
-  forward(k: Kernels, x: Float32Array, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Float32Array {
+  forward(k: Kernels, x: Buf, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Buf {
     const { C } = this;
     const { N, H, W } = sm;
     const b = { shared, cache: true };
@@ -80,32 +85,32 @@ class MaskedBlock {
     this.mode = mode;
     const sparse = mode === 'sparse';
     const rows = sparse ? sm.idx.length : N * H * W;
-    let t: Float32Array;
+    let t: Buf;
     if (sparse) {
       t = this.convDw.forwardRows(k, x, sm.rowOf, sm.idx, N, H, W, b);
     } else {
-      t = zeroMasked(this.convDw.forward(k, x, N, H, W, b), sm, C);
+      t = zeroMasked(k, this.convDw.forward(k, x, N, H, W, b), sm, C);
     }
     const u = this.norm.forward(k, t, rows, b);
-    if (!sparse) zeroMasked(u, sm, C);
+    if (!sparse) zeroMasked(k, u, sm, C);
     const g = this.fc1.forward(k, u, rows, b);
-    if (!sparse) zeroMasked(g, sm, 4 * C);
+    if (!sparse) zeroMasked(k, g, sm, 4 * C);
     const r = this.grn ? this.grn.forward(k, g, grnOffsets(sm, mode, stats), b) : g;
-    if (!sparse) zeroMasked(r, sm, 4 * C);
+    if (!sparse) zeroMasked(k, r, sm, 4 * C);
     const out = this.own.get(k, 'out', rows * C);
     this.fc2.forward(k, r, rows, b, out, x.length === rows * C ? x : x.subarray(0, rows * C));
-    if (!sparse) zeroMasked(out, sm, C);
+    if (!sparse) zeroMasked(k, out, sm, C);
     return out;
   }
 
   /** dy -> dx in place (dy's buffer is returned holding dx). */
-  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
+  backward(k: Kernels, dy: Buf, shared: Arena): Buf {
     const sm = this.sm;
     if (!sm) throw new Error('MaskedBlock.backward without a forward');
     const { C } = this;
     const sparse = this.mode === 'sparse';
     const rows = sparse ? sm.idx.length : sm.N * sm.H * sm.W;
-    const mask = (v: Float32Array, ch: number) => (sparse ? v : zeroMasked(v, sm, ch));
+    const mask = (v: Buf, ch: number) => (sparse ? v : zeroMasked(k, v, sm, ch));
     mask(dy, C);
     const dr = mask(this.fc2.backward(k, dy, shared, shared.get(k, 'mb.dr', rows * 4 * C))!, 4 * C);
     const dg = this.grn ? mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C) : dr;
@@ -136,55 +141,6 @@ function blockChildren(prev: StageMask, next: StageMask, out: Int32Array): Int32
 }
 
 /**
- * cols [S_next, 4*C]: each visible block's four rows of `u` side by side (rows of C floats
- * in `children` order; zeros for -1). The two children of a block row are adjacent positions,
- * so consecutive rows of u: one copy of 2*C floats.
- */
-function gatherBlocks(u: Float32Array, children: Int32Array, C: number, cols: Float32Array): Float32Array {
-  for (let i = 0; i < children.length; i += 2) {
-    const j = children[i];
-    if (j >= 0 && children[i + 1] === j + 1) {
-      cols.set(u.subarray(j * C, (j + 2) * C), i * C);
-      continue;
-    }
-    for (let q = i; q < i + 2; q++) {
-      const jq = children[q];
-      if (jq < 0) cols.fill(0, q * C, (q + 1) * C);
-      else cols.set(u.subarray(jq * C, (jq + 1) * C), q * C);
-    }
-  }
-  return cols;
-}
-
-/** The transpose of gatherBlocks: du [S_prev, C] gets each child's slice of dcols. */
-function scatterBlocks(dcols: Float32Array, children: Int32Array, C: number, du: Float32Array): Float32Array {
-  // Every visible position lies in exactly one visible block, unless the mask is not a
-  // block upsampling: then clear first and accumulate.
-  let n = 0;
-  for (let i = 0; i < children.length; i++) if (children[i] >= 0) n++;
-  if (n * C !== du.length) {
-    du.fill(0);
-    for (let i = 0; i < children.length; i++) {
-      const j = children[i];
-      if (j >= 0) for (let c = 0; c < C; c++) du[j * C + c] += dcols[i * C + c];
-    }
-    return du;
-  }
-  for (let i = 0; i < children.length; i += 2) {
-    const j = children[i];
-    if (j >= 0 && children[i + 1] === j + 1) {
-      du.set(dcols.subarray(i * C, (i + 2) * C), j * C);
-      continue;
-    }
-    for (let q = i; q < i + 2; q++) {
-      const jq = children[q];
-      if (jq >= 0) du.set(dcols.subarray(q * C, (q + 1) * C), jq * C);
-    }
-  }
-  return du;
-}
-
-/**
  * LayerNorm + 2x2 stride-2 convolution between stages, on visible blocks. The sparse mode
  * gathers each visible block's four input rows directly (no dense map), so its patches are in
  * (ky, kx, c) order and the GEMM uses the weight permuted to match (the PyTorch weight
@@ -197,79 +153,74 @@ class MaskedDownsample {
   private prev: StageMask | null = null;
   private next: StageMask | null = null;
   private mode: EncoderMode = 'sparse';
-  private cols: Float32Array | null = null;
+  private cols: Buf | null = null;
   private children = new Int32Array(0);
-  /** The weight as [out, (ky, kx, c)], and a gradient buffer in that layout. */
-  private readonly wp: Float32Array;
-  private readonly dwp: Float32Array;
 
   constructor(private readonly w: Param, private readonly bias: Param, lnW: Param, lnB: Param, readonly inC: number, readonly outC: number, eps: number) {
     this.norm = new LayerNorm(lnW, lnB, inC, eps);
     this.conv = new PatchConv(w, bias, inC, outC, 2);
-    this.wp = new Float32Array(outC * 4 * inC);
-    this.dwp = new Float32Array(outC * 4 * inC);
   }
 
-  private permuteWeight(): Float32Array {
-    const { inC, outC, wp } = this;
-    const w = this.w.data;
-    for (let o = 0; o < outC; o++) {
-      const b = o * 4 * inC;
-      for (let c = 0; c < inC; c++) for (let q = 0; q < 4; q++) wp[b + q * inC + c] = w[b + c * 4 + q];
-    }
+  /** The weight as [out, (ky, kx, c)]: each output's [c, 2*2] slice transposed. */
+  private permuteWeight(k: Kernels): Buf {
+    const wp = this.own.get(k, 'wp', this.outC * 4 * this.inC);
+    k.transpose(this.w.data, this.outC, this.inC, 4, wp, false);
     return wp;
   }
 
-  private addPermutedGrad(): void {
-    const { inC, outC, dwp } = this;
-    const g = this.w.grad;
-    for (let o = 0; o < outC; o++) {
-      const b = o * 4 * inC;
-      for (let c = 0; c < inC; c++) for (let q = 0; q < 4; q++) g[b + c * 4 + q] += dwp[b + q * inC + c];
-    }
-  }
-
-  forward(k: Kernels, x: Float32Array, prev: StageMask, next: StageMask, mode: EncoderMode, shared: Arena): Float32Array {
+  forward(k: Kernels, x: Buf, prev: StageMask, next: StageMask, mode: EncoderMode, shared: Arena): Buf {
     const b = { shared, cache: true };
     this.prev = prev;
     this.next = next;
     this.mode = mode;
     const { N, H, W } = prev;
     if (mode === 'dense') {
-      const u = zeroMasked(this.norm.forward(k, x, N * H * W, b), prev, this.inC);
-      return zeroMasked(this.conv.forward(k, u, N, H, W, b), next, this.outC);
+      const u = zeroMasked(k, this.norm.forward(k, x, N * H * W, b), prev, this.inC);
+      return zeroMasked(k, this.conv.forward(k, u, N, H, W, b), next, this.outC);
     }
     const S = next.idx.length;
     const L = this.inC * 4;
     const u = this.norm.forward(k, x, prev.idx.length, b);
     if (this.children.length < 4 * S) this.children = new Int32Array(4 * S);
     const children = blockChildren(prev, next, this.children.subarray(0, 4 * S));
-    const cols = gatherBlocks(u, children, this.inC, this.own.get(k, 'cols', S * L));
+    // cols [S, 4*C]: each visible block's four rows of u side by side (4*S rows of C, zeros for -1).
+    const cols = this.own.get(k, 'cols', S * L);
+    k.gatherRows(u, children, this.inC, cols);
     const y = this.own.get(k, 'y', S * this.outC);
-    k.gemm(false, true, S, this.outC, L, cols, L, this.permuteWeight(), L, y, this.outC, false, this.bias.data, Act.None, null);
+    k.gemm(false, true, S, this.outC, L, cols, L, this.permuteWeight(k), L, y, this.outC, false, this.bias.data, Act.None, null);
     this.cols = cols;
     return y;
   }
 
-  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
+  backward(k: Kernels, dy: Buf, shared: Arena): Buf {
     const prev = this.prev;
     const next = this.next;
     if (!prev || !next) throw new Error('MaskedDownsample.backward without a forward');
     const { N, H, W } = prev;
     if (this.mode === 'dense') {
-      const du = zeroMasked(this.conv.backward(k, zeroMasked(dy, next, this.outC), shared)!, prev, this.inC);
+      const du = zeroMasked(k, this.conv.backward(k, zeroMasked(k, dy, next, this.outC), shared)!, prev, this.inC);
       return this.norm.backward(k, du, shared, 'ds.dx');
     }
     const cols = this.cols!;
     const S = next.idx.length;
     const L = this.inC * 4;
-    k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, this.dwp, L, false, null, Act.None, null);
-    this.addPermutedGrad();
+    // The weight gradient in the permuted layout, permuted back into w.grad.
+    const dwp = this.own.get(k, 'dwp', this.outC * L);
+    k.gemm(true, false, this.outC, L, S, dy, this.outC, cols, L, dwp, L, false, null, Act.None, null);
+    k.transpose(dwp, this.outC, 4, this.inC, this.w.grad, true);
     k.colSum(dy, S, this.outC, this.bias.grad, true);
     const dcols = shared.get(k, 'ds.dcols', S * L);
-    // this.wp: the forward's permuted weight (the weight does not change before backward).
-    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.wp, L, dcols, L, false, null, Act.None, null);
-    const du = scatterBlocks(dcols, this.children.subarray(0, 4 * S), this.inC, shared.get(k, 'ds.du', prev.idx.length * this.inC));
+    // 'wp': the forward's permuted weight (the weight does not change before backward).
+    k.gemm(false, false, S, L, this.outC, dy, this.outC, this.own.get(k, 'wp', this.outC * L), L, dcols, L, false, null, Act.None, null);
+    // The transpose of the gather: each child's slice of dcols back to its row. Every visible
+    // position lies in exactly one visible block unless the mask is not a block upsampling
+    // (then the others get zero).
+    const children = this.children.subarray(0, 4 * S);
+    const du = shared.get(k, 'ds.du', prev.idx.length * this.inC);
+    let live = 0;
+    for (let i = 0; i < children.length; i++) if (children[i] >= 0) live++;
+    if (live !== prev.idx.length) k.fill(du, 0);
+    k.scatterRows(dcols, children, this.inC, du);
     this.cols = null;
     return this.norm.backward(k, du, shared, 'ds.dx');
   }
@@ -277,7 +228,7 @@ class MaskedDownsample {
 
 export interface EncoderOutput {
   /** Dense final-stage map [N, h, w, C3], zeros at masked sites. */
-  map: Float32Array;
+  map: Buf;
   N: number;
   H: number;
   W: number;
@@ -316,7 +267,7 @@ export class SparseEncoder {
    * x: NHWC pixels [N, H, W, inChans] with H and W multiples of 32; mask [N, (H/32)*(W/32)]
    * (1 = removed). Returns the dense final map with zeros at masked sites.
    */
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, mask: Float32Array,
+  forward(k: Kernels, x: Buf, N: number, H: number, W: number, mask: Float32Array,
     opts: { mode?: EncoderMode; grnStats?: GrnStats } = {}): EncoderOutput {
     const cfg = this.backbone.config;
     if (H % 32 !== 0 || W % 32 !== 0) throw new ConvNextError(`FCMAE input ${H}x${W}: height and width must be multiples of 32`);
@@ -333,26 +284,26 @@ export class SparseEncoder {
     let y = this.stem.forward(k, x, N, H, W, b);
     y = this.stemNorm.forward(k, y, N * h0 * w0, b);
     y = mode === 'sparse'
-      ? gatherRows(y, this.masks[0], cfg.dims[0], this.own.get(k, 'stem.rows', this.masks[0].idx.length * cfg.dims[0]))
-      : zeroMasked(y, this.masks[0], cfg.dims[0]);
+      ? gatherRows(k, y, this.masks[0], cfg.dims[0], this.own.get(k, 'stem.rows', this.masks[0].idx.length * cfg.dims[0]))
+      : zeroMasked(k, y, this.masks[0], cfg.dims[0]);
     for (let s = 0; s < 4; s++) {
       if (s > 0) y = this.downs[s]!.forward(k, y, this.masks[s - 1], this.masks[s], mode, this.shared);
       for (const blk of this.stages[s]) y = blk.forward(k, y, this.masks[s], mode, stats, this.shared);
     }
     const m3 = this.masks[3];
     const C3 = cfg.dims[3];
-    const map = mode === 'sparse' ? scatterRows(y, m3, C3, this.own.get(k, 'out', N * m3.H * m3.W * C3)) : y;
+    const map = mode === 'sparse' ? scatterRows(k, y, m3, C3, this.own.get(k, 'out', N * m3.H * m3.W * C3)) : y;
     return { map, N, H: m3.H, W: m3.W, C: C3 };
   }
 
   /** Backward from d/d(output map) (dense [N, h, w, C3]); accumulates parameter gradients. */
-  backward(k: Kernels, dmap: Float32Array): void {
+  backward(k: Kernels, dmap: Buf): void {
     const cfg = this.backbone.config;
     const sh = this.shared;
     const m3 = this.masks[3];
     let d = this.mode === 'sparse'
-      ? gatherRows(dmap, m3, cfg.dims[3], sh.get(k, 'enc.d3', m3.idx.length * cfg.dims[3]))
-      : Float32Array.from(dmap);
+      ? gatherRows(k, dmap, m3, cfg.dims[3], sh.get(k, 'enc.d3', m3.idx.length * cfg.dims[3]))
+      : copyOf(k, dmap, sh.get(k, 'enc.d3', dmap.length));
     for (let s = 3; s >= 0; s--) {
       const blocks = this.stages[s];
       for (let i = blocks.length - 1; i >= 0; i--) d = blocks[i].backward(k, d, sh);
@@ -364,8 +315,8 @@ export class SparseEncoder {
     const C0 = cfg.dims[0];
     const [N, H, W] = this.inputShape;
     d = this.mode === 'sparse'
-      ? scatterRows(d, m0, C0, sh.get(k, 'enc.d0', N * (H / 4) * (W / 4) * C0))
-      : zeroMasked(d, m0, C0);
+      ? scatterRows(k, d, m0, C0, sh.get(k, 'enc.d0', N * (H / 4) * (W / 4) * C0))
+      : zeroMasked(k, d, m0, C0);
     d = this.stemNorm.backward(k, d, sh, 'enc.dstem');
     this.stem.backward(k, d, sh, false);
   }

@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { CpuId, NativeKernels } from './native.js';
 
-export type NativeIsa = 'avx512' | 'avx2' | 'portable';
+import type { NativeIsa } from './types.js';
+
+export type { NativeIsa };
 
 /** cpuid's identity (vendor 'GenuineIntel' / 'AuthenticAMD', brand string, display family and model) and the cores. */
 export interface CpuInfo extends CpuId {

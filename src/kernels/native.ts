@@ -4,12 +4,13 @@
  * are passed zero-copy. The instruction-set path and the thread count are process-wide
  * settings of the addon (shared by every NativeKernels instance).
  */
+import { HostKernels } from './host.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Act, GemmExtras, Isa, Kernels } from './types.js';
+import type { Act, GemmExtras, Isa, Kernels, NativeIsa } from './types.js';
 
 /** What cpuid says the CPU is ('' and 0 without cpuid). */
 export interface CpuId {
@@ -148,11 +149,12 @@ export function nativeAvailable(): boolean {
   }
 }
 
-export class NativeKernels implements Kernels {
+export class NativeKernels extends HostKernels {
   readonly name = 'native';
   private readonly a: Addon;
 
   constructor() {
+    super();
     this.a = load();
   }
 
@@ -167,7 +169,7 @@ export class NativeKernels implements Kernels {
   }
 
   /** Switches the instruction-set path; throws when the CPU or build lacks it. */
-  setIsa(isa: Exclude<Isa, 'reference' | 'wasm'>): void {
+  setIsa(isa: NativeIsa): void {
     this.a.setIsa(isa);
   }
 
@@ -177,15 +179,15 @@ export class NativeKernels implements Kernels {
   }
 
   /** The paths usable on this machine, best first (always ends with 'portable'). */
-  supportedIsas(): Exclude<Isa, 'reference' | 'wasm'>[] {
-    return this.a.supportedIsas() as Exclude<Isa, 'reference' | 'wasm'>[];
+  supportedIsas(): NativeIsa[] {
+    return this.a.supportedIsas() as NativeIsa[];
   }
 
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
-    extras?: GemmExtras,
+    extras?: GemmExtras<Float32Array>,
   ): void {
     if (!extras) {
       this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
@@ -293,7 +295,7 @@ export class NativeKernels implements Kernels {
     this.a.avgPoolBackward(dy, N, HW, C, dx);
   }
 
-  softmaxCrossEntropy(
+  protected crossEntropy(
     logits: Float32Array, targets: Float32Array, N: number, K: number,
     dlogits: Float32Array | null,
   ): number {
@@ -354,8 +356,8 @@ export class NativeKernels implements Kernels {
     return this.a.cpuInfo();
   }
 
-  /** dst[0:n] = src[0:n], vectorised and threaded (for bandwidth measurements). */
-  copy(src: Float32Array, dst: Float32Array, n: number): void {
+  /** dst[0:n] = src[0:n] (n: all of src by default), vectorised and threaded. */
+  override copy(src: Float32Array, dst: Float32Array, n = src.length): void {
     this.a.copy(src, dst, n);
   }
 }

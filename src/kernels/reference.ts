@@ -3,6 +3,7 @@
  * against, and a fallback where the addon cannot load. Written for clarity, not speed; sums
  * are accumulated in float64.
  */
+import { HostKernels } from './host.js';
 import { Act, type GemmExtras, type Kernels } from './types.js';
 
 const SQRT1_2 = Math.SQRT1_2;
@@ -36,7 +37,7 @@ export function geluGradScalar(x: number): number {
   return 0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
 }
 
-export class ReferenceKernels implements Kernels {
+export class ReferenceKernels extends HostKernels {
   readonly name = 'reference';
   readonly isa = 'reference' as const;
   readonly threads = 1;
@@ -45,7 +46,7 @@ export class ReferenceKernels implements Kernels {
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
     accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null,
-    extras: GemmExtras = {},
+    extras: GemmExtras<Float32Array> = {},
   ): void {
     const { aScale = null, aScaleRows = 1, aShift = null, residual = null, sqSums = null, sqGroupRows = 1 } = extras;
     if (sqSums && M % sqGroupRows !== 0) throw new Error('gemm: sqGroupRows must divide M');
@@ -425,7 +426,7 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
-  softmaxCrossEntropy(
+  protected crossEntropy(
     logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null,
   ): number {
     let loss = 0;

@@ -13,52 +13,81 @@
  * - `reference.ts` is the oracle; `native.ts` binds the C++ addon. Both implement this.
  */
 
-/** Instruction set the native kernels run with. */
-export type Isa = 'avx512' | 'avx2' | 'portable' | 'reference' | 'wasm';
+/** The native kernels' instruction-set paths. */
+export type NativeIsa = 'avx512' | 'avx2' | 'portable';
+
+/** Instruction set (or device) a backend's kernels run with. */
+export type Isa = NativeIsa | 'reference' | 'wasm' | 'webgpu';
 
 /** Activation fused into a GEMM epilogue: None, or exact GELU 0.5 * x * (1 + erf(x / sqrt(2))). */
 export const Act = { None: 0, Gelu: 1 } as const;
 export type Act = (typeof Act)[keyof typeof Act];
 
 /** Optional inputs of Kernels.gemm. */
-export interface GemmExtras {
+export interface GemmExtras<T = Buf> {
   /**
    * A not transposed: A[i, k] is taken as A[i, k] * aScale[floor(i / aScaleRows) * K + k]
    * (+ aShift[k] when given) as A is packed: per-image channel scales and a shift (GRN's
    * calibration folded into the next layer in inference) at no extra pass over memory.
    */
-  aScale?: Float32Array | null;
+  aScale?: T | null;
   aScaleRows?: number;
-  aShift?: Float32Array | null;
+  aShift?: T | null;
   /**
    * M x N with row stride ldc: T += residual, like `accumulate` but read from here rather than
    * from C, which is only written (a block's residual without copying it into the output).
    * Not combined with `accumulate`.
    */
-  residual?: Float32Array | null;
+  residual?: T | null;
   /**
    * G x N, G = M / sqGroupRows: written with the column sums of squares of the final C over
    * each group of sqGroupRows rows (GRN's statistics of the layer's output, per image, from
    * its epilogue instead of another pass over memory).
    */
-  sqSums?: Float32Array | null;
+  sqSums?: T | null;
   sqGroupRows?: number;
 }
 
 /**
- * Where a backend wants the arrays it computes on. Host backends (native, reference) take any
+ * A float32 tensor that lives on a device (WebGPU: a range of a GPUBuffer), allocated by its
+ * backend's TensorMemory. The host cannot index it: it writes it with `Kernels.write` and reads
+ * it with `await Kernels.read` (which waits for the kernels enqueued before). `subarray` is a
+ * view of a range, as Float32Array's is; views never outlive the allocation they came from.
+ */
+export interface DeviceTensor {
+  /** The backend that owns it ('webgpu'). */
+  readonly device: string;
+  readonly length: number;
+  subarray(begin?: number, end?: number): DeviceTensor;
+}
+
+/**
+ * A float32 tensor as kernels take it: a host Float32Array for the CPU backends (native,
+ * reference, wasm), a DeviceTensor for a GPU backend. Model code touches a Buf only through
+ * kernels and `length` / `subarray`; every value it computes is a kernel's.
+ */
+export type Buf = Float32Array | DeviceTensor;
+
+/** True for host arrays (any Float32Array, whichever memory it views). */
+export function isHost(b: Buf): b is Float32Array {
+  return b instanceof Float32Array;
+}
+
+/**
+ * Where a backend wants the tensors it computes on. Host backends (native, reference) take any
  * Float32Array; the WebAssembly backend gives views of its linear memory (the kernels then run
- * on them in place, with no copy per call), and a GPU backend will give device-resident
- * tensors the same way. Parameters, their gradients and optimizer moments (Param.memory) and
- * the layers' arena buffers come from here; anything else still works, copied per call.
+ * on them in place, with no copy per call); a GPU backend gives DeviceTensors. Parameters,
+ * their gradients and optimizer moments (Param.memory) and the layers' arena buffers come from
+ * here. Host Float32Arrays are accepted as kernel *inputs* by every backend (a device backend
+ * uploads them, wasm copies them in); outputs must be the backend's own.
  */
 export interface TensorMemory {
-  /** 'host', or the backend's memory ('wasm'). */
+  /** 'host', or the backend's memory ('wasm', 'webgpu'). */
   readonly kind: string;
   /** n zeroed floats. */
-  alloc(n: number): Float32Array;
-  /** Returns an array `alloc` gave to the backend (views of it become invalid); a no-op for host arrays. */
-  free(a: Float32Array): void;
+  alloc(n: number): Buf;
+  /** Returns a tensor `alloc` gave to the backend (views of it become invalid); a no-op for host arrays. */
+  free(a: Buf): void;
 }
 
 /** Plain arrays, collected by the garbage collector. */
@@ -71,6 +100,18 @@ export const hostMemory: TensorMemory = {
 /** The memory a backend allocates from (host for backends that do not say). */
 export function memoryOf(k: Kernels): TensorMemory {
   return k.memory ?? hostMemory;
+}
+
+/** What a backend can do (ggml's supports_op, in the large). */
+export interface Capabilities {
+  /** Runs on a device, not the host: reads are asynchronous, Bufs are DeviceTensors. */
+  device: boolean;
+  /** The sparse FCMAE encoder's row kernels (dwconv*Rows). */
+  sparseRows: boolean;
+  /** fp16 storage (WebGPU `shader-f16`). */
+  f16: boolean;
+  /** Adapter or CPU, in words ('llvmpipe (mesa)', 'AMD EPYC ... avx512'). */
+  description: string;
 }
 
 export interface Kernels {
@@ -99,18 +140,18 @@ export interface Kernels {
   gemm(
     transA: boolean, transB: boolean,
     M: number, N: number, K: number,
-    A: Float32Array, lda: number,
-    B: Float32Array, ldb: number,
-    C: Float32Array, ldc: number,
+    A: Buf, lda: number,
+    B: Buf, ldb: number,
+    C: Buf, ldc: number,
     accumulate: boolean,
-    bias: Float32Array | null,
+    bias: Buf | null,
     act: Act,
-    preact: Float32Array | null,
+    preact: Buf | null,
     extras?: GemmExtras,
   ): void;
 
   /** out[j] (+)= sum over rows i of x[i*N + j]; x is M x N. Accumulates into out if `accumulate`. */
-  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
+  colSum(x: Buf, M: number, N: number, out: Buf, accumulate: boolean): void;
 
   /**
    * Depthwise KxK convolution, stride 1, zero padding K>>1 (K odd), channels-last.
@@ -118,14 +159,14 @@ export interface Kernels {
    *   y[n,h,w,c] = bias[c] + sum_{ky,kx} x[n, h+ky-P, w+kx-P, c] * w[ky*K+kx, c]
    */
   dwconvForward(
-    x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+    x: Buf, N: number, H: number, W: number, C: number, K: number,
+    weight: Buf, bias: Buf | null, y: Buf,
   ): void;
 
   /** dx (+)= gradient of dwconvForward w.r.t. x (a correlation with the flipped kernel). */
   dwconvBackwardInput(
-    dy: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+    dy: Buf, N: number, H: number, W: number, C: number, K: number,
+    weight: Buf, dx: Buf, accumulate: boolean,
   ): void;
 
   /**
@@ -133,8 +174,8 @@ export interface Kernels {
    * dbias[C] += sum dy (dbias may be null).
    */
   dwconvBackwardWeight(
-    dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
+    dy: Buf, x: Buf, N: number, H: number, W: number, C: number, K: number,
+    dweight: Buf, dbias: Buf | null,
   ): void;
 
   /**
@@ -149,9 +190,9 @@ export interface Kernels {
    * y = gather(dwconvForward(scatter(x))) exactly as defined.
    */
   dwconvForwardRows(
-    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    x: Buf, rowOf: Int32Array, idx: Int32Array,
     S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
+    weight: Buf, bias: Buf | null, y: Buf,
   ): void;
 
   /**
@@ -159,9 +200,9 @@ export interface Kernels {
    * visible outputs only): gather(dwconvBackwardInput(scatter(dy))).
    */
   dwconvBackwardInputRows(
-    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    dy: Buf, rowOf: Int32Array, idx: Int32Array,
     S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
+    weight: Buf, dx: Buf, accumulate: boolean,
   ): void;
 
   /**
@@ -170,9 +211,9 @@ export interface Kernels {
    * (dbias may be null). Rows are reduced in fixed chunks (a function of S only).
    */
   dwconvBackwardWeightRows(
-    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
+    dy: Buf, x: Buf, rowOf: Int32Array, idx: Int32Array,
     S: number, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
+    dweight: Buf, dbias: Buf | null,
   ): void;
 
   /**
@@ -181,8 +222,8 @@ export interface Kernels {
    * mean and rstd (length M) are written for the backward pass.
    */
   layerNormForward(
-    x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
-    y: Float32Array, mean: Float32Array, rstd: Float32Array,
+    x: Buf, M: number, C: number, gamma: Buf, beta: Buf, eps: number,
+    y: Buf, mean: Buf, rstd: Buf,
   ): void;
 
   /**
@@ -191,9 +232,9 @@ export interface Kernels {
    *   dgamma += sum_rows dy * xhat; dbeta += sum_rows dy.
    */
   layerNormBackward(
-    dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array,
-    gamma: Float32Array, M: number, C: number,
-    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array,
+    dy: Buf, x: Buf, mean: Buf, rstd: Buf,
+    gamma: Buf, M: number, C: number,
+    dx: Buf, accumulate: boolean, dgamma: Buf, dbeta: Buf,
   ): void;
 
   /**
@@ -208,9 +249,9 @@ export interface Kernels {
    * that pass over x is skipped.
    */
   grnForward(
-    x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
-    sqSums?: Float32Array | null,
+    x: Buf, offsets: Int32Array, C: number, gamma: Buf, beta: Buf,
+    eps: number, y: Buf | null, gx: Buf, nx: Buf,
+    sqSums?: Buf | null,
   ): void;
 
   /**
@@ -224,33 +265,34 @@ export interface Kernels {
    * final dx are added to it.
    */
   grnBackward(
-    dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
-    eps: number, gx: Float32Array, nx: Float32Array,
-    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
-    geluPre?: Float32Array | null, dbias?: Float32Array | null,
+    dy: Buf, x: Buf, offsets: Int32Array, C: number, gamma: Buf,
+    eps: number, gx: Buf, nx: Buf,
+    dx: Buf, dgamma: Buf, dbeta: Buf,
+    geluPre?: Buf | null, dbias?: Buf | null,
   ): void;
 
   /** y = gelu(x), exact erf form, n elements. */
-  gelu(x: Float32Array, y: Float32Array, n: number): void;
+  gelu(x: Buf, y: Buf, n: number): void;
 
   /** dx = dy * gelu'(x) where x is the pre-activation; n elements. */
-  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
+  geluBackward(dy: Buf, x: Buf, dx: Buf, n: number): void;
 
   /** y[n, c] = mean over HW rows of x[n, hw, c]. x: [N, HW, C], y: [N, C]. */
-  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void;
+  avgPoolForward(x: Buf, N: number, HW: number, C: number, y: Buf): void;
 
   /** dx[n, hw, c] = dy[n, c] / HW (overwrites dx). */
-  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void;
+  avgPoolBackward(dy: Buf, N: number, HW: number, C: number, dx: Buf): void;
 
   /**
    * Softmax cross-entropy with soft targets (one-hot, smoothed or mixed labels), N rows of K
-   * logits. Returns mean over rows of -sum_k target*log_softmax(logits);
-   * writes dlogits = (softmax - target) / N when dlogits is given.
+   * logits. Writes loss[0] = mean over rows of -sum_k target*log_softmax(logits), and
+   * dlogits = (softmax - target) * gradScale when dlogits is given (gradScale 1/N: the mean's
+   * gradient; 1/(N * accumulation steps) for gradient accumulation).
    */
   softmaxCrossEntropy(
-    logits: Float32Array, targets: Float32Array, N: number, K: number,
-    dlogits: Float32Array | null,
-  ): number;
+    logits: Buf, targets: Buf, N: number, K: number,
+    dlogits: Buf | null, loss: Buf, gradScale: number,
+  ): void;
 
   /**
    * Non-overlapping patch gather (a stride-P, PxP convolution as a GEMM): x [N, H, W, C]
@@ -258,7 +300,7 @@ export interface Kernels {
    * ordered (c, ky, kx) to match PyTorch's conv weight [out, C, P, P] flattened.
    */
   patchify(
-    x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array,
+    x: Buf, N: number, H: number, W: number, C: number, P: number, cols: Buf,
   ): void;
 
   /**
@@ -266,22 +308,22 @@ export interface Kernels {
    * covered (the floored border) get 0. Overwrites dx.
    */
   unpatchify(
-    dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array,
+    dcols: Buf, N: number, H: number, W: number, C: number, P: number, dx: Buf,
   ): void;
 
   /** NCHW -> NHWC (src [N, C, H, W] to dst [N, H, W, C]). */
-  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void;
+  nchwToNhwc(src: Buf, N: number, C: number, H: number, W: number, dst: Buf): void;
 
   /** NHWC -> NCHW (src [N, H, W, C] to dst [N, C, H, W]). */
-  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void;
+  nhwcToNchw(src: Buf, N: number, H: number, W: number, C: number, dst: Buf): void;
 
   /**
    * out[i] = x[i] + scale[n] * branch[i] for rows of sample n (rowsPerSample rows of C each):
    * the residual add with per-sample drop-path scaling. out may alias x.
    */
   addScaled(
-    x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number,
-    C: number, out: Float32Array,
+    x: Buf, branch: Buf, scale: Buf, N: number, rowsPerSample: number,
+    C: number, out: Buf,
   ): void;
 
   /**
@@ -291,8 +333,80 @@ export interface Kernels {
    * where bc1 = 1 - b1^t, bc2 = 1 - b2^t are passed in.
    */
   adamw(
-    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    p: Buf, g: Buf, m: Buf, v: Buf, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
     bc1: number, bc2: number,
   ): void;
+
+  // Memory: the host's only way into and out of a backend's tensors.
+
+  /** dst[offset + i] = src[i] (offset 0 by default), ordered with the kernels enqueued before. */
+  write(dst: Buf, src: Float32Array, offset?: number): void;
+
+  /** A host copy of t's values once every kernel enqueued before it has run. */
+  read(t: Buf): Promise<Float32Array>;
+
+  /** t[i] = value for all of t. */
+  fill(t: Buf, value: number): void;
+
+  /** dst[i] = src[i] for i < src.length. */
+  copy(src: Buf, dst: Buf): void;
+
+  // Small elementwise kernels: what the layers used to compute on the host between kernels.
+
+  /**
+   * dst [B, C, R] (+)= src [B, R, C] with each of the B matrices transposed: the depthwise
+   * weight between PyTorch's [C, K*K] and the kernels' [K*K, C] (B = 1), the sparse
+   * downsampling's weight between [out, C, 2*2] and [out, 2*2, C] (B = out).
+   */
+  transpose(src: Buf, B: number, R: number, C: number, dst: Buf, accumulate: boolean): void;
+
+  /**
+   * out[r, c] (+)= x[r, c] * s[r] (R rows of C): LayerScale folded into a Linear's weight rows,
+   * a 0/1 keep mask applied to rows. out may alias x.
+   */
+  scaleRows(x: Buf, R: number, C: number, s: Buf, out: Buf, accumulate: boolean): void;
+
+  /** out[r] (+)= sum_c a[r, c] * b[r, c] (R rows of C): LayerScale's gradient. */
+  rowDot(a: Buf, b: Buf, R: number, C: number, out: Buf, accumulate: boolean): void;
+
+  /** x[i] *= s for i < n. */
+  scale(x: Buf, n: number, s: number): void;
+
+  /** out[0] (+)= sum of x[i]^2, i < n, in a fixed order (clip_grad_norm_). */
+  sumSquares(x: Buf, n: number, out: Buf, accumulate: boolean): void;
+
+  /** x[i] *= min(1, maxNorm / (sqrt(sumSq[0]) + 1e-6)) for i < n (torch's clip_grad_norm_ factor). */
+  clipByNorm(x: Buf, n: number, sumSq: Buf, maxNorm: number): void;
+
+  /** out[s, c] = 1 + gamma[c] * nx[s, c] (S x C): GRN's per-image scale when folded into the next GEMM. */
+  grnScale(nx: Buf, S: number, C: number, gamma: Buf, out: Buf): void;
+
+  /**
+   * dst row i = src row idx[i] (rows of C), or zeros where idx[i] < 0 (idx values checked below
+   * the rows of src): compaction of the visible rows, the 2x2 blocks of the sparse downsampling.
+   */
+  gatherRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void;
+
+  /** dst row idx[i] = src row i (rows of C), skipping idx[i] < 0; other rows of dst are left as they are. */
+  scatterRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void;
+
+  /**
+   * The FCMAE reconstruction loss (official `forward_loss`), see src/fcmae/loss.ts: target
+   * [N*L, P] = the p x p patches of x (NHWC [N, H, W, C], P = p*p*C, each in (row, col,
+   * channel) order), normalised per patch when `norm` (mean, unbiased variance + 1e-6; the
+   * [mean, std] of each written to patchStats [N*L, 2] when given); loss[0] = mean over
+   * removed patches (mask [N*L], 1 = removed) of mean_P (pred - target)^2; dpred = its gradient
+   * (zero rows at visible patches).
+   */
+  fcmaeLoss(
+    x: Buf, N: number, H: number, W: number, C: number, p: number, norm: boolean,
+    pred: Buf, mask: Float32Array, target: Buf, dpred: Buf, loss: Buf, patchStats: Buf | null,
+  ): void;
+
+  /** shadow = decay * shadow + (1 - decay) * w, n elements (timm's ModelEma). */
+  ema(shadow: Buf, w: Buf, n: number, decay: number): void;
+
+  /** What this backend supports. */
+  capabilities(): Capabilities;
 }

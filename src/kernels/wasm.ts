@@ -17,6 +17,7 @@
  * argument is validated here (sizes against shapes, as the native binding does). Results are
  * bit-identical for any thread count (fixed-order reductions).
  */
+import { HostKernels } from './host.js';
 import { ConvNextError } from '../errors.js';
 import { type Act, type GemmExtras, hostMemory, type Isa, type Kernels, type TensorMemory } from './types.js';
 
@@ -84,12 +85,12 @@ const THREAD_STACK = 1 << 20;
  */
 type Arg = { a: Float32Array | Int32Array | null; need: number; name: string; io: 'in' | 'inout' };
 
-export class WasmKernels implements Kernels {
+export class WasmKernels extends HostKernels {
   readonly name = 'wasm';
   readonly isa: Isa = 'wasm';
   readonly threads: number;
   /** Linear memory (shared build) or host arrays (single-thread build). */
-  readonly memory: TensorMemory;
+  override readonly memory: TensorMemory;
   /** Whether the memory is shared (threads possible, tensors in place). */
   readonly shared: boolean;
   private readonly x: Exports;
@@ -104,6 +105,7 @@ export class WasmKernels implements Kernels {
    * {@link WasmKernels.create} for threads.
    */
   constructor(module: WebAssembly.Module, instance?: WebAssembly.Instance, memory?: WebAssembly.Memory) {
+    super();
     const shared = WasmKernels.isThreadBuild(module);
     this.mem = memory ?? WasmKernels.newMemory(shared);
     const inst = instance ?? new WebAssembly.Instance(module, { env: { memory: this.mem } });
@@ -257,7 +259,7 @@ export class WasmKernels implements Kernels {
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
-    accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null, extras?: GemmExtras,
+    accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null, extras?: GemmExtras<Float32Array>,
   ): void {
     WasmKernels.dims('gemm', { M, N, K, lda, ldb, ldc });
     const extent = (rows: number, cols: number, ld: number) => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
@@ -421,7 +423,7 @@ export class WasmKernels implements Kernels {
       (pdy, pdx) => this.fn('avgpool_bwd')(pdy, N, HW, C, pdx));
   }
 
-  softmaxCrossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number {
+  protected crossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number {
     WasmKernels.dims('softmaxCrossEntropy', { N, K });
     return this.run('softmaxCrossEntropy', [
       { a: logits, need: N * K, name: 'logits', io: 'in' }, { a: targets, need: N * K, name: 'targets', io: 'in' }, { a: dlogits, need: N * K, name: 'dlogits', io: 'inout' },

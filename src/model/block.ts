@@ -8,7 +8,8 @@
  * (`gamma` [C], timm's name) multiplying the MLP output before drop path:
  *   x -> dwconv -> LayerNorm -> Linear -> GELU -> Linear -> * gamma -> drop path -> + x
  */
-import type { Kernels } from '../kernels/types.js';
+import { hostArray } from '../kernels/host.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
 import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
@@ -30,7 +31,7 @@ export interface BlockForwardOptions extends Buffers {
   train: boolean;
   rng?: Rng;
   /** Where the output goes (default: the block's own buffer when caching, else a fresh array). */
-  out?: Float32Array;
+  out?: Buf;
   /** Called with the MLP hidden activation (for analysis; nothing is copied when absent). */
   capture?: HiddenCapture;
 }
@@ -67,7 +68,7 @@ export class Block {
   }
 
   /** x: [N, H, W, C] -> x + drop_path(mlp(norm(dwconv(x)))) (V1: x + drop_path(gamma * mlp(...))). */
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, opts: BlockForwardOptions): Float32Array {
+  forward(k: Kernels, x: Buf, N: number, H: number, W: number, opts: BlockForwardOptions): Buf {
     const M = N * H * W;
     const n = M * this.C;
     const t = this.convDw.forward(k, x, N, H, W, opts);
@@ -77,10 +78,10 @@ export class Block {
     // fc2 (no GRN output written), and fc2's GEMM reads the residual.
     const sq = this.grn ? { sums: opts.shared.get(k, 'grn.sqsums', N * 4 * this.C), groupRows: H * W } : undefined;
     const g = this.fc1.forward(k, u, M, opts, undefined, undefined, sq);
-    opts.capture?.(g, N, H, W, 4 * this.C);
+    opts.capture?.(hostArray(g, 'activation capture'), N, H, W, 4 * this.C);
     this.shape = [N, H, W];
     this.scale = null;
-    const out = opts.out ?? (opts.cache ? this.own.get(k, 'out', n) : new Float32Array(n));
+    const out = opts.out ?? (opts.cache ? this.own.get(k, 'out', n) : opts.shared.get(k, 'block.out', n));
     if (fold && this.grn && this.fc2 instanceof Linear) {
       return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared, sq?.sums);
     }
@@ -103,12 +104,13 @@ export class Block {
    * dy: [N, H, W, C] -> dx, computed in place: dy's buffer is consumed and returned holding
    * dx = dy (the residual) + the branch's input gradient.
    */
-  backward(k: Kernels, dy: Float32Array, shared: Arena): Float32Array {
+  backward(k: Kernels, dy: Buf, shared: Arena): Buf {
     const [N, H, W] = this.shape;
     let db = dy;
     if (this.scale) {
       db = shared.get(k, 'block.db', dy.length);
-      const zero = shared.get(k, 'block.zero', dy.length).fill(0);
+      const zero = shared.get(k, 'block.zero', dy.length);
+      k.fill(zero, 0);
       k.addScaled(zero, dy, this.scale, N, H * W, this.C, db);
     }
     const M = N * H * W;

@@ -9,9 +9,11 @@
  */
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
-import { type Kernels, memoryOf } from '../kernels/types.js';
+import { hostArray } from '../kernels/host.js';
+import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
 import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
+import { LayerScaledLinear } from '../nn/layerscale.js';
 import { Linear } from '../nn/linear.js';
 import { Param } from '../nn/param.js';
 import { PatchConv } from '../nn/patchconv.js';
@@ -59,6 +61,14 @@ export interface ForwardOptions {
 }
 
 export type StageLayout = 'NCHW' | 'NHWC';
+
+/** What forwardTensors returns: tensors in the kernels' memory (the model's own buffers, overwritten by the next forward). */
+export interface ForwardTensors {
+  logits: Buf | null;
+  preLogits: Buf;
+  /** The four stage outputs [N, H, W, C] channels-last, when `stages` was asked for. */
+  stages?: { shape: number[]; data: Buf }[];
+}
 
 export interface ForwardResult {
   /** [N, numClasses]; null when numClasses is 0 (a backbone). */
@@ -133,16 +143,18 @@ export class ConvNeXtV2 {
    * LayerNorm 1/0, GRN 0/0, LayerScale 1e-6 (V1); head weight and bias scaled by headInitScale. */
   init(seed: number): void {
     const rng = new Rng(seed);
+    const k = this.kernels;
+    const scaled = this.config.numClasses > 0 && this.config.headInitScale !== 1;
     for (const s of paramSpecs(this.config)) {
       const prm = this.param(s.name);
-      if (s.init === 'trunc_normal') for (let i = 0; i < prm.size; i++) prm.data[i] = rng.truncNormal(0.02);
-      else prm.data.fill(initConstant(s.init));
-    }
-    if (this.config.numClasses > 0 && this.config.headInitScale !== 1) {
-      for (const n of ['head.fc.weight', 'head.fc.bias']) {
-        const prm = this.param(n);
-        for (let i = 0; i < prm.size; i++) prm.data[i] *= this.config.headInitScale;
+      if (s.init !== 'trunc_normal') {
+        k.fill(prm.data, initConstant(s.init) * (scaled && s.name.startsWith('head.fc.') ? this.config.headInitScale : 1));
+        continue;
       }
+      const v = new Float32Array(prm.size);
+      for (let i = 0; i < v.length; i++) v[i] = rng.truncNormal(0.02);
+      if (scaled && s.name.startsWith('head.fc.')) for (let i = 0; i < v.length; i++) v[i] *= this.config.headInitScale;
+      k.write(prm.data, v);
     }
   }
 
@@ -152,7 +164,13 @@ export class ConvNeXtV2 {
    */
   dispose(): void {
     clearArenas(this);
+    for (const blocks of this.stages) for (const b of blocks) if (b.fc2 instanceof LayerScaledLinear) b.fc2.dispose();
     for (const p of this.params) p.dispose();
+  }
+
+  /** A buffer of n floats in the kernels' memory under `key`, reused across calls (the loss, its gradient). */
+  buffer(key: string, n: number): Buf {
+    return this.shared.get(this.kernels, key, n);
   }
 
   param(name: string): Param {
@@ -165,9 +183,16 @@ export class ConvNeXtV2 {
     return this.params.reduce((a, p) => a + p.size, 0);
   }
 
-  /** Tensors by timm name (views of the live parameters). */
+  /** Tensors by timm name (views of the live parameters; host backends: see readStateDict). */
   stateDict(): Map<string, Tensor> {
-    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: p.data }]));
+    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: p.host() }]));
+  }
+
+  /** Copies of the parameters by timm name, read from any backend. */
+  async readStateDict(): Promise<Map<string, Tensor>> {
+    const out = new Map<string, Tensor>();
+    for (const p of this.params) out.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
+    return out;
   }
 
   /** Copies a canonical state dict in; every tensor must be present with the exact shape. */
@@ -178,14 +203,14 @@ export class ConvNeXtV2 {
       if (t.data.length !== p.size || shapeStr(t.shape) !== shapeStr(p.shape)) {
         throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
       }
-      p.data.set(t.data);
+      this.kernels.write(p.data, t.data);
     }
     const extra = [...state.keys()].filter((k) => !this.byName.has(k));
     if (extra.length) throw new ConvNextError(`${source}: unexpected tensors ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
   }
 
   zeroGrad(): void {
-    for (const p of this.params) p.grad.fill(0);
+    for (const p of this.params) this.kernels.fill(p.grad, 0);
   }
 
   /** Checks an NCHW input shape and returns [N, H, W]. */
@@ -198,8 +223,43 @@ export class ConvNeXtV2 {
     return [N, H, W];
   }
 
-  /** Forward from NCHW pixels. */
+  /**
+   * Forward from NCHW pixels, results on the host: fresh arrays, or with `cache` (training)
+   * the model's own buffers, overwritten by the next forward. Host backends only (a device
+   * backend's results are read with {@link ConvNeXtV2.forwardAsync}).
+   */
   forward(pixels: Tensor, opts: ForwardOptions = {}): ForwardResult {
+    const t = this.forwardTensors(pixels, opts);
+    const fresh = !(opts.cache ?? opts.train ?? false);
+    const what = 'model.forward (a device backend: use await model.forwardAsync)';
+    const host = (b: Buf): Float32Array => (fresh ? Float32Array.from(hostArray(b, what)) : hostArray(b, what));
+    return this.result(pixels.shape[0], t, host);
+  }
+
+  /** forward on any backend: the results are read back to the host (copies). */
+  async forwardAsync(pixels: Tensor, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const t = this.forwardTensors(pixels, opts);
+    const k = this.kernels;
+    const read = new Map<Buf, Float32Array>();
+    for (const b of [t.logits, t.preLogits, ...(t.stages ?? []).map((s) => s.data)]) if (b) read.set(b, await k.read(b));
+    return this.result(pixels.shape[0], t, (b) => read.get(b)!);
+  }
+
+  private result(N: number, t: ForwardTensors, host: (b: Buf) => Float32Array): ForwardResult {
+    const { dims, numClasses } = this.config;
+    let stages: Tensor[] | undefined;
+    if (t.stages) {
+      stages = t.stages.map((st) => ({ shape: st.shape, data: host(st.data) }));
+    }
+    return {
+      logits: t.logits && { shape: [N, numClasses], data: host(t.logits) },
+      preLogits: { shape: [N, dims[3]], data: host(t.preLogits) },
+      ...(stages ? { stages } : {}),
+    };
+  }
+
+  /** Forward from NCHW pixels (host values, or a tensor of the kernels), results left in the kernels' memory. */
+  forwardTensors(pixels: { shape: number[]; data: Buf }, opts: ForwardOptions = {}): ForwardTensors {
     const [N, H, W] = this.checkInput(pixels.shape);
     if (pixels.data.length !== N * this.config.inChans * H * W) {
       throw new ConvNextError(`input data has ${pixels.data.length} values, shape ${shapeStr(pixels.shape)} needs ${N * this.config.inChans * H * W}`);
@@ -210,10 +270,10 @@ export class ConvNeXtV2 {
   }
 
   /**
-   * Forward from NHWC pixels [N, H, W, inChans]. With `cache` (training), the returned arrays
-   * are the model's own buffers, overwritten by the next forward; without, they are fresh.
+   * Forward from NHWC pixels [N, H, W, inChans] in the kernels' memory. The results are the
+   * model's own buffers, overwritten by the next forward.
    */
-  forwardNHWC(x: Float32Array, N: number, H: number, W: number, opts: ForwardOptions = {}): ForwardResult {
+  forwardNHWC(x: Buf, N: number, H: number, W: number, opts: ForwardOptions = {}): ForwardTensors {
     const k = this.kernels;
     const train = opts.train ?? false;
     const cache = opts.cache ?? train;
@@ -230,10 +290,7 @@ export class ConvNeXtV2 {
     if (h < 1 || w < 1) throw new ConvNextError(`input ${H}x${W} is too small`);
     let y = this.stem.forward(k, x, N, H, W, buf);
     y = this.stemNorm.forward(k, y, N * h * w, buf, 'stem.ln');
-    const stages: Tensor[] = [];
-    // Inference ping-pongs between two shared buffers; a stage's output is a fresh array only
-    // when it is returned as is (NHWC stages).
-    const fresh = !cache && opts.stages === 'NHWC';
+    const stages: { shape: number[]; data: Buf }[] = [];
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
       if (s > 0) {
@@ -248,37 +305,35 @@ export class ConvNeXtV2 {
       const blocks = this.stages[s];
       const n = N * h * w * dims[s];
       for (let b = 0; b < blocks.length; b++) {
-        const out = cache ? undefined : fresh && b === blocks.length - 1 ? new Float32Array(n) : this.shared.get(k, `block.out${b % 2}`, n);
+        // Inference ping-pongs between two shared buffers.
+        const out = cache ? undefined : this.shared.get(k, `block.out${b % 2}`, n);
         const where = { stage: s, block: b, index: blockIndex++ };
         const cap = capture ? (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture(where, a, n, hh, ww, c) : undefined;
         y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
       }
-      if (blocks.length === 0 && fresh) y = Float32Array.from(y);
-      if (opts.stages === 'NHWC') stages.push({ shape: [N, h, w, dims[s]], data: y });
-      else if (opts.stages === 'NCHW') {
-        const nchw = new Float32Array(y.length);
+      if (opts.stages === 'NHWC') {
+        const keep = this.shared.get(k, `stage${s}.out`, n);
+        k.copy(y.subarray(0, n), keep);
+        stages.push({ shape: [N, h, w, dims[s]], data: keep });
+      } else if (opts.stages === 'NCHW') {
+        const nchw = this.shared.get(k, `stage${s}.out`, n);
         k.nhwcToNchw(y, N, h, w, dims[s], nchw);
         stages.push({ shape: [N, dims[s], h, w], data: nchw });
       }
     }
     const pooled = this.shared.get(k, 'head.pooled', N * dims[3]);
     k.avgPoolForward(y, N, h * w, dims[3], pooled);
-    let preLogits = this.headNorm.forward(k, pooled, N, buf, 'head.ln');
-    const logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : new Float32Array(N * this.config.numClasses)) : null;
-    if (!cache) preLogits = Float32Array.from(preLogits);
-    return {
-      logits: logits && { shape: [N, this.config.numClasses], data: logits },
-      preLogits: { shape: [N, dims[3]], data: preLogits },
-      ...(opts.stages ? { stages } : {}),
-    };
+    const preLogits = this.headNorm.forward(k, pooled, N, buf, 'head.ln');
+    const logits = this.headFc ? this.headFc.forward(k, preLogits, N, buf, cache ? undefined : this.shared.get(k, 'head.logits', N * this.config.numClasses)) : null;
+    return { logits, preLogits, ...(opts.stages ? { stages } : {}) };
   }
 
   /**
    * Backward from d(loss)/d(logits) [N, K] (or d/d(preLogits) when numClasses is 0) through
    * the cached forward. Accumulates parameter gradients; returns d/d(input) NHWC when
-   * `needInput`, else null.
+   * `needInput` (the model's own buffer, overwritten by the next backward), else null.
    */
-  backward(dout: Float32Array, needInput = false): Float32Array | null {
+  backward(dout: Buf, needInput = false): Buf | null {
     const k = this.kernels;
     const sh = this.shared;
     const { dims } = this.config;
@@ -299,8 +354,7 @@ export class ConvNeXtV2 {
       }
     }
     d = this.stemNorm.backward(k, d, sh, 'stem.d');
-    const dx = this.stem.backward(k, d, sh, needInput);
-    return dx ? Float32Array.from(dx) : null;
+    return this.stem.backward(k, d, sh, needInput);
   }
 
   /** Bytes held in reusable activation and gradient buffers (excluding parameters). */

@@ -7,7 +7,7 @@
  * GRN is the identity. Statistics run over row segments: one per image for dense maps, or
  * any grouping (the sparse FCMAE encoder aggregates over all visible rows of the batch).
  */
-import { Act, type Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
 import type { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
@@ -15,10 +15,10 @@ import type { Param } from '../nn/param.js';
 export class GRN {
   static readonly EPS = 1e-6;
   private readonly own = new Arena();
-  private x: Float32Array | null = null;
+  private x: Buf | null = null;
   private offsets: Int32Array | null = null;
-  private gx: Float32Array | null = null;
-  private nx: Float32Array | null = null;
+  private gx: Buf | null = null;
+  private nx: Buf | null = null;
 
   constructor(readonly gamma: Param, readonly beta: Param, readonly C: number) {}
 
@@ -30,7 +30,7 @@ export class GRN {
   }
 
   /** x [rows, C] -> GRN(x); `sqSums` ([S, C]): the segments' sums of squares of x when known. */
-  forward(k: Kernels, x: Float32Array, offsets: Int32Array, b: Buffers, sqSums?: Float32Array): Float32Array {
+  forward(k: Kernels, x: Buf, offsets: Int32Array, b: Buffers, sqSums?: Buf): Buf {
     const S = offsets.length - 1;
     const rows = offsets[S];
     const a = b.cache ? this.own : b.shared;
@@ -50,29 +50,16 @@ export class GRN {
    * GRN(x_n) = x_n * s_n + beta with s_n = 1 + gamma * N(x_n) per image, which the GEMM
    * applies to x's rows as it packs them. Only the statistics pass reads x before the GEMM.
    */
-  forwardIntoLinear(k: Kernels, x: Float32Array, N: number, HW: number, fc: Linear, residual: Float32Array, out: Float32Array,
-    shared: Arena, sqSums?: Float32Array): Float32Array {
+  forwardIntoLinear(k: Kernels, x: Buf, N: number, HW: number, fc: Linear, residual: Buf, out: Buf,
+    shared: Arena, sqSums?: Buf): Buf {
     const C = this.C;
     const O = fc.outFeatures;
     if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
-    const s = shared.get(k, 'grn.nx', N * C);
-    if (sqSums) {
-      // Statistics from the previous GEMM's epilogue (per-image sums of squares).
-      for (let n = 0; n < N; n++) {
-        let mean = 0;
-        for (let c = 0; c < C; c++) {
-          const v = Math.fround(Math.sqrt(sqSums[n * C + c]));
-          s[n * C + c] = v;
-          mean += v;
-        }
-        const den = Math.fround(mean / C + GRN.EPS);
-        for (let c = 0; c < C; c++) s[n * C + c] = Math.fround(s[n * C + c] / den);
-      }
-    } else {
-      k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get(k, 'grn.gx', N * C), s);
-    }
-    const g = this.gamma.data;
-    for (let i = 0; i < N * C; i++) s[i] = 1 + g[i % C] * s[i];
+    // N(x_n) per image (statistics only; with sqSums from the previous GEMM's epilogue, no pass over x), then s_n.
+    const nx = shared.get(k, 'grn.nx', N * C);
+    k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get(k, 'grn.gx', N * C), nx, sqSums ?? null);
+    const s = shared.get(k, 'grn.scale', N * C);
+    k.grnScale(nx, N, C, this.gamma.data, s);
     k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, false, fc.bias ? fc.bias.data : null, Act.None, null,
       { aScale: s, aScaleRows: HW, aShift: this.beta.data, residual });
     this.x = this.offsets = this.gx = this.nx = null;
@@ -84,7 +71,7 @@ export class GRN {
    * Linear + GELU before GRN, see Linear.backwardPreact), dx comes out as the gradient of that
    * GELU's input and fc's bias gradient is accumulated in the same pass.
    */
-  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'grn.dx', fc?: Linear): Float32Array {
+  backward(k: Kernels, dy: Buf, shared: Arena, key = 'grn.dx', fc?: Linear): Buf {
     if (!this.x || !this.offsets || !this.gx || !this.nx) throw new Error('GRN.backward without a cached forward');
     const dx = shared.get(k, key, this.x.length);
     const pre = fc ? fc.preactivation : null;

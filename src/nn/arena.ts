@@ -9,10 +9,10 @@
  * temporaries that die within a layer or a block. Buffers come from the memory of the kernels
  * they are asked for (wasm linear memory for the WebAssembly backend, see TensorMemory).
  */
-import { type Kernels, memoryOf, type TensorMemory } from '../kernels/types.js';
+import { type Buf, type Kernels, memoryOf, type TensorMemory } from '../kernels/types.js';
 
 interface Entry {
-  buf: Float32Array;
+  buf: Buf;
   memory: TensorMemory;
 }
 
@@ -22,7 +22,7 @@ export class Arena {
   private readonly retired: Entry[] = [];
 
   /** A buffer of exactly n floats under `key` in the memory of `k`, reused when one of at least n exists there. */
-  get(k: Kernels, key: string, n: number): Float32Array {
+  get(k: Kernels, key: string, n: number): Buf {
     const memory = memoryOf(k);
     let e = this.bufs.get(key);
     if (!e || e.buf.length < n || e.memory !== memory) {
@@ -43,8 +43,8 @@ export class Arena {
   /** Bytes held. */
   bytes(): number {
     let n = 0;
-    for (const e of this.bufs.values()) n += e.buf.byteLength;
-    for (const e of this.retired) n += e.buf.byteLength;
+    for (const e of this.bufs.values()) n += 4 * e.buf.length;
+    for (const e of this.retired) n += 4 * e.buf.length;
     return n;
   }
 }

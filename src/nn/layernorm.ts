@@ -1,19 +1,19 @@
 /** LayerNorm over the channels of channels-last rows (timm LayerNorm / LayerNorm2d). */
-import type { Kernels } from '../kernels/types.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class LayerNorm {
   private readonly own = new Arena();
-  private x: Float32Array | null = null;
-  private mean: Float32Array | null = null;
-  private rstd: Float32Array | null = null;
+  private x: Buf | null = null;
+  private mean: Buf | null = null;
+  private rstd: Buf | null = null;
   private M = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly C: number, readonly eps: number) {}
 
   /** x: [M, C] -> y (a buffer of its own when caching, else the shared `key`). */
-  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, key = 'layernorm.y'): Float32Array {
+  forward(k: Kernels, x: Buf, M: number, b: Buffers, key = 'layernorm.y'): Buf {
     const a = b.cache ? this.own : b.shared;
     const y = b.cache ? this.own.get(k, 'y', M * this.C) : b.shared.get(k, key, M * this.C);
     const mean = a.get(k, b.cache ? 'mean' : 'layernorm.mean', M);
@@ -27,7 +27,7 @@ export class LayerNorm {
   }
 
   /** dy -> dx in the shared arena under `key`. */
-  backward(k: Kernels, dy: Float32Array, shared: Arena, key = 'layernorm.dx'): Float32Array {
+  backward(k: Kernels, dy: Buf, shared: Arena, key = 'layernorm.dx'): Buf {
     if (!this.x || !this.mean || !this.rstd) throw new Error('LayerNorm.backward without a cached forward');
     const dx = shared.get(k, key, this.M * this.C);
     k.layerNormBackward(dy, this.x, this.mean, this.rstd, this.weight.data, this.M, this.C, dx, false,

@@ -2,14 +2,14 @@
  * Linear layer over channels-last rows: y = x W^T + b, W [out, in] (PyTorch layout), with an
  * optional exact-GELU epilogue fused into the GEMM (the pre-activation is kept for backward).
  */
-import { Act, type Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class Linear {
   private readonly own = new Arena();
-  private x: Float32Array | null = null;
-  private preact: Float32Array | null = null;
+  private x: Buf | null = null;
+  private preact: Buf | null = null;
   private M = 0;
 
   constructor(
@@ -25,8 +25,8 @@ export class Linear {
    * y = residual + xW^T + b, the residual read by the GEMM's epilogue (it may be `out` itself).
    * With `sq`, the column sums of squares of y per group of rows are written to sq.sums.
    */
-  forward(k: Kernels, x: Float32Array, M: number, b: Buffers, out?: Float32Array, residual?: Float32Array,
-    sq?: { sums: Float32Array; groupRows: number }): Float32Array {
+  forward(k: Kernels, x: Buf, M: number, b: Buffers, out?: Buf, residual?: Buf,
+    sq?: { sums: Buf; groupRows: number }): Buf {
     const n = M * this.outFeatures;
     const y = out ?? (b.cache ? this.own.get(k, 'y', n) : b.shared.get(k, `linear.y`, n));
     const pre = this.gelu && b.cache ? this.own.get(k, 'preact', n) : null;
@@ -48,7 +48,7 @@ export class Linear {
    * dy: [M, out] (gradient after the activation) -> dx: [M, in] written to `dx` (or a shared
    * temporary, or nothing when `dx` is null). Accumulates dW, db.
    */
-  backward(k: Kernels, dy: Float32Array, shared: Arena, dx?: Float32Array | null): Float32Array | null {
+  backward(k: Kernels, dy: Buf, shared: Arena, dx?: Buf | null): Buf | null {
     const { M, outFeatures: O } = this;
     if (!this.x) throw new Error('Linear.backward without a cached forward');
     let g = dy;
@@ -62,7 +62,7 @@ export class Linear {
   }
 
   /** The GELU's input of the last cached forward (null without GELU or cache). */
-  get preactivation(): Float32Array | null {
+  get preactivation(): Buf | null {
     return this.preact;
   }
 
@@ -70,7 +70,7 @@ export class Linear {
    * backward() from g, the gradient of the pre-activation (x W^T + b), when the caller has
    * applied gelu' and accumulated the bias gradient itself (GRN's backward fuses both).
    */
-  backwardPreact(k: Kernels, g: Float32Array, shared: Arena, dx?: Float32Array | null): Float32Array | null {
+  backwardPreact(k: Kernels, g: Buf, shared: Arena, dx?: Buf | null): Buf | null {
     const { M, inFeatures: I, outFeatures: O } = this;
     if (!this.x) throw new Error('Linear.backward without a cached forward');
     // dW[O, I] += g^T [O, M] · x [M, I]
@@ -87,7 +87,7 @@ export class Linear {
    * backward() when only the rows listed in `live` (ascending) of dy may be nonzero: the GEMMs
    * run on those rows only (gathered), the other rows of dx are zero. Without the GELU epilogue.
    */
-  backwardRows(k: Kernels, dy: Float32Array, live: Int32Array, shared: Arena, dx: Float32Array): Float32Array {
+  backwardRows(k: Kernels, dy: Buf, live: Int32Array, shared: Arena, dx: Buf): Buf {
     const { inFeatures: I, outFeatures: O } = this;
     const x = this.x;
     if (!x) throw new Error('Linear.backwardRows without a cached forward');
@@ -95,19 +95,17 @@ export class Linear {
     const m = live.length;
     const xs = shared.get(k, 'linear.rows.x', m * I);
     const gs = shared.get(k, 'linear.rows.dy', m * O);
-    for (let i = 0; i < m; i++) {
-      const r = live[i];
-      xs.set(x.subarray(r * I, (r + 1) * I), i * I);
-      gs.set(dy.subarray(r * O, (r + 1) * O), i * O);
-    }
+    k.gatherRows(x, live, I, xs);
+    k.gatherRows(dy, live, O, gs);
     k.gemm(true, false, O, I, m, gs, O, xs, I, this.weight.grad, I, true, null, Act.None, null);
     if (this.bias) k.colSum(gs, m, O, this.bias.grad, true);
     this.x = null;
     this.preact = null;
     const dxs = shared.get(k, 'linear.rows.dx', m * I);
     k.gemm(false, false, m, I, O, gs, O, this.weight.data, I, dxs, I, false, null, Act.None, null);
-    dx.fill(0, 0, this.M * I);
-    for (let i = 0; i < m; i++) dx.set(dxs.subarray(i * I, (i + 1) * I), live[i] * I);
+    const dxAll = dx.subarray(0, this.M * I);
+    k.fill(dxAll, 0);
+    k.scatterRows(dxs, live, I, dxAll);
     return dx;
   }
 }

@@ -1,12 +1,14 @@
 /** A trainable tensor with its gradient buffer (PyTorch layout, timm name). */
-import { hostMemory, type TensorMemory } from '../kernels/types.js';
+import { hostArray } from '../kernels/host.js';
+import { type Buf, hostMemory, type TensorMemory } from '../kernels/types.js';
 import { numel } from '../tensor.js';
 
 export class Param {
   readonly name: string;
   readonly shape: number[];
-  data: Float32Array;
-  grad: Float32Array;
+  /** The values, in the kernels' memory (a DeviceTensor on a GPU backend: see {@link Param.host}). */
+  data: Buf;
+  grad: Buf;
   /** Excluded from weight decay (1-D tensors, biases, GRN gamma/beta). */
   noDecay: boolean;
 
@@ -28,6 +30,16 @@ export class Param {
     this.memory.free(this.grad);
     this.data = new Float32Array(0);
     this.grad = new Float32Array(0);
+  }
+
+  /** data as a host array; throws on a device backend, whose values are read with `await k.read(p.data)`. */
+  host(): Float32Array {
+    return hostArray(this.data, `parameter ${this.name}`);
+  }
+
+  /** grad as a host array (see {@link Param.host}). */
+  hostGrad(): Float32Array {
+    return hostArray(this.grad, `gradient of ${this.name}`);
   }
 
   get size(): number {

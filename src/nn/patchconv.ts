@@ -3,13 +3,13 @@
  * gather patches, then one GEMM with the PyTorch weight [out, in, P, P] seen as [out, in*P*P].
  * Output size floors like PyTorch's strided convolution.
  */
-import { Act, type Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
 export class PatchConv {
   private readonly own = new Arena();
-  private cols: Float32Array | null = null;
+  private cols: Buf | null = null;
   private N = 0; private H = 0; private W = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly inC: number, readonly outC: number, readonly P: number) {}
@@ -19,7 +19,7 @@ export class PatchConv {
   }
 
   /** x [N, H, W, in] -> y [N, Ho, Wo, out], written to `out` when given. */
-  forward(k: Kernels, x: Float32Array, N: number, H: number, W: number, b: Buffers, out?: Float32Array): Float32Array {
+  forward(k: Kernels, x: Buf, N: number, H: number, W: number, b: Buffers, out?: Buf): Buf {
     const { P, inC, outC } = this;
     const [Ho, Wo] = this.outSize(H, W);
     const M = N * Ho * Wo;
@@ -34,7 +34,7 @@ export class PatchConv {
   }
 
   /** dy: [N*Ho*Wo, out] -> dx: [N, H, W, in] (shared arena); needInput=false skips dx (the stem). */
-  backward(k: Kernels, dy: Float32Array, shared: Arena, needInput = true): Float32Array | null {
+  backward(k: Kernels, dy: Buf, shared: Arena, needInput = true): Buf | null {
     if (!this.cols) throw new Error('PatchConv.backward without a cached forward');
     const { N, H, W, P, inC, outC } = this;
     const [Ho, Wo] = this.outSize(H, W);

@@ -4,7 +4,7 @@
  * groups (weight decay on or off, an lr scale for layer-wise decay); the update itself runs in
  * the `adamw` kernel.
  */
-import type { Kernels } from '../kernels/types.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
 
 export interface AdamWOptions {
@@ -36,8 +36,8 @@ export class AdamW {
   readonly groups: ParamGroup[];
   /** Number of updates taken. */
   step = 0;
-  readonly m = new Map<Param, Float32Array>();
-  readonly v = new Map<Param, Float32Array>();
+  readonly m = new Map<Param, Buf>();
+  readonly v = new Map<Param, Buf>();
 
   constructor(groups: ParamGroup[] | Param[], opts: Partial<AdamWOptions> = {}) {
     this.opts = { ...ADAMW_DEFAULTS, ...opts };

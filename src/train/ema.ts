@@ -3,31 +3,44 @@
  * uses it): after every optimizer step, ema = decay * ema + (1 - decay) * weights, for every
  * tensor of the state dict.
  */
+import { ReferenceKernels } from '../kernels/reference.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
 
 export class ModelEma {
-  readonly shadow = new Map<string, Float32Array>();
+  /** The averaged weights by name, in the parameters' memory. */
+  readonly shadow = new Map<string, Buf>();
+  private readonly k: Kernels;
 
-  constructor(readonly params: readonly Param[], readonly decay: number) {
-    for (const p of params) this.shadow.set(p.name, Float32Array.from(p.data));
+  /** `kernels`: the model's (default: host kernels, for parameters in host memory). */
+  constructor(readonly params: readonly Param[], readonly decay: number, kernels?: Kernels) {
+    this.k = kernels ?? new ReferenceKernels();
+    for (const p of params) {
+      const e = p.memory.alloc(p.size);
+      this.k.copy(p.data, e);
+      this.shadow.set(p.name, e);
+    }
   }
 
   update(): void {
-    const d = this.decay;
-    for (const p of this.params) {
-      const e = this.shadow.get(p.name)!;
-      const w = p.data;
-      for (let i = 0; i < e.length; i++) e[i] = d * e[i] + (1 - d) * w[i];
-    }
+    for (const p of this.params) this.k.ema(this.shadow.get(p.name)!, p.data, p.size, this.decay);
   }
 
   /** Swaps the EMA weights into the parameters (call again to swap back). */
   swap(): void {
     for (const p of this.params) {
       const e = this.shadow.get(p.name)!;
-      const tmp = Float32Array.from(p.data);
-      p.data.set(e);
-      e.set(tmp);
+      const tmp = p.memory.alloc(p.size);
+      this.k.copy(p.data, tmp);
+      this.k.copy(e, p.data);
+      this.k.copy(tmp, e);
+      p.memory.free(tmp);
     }
+  }
+
+  /** Returns the averaged weights to the parameters' memory. */
+  dispose(): void {
+    for (const p of this.params) p.memory.free(this.shadow.get(p.name)!);
+    this.shadow.clear();
   }
 }

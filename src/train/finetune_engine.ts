@@ -7,6 +7,7 @@
  * resumed from a checkpoint's `step` and `best` continues exactly. Saving, logging and
  * progress are the caller's, through the returned records and the `onStep` callback.
  */
+import { hostArray } from '../kernels/host.js';
 import { sampleSeed, type BatchSource } from '../data/batch.js';
 import type { Mixup } from '../data/mixup.js';
 import type { TensorData } from '../io/safetensors.js';
@@ -15,7 +16,7 @@ import { Rng } from '../rng.js';
 import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
 import { optimizerTensors } from './optimizer_state.js';
-import { clipGradNorm, forwardBackward, smoothTargets } from './step.js';
+import { clipGradients, forwardBackward, smoothTargets } from './step.js';
 import { type EpochHooks, type EpochStats, NonFiniteLossError } from './epoch.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
@@ -98,7 +99,7 @@ export class FinetuneEngine {
       const r = forwardBackward(model, batch.pixels, targets, { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
       if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(r.loss, epoch, it + 1);
       if ((it + 1) % updateFreq === 0) {
-        if (this.o.clipGrad !== undefined) clipGradNorm(model.params, this.o.clipGrad);
+        if (this.o.clipGrad !== undefined) clipGradients(model.kernels, model.params, this.o.clipGrad, model.buffer('clip.sumsq', 1));
         opt.update(model.kernels, lr);
         model.zeroGrad();
         ema?.update();
@@ -130,7 +131,7 @@ export class FinetuneEngine {
   /** The EMA weights as `ema.<name>` tensors (none without an EMA). */
   emaTensors(): Map<string, TensorData> {
     const { model, ema } = this.o;
-    return new Map(ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: ema.shadow.get(p.name)! }] as const) : []);
+    return new Map(ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: hostArray(ema.shadow.get(p.name)!, 'EMA weights') }] as const) : []);
   }
 
   /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA. */

@@ -4,6 +4,7 @@
  * hits with the mean cross-entropy, counted as the official evaluation does (a tie ranks the
  * lower class index first).
  */
+import { ReferenceKernels } from '../kernels/reference.js';
 import type { Kernels } from '../kernels/types.js';
 import { smoothTargets } from './step.js';
 
@@ -27,6 +28,7 @@ export class EvalCounter {
   private c5 = 0;
   private lossSum = 0;
   private n = 0;
+  private reference: Kernels | null = null;
   readonly classImages: number[];
   readonly classCorrect: number[];
 
@@ -35,12 +37,18 @@ export class EvalCounter {
     this.classCorrect = new Array<number>(numClasses).fill(0);
   }
 
-  /** One batch: `logits` [B, K], `labels` [B]; the loss through the kernels' softmax cross-entropy. */
+  /**
+   * One batch: `logits` [B, K] (host values), `labels` [B]; the loss through a softmax
+   * cross-entropy kernel (`k`'s when it is a host backend, else the reference's).
+   */
   add(k: Kernels, logits: Float32Array, labels: Int32Array): void {
     const B = labels.length;
     const K = this.numClasses;
     if (B === 0) return;
-    this.lossSum += k.softmaxCrossEntropy(logits, smoothTargets(labels, K, 0), B, K, null) * B;
+    const host = k.capabilities().device ? (this.reference ??= new ReferenceKernels()) : k;
+    const loss = new Float32Array(1);
+    host.softmaxCrossEntropy(logits, smoothTargets(labels, K, 0), B, K, null, loss, 1 / B);
+    this.lossSum += loss[0] * B;
     for (let i = 0; i < B; i++) {
       const y = labels[i];
       const v = logits[i * K + y];

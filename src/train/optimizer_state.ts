@@ -5,14 +5,15 @@
  */
 import { ConvNextError } from '../errors.js';
 import type { TensorData } from '../io/safetensors.js';
+import { hostArray } from '../kernels/host.js';
 import type { AdamW } from './adamw.js';
 
 export function optimizerTensors(opt: AdamW): Map<string, TensorData> {
   const out = new Map<string, TensorData>();
   for (const g of opt.groups) {
     for (const p of g.params) {
-      out.set(`optimizer.m.${p.name}`, { shape: [...p.shape], data: opt.m.get(p)! });
-      out.set(`optimizer.v.${p.name}`, { shape: [...p.shape], data: opt.v.get(p)! });
+      out.set(`optimizer.m.${p.name}`, { shape: [...p.shape], data: hostArray(opt.m.get(p)!, 'optimizer state') });
+      out.set(`optimizer.v.${p.name}`, { shape: [...p.shape], data: hostArray(opt.v.get(p)!, 'optimizer state') });
     }
   }
   return out;
@@ -24,7 +25,7 @@ export function loadOptimizerTensors(opt: AdamW, tensors: ReadonlyMap<string, Te
       for (const [which, dst] of [['m', opt.m.get(p)!], ['v', opt.v.get(p)!]] as const) {
         const t = tensors.get(`optimizer.${which}.${p.name}`);
         if (!t || t.data.length !== dst.length) throw new ConvNextError(`${source}: optimizer state for ${p.name} is missing or has the wrong size`);
-        dst.set(t.data);
+        hostArray(dst, 'optimizer state').set(t.data);
       }
     }
   }

@@ -4,22 +4,34 @@
  */
 import { ConvNextError } from '../errors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import { hostArray } from '../kernels/host.js';
+import { ReferenceKernels } from '../kernels/reference.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Tensor } from '../tensor.js';
 import type { AdamW } from './adamw.js';
 import type { Param } from '../nn/param.js';
 import type { Rng } from '../rng.js';
 
+/** Kernels for host arrays of any host backend (the small elementwise ones are shared). */
+const hostKernels = new ReferenceKernels();
+
 /**
- * Scales all gradients so their total L2 norm is at most maxNorm (torch's
- * clip_grad_norm_: factor maxNorm / (norm + 1e-6) when norm exceeds maxNorm). Returns the norm.
+ * Scales all gradients so their total L2 norm is at most maxNorm (torch's clip_grad_norm_:
+ * factor maxNorm / (norm + 1e-6) when norm exceeds maxNorm), in kernels, so it runs where the
+ * gradients live. `sumSq` (one value in the kernels' memory) receives the sum of squares
+ * (norm^2), for a caller that wants to log the norm.
  */
+export function clipGradients(k: Kernels, params: readonly Param[], maxNorm: number, sumSq: Buf): void {
+  k.fill(sumSq, 0);
+  for (const p of params) k.sumSquares(p.grad, p.size, sumSq, true);
+  for (const p of params) k.clipByNorm(p.grad, p.size, sumSq, maxNorm);
+}
+
+/** clipGradients for parameters in host memory; returns the norm before clipping. */
 export function clipGradNorm(params: readonly Param[], maxNorm: number): number {
-  let ss = 0;
-  for (const p of params) for (let i = 0; i < p.grad.length; i++) ss += p.grad[i] * p.grad[i];
-  const norm = Math.sqrt(ss);
-  const f = maxNorm / (norm + 1e-6);
-  if (f < 1) for (const p of params) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= f;
-  return norm;
+  const ss = new Float32Array(1);
+  clipGradients(hostKernels, params, maxNorm, ss);
+  return Math.sqrt(ss[0]);
 }
 
 /** One-hot targets with label smoothing: (1 - s) on the label plus s / K everywhere (timm). */
@@ -43,33 +55,51 @@ export interface StepResult {
   logits: Tensor;
 }
 
+/** What forwardBackwardTensors leaves in the kernels' memory: nothing is read back to the host. */
+export interface StepTensors {
+  /** One value: the mean loss of the batch (read it with `await model.kernels.read(loss)`). */
+  loss: Buf;
+  /** [N, numClasses], the model's own buffer (overwritten by the next forward). */
+  logits: Buf;
+}
+
 /**
- * Forward + backward on one batch, accumulating gradients (no update). `targets` are class
- * indices or soft targets [N, K]. `lossScale` divides the gradient (gradient accumulation).
+ * Forward + backward on one batch, accumulating gradients (no update), with nothing read back:
+ * what a GPU backend needs (the loss is read once per log interval). `targets` are class
+ * indices (one-hot, smoothed by `smoothing`) or soft targets [N, K]. `lossScale` divides the
+ * gradient (gradient accumulation).
  */
-export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
-  opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepResult {
+export function forwardBackwardTensors(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
+  opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepTensors {
+  const k = model.kernels;
   const K = model.config.numClasses;
   if (K === 0) throw new ConvNextError('training a classifier needs numClasses > 0');
   const N = pixels.shape[0];
   const soft = targets instanceof Float32Array && targets.length === N * K
     ? targets
     : smoothTargets(targets, K, opts.smoothing ?? 0);
-  const out = model.forward(pixels, { train: true, rng: opts.rng });
-  const logits = out.logits!;
-  const dlogits = new Float32Array(N * K);
-  const loss = model.kernels.softmaxCrossEntropy(logits.data, soft, N, K, dlogits);
-  const scale = opts.lossScale ?? 1;
-  if (scale !== 1) for (let i = 0; i < dlogits.length; i++) dlogits[i] /= scale;
+  const logits = model.forwardTensors(pixels, { train: true, rng: opts.rng }).logits!;
+  const dlogits = model.buffer('loss.dlogits', N * K);
+  const loss = model.buffer('loss.value', 1);
+  k.softmaxCrossEntropy(logits, soft, N, K, dlogits, loss, 1 / (N * (opts.lossScale ?? 1)));
   model.backward(dlogits, false);
   return { loss, logits };
+}
+
+/** forwardBackwardTensors with the loss and logits on the host (host backends: no copy of the logits). */
+export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
+  opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepResult {
+  const r = forwardBackwardTensors(model, pixels, targets, opts);
+  const K = model.config.numClasses;
+  const what = 'forwardBackward (a device backend: use forwardBackwardTensors and await kernels.read)';
+  return { loss: hostArray(r.loss, what)[0], logits: { shape: [pixels.shape[0], K], data: hostArray(r.logits, what) } };
 }
 
 /** forwardBackward, then one AdamW update at `lr`, then zeroed gradients. */
 export function trainStep(model: ConvNeXtV2, opt: AdamW, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
   opts: { lr?: number; smoothing?: number; rng?: Rng; clipGrad?: number } = {}): StepResult {
   const r = forwardBackward(model, pixels, targets, opts);
-  if (opts.clipGrad !== undefined) clipGradNorm(model.params, opts.clipGrad);
+  if (opts.clipGrad !== undefined) clipGradients(model.kernels, model.params, opts.clipGrad, model.buffer('clip.sumsq', 1));
   opt.update(model.kernels, opts.lr);
   model.zeroGrad();
   return r;
