@@ -9,12 +9,17 @@ export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThr
 export { loadWasmKernels, nodeThreadHost } from './kernels/wasm_node.js';
 export { hostMemory, memoryOf } from './kernels/index.js';
 export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
+export { createBackend, setDefaultKernels, BACKEND_CHOICES, type BackendChoice, type BackendOptions } from './kernels/index.js';
+export { createWebGPUKernels, WebGPUKernels, GpuTensor, GpuMemory, type WebGPUOptions } from './kernels/webgpu/device.js';
+export { HostKernels } from './kernels/host.js';
+export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
+
 export {
   type ConvNeXtV2Config, type ConfigOverrides, type ParamSpec, type BlockType, MODEL_SIZES, LAYER_SCALE_INIT, makeConfig, validateConfig,
   paramSpecs, countParams,
 } from './model/config.js';
 export {
-  ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageLayout, type ActivationCapture, type BlockLocation,
+  ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type ForwardTensors, type StageLayout, type ActivationCapture, type BlockLocation,
 } from './model/convnextv2.js';
 export { GRN } from './model/grn.js';
 export { Block, type HiddenCapture } from './model/block.js';
@@ -22,7 +27,7 @@ export { LayerScaledLinear } from './nn/layerscale.js';
 export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
-export { trainStep, forwardBackward, smoothTargets, type StepResult } from './train/step.js';
+export { trainStep, forwardBackward, forwardBackwardTensors, smoothTargets, clipGradients, type StepResult, type StepTensors } from './train/step.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readSafetensors, openSafetensors, writeSafetensors } from './io/safetensors_file.js';
 export {
@@ -59,11 +64,11 @@ export { encodePng, crc32, type RasterImage } from './viz/png.js';
 export { writePng } from './viz/png_file.js';
 export { Canvas, type Color, type TextOptions } from './viz/canvas.js';
 export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Series, type LinePlotOptions, type GridImage } from './viz/plot.js';
-export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput, type FcmaeTensors } from './fcmae/fcmae.js';
 export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
-export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
+export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
 export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';

@@ -18,27 +18,32 @@ export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThr
 export { loadWasmKernels, browserThreadHost, type LoadWasmOptions } from './kernels/wasm_browser.js';
 export { hostMemory, memoryOf } from './kernels/index.js';
 export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
+export { createBackend, setDefaultKernels, BACKEND_CHOICES, type BackendChoice, type BackendOptions } from './kernels/index.js';
+export { createWebGPUKernels, WebGPUKernels, GpuTensor, GpuMemory, type WebGPUOptions } from './kernels/webgpu/device.js';
+export { HostKernels } from './kernels/host.js';
+export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
+
 export {
   type ConvNeXtV2Config, type ConfigOverrides, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,
 } from './model/config.js';
-export { ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type StageLayout } from './model/convnextv2.js';
+export { ConvNeXtV2, type ModelOptions, type ForwardOptions, type ForwardResult, type ForwardTensors, type StageLayout } from './model/convnextv2.js';
 export { GRN } from './model/grn.js';
 export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
-export { trainStep, forwardBackward, smoothTargets, clipGradNorm, type StepResult } from './train/step.js';
+export { trainStep, forwardBackward, forwardBackwardTensors, smoothTargets, clipGradNorm, clipGradients, type StepResult, type StepTensors } from './train/step.js';
 export { ModelEma } from './train/ema.js';
 export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerScale, type LayerDecayType } from './train/layer_decay.js';
 export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
-export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput } from './fcmae/fcmae.js';
+export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput, type FcmaeTensors } from './fcmae/fcmae.js';
 export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
 export { ImageBatches, type ImageBatchesOptions } from './data/memory_batches.js';
 export { decodeImageBlob, MAX_DECODE_PIXELS } from './data/decode_browser.js';
-export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
+export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
 export {

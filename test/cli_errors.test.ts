@@ -129,7 +129,7 @@ const ROWS: Row[] = [
   { args: ['inspect', '--', '--checkpoint', K10], code: 2, message: /^inspect: unexpected argument '--checkpoint'/ },
   { args: ['info'], env: { CONVNEXTV2_THREADS: 'abc' }, code: 2, message: /^CONVNEXTV2_THREADS=abc: must be a positive integer$/ },
   { args: ['info'], env: { CONVNEXTV2_ISA: 'bogus' }, code: 2, message: /^CONVNEXTV2_ISA: unknown ISA 'bogus' \(expected avx512, avx2 or portable\)$/ },
-  { args: ['info'], env: { CONVNEXTV2_KERNELS: 'bogus' }, code: 2, message: /^CONVNEXTV2_KERNELS=bogus: unknown kernels \(use native, reference or wasm/ },
+  { args: ['info'], env: { CONVNEXTV2_KERNELS: 'bogus' }, code: 2, message: /^CONVNEXTV2_KERNELS=bogus: unknown kernels \(use native, reference, wasm or webgpu/ },
   { args: ['info', '--threads', '0'], code: 2, message: /^--threads must be a positive integer$/ },
 
   // ---- args.ts: the flag parser

@@ -180,7 +180,7 @@ test('CONVNEXTV2_KERNELS=reference runs the TypeScript reference (same logits as
   assert.ok(relErr(readSafetensors(o).get('logits')!.data, ref.get('output.0.logits')!.data) <= 1e-4);
   const bad = cli(['info'], { CONVNEXTV2_KERNELS: 'cuda' });
   assert.equal(bad.code, 2);
-  assert.equal(bad.stderr.trim(), 'convnextv2: CONVNEXTV2_KERNELS=cuda: unknown kernels (use native, reference or wasm, or leave it unset)');
+  assert.equal(bad.stderr.trim(), 'convnextv2: CONVNEXTV2_KERNELS=cuda: unknown kernels (use native, reference, wasm or webgpu, or leave it unset)');
   const missing = cli(['info'], { CONVNEXTV2_KERNELS: 'native', CONVNEXTV2_ADDON: join(dir, 'nope.node') });
   assert.equal(missing.code, 2);
   assert.match(missing.stderr.trim(), /^convnextv2: CONVNEXTV2_KERNELS=native: the native addon did not load \(.*nope\.node/);

@@ -253,7 +253,7 @@ async function reconstruct(id: number, files: File[], size: number, seed: number
   await new Promise<void>((resolve) => setTimeout(resolve, 0));
   // The evaluation transform at the default crop, as pretrain's reconstruction images.
   const batch = evalBatch(images, size, lib.DEFAULT_PREPROCESSING.cropPct);
-  const r = lib.reconstructImages(fcmae, batch, seed);
+  const r = await lib.reconstructImages(fcmae, batch, seed);
   const png = lib.reconstructionPng(r.images, `${cur.summary.file}: original | masked | reconstruction`);
   return {
     items: r.images.map((x, i) => ({ name: images[i].path ?? `image ${i + 1}`, original: rgb(x.original), masked: rgb(x.masked), reconstruction: rgb(x.reconstruction) })),

@@ -10,6 +10,7 @@
  *   analysis.json         every number
  *   report.md             the pictures and tables
  */
+import { getKernels } from '../kernels/index.js';
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
@@ -72,6 +73,9 @@ export const analyze: Command = {
     out: { kind: 'string', help: 'output folder (report.md, PNGs, analysis.json)' },
   },
   async run(args, ctx) {
+    if (getKernels().capabilities().device) {
+      throw new ConvNextError('analyze: the analyses read every block\'s activations on the host as the forward runs; use --device cpu', 2);
+    }
     const paths = args.list('checkpoint');
     if (paths.length === 0) throw new ConvNextError('analyze: missing --checkpoint', 2);
     const labels = args.list('label');

@@ -6,6 +6,7 @@
 import { ConvNextError } from '../errors.js';
 import { getKernels } from '../kernels/index.js';
 import { KernelProfiler } from '../kernels/profile.js';
+import type { Buf } from '../kernels/types.js';
 import { modelFromFlags } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { fcmaeMacs, forwardMacs } from '../model/flops.js';
@@ -13,7 +14,7 @@ import { FCMAE } from '../fcmae/fcmae.js';
 import { Rng } from '../rng.js';
 import { tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
-import { trainStep } from '../train/step.js';
+import { forwardBackwardTensors } from '../train/step.js';
 import { NativeKernels } from '../kernels/native.js';
 import { benchKernels, kernelTable } from './bench_kernels.js';
 import type { Command } from './command.js';
@@ -39,7 +40,7 @@ export const bench: Command = {
     seconds: { kind: 'number', help: 'time budget for the timed iterations', default: 10 },
     profile: { kind: 'boolean', help: 'print time per kernel (one extra profiled iteration per timed one)' },
   },
-  run(args, ctx) {
+  async run(args, ctx) {
     const mode = args.requireString('mode');
     if (mode !== 'infer' && mode !== 'train' && mode !== 'pretrain' && mode !== 'kernels') throw new ConvNextError(`bench: --mode must be infer, train, pretrain or kernels, got '${mode}'`, 2);
     const B = args.requireNumber('batch-size');
@@ -64,7 +65,8 @@ export const bench: Command = {
     const x = tensor([B, cfg.inChans, S, S]);
     for (let i = 0; i < x.data.length; i++) x.data[i] = rng.normal();
     const labels = Array.from({ length: B }, () => rng.int(cfg.numClasses));
-    let step: () => void;
+    // A step returns a tensor it wrote last: on a device backend, reading it waits for the step's work.
+    let step: () => Buf;
     let flopsPerImage = 2 * forwardMacs(cfg, S, S) * (mode === 'train' ? 3 : 1);
     if (mode === 'pretrain') {
       if (S % 32 !== 0) throw new ConvNextError('bench: --mode pretrain needs --input-size a multiple of 32', 2);
@@ -76,33 +78,41 @@ export const bench: Command = {
       const visible = encMode === 'dense' ? 1 : Math.floor(L * (1 - fcmae.opts.maskRatio)) / L;
       flopsPerImage = 2 * 3 * fcmaeMacs(cfg, S, S, dec, visible);
       step = () => {
-        fcmae.forward(x, fcmae.randomMask(B, S, S), { mode: encMode });
+        const r = fcmae.forwardTensors(x, fcmae.randomMask(B, S, S), { mode: encMode });
         fcmae.backward();
         fopt.update(fcmae.kernels);
         fcmae.zeroGrad();
+        return r.loss;
       };
     } else {
       const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.05 });
       step = mode === 'infer'
-        ? () => { model.forward(x); }
-        : () => { trainStep(model, opt, x, labels); };
+        ? () => { const r = model.forwardTensors(x); return r.logits ?? r.preLogits; }
+        : () => {
+          const r = forwardBackwardTensors(model, x, labels);
+          opt.update(k);
+          model.zeroGrad();
+          return r.loss;
+        };
     }
+    const device = k.capabilities().device;
+    const run = device ? async () => { await k.read(step().subarray(0, 1)); } : step;
     const warmup = args.requireNumber('warmup');
-    for (let i = 0; i < warmup; i++) step();
+    for (let i = 0; i < warmup; i++) await run();
     const iters = args.requireNumber('iters');
     const budget = args.requireNumber('seconds') * 1000;
     const times: number[] = [];
     const t0 = performance.now();
     while (iters > 0 ? times.length < iters : (times.length < 3 || performance.now() - t0 < budget)) {
       const t = performance.now();
-      step();
+      await run();
       times.push(performance.now() - t);
     }
     if (profiler) {
       profiler.reset();
       const t = performance.now();
       const n = Math.min(times.length, 5);
-      for (let i = 0; i < n; i++) step();
+      for (let i = 0; i < n; i++) await run();
       const wall = (performance.now() - t) / n;
       const { rows, totalMs } = profiler.report();
       ctx.out(`profile (${n} iterations, per batch):`);
@@ -130,6 +140,7 @@ export const bench: Command = {
       threads: k.threads,
       isa: k.isa,
       kernels: k.name,
+      ...(device ? { device: k.capabilities().description } : {}),
     };
     ctx.out(`${result.model} ${result.mode} batch ${B} @${S}px: ${result.images_per_second} images/s, ${result.ms_per_batch} ms/batch (median of ${times.length}), ` +
       `${result.gflops_per_second} GFLOP/s, peak RSS ${result.peak_rss_mb} MB, ${result.threads} threads, ${result.isa}`);

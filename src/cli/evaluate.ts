@@ -31,7 +31,7 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
   try {
     for await (const b of loader.epoch(0)) {
       if (b.labels.length === 0) continue;
-      count.add(model.kernels, model.forward(b.pixels).logits!.data, b.labels);
+      count.add(model.kernels, (await model.forwardAsync(b.pixels)).logits!.data, b.labels);
     }
   } finally {
     await loader.close();

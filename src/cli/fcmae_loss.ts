@@ -22,7 +22,7 @@ export const fcmaeLoss: Command = {
     'dense-masking': { kind: 'boolean', help: 'use the dense-masked encoder (same function)' },
     'grn-stats': { kind: 'string', help: 'encoder GRN statistics: batch (official) or per-sample', default: 'batch' },
   },
-  run(args, ctx) {
+  async run(args, ctx) {
     const path = args.requireString('checkpoint');
     const inPath = args.requireString('input');
     const outPath = args.requireString('output');
@@ -49,7 +49,7 @@ export const fcmaeLoss: Command = {
     }
     const mask = r.get('mask');
     if (mask.some((v) => v !== 0 && v !== 1)) throw new ConvNextError(`${inPath}: mask values must be 0 (visible) or 1 (removed)`);
-    const out = m.forward({ shape: px.shape, data: r.get('pixel_values') }, { shape: mk.shape, data: mask }, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
+    const out = await m.forwardAsync({ shape: px.shape, data: r.get('pixel_values') }, { shape: mk.shape, data: mask }, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
     writeSafetensors(outPath, [
       ['loss', { shape: [1], data: Float32Array.of(out.loss) }],
       ['pred', out.pred],

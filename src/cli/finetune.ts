@@ -183,7 +183,7 @@ export const finetune: Command = {
       startEpoch = Number(resumed.metadata.epoch);
       step = Number(resumed.metadata.step);
       bestSoFar = Number(resumed.metadata.best_top1 ?? -1);
-      loadOptimizerTensors(opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!);
+      loadOptimizerTensors(opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!, model.kernels);
       if (ema) {
         for (const p of model.params) {
           const t = extra.get(`ema.${p.name}`);
@@ -249,8 +249,9 @@ export const finetune: Command = {
           kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
           seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
         };
-        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state: model.stateDict(), extra: engine.checkpointExtra(), labels: train.classes, metadata: meta });
-        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state: model.stateDict(), extra: engine.emaTensors(), labels: train.classes, metadata: meta });
+        const state = await model.readStateDict();
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
+        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
         interrupt.saved = epoch;
         ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
           `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);

@@ -21,7 +21,7 @@ export const forward: Command = {
     features: { kind: 'boolean', help: 'also write pre_logits and stage0..stage3 (NCHW)' },
     ema: { kind: 'boolean', help: 'use the EMA weights (model_ema of .pt files, ema.* of ours)' },
   },
-  run(args, ctx) {
+  async run(args, ctx) {
     const ckptPath = args.requireString('checkpoint');
     const inPath = args.requireString('input');
     const outPath = args.requireString('output');
@@ -45,7 +45,7 @@ export const forward: Command = {
     }
     const [N] = checked;
     const features = args.bool('features') || !model.config.numClasses;
-    const out = model.forward(pixels, features ? { stages: 'NCHW' } : {});
+    const out = await model.forwardAsync(pixels, features ? { stages: 'NCHW' } : {});
     const tensors = new Map<string, TensorData>();
     if (out.logits) tensors.set('logits', out.logits);
     if (features) {

@@ -28,14 +28,16 @@ export function packageVersion(): string {
 
 export const info: Command = {
   name: 'info',
-  summary: 'show the CPU, kernels, instruction set and threads this machine runs with',
-  usage: 'convnextv2 info [--measure] [--threads T] [--json]',
+  summary: 'show the CPU, kernels, instruction set, threads and GPU (--device) this machine runs with',
+  usage: 'convnextv2 info [--measure] [--threads T] [--device cpu|webgpu|auto] [--json]',
   flags: {
     measure: { kind: 'boolean', help: 'measure the FMA peak and the clock of every supported instruction set (about 1 s each)' },
   },
   run(args, ctx) {
     const k = getKernels();
-    const native = k instanceof NativeKernels ? k : null;
+    const caps = k.capabilities();
+    const cpuKernels = caps.device ? getNativeKernels().kernels : k;
+    const native = cpuKernels instanceof NativeKernels ? cpuKernels : null;
     const version = packageVersion();
     ctx.out(`convnextv2 ${version}, Node ${process.version} (${platform()} ${arch()})`);
     let cpu: CpuInfo | null = null;
@@ -48,6 +50,7 @@ export const info: Command = {
       const why = process.env.CONVNEXTV2_KERNELS === 'reference' ? 'CONVNEXTV2_KERNELS=reference' : `native addon unavailable: ${getNativeKernels().error}`;
       ctx.out(`kernels: reference TypeScript (${why}), 1 thread`);
     }
+    if (caps.device) ctx.out(`device: ${k.name} on ${caps.description}${caps.f16 ? ', shader-f16' : ''} (--device)`);
     const peaks: PeakRow[] = [];
     if (args.bool('measure') && native && cpu) {
       const active = native.isa as NativeIsa;
@@ -72,6 +75,7 @@ export const info: Command = {
       isa: k.isa,
       threads: k.threads,
       cpu,
+      ...(caps.device ? { device: caps.description } : {}),
       ...(peaks.length ? { peaks } : {}),
     };
   },

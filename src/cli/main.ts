@@ -7,7 +7,7 @@
  */
 import '../io/codecs_node.js';
 import { ConvNextError } from '../errors.js';
-import { getKernels, setThreads } from '../kernels/index.js';
+import { type BackendChoice, createBackend, getKernels, setDefaultKernels, setThreads } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
@@ -29,6 +29,7 @@ const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, 
 
 const COMMON: FlagSpecs = {
   threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
+  device: { kind: 'string', help: 'where to compute: cpu (default), webgpu (a GPU through WebGPU; npm package webgpu in Node), or auto (a hardware GPU when there is one)' },
   quiet: { kind: 'boolean', help: 'no progress bars on stderr', negatable: false },
   json: { kind: 'boolean', help: 'print one JSON object as the last line of stdout (errors too)', negatable: false },
   help: { kind: 'boolean', help: 'show this help', negatable: false },
@@ -76,6 +77,13 @@ export async function main(argv: string[]): Promise<number> {
   if (threads !== undefined) {
     if (!Number.isInteger(threads) || threads < 1) throw new ConvNextError('--threads must be a positive integer', 2);
     setThreads(threads);
+  }
+  const device = args.flags.get('device');
+  if (device !== undefined) {
+    if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
+      throw new ConvNextError(`--device ${String(device)}: use cpu, webgpu or auto`, 2);
+    }
+    if (device !== 'cpu') setDefaultKernels(await createBackend(device as BackendChoice));
   }
   Progress.quiet = args.bool('quiet');
   // Weights by name (facebook/convnextv2-atto-1k-224, timm/..., hf-hub:...): the Hugging Face cache's snapshot folder.

@@ -24,7 +24,7 @@ import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
 import type { Tensor } from '../tensor.js';
 import { AdamW, type ParamGroup } from '../train/adamw.js';
-import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
+import { loadOptimizerTensors, readOptimizerTensors } from '../train/optimizer_state.js';
 import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
@@ -142,7 +142,7 @@ export const pretrain: Command = {
       startEpoch = Number(ck.metadata.epoch);
       step = Number(ck.metadata.step);
       if (!Number.isInteger(startEpoch) || !Number.isInteger(step)) throw new ConvNextError(`pretrain: ${resumeFile} has no epoch/step metadata`);
-      loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!);
+      loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!, fcmae.kernels);
     }
 
     const train = openDataset(args.requireString('data'), 'train', { limit, seed });
@@ -181,12 +181,12 @@ export const pretrain: Command = {
         records.push(rec);
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
-        writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
+        await writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
         if (epoch % saveEvery === 0 || epoch === E) {
           saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
             config: fcmae.encoderModel.config,
-            state: fcmae.encoderModel.stateDict(),
-            extra: new Map([...fcmae.decoderParams.map((p) => [p.name, { shape: p.shape, data: p.host() }] as const), ...optimizerTensors(opt)]),
+            state: await fcmae.encoderModel.readStateDict(),
+            extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
             initialised: ['head.norm.weight', 'head.norm.bias'],
             fcmae: fcmae.info(),
             metadata: {

@@ -5,6 +5,6 @@ import type { Tensor } from '../tensor.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 
 /** `batch`: [n, 3, S, S] normalised pixels. */
-export function writeReconstructionPng(path: string, fcmae: FCMAE, batch: Tensor, seed: number, title: string): void {
-  writeBytesAtomicSync(path, reconstructionPng(reconstructImages(fcmae, batch, seed).images, title));
+export async function writeReconstructionPng(path: string, fcmae: FCMAE, batch: Tensor, seed: number, title: string): Promise<void> {
+  writeBytesAtomicSync(path, reconstructionPng((await reconstructImages(fcmae, batch, seed)).images, title));
 }

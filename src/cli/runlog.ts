@@ -77,7 +77,7 @@ export function openRunFolder(out: string, opts: { resuming: boolean; overwrite:
 }
 
 /** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
-const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'quiet', 'json', 'help']);
+const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'device', 'quiet', 'json', 'help']);
 
 export interface ResumedArgs {
   /** The recorded arguments, with the flags given now where they may change. */

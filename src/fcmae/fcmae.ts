@@ -200,6 +200,20 @@ export class FCMAE {
     for (const p of this.decoderParams) this.kernels.fill(p.grad, 0);
   }
 
+  /** forward on any backend: the loss, prediction, target and patch statistics read back to the host (copies). */
+  async forwardAsync(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): Promise<FcmaeOutput> {
+    const t = this.forwardTensors(pixels, maskTensor, opts);
+    const k = this.kernels;
+    const read = async (x: { shape: number[]; data: Buf }): Promise<Tensor> => ({ shape: x.shape, data: await k.read(x.data) });
+    return {
+      loss: (await k.read(t.loss))[0],
+      pred: await read(t.pred),
+      target: await read(t.target),
+      patchStats: t.patchStats && (await read(t.patchStats)),
+      mask: t.mask,
+    };
+  }
+
   /**
    * Forward from NCHW pixels and a mask [N, L] (1 = removed), results in the kernels' memory
    * (the model's buffers, valid until the next forward). Keeps what backward needs.
@@ -281,6 +295,13 @@ export class FCMAE {
   stateDict(): Map<string, Tensor> {
     const m = this.encoderModel.stateDict();
     for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: p.host() });
+    return m;
+  }
+
+  /** Copies of the decoder's tensors (`fcmae.*`), read from any backend. */
+  async readDecoderState(): Promise<Map<string, Tensor>> {
+    const m = new Map<string, Tensor>();
+    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
     return m;
   }
 

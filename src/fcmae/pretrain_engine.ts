@@ -61,15 +61,17 @@ export class PretrainEngine {
       const [B, , H, W] = batch.pixels.shape;
       const L = (H / p) * (W / p);
       const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
-      const r = fcmae.forward(batch.pixels, { shape: [B, L], data: mask }, { mode });
-      if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(r.loss, epoch, it + 1);
+      const r = fcmae.forwardTensors(batch.pixels, { shape: [B, L], data: mask }, { mode });
       fcmae.backward(updateFreq);
+      // The loss is read while the backward is queued (a device backend runs it meanwhile).
+      const loss = (await fcmae.kernels.read(r.loss))[0];
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss, epoch, it + 1);
       if ((it + 1) % updateFreq === 0) {
         opt.update(fcmae.kernels, lr);
         fcmae.zeroGrad();
         this.step++;
       }
-      sum += r.loss;
+      sum += loss;
       count++;
       images += B;
       await hooks.afterBatch?.({ epoch, batch: it + 1, batches: batches.length, loss: sum / count, lr, images });

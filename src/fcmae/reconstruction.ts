@@ -23,14 +23,14 @@ export interface Reconstruction {
  * `batch`: [n, 3, S, S] normalised pixels (S a multiple of the patch size). The mask is drawn
  * from `seed` (the same seed gives the same mask); one FCMAE forward on the whole batch.
  */
-export function reconstructImages(fcmae: FCMAE, batch: Tensor, seed: number): { mask: Float32Array; loss: number; images: Reconstruction[] } {
+export async function reconstructImages(fcmae: FCMAE, batch: Tensor, seed: number): Promise<{ mask: Float32Array; loss: number; images: Reconstruction[] }> {
   const [n, , S] = batch.shape;
   const pixels = batch.data;
   const p = fcmae.opts.patchSize;
   const g = S / p;
   const L = g * g;
   const mask = randomMask(n, L, fcmae.opts.maskRatio, new Rng(seed ^ 0x5ee5));
-  const out = fcmae.forward(batch, { shape: [n, L], data: mask });
+  const out = await fcmae.forwardAsync(batch, { shape: [n, L], data: mask });
   const pred = out.pred.data;
   const stats = out.patchStats?.data;
   const P = p * p * 3;

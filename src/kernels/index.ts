@@ -2,14 +2,16 @@
  * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
  * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference,
  * `CONVNEXTV2_KERNELS=native` the addon (an error, not a fallback, when it does not load),
- * `CONVNEXTV2_KERNELS=wasm` the WebAssembly build of the same kernels (npm run build:wasm); any
- * other value is an error.
+ * `CONVNEXTV2_KERNELS=wasm` the WebAssembly build of the same kernels (npm run build:wasm),
+ * `CONVNEXTV2_KERNELS=webgpu` the WebGPU backend (the optional npm package `webgpu` in Node);
+ * any other value is an error. `createBackend` is the asynchronous, explicit way.
  * `CONVNEXTV2_ISA` asks for one native path: when that cannot be had (unknown, or the CPU
  * lacks it) getKernels() throws instead of falling back.
  */
 import { ConvNextError } from '../errors.js';
 import { ReferenceKernels } from './reference.js';
 import type { Kernels } from './types.js';
+import type { WebGPUOptions } from './webgpu/device.js';
 
 export type { Kernels, Isa } from './types.js';
 export { Act, hostMemory, memoryOf, type TensorMemory } from './types.js';
@@ -26,29 +28,34 @@ async function tryLoad(make: () => Promise<Kernels>): Promise<{ kernels: Kernels
   }
 }
 
-const KERNEL_CHOICES = ['native', 'reference', 'wasm'];
+const KERNEL_CHOICES = ['native', 'reference', 'wasm', 'webgpu'];
 // No `process` in a browser: no environment, and ./native.js is replaced by a module that throws.
 const env: Record<string, string | undefined> = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
 const chosen = env.CONVNEXTV2_KERNELS || undefined;
 const none = { kernels: null, error: null, browserBuild: false };
-const nativeLoad = chosen === 'reference' || chosen === 'wasm' ? none : await tryLoad(async () => new (await import('./native.js')).NativeKernels());
+const nativeLoad = chosen === 'reference' || chosen === 'wasm' || chosen === 'webgpu' ? none : await tryLoad(async () => new (await import('./native.js')).NativeKernels());
 const native: Kernels | null = nativeLoad.kernels;
 const nativeError = nativeLoad.error;
 const browserBuild = nativeLoad.browserBuild;
 const wasmLoad = chosen === 'wasm' ? await tryLoad(async () => (await import('./wasm_node.js')).loadWasmKernels()) : none;
 const wasm: Kernels | null = wasmLoad.kernels;
 const wasmError = wasmLoad.error;
+const webgpuLoad = chosen === 'webgpu' ? await tryLoad(async () => (await import('./webgpu/device.js')).createWebGPUKernels()) : none;
 
 /** The default kernels: native when available. */
 export function getKernels(): Kernels {
   if (cached) return cached;
   if (chosen !== undefined && !KERNEL_CHOICES.includes(chosen)) {
-    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use native, reference or wasm, or leave it unset)`, 2);
+    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use native, reference, wasm or webgpu, or leave it unset)`, 2);
   }
   if (chosen === 'native' && !native) throw new ConvNextError(`CONVNEXTV2_KERNELS=native: the native addon did not load (${nativeError})`, 2);
   if (chosen === 'wasm') {
     if (!wasm) throw new ConvNextError(`CONVNEXTV2_KERNELS=wasm: ${wasmError}`, 2);
     return (cached = wasm);
+  }
+  if (chosen === 'webgpu') {
+    if (!webgpuLoad.kernels) throw new ConvNextError(`CONVNEXTV2_KERNELS=webgpu: ${webgpuLoad.error}`, 2);
+    return (cached = webgpuLoad.kernels);
   }
   if (native) {
     cached = native;
@@ -64,6 +71,52 @@ export function getKernels(): Kernels {
     cached = new ReferenceKernels();
   }
   return cached;
+}
+
+/** Makes `k` what getKernels() returns (the CLI's --device), for models created without `kernels`. */
+export function setDefaultKernels(k: Kernels): void {
+  cached = k;
+}
+
+/** What createBackend takes: a device (`cpu`, `webgpu`, or `auto`: a hardware GPU when there is one) or one CPU backend. */
+export type BackendChoice = 'auto' | 'cpu' | 'webgpu' | 'native' | 'wasm' | 'reference';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cpu', 'webgpu', 'native', 'wasm', 'reference'];
+
+export interface BackendOptions {
+  /** For webgpu: an existing GPUDevice, dawn.node options, the adapter's feature level (see WebGPUOptions). */
+  webgpu?: WebGPUOptions;
+}
+
+/**
+ * A kernel backend, created asynchronously (a GPU's adapter and device are). `cpu` is
+ * getKernels() (native, or the reference where the addon is missing); `webgpu` is the WGSL
+ * backend (navigator.gpu in a page; in Node the optional npm package `webgpu`, imported only
+ * here); `auto` is webgpu on a hardware adapter, else cpu (a software adapter such as Mesa's
+ * llvmpipe or SwiftShader is correct but slower than the CPU kernels).
+ */
+export async function createBackend(choice: BackendChoice = 'auto', opts: BackendOptions = {}): Promise<Kernels> {
+  switch (choice) {
+    case 'cpu':
+      return getKernels();
+    case 'native':
+      if (!native) throw new ConvNextError(`native kernels: the addon did not load (${nativeError})`, 2);
+      return native;
+    case 'reference':
+      return new ReferenceKernels();
+    case 'wasm':
+      return wasm ?? (await import('./wasm_node.js')).loadWasmKernels();
+    case 'webgpu':
+      return (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu);
+    case 'auto': {
+      const gpu = await tryLoad(async () => (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu));
+      const k = gpu.kernels as (Kernels & { software?: boolean; destroy?: () => void }) | null;
+      if (k && !k.software) return k;
+      k?.destroy?.();
+      return getKernels();
+    }
+    default:
+      throw new ConvNextError(`unknown backend '${String(choice)}' (use ${BACKEND_CHOICES.join(', ')})`, 2);
+  }
 }
 
 /** The native kernels, or null with the reason they did not load. */

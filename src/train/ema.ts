@@ -3,6 +3,7 @@
  * uses it): after every optimizer step, ema = decay * ema + (1 - decay) * weights, for every
  * tensor of the state dict.
  */
+import { ConvNextError } from '../errors.js';
 import { ReferenceKernels } from '../kernels/reference.js';
 import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
@@ -14,6 +15,8 @@ export class ModelEma {
 
   /** `kernels`: the model's (default: host kernels, for parameters in host memory). */
   constructor(readonly params: readonly Param[], readonly decay: number, kernels?: Kernels) {
+    const device = params.find((p) => !(p.data instanceof Float32Array));
+    if (!kernels && device) throw new ConvNextError(`ModelEma: ${device.name} is a device tensor: pass the model's kernels (new ModelEma(params, decay, model.kernels))`);
     this.k = kernels ?? new ReferenceKernels();
     for (const p of params) {
       const e = p.memory.alloc(p.size);

@@ -15,8 +15,8 @@ import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Rng } from '../rng.js';
 import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
-import { optimizerTensors } from './optimizer_state.js';
-import { clipGradients, forwardBackward, smoothTargets } from './step.js';
+import { optimizerTensors, readOptimizerTensors } from './optimizer_state.js';
+import { clipGradients, forwardBackwardTensors, smoothTargets } from './step.js';
 import { type EpochHooks, type EpochStats, NonFiniteLossError } from './epoch.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
@@ -96,8 +96,9 @@ export class FinetuneEngine {
       const targets = mixup
         ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets
         : smoothTargets(batch.labels, K, this.o.smoothing ?? 0);
-      const r = forwardBackward(model, batch.pixels, targets, { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
-      if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(r.loss, epoch, it + 1);
+      const r = forwardBackwardTensors(model, batch.pixels, targets, { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
+      const loss = (await model.kernels.read(r.loss))[0];
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss, epoch, it + 1);
       if ((it + 1) % updateFreq === 0) {
         if (this.o.clipGrad !== undefined) clipGradients(model.kernels, model.params, this.o.clipGrad, model.buffer('clip.sumsq', 1));
         opt.update(model.kernels, lr);
@@ -105,7 +106,7 @@ export class FinetuneEngine {
         ema?.update();
         this.step++;
       }
-      sum += r.loss;
+      sum += loss;
       count++;
       images += batch.labels.length;
       await hooks.afterBatch?.({ epoch, batch: it + 1, batches: batches.length, loss: sum / count, lr, images });
@@ -134,8 +135,21 @@ export class FinetuneEngine {
     return new Map(ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: hostArray(ema.shadow.get(p.name)!, 'EMA weights') }] as const) : []);
   }
 
-  /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA. */
+  /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA (views; host backends). */
   checkpointExtra(): Map<string, TensorData> {
     return new Map([...optimizerTensors(this.o.opt), ...this.emaTensors()]);
+  }
+
+  /** emaTensors read from any backend (copies). */
+  async readEmaTensors(): Promise<Map<string, TensorData>> {
+    const { model, ema } = this.o;
+    const out = new Map<string, TensorData>();
+    if (ema) for (const p of model.params) out.set(`ema.${p.name}`, { shape: p.shape, data: await model.kernels.read(ema.shadow.get(p.name)!) });
+    return out;
+  }
+
+  /** checkpointExtra read from any backend (copies). */
+  async readCheckpointExtra(): Promise<Map<string, TensorData>> {
+    return new Map([...(await readOptimizerTensors(this.o.model.kernels, this.o.opt)), ...(await this.readEmaTensors())]);
   }
 }

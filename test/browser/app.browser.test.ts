@@ -229,7 +229,7 @@ test('an official FCMAE .pt: its parts are shown, and the reconstructions are th
   const S = 128;
   const x = new Float32Array(2 * 3 * S * S);
   for (const [i, n] of names.entries()) node.evalTransform(await node.decodeImage(img(n)), S, 0.875, x, i * 3 * S * S);
-  const want = reconstructImages(fcmae, { shape: [2, 3, S, S], data: x }, 0).images;
+  const want = (await reconstructImages(fcmae, { shape: [2, 3, S, S], data: x }, 0)).images;
   for (const [i, w] of want.entries()) {
     assert.deepEqual(got[i][0], Array.from(w.original.data), 'original');
     assert.deepEqual(got[i][1], Array.from(w.masked.data), 'masked');

@@ -4,7 +4,8 @@
 // dist/web/index.js, fetches the reference fixtures and runs: small_timm's logits from the timm
 // safetensors, the official .pt and the HF folder (1e-4 of timm's), the official FCMAE .pt's
 // loss (1e-4), and one fine-tuning step whose loss and gradients must be the native Node step's
-// (1e-5); and the WebAssembly kernels in the page (the same logits and gradients).
+// (1e-5); the WebAssembly kernels in the page (the same logits and gradients); and the WebGPU
+// backend on navigator.gpu (Chromium's SwiftShader adapter): timm's logits and gradients.
 // `npm run test:browser` (builds the wasm kernels first; needs Chromium and clang, see README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +38,8 @@ before(async () => {
     '/small_timm_params.safetensors': join(dir, 'small_timm_params.safetensors'), '/wasm/': dirname(WASM), '/fixtures/': REF,
   });
   origin = served.origin;
-  browser = await chromium.launch({ executablePath: CHROMIUM });
+  // WebGPU in headless Chromium: its bundled SwiftShader adapter, behind --enable-unsafe-webgpu.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--enable-unsafe-webgpu'] });
   page = await browser.newPage();
   page.on('pageerror', (e) => { throw new Error(`page error: ${e.message}`); });
   // The functions handed to page.evaluate come from tsx (esbuild keepNames), which wraps named
@@ -155,4 +157,32 @@ test('in the page: the WebAssembly kernels on 2 Web Worker threads give timm\'s 
   const ref = node.readSafetensors(SMALL_TIMM);
   assert.ok(relErr(Float32Array.from(got.logits), ref.get('output.0.logits')!.data) <= 1e-4, 'logits');
   for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), ref.get(`grad.${name}`)!.data) <= 1e-4, `grad ${name}`);
+});
+
+test('in the page: the WebGPU backend on navigator.gpu gives timm\'s logits and every gradient (1e-4)', async () => {
+  const got = await page.evaluate(async () => {
+    const lib = await import('/index.js');
+    const kernels = await lib.createBackend('webgpu');
+    const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
+    const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
+    const ck = lib.loadCheckpoint(await bytes('/small_timm_params.safetensors'));
+    const m = new lib.ConvNeXtV2(ck.config, { kernels });
+    m.loadStateDict(ck.state);
+    const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
+    const logits = Array.from((await m.forwardAsync(x)).logits.data as Float32Array);
+    m.zeroGrad();
+    m.forwardTensors(x, { cache: true });
+    m.backward(ref.get('grad.R'), false);
+    const grads: [string, number[]][] = [];
+    for (const p of m.params as { name: string; grad: unknown }[]) grads.push([p.name, Array.from(await kernels.read(p.grad) as Float32Array)]);
+    const caps = kernels.capabilities() as { device: boolean; description: string };
+    return { logits, grads, device: caps.device, description: caps.description, name: kernels.name as string };
+  });
+  assert.equal(got.name, 'webgpu');
+  assert.equal(got.device, true);
+  assert.match(got.description, /\S/);
+  const ref = node.readSafetensors(SMALL_TIMM);
+  assert.ok(relErr(Float32Array.from(got.logits), ref.get('output.0.logits')!.data) <= 1e-4, 'logits');
+  assert.equal(got.grads.length, [...ref.keys()].filter((n) => n.startsWith('grad.') && n !== 'grad.R' && n !== 'grad.input').length);
+  for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), ref.get(`grad.${name}`)!.data) <= 1e-4, `grad.${name}`);
 });
