@@ -89,6 +89,32 @@ fn gelu_grad(x: f32) -> f32 {
 }
 `;
 
+/**
+ * A fixed-order tree reduction over a workgroup's WG threads (one value each), as WGSL:
+ * `fn NAME(lid: u32, v: T) -> T`, with its own workgroup array; every thread gets the result.
+ * The tree is the same on every run, so the sums are repeatable.
+ */
+export function treeReduce(name: string, type: string, combine: (a: string, b: string) => string): string {
+  const red = `${name}_red`;
+  return /* wgsl */ `
+var<workgroup> ${red}: array<${type}, WG>;
+
+fn ${name}(lid: u32, v: ${type}) -> ${type} {
+  ${red}[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { ${red}[lid] = ${combine(`${red}[lid]`, `${red}[lid + s]`)}; }
+    workgroupBarrier();
+  }
+  let r = ${red}[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+}
+
+export const SUM = (a: string, b: string): string => `${a} + ${b}`;
+
 /** The linear workgroup index and the first thread of a grid folded into 2D. */
 export const INDEX_WGSL = /* wgsl */ `
 fn groupIndex(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

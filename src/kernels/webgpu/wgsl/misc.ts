@@ -2,7 +2,7 @@
  * Elementwise and layout kernels: one thread per output element `e < P.n` (gelu, layouts,
  * patches, optimizer steps, the small kernels of the interface), and the cross-entropy.
  */
-import { type BufferSpec, kernel, type KernelDef, type ParamSpec } from './common.js';
+import { type BufferSpec, kernel, type KernelDef, type ParamSpec, SUM, treeReduce } from './common.js';
 
 /** A kernel whose body runs once per element `e` in [0, P.n). */
 export function elementwise<Pm extends ParamSpec, Bf extends BufferSpec>(
@@ -177,32 +177,7 @@ export const softmaxCrossEntropyK = kernel({
   buffers: { logits: 'f32', targets: 'f32', dlogits: 'f32', rowLoss: 'f32' },
   code: /* wgsl */ `
 override DL: bool = false;
-var<workgroup> red: array<f32, WG>;
-
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceMax(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
+${treeReduce('reduceSum', 'f32', SUM)}${treeReduce('reduceMax', 'f32', (a, b) => `max(${a}, ${b})`)}
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = groupIndex(wid, nwg);
@@ -245,20 +220,7 @@ export const fcmaeLossK = kernel({
   code: /* wgsl */ `
 override NORM: bool = false;
 override STATS: bool = false;
-var<workgroup> red: array<f32, WG>;
-
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
+${treeReduce('reduceSum', 'f32', SUM)}
 /** Element q of patch row r. */
 fn pixel(r: u32, q: u32) -> f32 {
   let n = r / (P.gh * P.gw);

@@ -3,25 +3,11 @@
  * each thread summing its strided columns in order, then a fixed tree over the workgroup.
  * Column statistics over rows come from reduce.ts (colPartial + chunkReduce).
  */
-import { kernel } from './common.js';
+import { kernel, SUM, treeReduce } from './common.js';
 import { elementwise } from './misc.js';
 
 /** Sum of a vec2 over the workgroup by a fixed tree; every thread gets the result. */
-const TREE = /* wgsl */ `
-var<workgroup> red: array<vec2<f32>, WG>;
-
-fn reduce2(lid: u32, v: vec2<f32>) -> vec2<f32> {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-`;
+const TREE = treeReduce('reduce2', 'vec2<f32>', SUM);
 
 const ROW_MAIN = '@compute @workgroup_size(WG)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32)';
 
