@@ -73,7 +73,8 @@ export class WebGPUKernels implements Kernels {
     this.keepAlive = init.keepAlive;
     this.rt = new GpuRuntime(this.device);
     const maxBytes = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
-    this.memory = new GpuMemory(this.device, maxBytes);
+    // A buffer is destroyed only once the commands recorded before are submitted.
+    this.memory = new GpuMemory(this.device, maxBytes, () => this.rt.flush());
     void this.device.lost.then((info) => {
       if (!this.destroyed) this.lost = info.message || info.reason || 'lost';
     });
@@ -609,6 +610,8 @@ export class WebGPUKernels implements Kernels {
       throw new ConvNextError(`${fn}: ${src.length} values at ${offset} do not fit a tensor of ${t.length}`);
     }
     this.alive(fn);
+    // After the work enqueued before it, which may read or write dst.
+    this.rt.flush();
     if (src.length > 0) this.device.queue.writeBuffer(t.buffer, (t.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength);
   }
 
@@ -616,6 +619,7 @@ export class WebGPUKernels implements Kernels {
     if (t instanceof Float32Array) return Float32Array.from(t);
     const g = this.tensor('read', 't', t);
     this.alive('read');
+    this.rt.flush();
     const bytes = g.length * 4;
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     try {

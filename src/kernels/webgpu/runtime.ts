@@ -3,11 +3,15 @@
  * The machinery under the WebGPU kernels: pipelines built once per (kernel, override
  * constants), explicit bind-group layouts, per-call scratch buffers and uniforms, dispatch.
  *
- * Ordering: every kernel call records its passes in one command encoder and submits it before
- * returning, so the queue runs kernel calls, `queue.writeBuffer`s (Kernels.write, uniforms,
- * uploads of host inputs) and copies in program order. That is also why per-call scratch
- * buffers can be handed out again to the next call as soon as this one is submitted: a later
- * writeBuffer or dispatch into them is behind this submission on the queue timeline.
+ * Ordering and batching: kernel calls record their dispatches, copies and clears into one
+ * open command encoder shared by consecutive calls (dispatches into one compute pass, each its
+ * own usage scope, so a dispatch sees the writes of the one before), submitted every
+ * FLUSH_EVERY calls and whenever the host touches the queue otherwise: before Kernels.write's
+ * writeBuffer (a write must land after the work enqueued before it), before a read, before a
+ * tensor is freed (its buffer must outlive the commands that use it). The per-call scratch
+ * buffers (uploads of host inputs) and uniforms are written with queue.writeBuffer as the call
+ * is recorded, so they land before the batch that reads them runs; each is a buffer of its own
+ * until that batch is submitted, and then goes back to its pool.
  */
 import { assemble, type BufferSpec, type KernelDef, packParams, type ParamSpec } from './wgsl/common.js';
 import { BufferUsage, SHADER_STAGE_COMPUTE } from './tensor.js';
@@ -18,7 +22,16 @@ const MAX_GROUPS = 65535;
 interface Built {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** Distinguishes layouts in bind-group cache keys. */
+  id: number;
 }
+
+/** Bytes of one dispatch's parameters in a uniform ring buffer (the usual minUniformBufferOffsetAlignment). */
+const UNIFORM_SLOT = 256;
+/** Slots per ring buffer. */
+const RING_SLOTS = 256;
+/** Bind groups kept (keyed by layout, buffers and ring buffer; the same arena buffers recur every step). */
+const MAX_BIND_GROUPS = 8192;
 
 /** Buffers handed out for one kernel call, pooled by power-of-two size. */
 class Pool {
@@ -59,11 +72,16 @@ class Pool {
 
 export type Groups = number | readonly [number, number, number];
 
-/** A kernel call being recorded: dispatches, copies and clears into one command encoder. */
+/** Kernel calls per submitted command buffer (the GPU starts on a batch while the next is recorded). */
+const FLUSH_EVERY = 32;
+
+/** A kernel call being recorded into the runtime's open batch. */
 export class Call {
-  readonly encoder: GPUCommandEncoder;
-  constructor(private readonly rt: GpuRuntime) {
-    this.encoder = rt.device.createCommandEncoder();
+  constructor(private readonly rt: GpuRuntime) {}
+
+  /** The batch's command encoder, outside any compute pass (for copies and clears). */
+  get encoder(): GPUCommandEncoder {
+    return this.rt.encoderOutsidePass();
   }
 
   /**
@@ -100,17 +118,13 @@ export class Call {
       return j;
     });
     const built = this.rt.pipeline(def, slots, constants);
-    const uniform = this.rt.uniforms.take(16);
     const data = packParams(def.params, params as Readonly<Record<string, number>>);
-    this.rt.device.queue.writeBuffer(uniform, 0, data);
-    const entries: GPUBindGroupEntry[] = distinct.map((b, j) => ({ binding: j, resource: { buffer: b } }));
-    entries.push({ binding: distinct.length, resource: { buffer: uniform, size: data.byteLength } });
-    const bindGroup = this.rt.device.createBindGroup({ layout: built.layout, entries });
-    const pass = this.encoder.beginComputePass();
+    const u = this.rt.uniformSlot(data);
+    const bindGroup = this.rt.bindGroup(built, distinct, u.buffer, data.byteLength);
+    const pass = this.rt.computePass();
     pass.setPipeline(built.pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, [u.offset]);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
-    pass.end();
   }
 
   /** A scratch storage buffer of at least `floats` floats, for this call only (contents undefined). */
@@ -125,17 +139,15 @@ export class Call {
     return b;
   }
 
+  /** The call is recorded (its work is submitted with the batch). */
   submit(): void {
-    this.rt.device.queue.submit([this.encoder.finish()]);
-    this.rt.storage.release();
-    this.rt.uniforms.release();
+    this.rt.endCall();
   }
 }
 
 export class GpuRuntime {
   private readonly built = new Map<string, Built>();
   readonly storage: Pool;
-  readonly uniforms: Pool;
   /** Stands for an absent optional argument (dispatch binds dummyAt(i) instead). */
   readonly dummy: GPUBuffer;
   private readonly dummies: GPUBuffer[] = [];
@@ -145,7 +157,6 @@ export class GpuRuntime {
   constructor(readonly device: GPUDevice) {
     const maxBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     this.storage = new Pool(device, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, 'webgpu scratch', maxBytes);
-    this.uniforms = new Pool(device, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'webgpu params', device.limits.maxUniformBufferBindingSize);
     this.dummy = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST, label: 'webgpu dummy' });
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
       if (this.errors.length < 8) this.errors.push(ev.error.message);
@@ -161,6 +172,92 @@ export class GpuRuntime {
 
   call(): Call {
     return new Call(this);
+  }
+
+  private readonly ids = new WeakMap<GPUBuffer, number>();
+  private nextId = 1;
+  private readonly groups = new Map<string, GPUBindGroup>();
+  /** Ring buffers of dispatch parameters: the one being filled is rings[ring]; all go back at flush. */
+  private readonly rings: GPUBuffer[] = [];
+  private ring = 0;
+  private slot = 0;
+
+  private idOf(b: GPUBuffer): number {
+    let id = this.ids.get(b);
+    if (id === undefined) this.ids.set(b, (id = this.nextId++));
+    return id;
+  }
+
+  /**
+   * A uniform slot holding `data` (a dispatch's parameters), bound with a dynamic offset so the
+   * bind group does not depend on it. Written now: it lands before the batch that reads it.
+   */
+  uniformSlot(data: ArrayBuffer): { buffer: GPUBuffer; offset: number } {
+    if (data.byteLength > UNIFORM_SLOT) throw new Error(`webgpu: ${data.byteLength} bytes of parameters exceed a uniform slot`);
+    if (this.slot === RING_SLOTS) {
+      this.ring++;
+      this.slot = 0;
+    }
+    while (this.rings.length <= this.ring) {
+      this.rings.push(this.device.createBuffer({ size: UNIFORM_SLOT * RING_SLOTS, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'webgpu params' }));
+    }
+    const buffer = this.rings[this.ring];
+    const offset = UNIFORM_SLOT * this.slot++;
+    this.device.queue.writeBuffer(buffer, offset, data);
+    return { buffer, offset };
+  }
+
+  /** The bind group of `storage` (in slot order) and a ring buffer, created once and kept. */
+  bindGroup(built: Built, storage: readonly GPUBuffer[], ring: GPUBuffer, paramBytes: number): GPUBindGroup {
+    let key = `${built.id}|${this.idOf(ring)}`;
+    for (const b of storage) key += `,${this.idOf(b)}`;
+    let g = this.groups.get(key);
+    if (g) return g;
+    if (this.groups.size >= MAX_BIND_GROUPS) this.groups.clear();
+    const entries: GPUBindGroupEntry[] = storage.map((b, j) => ({ binding: j, resource: { buffer: b } }));
+    entries.push({ binding: storage.length, resource: { buffer: ring, offset: 0, size: paramBytes } });
+    g = this.device.createBindGroup({ layout: built.layout, entries });
+    this.groups.set(key, g);
+    return g;
+  }
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private calls = 0;
+
+  /** The open batch's compute pass (begun when needed). */
+  computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      this.encoder ??= this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    return this.pass;
+  }
+
+  /** The open batch's encoder with no compute pass open. */
+  encoderOutsidePass(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return (this.encoder ??= this.device.createCommandEncoder());
+  }
+
+  endCall(): void {
+    if (++this.calls >= FLUSH_EVERY) this.flush();
+  }
+
+  /** Submits the open batch; its scratch buffers and uniforms go back to their pools. */
+  flush(): void {
+    if (this.encoder) {
+      const enc = this.encoderOutsidePass();
+      this.encoder = null;
+      this.device.queue.submit([enc.finish()]);
+    }
+    this.calls = 0;
+    this.ring = 0;
+    this.slot = 0;
+    this.storage.release();
   }
 
   /** A dummy buffer for absent argument i (distinct per argument: bindings must not alias). */
@@ -179,7 +276,7 @@ export class GpuRuntime {
     const count = Math.max(-1, ...slots) + 1;
     const entries: GPUBindGroupLayoutEntry[] = [];
     for (let j = 0; j < count; j++) entries.push({ binding: j, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } });
-    entries.push({ binding: count, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } });
+    entries.push({ binding: count, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     const layout = this.device.createBindGroupLayout({ entries, label: def.name });
     const module = this.device.createShaderModule({ code: assemble(def, slots), label: def.name });
     const pipeline = this.device.createComputePipeline({
@@ -187,14 +284,19 @@ export class GpuRuntime {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main', constants: constants ? { ...constants } : undefined },
     });
-    b = { pipeline, layout };
+    b = { pipeline, layout, id: this.built.size + 1 };
     this.built.set(key, b);
     return b;
   }
 
   destroy(): void {
+    if (this.pass) this.pass.end();
+    this.pass = null;
+    this.encoder = null;
     this.storage.destroy();
-    this.uniforms.destroy();
+    for (const r of this.rings) r.destroy();
+    this.rings.length = 0;
+    this.groups.clear();
     this.dummy.destroy();
     for (const d of this.dummies) d.destroy();
     this.built.clear();

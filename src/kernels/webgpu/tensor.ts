@@ -65,7 +65,8 @@ export class GpuMemory implements TensorMemory {
   private live = new Set<GPUBuffer>();
   private bytes = 0;
 
-  constructor(private readonly device: GPUDevice, private readonly maxBytes: number) {}
+  /** `beforeFree`: runs before a buffer is destroyed (the backend submits what it has recorded). */
+  constructor(private readonly device: GPUDevice, private readonly maxBytes: number, private readonly beforeFree: () => void = () => {}) {}
 
   alloc(n: number): GpuTensor {
     if (!Number.isInteger(n) || n < 0) throw new ConvNextError(`webgpu memory: cannot allocate ${n} floats`);
@@ -83,7 +84,9 @@ export class GpuMemory implements TensorMemory {
   free(a: Buf): void {
     if (!(a instanceof GpuTensor)) return;
     if (a.root !== a) throw new ConvNextError('webgpu memory: free takes a tensor alloc returned, not a view');
-    if (!this.live.delete(a.buffer)) return;
+    if (!this.live.has(a.buffer)) return;
+    this.beforeFree();
+    this.live.delete(a.buffer);
     this.bytes -= a.buffer.size;
     a.buffer.destroy();
   }
