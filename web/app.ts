@@ -1,11 +1,14 @@
 /**
- * The web app's page: sections Open / Classify / Reconstruct / Fine-tune. The page holds no
- * model and computes nothing heavy: every task goes to the Worker (worker.ts) as files, and
- * comes back as data the page draws. While a task runs the controls are disabled (Cancel stays
+ * The web app's page: sections Open / Classify / Reconstruct / Fine-tune, and in the header the
+ * device the model computes on (CPU: WebAssembly, or GPU: WebGPU). The page holds no model and
+ * computes nothing heavy: every task goes to the Worker (worker.ts) as files, and comes back as
+ * data the page draws. While a task runs the controls are disabled (Cancel stays
  * live during fine-tuning); every failure is one line in the section that asked.
  */
 import { drawLossPlot, type LossPoint } from './loss_plot.js';
-import type { CheckpointSummary, Classified, FromWorker, Kind, Requests, Results, Rgb, Skipped, StepProgress, ToWorker } from './protocol.js';
+import type {
+  CheckpointSummary, Classified, Device, DeviceInfo, FromWorker, Kind, Requests, Results, Rgb, Skipped, StepProgress, ToWorker,
+} from './protocol.js';
 
 // ---- the Worker -----------------------------------------------------------------------------
 
@@ -27,7 +30,7 @@ class Backend {
   private next = 1;
   private readonly pending = new Map<number, Pending>();
 
-  constructor(private readonly onReady: (kernels: string, fallback: string | null) => void, private readonly onCrash: (why: string) => void) {
+  constructor(private readonly onReady: (m: Extract<FromWorker, { type: 'ready' }>) => void, private readonly onCrash: (why: string) => void) {
     this.start();
   }
 
@@ -52,7 +55,7 @@ class Backend {
 
   private receive(m: FromWorker): void {
     if (m.type === 'ready') {
-      this.onReady(m.kernels, m.fallback);
+      this.onReady(m);
       return;
     }
     const p = this.pending.get(m.id);
@@ -218,14 +221,49 @@ let reconstructSeed = 0;
 let lossPoints: LossPoint[] = [];
 let totalSteps = 0;
 
-const backend = new Backend((kernels, fallback) => {
+/** The device the Worker computes on (the select shows it). */
+let device: Device = 'cpu';
+/** Why the reference kernels stand in for the WebAssembly ones, or null. */
+let cpuFallback: string | null = null;
+
+/** The header's badge and device choice for the backend in use. */
+function showDevice(info: DeviceInfo): void {
+  device = info.device;
+  ($('device') as HTMLSelectElement).value = info.device;
   const badge = $('kernels');
-  badge.textContent = `${kernels}${globalThis.crossOriginIsolated ? ' · cross-origin isolated' : ''}`;
-  badge.classList.toggle('warn', fallback !== null);
-  if (fallback) badge.title = fallback;
-  if (fallback) say('open-msg', `Note: ${fallback}; the slow TypeScript reference kernels are used instead.`, 'info');
+  badge.textContent = `${info.kernels}${info.device === 'cpu' && globalThis.crossOriginIsolated ? ' · cross-origin isolated' : ''}`;
+  badge.dataset.device = info.device;
+  badge.dataset.adapter = info.adapter;
+  badge.classList.toggle('warn', info.software || (info.device === 'cpu' && cpuFallback !== null));
+  badge.title = info.device === 'cpu' && cpuFallback ? cpuFallback : info.adapter;
+}
+
+/** What the page says about the device: the adapter in use, plainly when it is a software one. */
+function deviceWords(info: DeviceInfo): string {
+  if (info.device === 'cpu') return `Computing on the CPU: ${info.kernels}.`;
+  const soft = info.software ? ' This is a software adapter (the GPU emulated on the CPU): correct but slower than the CPU.' : '';
+  return `Computing on the GPU: ${info.adapter}.${soft}`;
+}
+
+/** Offers the GPU only where the page and the Worker both have WebGPU; `why` is the Worker's reason when it has none. */
+function offerGpu(why: string | null): void {
+  const option = ($('device') as HTMLSelectElement).querySelector('option[value=gpu]') as HTMLOptionElement;
+  const inPage = (navigator as { gpu?: unknown }).gpu !== undefined;
+  const missing = !inPage ? 'this browser has no WebGPU (navigator.gpu)' : why;
+  option.disabled = missing !== null;
+  option.textContent = missing === null ? 'GPU (WebGPU)' : 'GPU (WebGPU): not available';
+  option.title = missing ?? '';
+  if (inPage && why !== null) say('device-msg', `This browser has WebGPU in the page but not in its Workers, where the model runs (${why}): the CPU is used.`, 'info');
+}
+
+const backend = new Backend((m) => {
+  cpuFallback = m.fallback;
+  showDevice(m.info);
+  offerGpu(m.noGpu);
+  if (m.fallback) say('open-msg', `Note: ${m.fallback}; the slow TypeScript reference kernels are used instead.`, 'info');
 }, (why) => {
   summary = null;
+  say('device-msg', '');
   renderSummary();
   say('open-msg', `The worker stopped (${why}) and was restarted: open the checkpoint again.`, 'error');
 });
@@ -249,6 +287,22 @@ function setBusy(on: boolean): void {
   document.body.classList.toggle('busy', on);
   for (const e of document.querySelectorAll<HTMLInputElement | HTMLButtonElement | HTMLSelectElement>('[data-busy]')) e.disabled = on;
   ($('rec-remask') as HTMLButtonElement).disabled = on || reconstructFiles.length === 0 || !summary?.fcmae;
+}
+
+// ---- Device ---------------------------------------------------------------------------------
+
+/** Moves the Worker (and the open model, fine-tuned or not) to `to`; the select goes back when that fails. */
+async function chooseDevice(to: Device): Promise<void> {
+  const r = await task('device-msg', () => backend.call('device', { device: to }, {
+    progress: (stage) => say('device-msg', `${stage}\u2026`, 'info'),
+  }));
+  if (!r) {
+    ($('device') as HTMLSelectElement).value = device;
+    return;
+  }
+  showDevice(r);
+  say('device-msg', `${deviceWords(r)}${r.moved && summary ? ` ${summary.file} was reloaded there.` : ''}`, r.software ? 'info' : 'ok');
+  if (r.moved && summary && classifyFiles.length > 0) await classify(classifyFiles);
 }
 
 // ---- Open -----------------------------------------------------------------------------------
@@ -583,6 +637,8 @@ async function download(): Promise<void> {
 
 // ---- wiring ---------------------------------------------------------------------------------
 
+$('device').addEventListener('change', (ev) => void chooseDevice((ev.target as HTMLSelectElement).value as Device));
+offerGpu(null);
 dropZone($('open-drop'), [$('open-input') as HTMLInputElement, $('open-folder') as HTMLInputElement], 1, (f) => void open(f));
 dropZone($('classify-drop'), [$('classify-input') as HTMLInputElement], 4, (f) => void classify(f.map((x) => x.file)));
 dropZone($('rec-drop'), [$('rec-input') as HTMLInputElement], 4, (f) => void reconstruct(f.map((x) => x.file)));

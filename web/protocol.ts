@@ -6,6 +6,20 @@
 
 export type Augment = 'light' | 'recipe' | 'none';
 
+/** Where the model computes: the CPU (the WebAssembly kernels) or the GPU (WebGPU). */
+export type Device = 'cpu' | 'gpu';
+
+/** The backend the Worker computes with, as the page shows it. */
+export interface DeviceInfo {
+  device: Device;
+  /** In words, for the page's header: 'WebAssembly kernels (SIMD128, 4 threads)', 'WebGPU: ...'. */
+  kernels: string;
+  /** The adapter or CPU in words (the kernels' capabilities().description). */
+  adapter: string;
+  /** A software adapter (SwiftShader, llvmpipe): correct but slower than the CPU. */
+  software: boolean;
+}
+
 export interface FinetuneSettings {
   epochs: number;
   lr: number;
@@ -22,6 +36,8 @@ export interface Requests {
   reconstruct: { images: File[]; size: number; seed: number };
   finetune: { classes: { name: string; files: File[] }[]; settings: FinetuneSettings };
   download: Record<string, never>;
+  /** Compute on `device` from now on; the open model (fine-tuned or not) is moved there. */
+  device: { device: Device };
 }
 
 export interface CheckpointSummary {
@@ -110,6 +126,8 @@ export interface Results {
   reconstruct: { items: { name: string; original: Rgb; masked: Rgb; reconstruction: Rgb }[]; skipped: Skipped[]; png: Uint8Array; size: number; maskRatio: number; loss: number };
   finetune: { classes: string[]; images: number; skipped: Skipped[]; epochs: EpochDone[]; seconds: number; summary: CheckpointSummary };
   download: { bytes: Uint8Array; fileName: string };
+  /** The backend now in use; `moved` when an open model was reloaded onto it. */
+  device: DeviceInfo & { moved: boolean };
 }
 
 export type Kind = keyof Requests;
@@ -119,7 +137,11 @@ export type ToWorker =
   | { type: 'cancel' };
 
 export type FromWorker =
-  | { type: 'ready'; kernels: string; fallback: string | null }
+  /**
+   * The Worker is up, on the CPU. `fallback`: why the reference kernels stand in for the
+   * WebAssembly ones; `noGpu`: why the GPU cannot be offered (no navigator.gpu in the Worker), or null.
+   */
+  | { type: 'ready'; info: DeviceInfo; fallback: string | null; noGpu: string | null }
   | { [K in Kind]: { type: 'done'; id: number; kind: K; result: Results[K] } }[Kind]
   | { type: 'error'; id: number; message: string }
   /** Long tasks: `done` of `total` units of `stage` ('decoding', 'classifying', ...). */

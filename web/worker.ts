@@ -2,15 +2,18 @@
  * The app's Worker: it holds the opened checkpoint's model (and its FCMAE, when the file has a
  * decoder) and does all the work, so the page never blocks: reading checkpoints, decoding
  * images (createImageBitmap + OffscreenCanvas), classification, FCMAE reconstructions and
- * fine-tuning (the library's FinetuneEngine over an ImageBatches source). One task at a time;
- * `cancel` stops a fine-tuning run at the next batch. Every failure comes back as a one-line
+ * fine-tuning (the library's FinetuneEngine over an ImageBatches source). It computes on the CPU
+ * (the WebAssembly kernels) or, when chosen, the GPU (WebGPU): every model use goes through the
+ * device-safe API (forwardAsync, readStateDict, kernels.write), so the same code runs on both, and
+ * a device switch moves the open model's weights to a model on the new backend. One task at a
+ * time; `cancel` stops a fine-tuning run at the next batch. Every failure comes back as a one-line
  * `error` message, never as an uncaught exception.
  */
 import * as lib from '../src/web.js';
-import type { AdamW, ConvNeXtV2, EvalSummary, FCMAE, FinetuneEngine, Image, LoadedCheckpoint, TransformSpec } from '../src/web.js';
-import { createKernels, type AppKernels } from './kernels.js';
+import type { AdamW, ConvNeXtV2, EvalSummary, FCMAE, FinetuneEngine, Image, Kernels, LoadedCheckpoint, TransformSpec } from '../src/web.js';
+import { createGpuKernels, createKernels, noWebGpu, type AppKernels } from './kernels.js';
 import type {
-  CheckpointSummary, Classified, EpochDone, FinetuneSettings, FromWorker, Kind, Requests, Results, Skipped, StepProgress, ToWorker,
+  CheckpointSummary, Classified, Device, DeviceInfo, EpochDone, FinetuneSettings, FromWorker, Kind, Requests, Results, Skipped, StepProgress, ToWorker,
 } from './protocol.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -20,10 +23,24 @@ function post(msg: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(msg, transfer);
 }
 
-const ready: Promise<AppKernels> = createKernels(new URL('../wasm/', import.meta.url)).then((k) => {
-  post({ type: 'ready', kernels: k.label, fallback: k.fallback });
+function deviceInfo(k: AppKernels): DeviceInfo {
+  return { device: k.device, kernels: k.label, adapter: k.adapter, software: k.software };
+}
+
+/** The backend every model is made on now: the CPU's until the page chooses the GPU. */
+let active: AppKernels | null = null;
+
+/** The CPU backend, made once and kept (the GPU's comes and goes with the device choice). */
+const cpuReady: Promise<AppKernels> = createKernels(new URL('../wasm/', import.meta.url)).then((k) => {
+  active = k;
+  post({ type: 'ready', info: deviceInfo(k), fallback: k.fallback, noGpu: noWebGpu() });
   return k;
 });
+
+async function kernelsNow(): Promise<Kernels> {
+  await cpuReady;
+  return active!.kernels;
+}
 
 /** What is open: the model the page classifies with, and what it was made from. */
 interface Current {
@@ -75,7 +92,7 @@ async function checkpointForCancel(): Promise<void> {
 const CHECKPOINT_LIKE = /\.(safetensors|json|bin|pt|pth)$/i;
 
 async function openCheckpoint(files: File[]): Promise<CheckpointSummary> {
-  const { kernels } = await ready;
+  const kernels = await kernelsNow();
   if (files.length === 0) throw new ConvNextError('no file chosen');
   let ck: LoadedCheckpoint;
   if (files.length === 1) {
@@ -225,7 +242,7 @@ async function classify(id: number, files: File[], topK: number): Promise<Result
     post({ type: 'progress', id, stage: 'classifying', done: s, total: images.length });
     await new Promise<void>((resolve) => setTimeout(resolve, 0)); // let the progress message go out
     const part = images.slice(s, s + CHUNK);
-    const r = cur.model.forward(evalBatch(part, S, cur.cropPct));
+    const r = await cur.model.forwardAsync(evalBatch(part, S, cur.cropPct));
     part.forEach((img, i) => {
       const embedding = r.preLogits.data.slice(i * C, (i + 1) * C);
       let sq = 0;
@@ -288,11 +305,12 @@ function trainTransform(s: FinetuneSettings, cropPct: number): TransformSpec {
 }
 
 /** Top-1 / top-5 (%) and the mean cross-entropy on `images` under the evaluation transform, counted as `convnextv2 eval` counts them. */
-function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number, cropPct: number): EvalSummary {
+async function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number, cropPct: number): Promise<EvalSummary> {
   const count = new lib.EvalCounter(model.config.numClasses);
   for (let s = 0; s < images.length; s += CHUNK) {
     const part = images.slice(s, s + CHUNK);
-    count.add(model.kernels, (model.forward(evalBatch(part, S, cropPct)).logits as { data: Float32Array }).data, Int32Array.from(part, (img) => img.label));
+    const { logits } = await model.forwardAsync(evalBatch(part, S, cropPct));
+    count.add(model.kernels, (logits as { data: Float32Array }).data, Int32Array.from(part, (img) => img.label));
   }
   return count.summary();
 }
@@ -326,7 +344,7 @@ async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch
 
 async function finetune(id: number, req: Requests['finetune']): Promise<Results['finetune']> {
   const cur = need();
-  const { kernels } = await ready;
+  const kernels = await kernelsNow();
   const s = req.settings;
   checkSettings(s);
   const classes = req.classes.map((c) => c.name.trim());
@@ -363,8 +381,9 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
   let epochs: EpochDone[];
   try {
     const keepHead = base.numClasses === K && cur.labels !== undefined && cur.labels.every((n, i) => n === classes[i]);
-    const state = model.stateDict();
-    for (const [name, t] of cur.model.stateDict()) {
+    // The open model's tensors over the new one's initial values (host copies: either may be on the GPU).
+    const state = await model.readStateDict();
+    for (const [name, t] of await cur.model.readStateDict()) {
       if ((name.startsWith('head.fc.') && !keepHead) || cur.initialised.includes(name)) continue;
       const mine = state.get(name);
       if (mine && mine.data.length === t.data.length) state.set(name, t);
@@ -375,7 +394,7 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
     const engine = new lib.FinetuneEngine({
       model, opt, batches, seed: s.seed, smoothing: 0.1,
       schedule: lib.cosineScheduler(s.lr, Math.min(1e-6, s.lr), s.epochs, batches.length, 0),
-      evaluate: async (m) => evaluateOn(m, images, S, cur.cropPct),
+      evaluate: (m) => evaluateOn(m, images, S, cur.cropPct),
     });
     epochs = await runEpochs(id, engine, s.epochs, batches.length, images.length);
   } catch (e) {
@@ -401,13 +420,13 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
   return { classes, images: images.length, skipped, epochs, seconds: (performance.now() - t0) / 1000, summary };
 }
 
-function download(): Results['download'] {
+async function download(): Promise<Results['download']> {
   const cur = need();
   if (!cur.fineTuned) throw new ConvNextError('nothing to download: fine-tune first (the checkpoint you opened is on your disk already)');
   const ft = cur.fineTuned;
   const bytes = lib.serializeCheckpoint({
     config: cur.model.config,
-    state: cur.model.stateDict(),
+    state: await cur.model.readStateDict(),
     labels: cur.labels,
     metadata: {
       kind: 'finetune-web', epoch: String(ft.settings.epochs), step: String(ft.steps), seed: String(ft.settings.seed),
@@ -416,6 +435,58 @@ function download(): Results['download'] {
     },
   });
   return { bytes, fileName: `convnextv2-finetuned-${cur.names.length}-classes.safetensors` };
+}
+
+// ---- device ---------------------------------------------------------------------------------
+
+/**
+ * The open model (and its FCMAE) rebuilt on `kernels` from host copies of its weights: the
+ * checkpoint as it is now (fine-tuned or not), everything else of `cur` kept.
+ */
+async function moveCurrent(cur: Current, kernels: Kernels): Promise<Current> {
+  let fcmae: FCMAE | null = null;
+  let model: ConvNeXtV2 | null = null;
+  const label = `the open model (${cur.summary.file})`;
+  try {
+    if (cur.fcmae) {
+      const from = cur.fcmae;
+      fcmae = new lib.FCMAE(from.encoderModel.config, { ...from.opts }, { kernels });
+      fcmae.encoderModel.loadStateDict(await from.encoderModel.readStateDict(), label);
+      fcmae.loadDecoderState(await from.readDecoderState(), label);
+    }
+    if (fcmae && cur.model === cur.fcmae?.encoderModel) {
+      model = fcmae.encoderModel; // still one copy of the encoder's weights
+    } else {
+      model = new lib.ConvNeXtV2(cur.model.config, { kernels });
+      model.loadStateDict(await cur.model.readStateDict(), label);
+    }
+  } catch (e) {
+    release(fcmae, model === fcmae?.encoderModel ? null : model);
+    throw e;
+  }
+  return { ...cur, model, fcmae };
+}
+
+/** Makes `to` the device models compute on; the open model is moved there, the old backend's memory freed. */
+async function switchDevice(id: number, to: Device): Promise<Results['device']> {
+  const cpu = await cpuReady;
+  const from = active!;
+  if (to === from.device) return { ...deviceInfo(from), moved: false };
+  post({ type: 'progress', id, stage: to === 'gpu' ? 'starting WebGPU' : 'back to the CPU', done: 0, total: 0 });
+  const next = to === 'gpu' ? await createGpuKernels() : cpu;
+  const cur = current;
+  try {
+    if (cur) {
+      post({ type: 'progress', id, stage: `moving ${cur.summary.file} to the ${to.toUpperCase()}`, done: 0, total: 0 });
+      replaceCurrent(await moveCurrent(cur, next.kernels));
+    }
+  } catch (e) {
+    if (next !== cpu) next.destroy(); // the open model stays where it was
+    throw e;
+  }
+  active = next;
+  if (from !== cpu) from.destroy(); // its models were released by replaceCurrent
+  return { ...deviceInfo(next), moved: cur !== null };
 }
 
 // ---- dispatch -------------------------------------------------------------------------------
@@ -433,9 +504,10 @@ async function handle(msg: Exclude<ToWorker, { type: 'cancel' }>): Promise<{ res
     }
     case 'finetune': return { result: await finetune(msg.id, msg), transfer: [] };
     case 'download': {
-      const r = download();
+      const r = await download();
       return { result: r, transfer: [r.bytes.buffer] };
     }
+    case 'device': return { result: await switchDevice(msg.id, msg.device), transfer: [] };
   }
 }
 
@@ -443,7 +515,10 @@ async function handle(msg: Exclude<ToWorker, { type: 'cancel' }>): Promise<{ res
 function message(kind: Kind, e: unknown): string {
   const line = lib.errorLine(e, 300);
   if (e instanceof ConvNextError) return line;
-  const what = { open: 'cannot read the checkpoint', classify: 'classification failed', reconstruct: 'reconstruction failed', finetune: 'fine-tuning failed', download: 'cannot write the checkpoint' }[kind];
+  const what = {
+    open: 'cannot read the checkpoint', classify: 'classification failed', reconstruct: 'reconstruction failed', finetune: 'fine-tuning failed',
+    download: 'cannot write the checkpoint', device: 'cannot switch the device',
+  }[kind];
   return `${what}: ${line}`;
 }
 

@@ -4,8 +4,10 @@
 // of the same computation in Node), draws FCMAE reconstructions (those of Node), fine-tunes in
 // the Worker from the official FCMAE fixture (2 classes from a folder of class folders, cancel
 // first), classifies with the new head, downloads the checkpoint and loads it in Node (library
-// and CLI `predict`: the page's probabilities), checks bad input gets one line in the page, and
-// leaves a screenshot: $SCREENSHOT_DIR (default the OS temp folder)/web-app.png;
+// and CLI `predict`: the page's probabilities), checks bad input gets one line in the page,
+// switches to the GPU (WebGPU in the Worker: Chromium's SwiftShader adapter, behind
+// --enable-unsafe-webgpu) and back, the open model moving along and classifying as on the CPU
+// (1e-4), and leaves a screenshot: $SCREENSHOT_DIR (default the OS temp folder)/web-app.png;
 // UPDATE_SCREENSHOTS=1 also writes docs/web-app.png.
 // `npm run test:browser` (builds the wasm kernels first; needs Chromium and clang, see README).
 import { test, before, after } from 'node:test';
@@ -34,6 +36,8 @@ let served: Served | undefined;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
+/** The CPU's classification of CLASSIFY with model.safetensors (the GPU case compares with it). */
+let cpuTimm: PageResult[] = [];
 
 /** The two classes of the fine-tune: synthetic shapes and textures with an orange or a teal cast. */
 const CLASSES = ['orange', 'teal'];
@@ -84,7 +88,8 @@ before(async () => {
   writeFileSync(img('notes.txt'), 'these are not pixels\n');
 
   served = await serve(appRoutes(webDir, WASM_DIR));
-  browser = await chromium.launch({ executablePath: CHROMIUM });
+  // WebGPU in headless Chromium: its bundled SwiftShader adapter, behind --enable-unsafe-webgpu.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--enable-unsafe-webgpu'] });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.addInitScript('globalThis.__name = (f) => f;');
@@ -176,6 +181,7 @@ test('open timm safetensors and classify: the top-5 and the embedding are those 
   assert.equal(msg.kind, 'ok', msg.text);
   const got = await classifyResults();
   assert.deepEqual(got.map((r) => r.name), CLASSIFY);
+  cpuTimm = got;
 
   // Node: sharp decoding, the predict preprocessing (224 px, crop 0.875), native kernels.
   const ck = node.loadCheckpoint(img('model.safetensors'));
@@ -317,5 +323,65 @@ test('download: the fine-tuned checkpoint loads in Node (library and CLI predict
   const opened = await choose('#open-input', file, 'open-msg');
   assert.equal(opened.kind, 'ok', opened.text);
   assert.match(await page.textContent('#ck-info') ?? '', /convnextv2 checkpoint \(safetensors: fine-tuned\).*2 \(names from the checkpoint\): orange, teal.*64 px, crop 0\.875/);
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+/** `got` (one device's page results) against `want` (another's): the same ranking and probabilities within `tol`, the same embedding norms. */
+function assertSameResults(got: PageResult[], want: PageResult[], tol: number, what: string): void {
+  assert.deepEqual(got.map((r) => r.name), want.map((r) => r.name), what);
+  for (const [i, w] of want.entries()) {
+    assert.equal(got[i].top.length, w.top.length, `${what}: ${w.name}`);
+    for (const [k, t] of w.top.entries()) {
+      const g = got[i].top[k];
+      assert.ok(Math.abs(g.p - t.p) <= tol, `${what}: ${w.name} #${k + 1}: ${g.label} ${g.p} vs ${t.label} ${t.p}`);
+      // Labels must agree unless two classes are tied within the tolerance.
+      const tied = w.top.some((o, j) => j !== k && Math.abs(o.p - t.p) <= tol);
+      if (!tied) assert.equal(g.label, t.label, `${what}: ${w.name} #${k + 1}`);
+    }
+    assert.equal(got[i].dim, w.dim);
+    assert.ok(Math.abs(got[i].norm - w.norm) <= tol * Math.max(1, w.norm), `${what}: ${w.name} embedding norm ${got[i].norm} vs ${w.norm}`);
+  }
+}
+
+test('the GPU (WebGPU in the Worker): the open model moves there, the timm checkpoint classifies as on the CPU (1e-4), the adapter is shown; and back', async (t) => {
+  assert.equal(await page.$eval('#device option[value=gpu]', (o) => (o as HTMLOptionElement).disabled), false, 'the GPU is offered');
+  assert.equal(await page.inputValue('#device'), 'cpu');
+  // The fine-tuned checkpoint (opened again by the download case) moves to the GPU and is classified again there.
+  const cpuFinetuned = await classifyResults();
+  assert.equal(cpuFinetuned.length, CLASSIFY.length);
+  await page.evaluate(() => { for (const id of ['device-msg', 'classify-msg']) (document.getElementById(id) as HTMLElement).textContent = ''; });
+  await page.selectOption('#device', 'gpu');
+  const moved = await settled('device-msg');
+  assert.notEqual(moved.kind, 'error', moved.text);
+  const adapter = await page.$eval('#kernels', (b) => (b as HTMLElement).dataset.adapter ?? '');
+  const badge = await page.textContent('#kernels') ?? '';
+  t.diagnostic(`adapter: ${adapter}; ${moved.text}`);
+  assert.match(adapter, /\S/);
+  assert.ok(badge.includes('WebGPU') && badge.includes(adapter), `the badge names the adapter: ${badge}`);
+  assert.ok(moved.text.startsWith(`Computing on the GPU: ${adapter}.`), moved.text);
+  if (/swiftshader|llvmpipe|lavapipe|software/i.test(adapter)) assert.match(moved.text, /software adapter.*correct but slower than the CPU/);
+  assert.match(moved.text, /was reloaded there/);
+  assert.equal(await page.inputValue('#device'), 'gpu');
+  assert.match(await page.textContent('#ck-info') ?? '', /2 \(names from the checkpoint\): orange, teal/);
+  await page.waitForFunction(() => (document.getElementById('classify-msg')?.textContent ?? '') !== '');
+  assertSameResults(await classifyResults(), cpuFinetuned, 1e-4, 'fine-tuned model on the GPU');
+
+  // The timm checkpoint opened on the GPU and the same images classified: the CPU's results.
+  const opened = await choose('#open-input', img('model.safetensors'), 'open-msg');
+  assert.equal(opened.kind, 'ok', opened.text);
+  assert.match(await page.textContent('#ck-info') ?? '', /ConvNeXt V2 \(custom\) 2-2-2-2 \/ 16-32-48-64, 166\.1 k parameters/);
+  const msg = await choose('#classify-input', CLASSIFY.map(img), 'classify-msg');
+  assert.equal(msg.kind, 'ok', msg.text);
+  assertSameResults(await classifyResults(), cpuTimm, 1e-4, 'timm checkpoint on the GPU');
+
+  // Back to the CPU: the model moves back, the WebAssembly kernels give the first run's results.
+  await page.evaluate(() => { (document.getElementById('device-msg') as HTMLElement).textContent = ''; });
+  await page.selectOption('#device', 'cpu');
+  const back = await settled('device-msg');
+  assert.equal(back.kind, 'ok', back.text);
+  assert.match(back.text, /^Computing on the CPU: WebAssembly kernels/);
+  assert.match(await page.textContent('#kernels') ?? '', /WebAssembly kernels .*cross-origin isolated/);
+  await settled('classify-msg');
+  assertSameResults(await classifyResults(), cpuTimm, 1e-6, 'timm checkpoint back on the CPU');
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });

@@ -51,8 +51,9 @@ async function getGpu(opts: WebGPUOptions): Promise<GPU> {
 /** The adapter in words: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6) (mesa, software)'. */
 export function describeAdapter(info: GPUAdapterInfo | undefined): string {
   if (!info) return 'webgpu';
-  const name = info.description || info.device || 'unknown adapter';
-  const more = [info.vendor, info.architecture].filter((s) => s).join(', ');
+  // Chromium's SwiftShader names neither description nor device: its architecture is the name.
+  const name = info.description || info.device || info.architecture || 'unknown adapter';
+  const more = [info.vendor, info.architecture].filter((s) => s && s !== name).join(', ');
   return more ? `${name} (${more})` : name;
 }
 
@@ -78,7 +79,10 @@ export async function createWebGPUKernels(opts: WebGPUOptions = {}): Promise<Web
     throw new ConvNextError(`webgpu backend: requestAdapter failed (${message(e)})`);
   }
   if (!adapter) {
-    throw new ConvNextError('webgpu backend: no WebGPU adapter (in Node: no Vulkan driver that Dawn accepts; install Mesa lavapipe, e.g. mesa-vulkan-drivers)');
+    const inNode = !(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu || opts.dawnOptions;
+    throw new ConvNextError(inNode
+      ? 'webgpu backend: no WebGPU adapter (in Node: no Vulkan driver that Dawn accepts; install Mesa lavapipe, e.g. mesa-vulkan-drivers)'
+      : 'webgpu backend: the browser gives no WebGPU adapter (WebGPU may be disabled or blocked for this GPU; Chromium without a GPU needs --enable-unsafe-webgpu)');
   }
   const l = adapter.limits;
   // The kernels bind whole buffers and use up to 8 storage buffers and 256-thread workgroups;
