@@ -196,7 +196,6 @@ class MaskedDownsample {
     const prev = this.prev;
     const next = this.next;
     if (!prev || !next) throw new Error('MaskedDownsample.backward without a forward');
-    const { N, H, W } = prev;
     if (this.mode === 'dense') {
       const du = zeroMasked(k, this.conv.backward(k, zeroMasked(k, dy, next, this.outC), shared)!, prev, this.inC);
       return this.norm.backward(k, du, shared, 'ds.dx');

@@ -4,7 +4,7 @@
  * are accumulated in float64.
  */
 import { HostKernels } from './host.js';
-import { Act, type GemmExtras, type Kernels } from './types.js';
+import { Act, type GemmExtras } from './types.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
