@@ -9,16 +9,23 @@ import { readSafetensors, readSafetensorsWithMetadata } from '../src/io/safetens
 export const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'reference');
 export const SMALL_TIMM = path.join(REF, 'small_timm.safetensors');
 
-/** max |ours - want| / max |want|: the fixtures' tolerance measure. */
-export function relErr(ours: Float32Array, want: Float32Array): number {
+/** max |ours - want| / max(max |want|, floor): the fixtures' tolerance measure (NaN when ours has a NaN). */
+export function relErr(ours: Float32Array, want: Float32Array, floor = 1e-30): number {
   assert.equal(ours.length, want.length, 'length');
   let m = 0;
   let r = 0;
   for (let i = 0; i < want.length; i++) {
-    m = Math.max(m, Math.abs(ours[i] - want[i]));
+    const d = Math.abs(ours[i] - want[i]);
+    if (!(d <= m)) m = d; // also catches NaN
     r = Math.max(r, Math.abs(want[i]));
   }
-  return m / Math.max(r, 1e-30);
+  return m / Math.max(r, floor);
+}
+
+/** Asserts relErr(got, want) <= tol. */
+export function assertClose(got: Float32Array, want: Float32Array, tol: number, what: string, floor = 1e-30): void {
+  const e = relErr(got, want, floor);
+  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
 }
 
 /** The bit patterns of a float32 array (for bit-exact comparisons, NaN payloads included). */

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { NativeKernels, nativeAvailable } from '../src/kernels/native.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import { Act } from '../src/kernels/types.js';
+import { assertClose } from './helpers.js';
 
 /** Mean softmax cross-entropy through the kernel (loss in a one-value tensor, gradient scale 1/N). */
 function ce(k: { softmaxCrossEntropy(l: Float32Array, t: Float32Array, N: number, K: number, d: Float32Array | null, loss: Float32Array, g: number): void }, logits: Float32Array, t: Float32Array, N: number, K: number, d: Float32Array | null): number {
@@ -41,18 +42,7 @@ function rnd(n: number, scale = 1): Float32Array {
 }
 
 /** max |got - want| / max(|want|, tiny), over the whole arrays. */
-function close(got: Float32Array, want: Float32Array, tol: number, what: string, floor = 1e-30): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let m = 0;
-  let r = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= m)) m = d; // also catches NaN
-    r = Math.max(r, Math.abs(want[i]));
-  }
-  const e = m / Math.max(r, floor);
-  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
-}
+const close = assertClose;
 function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);

@@ -1,9 +1,9 @@
 // Shared by the WebGPU kernel tests: the backend (or why there is none), deterministic random
 // inputs, device tensors at odd offsets, and the error measure of test/kernels.test.ts.
-import assert from 'node:assert/strict';
 import { after, type TestContext } from 'node:test';
 import { createWebGPUKernels, type WebGPUKernels } from '../../src/kernels/webgpu/device.js';
 import type { GpuTensor } from '../../src/kernels/webgpu/tensor.js';
+import { assertClose, relErr } from '../helpers.js';
 
 /** The WebGPU kernels, or null and the reason (no package, no adapter); destroyed after the file's tests. */
 export async function openWebGPU(): Promise<{ k: WebGPUKernels | null; reason: string }> {
@@ -40,22 +40,11 @@ export function rnd(n: number, scale = 1): Float32Array {
   return a;
 }
 
-/** max |got - want| / max(|want|, floor) over the whole arrays (test/kernels.test.ts's measure). */
-export function relErr(got: Float32Array, want: Float32Array, floor = 1e-30): number {
-  assert.equal(got.length, want.length, 'length');
-  let m = 0;
-  let r = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= m)) m = d; // also catches NaN
-    r = Math.max(r, Math.abs(want[i]));
-  }
-  return m / Math.max(r, floor);
-}
+export { relErr };
 
+/** The fixtures' measure (test/helpers.ts), at 1e-4 by default. */
 export function close(got: Float32Array, want: Float32Array, what: string, tol = 1e-4, floor = 1e-30): void {
-  const e = relErr(got, want, floor);
-  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
+  assertClose(got, want, tol, what, floor);
 }
 
 /**
