@@ -128,6 +128,13 @@ for (const k of backends) {
     }
   });
 
+  test(`${k.name}: smoothTargets (timm's label smoothing) and its label check`, () => {
+    const out = new Float32Array(2 * 4).fill(9);
+    k.smoothTargets(Int32Array.of(2, 0), 2, 4, 0.2, out);
+    assert.deepEqual([...out].map((v) => +v.toFixed(6)), [0.05, 0.05, 0.85, 0.05, 0.85, 0.05, 0.05, 0.05]);
+    assert.throws(() => k.smoothTargets(Int32Array.of(4), 1, 4, 0, out), /label 4 out of range for 4 classes/);
+  });
+
   test(`${k.name}: capabilities`, () => {
     const c = k.capabilities();
     assert.equal(c.device, false);

@@ -21,6 +21,15 @@ function checkLength(what: string, name: string, b: Float32Array, need: number):
   if (b.length < need) throw new ConvNextError(`${what}: ${name} has ${b.length} values, needs ${need}`);
 }
 
+/** N class indices, each an integer in [0, K). */
+export function checkLabels(what: string, labels: Int32Array, N: number, K: number): void {
+  if (labels.length < N) throw new ConvNextError(`${what}: ${labels.length} labels for ${N} rows`);
+  for (let n = 0; n < N; n++) {
+    const y = labels[n];
+    if (!(y >= 0 && y < K)) throw new ConvNextError(`label ${y} out of range for ${K} classes`);
+  }
+}
+
 /** Row indices below `rows` (negative ones mean "none"). */
 function checkRows(what: string, idx: Int32Array, rows: number): void {
   for (let i = 0; i < idx.length; i++) {
@@ -210,6 +219,14 @@ export abstract class HostKernels implements Kernels {
       checkLength('fcmaeLoss', 'patchStats', patchStats, rows * 2);
       patchStats.set(r.patchStats);
     }
+  }
+
+  smoothTargets(labels: Int32Array, N: number, K: number, smoothing: number, out: Float32Array): void {
+    checkLabels('smoothTargets', labels, N, K);
+    checkLength('smoothTargets', 'out', out, N * K);
+    const off = smoothing / K;
+    out.fill(off, 0, N * K);
+    for (let n = 0; n < N; n++) out[n * K + labels[n]] += 1 - smoothing;
   }
 
   ema(shadow: Float32Array, w: Float32Array, n: number, decay: number): void {

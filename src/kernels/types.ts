@@ -404,6 +404,13 @@ export interface Kernels {
     pred: Buf, mask: Float32Array, target: Buf, dpred: Buf, loss: Buf, patchStats: Buf | null,
   ): void;
 
+  /**
+   * One-hot targets with label smoothing (timm's): out [N, K] = smoothing / K everywhere, plus
+   * (1 - smoothing) at labels[n] (each checked in [0, K)), so the step needs no host-built
+   * targets.
+   */
+  smoothTargets(labels: Int32Array, N: number, K: number, smoothing: number, out: Buf): void;
+
   /** shadow = decay * shadow + (1 - decay) * w, n elements (timm's ModelEma). */
   ema(shadow: Buf, w: Buf, n: number, decay: number): void;
 

@@ -16,7 +16,7 @@ import { Rng } from '../rng.js';
 import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
 import { optimizerTensors, readOptimizerTensors } from './optimizer_state.js';
-import { clipGradients, forwardBackwardTensors, smoothTargets } from './step.js';
+import { clipGradients, forwardBackwardTensors } from './step.js';
 import { type EpochHooks, type EpochStats, NonFiniteLossError } from './epoch.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
@@ -95,8 +95,10 @@ export class FinetuneEngine {
       const [, , H, W] = batch.pixels.shape;
       const targets = mixup
         ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets
-        : smoothTargets(batch.labels, K, this.o.smoothing ?? 0);
-      const r = forwardBackwardTensors(model, batch.pixels, targets, { lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)) });
+        : batch.labels;
+      const r = forwardBackwardTensors(model, batch.pixels, targets, {
+        smoothing: this.o.smoothing ?? 0, lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)),
+      });
       const loss = (await model.kernels.read(r.loss))[0];
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss, epoch, it + 1);
       if ((it + 1) % updateFreq === 0) {

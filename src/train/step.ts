@@ -34,18 +34,19 @@ export function clipGradNorm(params: readonly Param[], maxNorm: number): number 
   return Math.sqrt(ss[0]);
 }
 
-/** One-hot targets with label smoothing: (1 - s) on the label plus s / K everywhere (timm). */
-export function smoothTargets(labels: ArrayLike<number>, numClasses: number, smoothing = 0): Float32Array {
-  const t = new Float32Array(labels.length * numClasses);
-  const off = smoothing / numClasses;
+/** Class indices as an Int32Array, each an integer in [0, numClasses). */
+function classIndices(labels: ArrayLike<number>, numClasses: number): Int32Array {
   for (let n = 0; n < labels.length; n++) {
     const y = labels[n];
-    if (!Number.isInteger(y) || y < 0 || y >= numClasses) {
-      throw new ConvNextError(`label ${y} out of range for ${numClasses} classes`);
-    }
-    t.fill(off, n * numClasses, (n + 1) * numClasses);
-    t[n * numClasses + y] += 1 - smoothing;
+    if (!Number.isInteger(y) || y < 0 || y >= numClasses) throw new ConvNextError(`label ${y} out of range for ${numClasses} classes`);
   }
+  return labels instanceof Int32Array ? labels : Int32Array.from(labels);
+}
+
+/** One-hot targets with label smoothing: (1 - s) on the label plus s / K everywhere (timm), on the host (the smoothTargets kernel). */
+export function smoothTargets(labels: ArrayLike<number>, numClasses: number, smoothing = 0): Float32Array {
+  const t = new Float32Array(labels.length * numClasses);
+  hostKernels.smoothTargets(classIndices(labels, numClasses), labels.length, numClasses, smoothing, t);
   return t;
 }
 
@@ -75,9 +76,15 @@ export function forwardBackwardTensors(model: ConvNeXtV2, pixels: Tensor, target
   const K = model.config.numClasses;
   if (K === 0) throw new ConvNextError('training a classifier needs numClasses > 0');
   const N = pixels.shape[0];
-  const soft = targets instanceof Float32Array && targets.length === N * K
-    ? targets
-    : smoothTargets(targets, K, opts.smoothing ?? 0);
+  let soft: Buf;
+  if (targets instanceof Float32Array && targets.length === N * K) {
+    soft = targets;
+  } else {
+    if (targets.length !== N) throw new ConvNextError(`${targets.length} labels for a batch of ${N}`);
+    // The targets are made where the logits are (a kernel), from the class indices.
+    soft = model.buffer('loss.targets', N * K);
+    k.smoothTargets(classIndices(targets, K), N, K, opts.smoothing ?? 0, soft);
+  }
   const logits = model.forwardTensors(pixels, { train: true, rng: opts.rng }).logits!;
   const dlogits = model.buffer('loss.dlogits', N * K);
   const loss = model.buffer('loss.value', 1);

@@ -182,6 +182,15 @@ test('webgpu addScaled (also in place), adamw, ema', async (t) => {
   const gsh = dev(k, sh);
   k.ema(gsh, dev(k, w), m, 0.999);
   close(await k.read(gsh), Sh, 'ema');
+
+  const N2 = 7, K2 = 1000;
+  const labels = Int32Array.from({ length: N2 }, (_, i) => (i * 389) % K2);
+  const T = new Float32Array(N2 * K2);
+  ref.smoothTargets(labels, N2, K2, 0.1, T);
+  const gt = dev(k, N2 * K2);
+  k.smoothTargets(labels, N2, K2, 0.1, gt);
+  close(await k.read(gt), T, 'smoothTargets');
+  assert.throws(() => k.smoothTargets(Int32Array.of(-1), 1, K2, 0, gt), /label -1 out of range/);
 });
 
 test('webgpu transpose (batched), scaleRows (in place), rowDot, scale, grnScale', async (t) => {

@@ -17,8 +17,9 @@ import { gemmSplitReduce, gemmSqSums, gemmTiled, TILE_K, TILE_M, TILE_N } from '
 import {
   addScaledK, adamwK, avgPoolBackwardK, clipByNormK, copyK, emaK, erfK, fillK, gatherRowsK, geluBackwardK, geluK, grnScaleK,
   fcmaeLossK, nchwToNhwcK, nhwcToNchwK, patchifyK, rowDotK, scaleK, scaleRowsK, scatterRowsK, softmaxCrossEntropyK, sumPartsK,
-  sumSquaresPartialK, transposeK, unpatchifyK,
+  smoothTargetsK, sumSquaresPartialK, transposeK, unpatchifyK,
 } from './wgsl/misc.js';
+import { checkLabels } from '../host.js';
 import {
   grnApplyK, grnBackwardDxK, grnBackwardParamsK, grnBackwardStatsK, grnStatsK, layerNormBackwardK, layerNormForwardK,
 } from './wgsl/norm.js';
@@ -757,6 +758,18 @@ export class WebGPUKernels implements Kernels {
     for (let i = 0; i < idx.length; i++) {
       if (idx[i] >= rows) throw new ConvNextError(`${fn}: row index ${idx[i]} at ${i} is outside [0, ${rows})`);
     }
+  }
+
+  smoothTargets(labels: Int32Array, N: number, K: number, smoothing: number, out: Buf): void {
+    const fn = 'smoothTargets';
+    WebGPUKernels.dims(fn, { N, K });
+    checkLabels(fn, labels, N, K);
+    const n = N * K;
+    this.unary(fn, n, (call) => {
+      const y = this.output(fn, 'out', out, n);
+      call.dispatch(smoothTargetsK, { n, K, oY: y.off, off: smoothing / K, on: 1 - smoothing },
+        { labels: this.ints(call, fn, 'labels', labels, N), y: y.buf }, Math.ceil(n / smoothTargetsK.wg));
+    });
   }
 
   gatherRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void {

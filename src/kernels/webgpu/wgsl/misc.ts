@@ -26,6 +26,12 @@ ${body}
 
 const ACC = 'override ACC: bool = false;';
 
+/** One-hot targets with label smoothing: off everywhere, off + on at the row's label. */
+export const smoothTargetsK = elementwise('smoothTargets', { K: 'u32', oY: 'u32', off: 'f32', on: 'f32' }, { labels: 'i32', y: 'f32' }, `
+  let n = e / P.K;
+  let k = e % P.K;
+  y[P.oY + e] = select(P.off, P.off + P.on, i32(k) == labels[n]);`);
+
 export const fillK = elementwise('fill', { oY: 'u32', value: 'f32' }, { y: 'f32' }, `  y[P.oY + e] = P.value;`);
 
 export const copyK = elementwise('copy', { oX: 'u32', oY: 'u32' }, { x: 'f32', y: 'f32' }, `  y[P.oY + e] = x[P.oX + e];`);
