@@ -307,9 +307,7 @@ export class FCMAE {
 
   /** Copies of the encoder's and decoder's tensors, read from any backend. */
   async readStateDict(): Promise<Map<string, Tensor>> {
-    const m = await this.encoderModel.readStateDict();
-    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
-    return m;
+    return new Map([...(await this.encoderModel.readStateDict()), ...(await this.readDecoderState())]);
   }
 
   /** Loads decoder tensors (`fcmae.*`); the encoder loads through `encoderModel.loadStateDict`. */

@@ -9,7 +9,7 @@
  */
 import { ConvNextError } from '../errors.js';
 import { targetAndLoss } from '../fcmae/loss.js';
-import type { Act, Buf, Capabilities, GemmExtras, Isa, Kernels, TensorMemory } from './types.js';
+import type { Buf, Capabilities, Isa, TensorMemory } from './types.js';
 
 /** The Float32Array a host backend was given; a DeviceTensor here is a caller's mistake. */
 export function hostArray(b: Buf, what: string): Float32Array {
@@ -30,6 +30,20 @@ export function checkLabels(what: string, labels: Int32Array, N: number, K: numb
   }
 }
 
+/**
+ * Calls run(i, j) for each maximal run idx[i..j) of consecutive rows (idx[k+1] = idx[k] + 1)
+ * or of "none" entries (all < 0): one copy per run, as visible patches are runs of a map's rows.
+ */
+function forEachRun(idx: Int32Array, run: (i: number, j: number) => void): void {
+  for (let i = 0; i < idx.length;) {
+    let j = i + 1;
+    if (idx[i] < 0) while (j < idx.length && idx[j] < 0) j++;
+    else while (j < idx.length && idx[j] === idx[j - 1] + 1) j++;
+    run(i, j);
+    i = j;
+  }
+}
+
 /** Row indices below `rows` (negative ones mean "none"). */
 function checkRows(what: string, idx: Int32Array, rows: number): void {
   for (let i = 0; i < idx.length; i++) {
@@ -37,46 +51,15 @@ function checkRows(what: string, idx: Int32Array, rows: number): void {
   }
 }
 
-export abstract class HostKernels implements Kernels {
+/**
+ * The base of the host backends: they declare `implements Kernels` and the big kernels
+ * themselves (on Float32Array, which is what a host backend takes).
+ */
+export abstract class HostKernels {
   abstract readonly name: string;
   abstract readonly isa: Isa;
   abstract readonly threads: number;
   readonly memory?: TensorMemory;
-
-  abstract gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, A: Float32Array, lda: number, B: Float32Array, ldb: number,
-    C: Float32Array, ldc: number, accumulate: boolean, bias: Float32Array | null, act: Act, preact: Float32Array | null, extras?: GemmExtras<Float32Array>): void;
-  abstract colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
-  abstract dwconvForward(x: Float32Array, N: number, H: number, W: number, C: number, K: number, weight: Float32Array, bias: Float32Array | null,
-    y: Float32Array): void;
-  abstract dwconvBackwardInput(dy: Float32Array, N: number, H: number, W: number, C: number, K: number, weight: Float32Array, dx: Float32Array,
-    accumulate: boolean): void;
-  abstract dwconvBackwardWeight(dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number, dweight: Float32Array,
-    dbias: Float32Array | null): void;
-  abstract dwconvForwardRows(x: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array): void;
-  abstract dwconvBackwardInputRows(dy: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number,
-    K: number, weight: Float32Array, dx: Float32Array, accumulate: boolean): void;
-  abstract dwconvBackwardWeightRows(dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number,
-    C: number, K: number, dweight: Float32Array, dbias: Float32Array | null): void;
-  abstract layerNormForward(x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number, y: Float32Array,
-    mean: Float32Array, rstd: Float32Array): void;
-  abstract layerNormBackward(dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array, gamma: Float32Array, M: number, C: number,
-    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array): void;
-  abstract grnForward(x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array, eps: number, y: Float32Array | null,
-    gx: Float32Array, nx: Float32Array, sqSums?: Float32Array | null): void;
-  abstract grnBackward(dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, eps: number, gx: Float32Array,
-    nx: Float32Array, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, geluPre?: Float32Array | null, dbias?: Float32Array | null): void;
-  abstract gelu(x: Float32Array, y: Float32Array, n: number): void;
-  abstract geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
-  abstract avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void;
-  abstract avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void;
-  abstract patchify(x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array): void;
-  abstract unpatchify(dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array): void;
-  abstract nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void;
-  abstract nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void;
-  abstract addScaled(x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number, C: number, out: Float32Array): void;
-  abstract adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, bc1: number, bc2: number): void;
 
   /** The backend's own cross-entropy: returns the mean loss, writes (softmax - target) / N into dlogits. */
   protected abstract crossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number;
@@ -176,33 +159,18 @@ export abstract class HostKernels implements Kernels {
   gatherRows(src: Float32Array, idx: Int32Array, C: number, dst: Float32Array): void {
     checkRows('gatherRows', idx, Math.floor(src.length / C));
     checkLength('gatherRows', 'dst', dst, idx.length * C);
-    // One copy per run of consecutive rows (visible patches are runs of a map's rows).
-    for (let i = 0; i < idx.length;) {
-      let j = i + 1;
-      if (idx[i] < 0) {
-        while (j < idx.length && idx[j] < 0) j++;
-        dst.fill(0, i * C, j * C);
-      } else {
-        while (j < idx.length && idx[j] === idx[j - 1] + 1) j++;
-        dst.set(src.subarray(idx[i] * C, (idx[i] + j - i) * C), i * C);
-      }
-      i = j;
-    }
+    forEachRun(idx, (i, j) => {
+      if (idx[i] < 0) dst.fill(0, i * C, j * C);
+      else dst.set(src.subarray(idx[i] * C, (idx[i] + j - i) * C), i * C);
+    });
   }
 
   scatterRows(src: Float32Array, idx: Int32Array, C: number, dst: Float32Array): void {
     checkRows('scatterRows', idx, Math.floor(dst.length / C));
     checkLength('scatterRows', 'src', src, idx.length * C);
-    for (let i = 0; i < idx.length;) {
-      let j = i + 1;
-      if (idx[i] < 0) {
-        while (j < idx.length && idx[j] < 0) j++;
-      } else {
-        while (j < idx.length && idx[j] === idx[j - 1] + 1) j++;
-        dst.set(src.subarray(i * C, j * C), idx[i] * C);
-      }
-      i = j;
-    }
+    forEachRun(idx, (i, j) => {
+      if (idx[i] >= 0) dst.set(src.subarray(i * C, j * C), idx[i] * C);
+    });
   }
 
   fcmaeLoss(x: Float32Array, N: number, H: number, W: number, C: number, p: number, norm: boolean, pred: Float32Array, mask: Float32Array,

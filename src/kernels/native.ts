@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Act, GemmExtras, Isa, NativeIsa } from './types.js';
+import type { Act, GemmExtras, Isa, Kernels, NativeIsa } from './types.js';
 
 /** What cpuid says the CPU is ('' and 0 without cpuid). */
 export interface CpuId {
@@ -149,7 +149,7 @@ export function nativeAvailable(): boolean {
   }
 }
 
-export class NativeKernels extends HostKernels {
+export class NativeKernels extends HostKernels implements Kernels {
   readonly name = 'native';
   private readonly a: Addon;
 

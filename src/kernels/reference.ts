@@ -4,7 +4,7 @@
  * are accumulated in float64.
  */
 import { HostKernels } from './host.js';
-import { Act, type GemmExtras } from './types.js';
+import { Act, type GemmExtras, type Kernels } from './types.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -37,7 +37,7 @@ export function geluGradScalar(x: number): number {
   return 0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
 }
 
-export class ReferenceKernels extends HostKernels {
+export class ReferenceKernels extends HostKernels implements Kernels {
   readonly name = 'reference';
   readonly isa = 'reference' as const;
   readonly threads = 1;
@@ -530,3 +530,6 @@ export class ReferenceKernels extends HostKernels {
     }
   }
 }
+
+/** Kernels for host arrays, whichever host backend made them (the small kernels are shared): EMA, clipping, targets of host parameters. */
+export const hostKernels: Kernels = new ReferenceKernels();

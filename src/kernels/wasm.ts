@@ -85,7 +85,7 @@ const THREAD_STACK = 1 << 20;
  */
 type Arg = { a: Float32Array | Int32Array | null; need: number; name: string; io: 'in' | 'inout' };
 
-export class WasmKernels extends HostKernels {
+export class WasmKernels extends HostKernels implements Kernels {
   readonly name = 'wasm';
   readonly isa: Isa = 'wasm';
   readonly threads: number;

@@ -4,7 +4,7 @@
  * tensor of the state dict.
  */
 import { ConvNextError } from '../errors.js';
-import { ReferenceKernels } from '../kernels/reference.js';
+import { hostKernels } from '../kernels/reference.js';
 import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
 
@@ -17,7 +17,7 @@ export class ModelEma {
   constructor(readonly params: readonly Param[], readonly decay: number, kernels?: Kernels) {
     const device = params.find((p) => !(p.data instanceof Float32Array));
     if (!kernels && device) throw new ConvNextError(`ModelEma: ${device.name} is a device tensor: pass the model's kernels (new ModelEma(params, decay, model.kernels))`);
-    this.k = kernels ?? new ReferenceKernels();
+    this.k = kernels ?? hostKernels;
     for (const p of params) {
       const e = p.memory.alloc(p.size);
       this.k.copy(p.data, e);

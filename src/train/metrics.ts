@@ -4,7 +4,7 @@
  * hits with the mean cross-entropy, counted as the official evaluation does (a tie ranks the
  * lower class index first).
  */
-import { ReferenceKernels } from '../kernels/reference.js';
+import { hostKernels } from '../kernels/reference.js';
 import type { Kernels } from '../kernels/types.js';
 import { smoothTargets } from './step.js';
 
@@ -28,7 +28,6 @@ export class EvalCounter {
   private c5 = 0;
   private lossSum = 0;
   private n = 0;
-  private reference: Kernels | null = null;
   readonly classImages: number[];
   readonly classCorrect: number[];
 
@@ -45,7 +44,7 @@ export class EvalCounter {
     const B = labels.length;
     const K = this.numClasses;
     if (B === 0) return;
-    const host = k.capabilities().device ? (this.reference ??= new ReferenceKernels()) : k;
+    const host = k.capabilities().device ? hostKernels : k;
     const loss = new Float32Array(1);
     host.softmaxCrossEntropy(logits, smoothTargets(labels, K, 0), B, K, null, loss, 1 / B);
     this.lossSum += loss[0] * B;

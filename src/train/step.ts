@@ -5,15 +5,12 @@
 import { ConvNextError } from '../errors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { hostArray } from '../kernels/host.js';
-import { ReferenceKernels } from '../kernels/reference.js';
+import { hostKernels } from '../kernels/reference.js';
 import type { Buf, Kernels } from '../kernels/types.js';
 import type { Tensor } from '../tensor.js';
 import type { AdamW } from './adamw.js';
 import type { Param } from '../nn/param.js';
 import type { Rng } from '../rng.js';
-
-/** Kernels for host arrays of any host backend (the small elementwise ones are shared). */
-const hostKernels = new ReferenceKernels();
 
 /**
  * Scales all gradients so their total L2 norm is at most maxNorm (torch's clip_grad_norm_:
