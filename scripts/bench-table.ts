@@ -125,8 +125,10 @@ for (let round = 1; round <= rounds; round++) {
   add('infer1', ours(['--mode', 'infer', '--batch-size', '1']));
   addPeer('ort1', ort(1));
   add('train16', ours(['--mode', 'train', '--batch-size', '16']));
-  const tt = torch('train');
+  // The training step and the dense-masked FCMAE step (the FCMAE target's peer), one run.
+  const tt = torch('fcmae');
   addPeer('torchTrain', tt?.atto_train_b16_img_s);
+  addPeer('torchFcmae', tt?.atto_fcmae_dense_b16_img_s);
   add('pretrain16', ours(['--mode', 'pretrain', '--batch-size', '16']));
   add('pretrainDense16', ours(['--mode', 'pretrain', '--batch-size', '16', '--dense-masking']));
   kernelRuns.push(ours<KernelRec>(['--mode', 'kernels', '--batch-size', '16']));
@@ -153,6 +155,7 @@ const lines = [
   `| inference, batch 1 | ${fmt(m('infer1'))} | ${fmt(g('infer1'))} | ${fmt((100 * g('infer1')) / peak)} | onnxruntime-node ${fmt(p('ort1'))} | ${fmt(m('infer1') / p('ort1'), 2)}x |`,
   `| training step, batch 16 | ${fmt(m('train16'))} | ${fmt(g('train16'))} | ${fmt((100 * g('train16')) / peak)} | PyTorch CPU ${torchOk ? fmt(p('torchTrain')) : 'not installed'} | ${torchOk ? `${fmt(m('train16') / p('torchTrain'), 2)}x` : 'n/a'} |`,
   `| FCMAE step, sparse, batch 16, mask 0.6 | ${fmt(m('pretrain16'))} | ${fmt(g('pretrain16'))} | ${fmt((100 * g('pretrain16')) / peak)} | our dense-masked ${fmt(m('pretrainDense16'))} | ${fmt(m('pretrain16') / m('pretrainDense16'), 2)}x |`,
+  `| FCMAE step, sparse, vs PyTorch's dense-masked step | | | | PyTorch CPU ${torchOk ? fmt(p('torchFcmae')) : 'not installed'} | ${torchOk ? `${fmt(m('pretrain16') / p('torchFcmae'), 2)}x` : 'n/a'} |`,
   `| FCMAE sparse step vs our classifier step | | | | | ${fmt(m('pretrain16') / m('train16'), 2)}x |`,
   '',
   mem64 ? `Peak RSS: atto training at batch 64: ${mem64.peak_rss_mb} MB; base training at batch 16: ${memBase?.peak_rss_mb} MB.` : 'Memory runs skipped (--quick).',

@@ -31,6 +31,8 @@ test('FLOPs per cycle per core: the ISA\'s lanes times the FMA pipes of the micr
     ['Skylake-SP Gold 5122: two', cpu(INTEL, 6, 0x55, 'Intel(R) Xeon(R) Gold 5122 CPU @ 3.60GHz'), 'avx512', 64],
     ['Skylake-SP, portable', cpu(INTEL, 6, 0x55), 'portable', 8],
     ['Tiger Lake client: one 512-bit FMA', cpu(INTEL, 6, 0x8c), 'avx512', 32],
+    ['Rocket Lake: one 512-bit FMA', cpu(INTEL, 6, 0xa7), 'avx512', 32],
+    ['a Sapphire Rapids VM that reports model 0xa7 (AMX gives it away): two', { ...cpu(INTEL, 6, 0xa7), flags: ['avx512f', 'amx_tile'] }, 'avx512', 64],
     ['Haswell, AVX2', cpu(INTEL, 6, 0x3c, 'Intel(R) Core(TM) i7-4910MQ CPU @ 2.90GHz'), 'avx2', 32],
   ];
   for (const [what, c, isa, want] of cases) assert.equal(flopsPerCycle(c, isa).flops, want, what);

@@ -74,7 +74,7 @@ export const info: Command = {
       kernels: k.name,
       isa: k.isa,
       threads: k.threads,
-      cpu,
+      cpu: cpu && { ...cpu, flags: undefined },  // the feature list is long; /proc/cpuinfo has it
       ...(caps.device ? { device: caps.description } : {}),
       ...(peaks.length ? { peaks } : {}),
     };

@@ -20,16 +20,21 @@ export interface CpuInfo extends CpuId {
   physicalCores: number;
   /** The paths this CPU and build support, best first. */
   isas: NativeIsa[];
+  /** The kernel's feature flags ('amx_tile', ...; Linux /proc/cpuinfo), when known. */
+  flags?: string[];
 }
 
-/** Physical cores from /proc/cpuinfo (distinct physical id / core id pairs), else null. */
-function physicalCoresLinux(): number | null {
-  let text: string;
+function procCpuinfo(): string | null {
   try {
-    text = readFileSync('/proc/cpuinfo', 'utf8');
+    return readFileSync('/proc/cpuinfo', 'utf8');
   } catch {
     return null;
   }
+}
+
+/** Physical cores from /proc/cpuinfo (distinct physical id / core id pairs), else null. */
+function physicalCoresLinux(text: string | null): number | null {
+  if (text === null) return null;
   const cores = new Set<string>();
   for (const block of text.split(/\n\s*\n/)) {
     const phys = /^physical id\s*:\s*(\d+)/m.exec(block)?.[1];
@@ -42,11 +47,14 @@ function physicalCoresLinux(): number | null {
 export function cpuInfo(k: NativeKernels): CpuInfo {
   const id = k.cpuInfo();
   const logicalCpus = availableParallelism();
+  const text = procCpuinfo();
+  const flags = text === null ? undefined : /^flags\s*:\s*(.*)$/m.exec(text)?.[1].trim().split(/\s+/);
   return {
     ...id,
     logicalCpus,
-    physicalCores: Math.min(logicalCpus, physicalCoresLinux() ?? logicalCpus),
+    physicalCores: Math.min(logicalCpus, physicalCoresLinux(text) ?? logicalCpus),
     isas: k.supportedIsas(),
+    flags,
   };
 }
 
@@ -65,7 +73,8 @@ export interface FlopsPerCycle {
 const LANES: Record<NativeIsa, number> = { avx512: 16, avx2: 8, portable: 4 };
 
 // Intel cores (family 6 models) with one 512-bit FMA pipe: Ice Lake, Tiger Lake and Rocket
-// Lake client parts. Skylake/Cascade Lake Xeons (model 0x55) have one too in Silver, Bronze
+// Lake client parts (a hypervisor may report one of these models for a Sapphire Rapids or
+// later Xeon, which has two: AMX, only on those Xeons, tells them apart). Skylake/Cascade Lake Xeons (model 0x55) have one too in Silver, Bronze
 // and most Gold 5xxx parts (not the 5122 / 5222).
 const INTEL_ONE_512_FMA = new Set([0x7d, 0x7e, 0x8c, 0x8d, 0xa7]);
 // Intel P-cores from Golden Cove on (Alder/Raptor/Meteor/Arrow/Lunar Lake, Sapphire/Emerald/
@@ -92,7 +101,8 @@ export function flopsPerCycle(cpu: CpuInfo, isa: NativeIsa): FlopsPerCycle {
   if (isa === 'avx512') {
     if (amd && cpu.family === 0x19) fmas = 1;
     if (amd && cpu.family === 0x1a && ((cpu.model >= 0x20 && cpu.model <= 0x2f) || (cpu.model >= 0x60 && cpu.model <= 0x7f))) fmas = 1;
-    if (intel && cpu.family === 6 && INTEL_ONE_512_FMA.has(cpu.model)) fmas = 1;
+    const amx = cpu.flags?.includes('amx_tile') ?? false;
+    if (intel && cpu.family === 6 && INTEL_ONE_512_FMA.has(cpu.model) && !amx) fmas = 1;
     if (intel && cpu.family === 6 && cpu.model === 0x55 && /Silver|Bronze|Gold 5(?!1?22)\d{3}/.test(cpu.brand)) fmas = 1;
   } else if (amd && cpu.family === 0x17 && cpu.model < 0x30) {
     fmas = 1;
