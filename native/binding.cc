@@ -173,11 +173,41 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     if (a.ok() && g.M % g.sq_rows != 0) a.error("sqGroupRows must divide M");
     g.sqsum = a.f32(19, "sqSums", a.ok() ? (double)(g.M / g.sq_rows) * (double)g.N : 0.0);
   }
+  if (info.Length() > 21 && !info[21].IsNull() && !info[21].IsUndefined()) {
+    // op(B) packed by packWeights for this N and K (B itself is still checked above).
+    g.bpacked = a.f32(21, "packedB", (double)g_table->gemm_packed_size(g.N, g.K));
+  }
   if (a.ok() && g.resid && g.accumulate) a.error("residual and accumulate cannot be combined");
   if (a.ok() && g.accumulate && g.act == 1) a.error("accumulate and GELU cannot be combined");
   if (!a.ok()) return a.fail();
   if (g.act != 1) g.preact = nullptr;
   g_table->gemm(g);
+  return info.Env().Undefined();
+}
+
+// packedSize(N, K): floats of an N x K operand packed for gemm's packedB on this path.
+Napi::Value PackedSize(const Napi::CallbackInfo& info) {
+  Args a(info, "packedSize");
+  const i64 N = a.dim(0, "N"), K = a.dim(1, "K");
+  check_size(a, prod({N, K}));
+  if (!a.ok()) return a.fail();
+  return Napi::Number::New(info.Env(), (double)g_table->gemm_packed_size(N, K));
+}
+
+// packWeights(B, ldb, transB, N, K, out): op(B) (K x N; B is N x K when transB) packed into out.
+Napi::Value PackWeights(const Napi::CallbackInfo& info) {
+  Args a(info, "packWeights");
+  const i64 ldb = a.dim(1, "ldb");
+  const bool transB = a.flag(2, "transB");
+  const i64 N = a.dim(3, "N"), K = a.dim(4, "K");
+  if (!a.ok()) return a.fail();
+  const i64 rows = transB ? N : K, cols = transB ? K : N;
+  if (rows > 0 && cols > 0 && ldb < cols) a.error("ldb must be >= " + std::to_string(cols));
+  check_size(a, extent(rows, cols, ldb));
+  const float* B = a.f32(0, "B", extent(rows, cols, ldb));
+  float* out = a.f32(5, "out", a.ok() ? (double)g_table->gemm_packed_size(N, K) : 0.0);
+  if (!a.ok()) return a.fail();
+  g_table->gemm_pack_b(B, ldb, transB, N, K, out);
   return info.Env().Undefined();
 }
 
@@ -730,6 +760,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return exports;
   }
   exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("packedSize", Napi::Function::New(env, PackedSize));
+  exports.Set("packWeights", Napi::Function::New(env, PackWeights));
   exports.Set("colSum", Napi::Function::New(env, ColSum));
   exports.Set("dwconvForward", Napi::Function::New(env, DwconvForward));
   exports.Set("dwconvBackwardInput", Napi::Function::New(env, DwconvBackwardInput));

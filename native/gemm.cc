@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <cstring>
 
 #include "kernels.h"
 #include "threadpool.h"

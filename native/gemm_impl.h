@@ -579,6 +579,36 @@ static GemmCall transposed(const GemmCall& g) {
   return h;
 }
 
+// C with the full epilogue from a packed B (shared by all tasks): tasks over row ranges x panel
+// ranges, or one task when the work is small.
+static void run_packed(const GemmCall& g, const PackedB& pb, int nth, double work) {
+  const i64 M = g.M, npan = pb.npan;
+  if (nth <= 1 || work < 2.0e5) {
+    gemm_block_packed(g, pb, 0, M, 0, npan);
+    return;
+  }
+  const i64 mt = (M + MR - 1) / MR;
+  i64 target = 4 * nth;
+  i64 maxTasks = (i64)(work / 1.0e6);
+  if (maxTasks < 1) maxTasks = 1;
+  if (target > maxTasks) target = maxTasks < nth ? nth : maxTasks;
+  i64 nmb = target < mt ? target : mt;
+  i64 npb = 1;
+  if (nmb < target) {  // few rows: split panels too
+    npb = (target + nmb - 1) / nmb;
+    if (npb > npan) npb = npan;
+  }
+  const i64 mtPer = (mt + nmb - 1) / nmb;
+  const i64 ppPer = (npan + npb - 1) / npb;
+  parallel_for(nmb * npb, [&](i64 task) {
+    const i64 bm = task / npb, bn = task % npb;
+    const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
+    const i64 p0 = bn * ppPer, p1 = p0 + ppPer < npan ? p0 + ppPer : npan;
+    if (m0 >= m1 || p0 >= p1) return;
+    gemm_block_packed(g, pb, m0, m1, p0, p1);
+  });
+}
+
 static bool gemm_core(const GemmCall& g);
 static void gemm(const GemmCall& g);
 
@@ -606,7 +636,7 @@ static bool gemm_core(const GemmCall& g) {
     h.ashift = nullptr;
     return gemm_core(h);
   }
-  if (!g.ascale && M <= 64 && N >= 4 * M && K > 0) {
+  if (!g.ascale && !g.bpacked && M <= 64 && N >= 4 * M && K > 0) {
     float* parts = scratch(4, (size_t)(N * M));
     GemmCall h = transposed(g);
     h.C = parts;
@@ -650,7 +680,8 @@ static bool gemm_core(const GemmCall& g) {
     };
     // (Not with A scales: they are applied while packing A's rows.)
     const bool swap = !g.ascale && eff(N, M) > eff(M, N) * 1.05;
-    const GemmCall h = swap ? transposed(g) : g;
+    GemmCall h = swap ? transposed(g) : g;
+    h.bpacked = nullptr;  // packs its own chunks of K
     const i64 hM = h.M, hN = h.N;
     // Tasks: chunk x column block.
     const i64 ntile = (hN + NR - 1) / NR;
@@ -677,6 +708,17 @@ static bool gemm_core(const GemmCall& g) {
     return false;
   }
 
+  if (g.bpacked) {
+    const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+    const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+    const bool big = (double)M * (double)N * 4.0 >= 8.0 * 1024 * 1024;
+    // The packing has no leading zero columns: stream only where C's rows start aligned.
+    const bool canStream = big && S::W >= 8 && g.ldc % S::W == 0 && (uintptr_t)g.C % (S::W * 4) == 0 &&
+                           (g.act != 1 || !g.preact || (uintptr_t)g.preact % (S::W * 4) == 0);
+    const PackedB pb{g.bpacked, nkb, kcb, (N + NR - 1) / NR, 0, canStream};
+    run_packed(g, pb, nth, work);
+    return true;
+  }
   if (nth <= 1 || work < 2.0e5) {
     gemm_block(g, 0, M, 0, N, 0, K, g.C, g.ldc, g.accumulate, true);
     return true;
@@ -702,26 +744,7 @@ static bool gemm_core(const GemmCall& g) {
         pack_panel(g, pc, kc, p * NR - lead, bpk + (kb * npan + p) * kcb * NR);
       });
       const PackedB pb{bpk, nkb, kcb, npan, lead, canStream};
-      const i64 mt = (M + MR - 1) / MR;
-      i64 target = 4 * nth;
-      i64 maxTasks = (i64)(work / 1.0e6);
-      if (maxTasks < 1) maxTasks = 1;
-      if (target > maxTasks) target = maxTasks < nth ? nth : maxTasks;
-      i64 nmb = target < mt ? target : mt;
-      i64 npb = 1;
-      if (nmb < target) {  // few rows: split panels too
-        npb = (target + nmb - 1) / nmb;
-        if (npb > npan) npb = npan;
-      }
-      const i64 mtPer = (mt + nmb - 1) / nmb;
-      const i64 ppPer = (npan + npb - 1) / npb;
-      parallel_for(nmb * npb, [&](i64 task) {
-        const i64 bm = task / npb, bn = task % npb;
-        const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
-        const i64 p0 = bn * ppPer, p1 = p0 + ppPer < npan ? p0 + ppPer : npan;
-        if (m0 >= m1 || p0 >= p1) return;
-        gemm_block_packed(g, pb, m0, m1, p0, p1);
-      });
+      run_packed(g, pb, nth, work);
       return true;
     }
   }
@@ -836,7 +859,39 @@ static void colsum(const float* x, i64 M, i64 N, float* out, bool accumulate) {
   }
 }
 
+// op(B) (N x K) packed as the shared path of gemm_core packs it (k-blocks of panels, no
+// leading zero columns), for GemmCall::bpacked.
+static i64 gemm_packed_size(i64 N, i64 K) {
+  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+  const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+  return nkb * ((N + NR - 1) / NR) * kcb * NR;
+}
+
+static void gemm_pack_b(const float* B, i64 ldb, bool transB, i64 N, i64 K, float* out) {
+  GemmCall g{};
+  g.transB = transB;
+  g.B = B;
+  g.ldb = ldb;
+  g.N = N;
+  g.K = K;
+  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+  const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+  const i64 npan = (N + NR - 1) / NR;
+  parallel_for(nkb * npan, [&](i64 task) {
+    const i64 kb = task / npan, p = task % npan;
+    const i64 pc = kb * kcb;
+    i64 kc = K - pc < kcb ? K - pc : kcb;
+    if (kc < 0) kc = 0;
+    float* dst = out + (kb * npan + p) * kcb * NR;
+    pack_panel(g, pc, kc, p * NR, dst);
+    // The rest of a short last k-block's panel is never read; keep it defined.
+    for (i64 i = kc * NR; i < kcb * NR; ++i) dst[i] = 0.0f;
+  });
+}
+
 void fill_gemm(KernelTable& t) {
   t.gemm = &gemm;
+  t.gemm_packed_size = &gemm_packed_size;
+  t.gemm_pack_b = &gemm_pack_b;
   t.colsum = &colsum;
 }

@@ -34,11 +34,17 @@ struct GemmCall {
   float* sqsum;
   i64 sq_rows;
   float* sqpart;
+  // Null, or op(B) packed beforehand by gemm_pack_b for this N and K (a layer's weights, packed
+  // once and reused batch after batch at inference): the GEMM reads it instead of packing B.
+  const float* bpacked = nullptr;
 };
 
 struct KernelTable {
   const char* name;
   void (*gemm)(const GemmCall& g);
+  // Floats of op(B) (N x K) packed for gemm's GemmCall::bpacked, and the packing itself.
+  i64 (*gemm_packed_size)(i64 N, i64 K);
+  void (*gemm_pack_b)(const float* B, i64 ldb, bool transB, i64 N, i64 K, float* out);
   void (*colsum)(const float* x, i64 M, i64 N, float* out, bool accumulate);
   void (*dwconv_fwd)(const float* x, i64 N, i64 H, i64 W, i64 C, int K, const float* w,
                      const float* bias, float* y);

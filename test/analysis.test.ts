@@ -134,7 +134,8 @@ test('a V1 block (LayerScale, no GRN), with and without drop path, matches finit
     const R = randn(y0.length);
     for (const p of ps.values()) p.grad.fill(0);
     const dx = blk.backward(ref, Float32Array.from(R), sh);
-    const L = () => dot64(run(false), R);
+    // Finite differences write the parameters directly: touch() marks them changed (Param.version).
+    const L = () => { for (const p of ps.values()) p.touch(); return dot64(run(false), R); };
     const targets: [string, Float32Array, Float32Array][] = [['input', x, Float32Array.from(dx)], ...[...ps.values()].map((p) => [p.name, p.data, p.grad] as [string, Float32Array, Float32Array])];
     assertFiniteDifferences(`V1 dropPath=${dropPath}`, targets, L, (n) => rng.int(n), { count: 6 });
   }

@@ -46,7 +46,8 @@ function check(name: string, x: Float32Array, params: Param[], run: (cache: bool
   const R = randn(y0.length);
   for (const p of params) p.grad.fill(0);
   const dx = back(R);
-  const L = () => dot64(run(false), R);
+  // The finite differences write the parameters directly: touch() marks them changed (Param.version).
+  const L = () => { for (const p of params) p.touch(); return dot64(run(false), R); };
   const targets: [string, Float32Array, Float32Array | null][] = [['input', x, dx], ...params.map((p) => [p.name, p.data, p.grad] as [string, Float32Array, Float32Array])];
   assertFiniteDifferences(name, targets, L, (n) => rng.int(n), { eps, tol, count });
 }

@@ -67,6 +67,20 @@ call('gemm', (f) => {
   f(false, false, M, 24, C, A, C, B, 24, out2, 24, false, null, 0, null, rnd(N * C), H * W, rnd(C), rnd(M * 24), sq, H * W);
   return sum(out, pre, out2, sq);
 });
+// packedSize and packWeights, then the pack in a GEMM (the output must equal packing per call).
+let packLen = 0;
+call('packedSize', (f) => {
+  packLen = f(24, C) as number;  // the layout is the path's own: only "holds B" compares across paths
+  return packLen >= 24 * C ? 1 : 0;
+});
+call('packWeights', (f) => {
+  const Bt = rnd(24 * C), packed = zeros(packLen), A = rnd(M * C), c1 = zeros(M * 24), c2 = zeros(M * 24);
+  f(Bt, C, true, 24, C, packed);
+  addon.gemm(false, true, M, 24, C, A, C, Bt, C, c1, 24, false, null, 0, null);
+  addon.gemm(false, true, M, 24, C, A, C, Bt, C, c2, 24, false, null, 0, null, null, 1, null, null, null, 1, packed);
+  if (c1.some((v, i) => v !== c2[i])) throw new Error('a packed B gave other bits than packing per call');
+  return sum(c2);
+});
 call('colSum', (f) => {
   const out = zeros(C);
   f(x, M, C, out, false);

@@ -258,6 +258,54 @@ for (const isa of ISAS) {
       runGemm({ tA: false, tB: true, M: 9, N: 11, K: 4100, padA: 0, padB: 0, padC: 0, acc: false, bias: true, act: Act.None, preact: false }, 1e-4);
     });
 
+    test('gemm: B packed once (packWeights) gives the bits of packing per call, every path and thread count', () => {
+      use();
+      // [M, N, K, ldb pad, epilogue]: M <= 64 (the transposed path without a pack), tiny work
+      // (serial), several k-blocks, N off the panel width, GRN-folded A scales with a residual,
+      // sums of squares, a split-K shape (which packs its own chunks and ignores the pack).
+      const cases: [number, number, number, number, string][] = [
+        [49, 320, 1280, 0, 'gelu'], [49, 1280, 320, 3, 'gelu+pre'], [3, 20, 7, 0, 'bias'], [196, 45, 800, 1, 'none'],
+        [98, 80, 320, 0, 'grn'], [784, 96, 64, 2, 'sq'], [9, 11, 4100, 0, 'bias'], [1, 1000, 320, 0, 'bias'],
+      ];
+      for (const [M, N, K, pad, epi] of cases) {
+        const ldb = K + pad;
+        const A = rnd(M * K), B = rnd(N * ldb), bias = rnd(N);
+        const packed = nk.packWeights(B, ldb, true, N, K);
+        assert.equal(packed.N, N);
+        assert.ok(packed.bytes >= N * K * 4);
+        const extras = (p: typeof packed | null) => epi === 'grn'
+          ? { aScale: rnd(2 * K), aScaleRows: M / 2, aShift: rnd(K), residual: rnd(M * N), packedB: p }
+          : epi === 'sq' ? { sqSums: new Float32Array(N * 2), sqGroupRows: M / 2, packedB: p } : { packedB: p };
+        for (const threads of [1, 2, 3]) {
+          nk.setThreads(threads);
+          seed = 11;  // the same scales and residual for both calls
+          const e1 = extras(null), C1 = new Float32Array(M * N), P1 = new Float32Array(M * N);
+          seed = 11;
+          const e2 = extras(packed), C2 = new Float32Array(M * N), P2 = new Float32Array(M * N);
+          const act = epi.startsWith('gelu') ? Act.Gelu : Act.None;
+          const pre = epi === 'gelu+pre';
+          nk.gemm(false, true, M, N, K, A, K, B, ldb, C1, N, false, epi === 'none' ? null : bias, act, pre ? P1 : null, e1);
+          nk.gemm(false, true, M, N, K, A, K, B, ldb, C2, N, false, epi === 'none' ? null : bias, act, pre ? P2 : null, e2);
+          const what = `${M}x${N}x${K} ${epi}, ${threads} thread(s)`;
+          sameBits(C2, C1, what);
+          if (pre) sameBits(P2, P1, `${what} preact`);
+          if (e1.sqSums && e2.sqSums) sameBits(e2.sqSums, e1.sqSums, `${what} sums of squares`);
+        }
+        nk.setThreads(defaultThreads);
+      }
+      const B = rnd(6 * 5), packed = nk.packWeights(B, 5, true, 6, 5), a = new Float32Array(64);
+      assert.throws(() => nk.gemm(false, true, 2, 6, 4, a, 4, B, 5, a, 6, false, null, Act.None, null, { packedB: packed }), /packedB is for N=6, K=5/);
+      assert.throws(() => nk.gemm(false, false, 2, 6, 5, a, 5, a, 6, a, 6, false, null, Act.None, null, { packedB: packed }), /packedB is for/);
+      assert.throws(() => nk.packWeights(B, 6, false, 6, 5), /only transposed/);
+      assert.throws(() => nk.packWeights(B, 4, true, 6, 5), /ldb must be >= 5/);
+      const other = ISAS.find((i) => i !== isa);
+      if (other) {
+        nk.setIsa(other);
+        assert.throws(() => nk.gemm(false, true, 2, 6, 5, a, 5, B, 5, a, 6, false, null, Act.None, null, { packedB: packed }), /packed by other kernels or for another instruction set/);
+        use();
+      }
+    });
+
     test('gemm: very large B (per-task packing) matches the serial path and sampled dot products', () => {
       use();
       // K x N beyond the shared-packing cap and M x N beyond the split-K limit.

@@ -156,6 +156,43 @@ test('training gradients are bit-identical for any thread count (native kernels)
   }
 });
 
+test('inference with packed weights: the bits of packing per call, and never stale (native kernels)', (t) => {
+  const native = getKernels();
+  if (!native.packWeights) {
+    t.skip('these kernels do not pack weights');
+    return;
+  }
+  // The same kernels without packWeights: every GEMM packs its B per call.
+  const perCall = new Proxy(native, {
+    get: (target, prop) => {
+      if (prop === 'packWeights') return undefined;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const cfg = makeConfig({ depths: [1, 1, 2, 1], dims: [16, 24, 40, 64] }, { numClasses: 9 });
+  const packedModel = new ConvNeXtV2(cfg, { kernels: native, seed: 5 });
+  const plainModel = new ConvNeXtV2(cfg, { kernels: perCall, seed: 5 });
+  for (const m of [packedModel, plainModel]) for (const p of m.params) if (p.name.includes('grn')) { p.host().fill(0.2); p.touch(); }
+  const x = new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i * 0.13));
+  const logits = (m: ConvNeXtV2, n = 2) => Float32Array.from(m.forward({ shape: [n, 3, 64, 64], data: x.subarray(0, n * 3 * 64 * 64) }).logits!.data);
+  const same = (a: Float32Array, b: Float32Array, what: string) => assert.deepEqual(new Uint32Array(a.buffer), new Uint32Array(b.buffer), what);
+  same(logits(packedModel), logits(plainModel), 'first forward (packs made)');
+  same(logits(packedModel, 1), logits(plainModel, 1), 'batch 1, packs reused');
+  // New weights through the library (loadStateDict), then a direct write marked with touch().
+  const sd = new Map([...packedModel.stateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data.map((y, i) => y * (1 + 0.01 * Math.sin(i))) }]));
+  for (const m of [packedModel, plainModel]) m.loadStateDict(sd);
+  same(logits(packedModel), logits(plainModel), 'after loadStateDict');
+  for (const m of [packedModel, plainModel]) {
+    const w = m.params.find((p) => p.name === 'stages.2.blocks.1.mlp.fc2.weight')!;
+    w.host()[3] += 0.5;
+    w.touch();
+  }
+  same(logits(packedModel), logits(plainModel), 'after a touched direct write');
+  const before = logits(packedModel);
+  assert.ok(before.some((v, i) => v !== logits(new ConvNeXtV2(cfg, { kernels: native, seed: 5 }))[i]), 'the writes changed the logits (the test can fail)');
+});
+
 test('Linear.backwardRows equals backward when the other rows of dy are zero', () => {
   const k = getKernels();
   const [M, I, O] = [23, 19, 37];

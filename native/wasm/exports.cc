@@ -266,8 +266,7 @@ EXPORT(cnx_stop_workers) void cnx_stop_workers() {
 EXPORT(gemm) void gemm(int transA, int transB, int M, int N, int K, uint32_t A, int lda, uint32_t B, int ldb, uint32_t C,
                        int ldc, int accumulate, uint32_t bias, int act, uint32_t preact, uint32_t ascale, int ascaleRows,
                        uint32_t ashift, uint32_t resid, uint32_t sqsum, int sqRows) {
-  cnx::GemmCall g;
-  std::memset(&g, 0, sizeof g);
+  cnx::GemmCall g{};
   g.transA = transA; g.transB = transB; g.M = M; g.N = N; g.K = K;
   g.A = ptr<const float>(A); g.lda = lda; g.B = ptr<const float>(B); g.ldb = ldb; g.C = ptr<float>(C); g.ldc = ldc;
   g.accumulate = accumulate; g.bias = ptr<const float>(bias); g.act = act; g.preact = ptr<float>(preact);

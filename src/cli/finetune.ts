@@ -156,6 +156,7 @@ export const finetune: Command = {
         if (!t) continue;
         if (t.data.length !== p.size) throw new ConvNextError(`finetune: --init ${initPath}: tensor ${p.name} does not fit the model`);
         model.kernels.write(p.data, t.data);
+        p.touch();
       }
       initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}`;
     }

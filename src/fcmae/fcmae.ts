@@ -157,8 +157,10 @@ export class FCMAE {
       else if (/downsample\.1\.weight$/.test(n)) tn(p, 0.02);
       else tn(p, 1); // stem.0, conv_dw, mlp.fc1, mlp.fc2
     }
+    for (const p of this.encoderModel.params) p.touch();
     for (const p of this.decoderParams) {
       const n = p.name;
+      p.touch();
       if (n === `${FCMAE_PREFIX}mask_token`) {
         set(p, () => rng.normal() * 0.02);
       } else if (timm && /pwconv[12]\.bias$/.test(n)) {
@@ -317,6 +319,7 @@ export class FCMAE {
       if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
       if (t.data.length !== p.size) throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
       this.kernels.write(p.data, t.data);
+      p.touch();
     }
   }
 }

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Act, GemmExtras, Isa, Kernels, NativeIsa } from './types.js';
+import type { Act, GemmExtras, Isa, Kernels, NativeIsa, PackedWeights } from './types.js';
 
 /** What cpuid says the CPU is ('' and 0 without cpuid). */
 export interface CpuId {
@@ -31,7 +31,10 @@ interface Addon {
     accumulate: boolean, bias: Float32Array | null, act: number, preact: Float32Array | null,
     aScale?: Float32Array | null, aScaleRows?: number, aShift?: Float32Array | null,
     residual?: Float32Array | null, sqSums?: Float32Array | null, sqGroupRows?: number,
+    packedB?: Float32Array | null,
   ): void;
+  packedSize(N: number, K: number): number;
+  packWeights(B: Float32Array, ldb: number, transB: boolean, N: number, K: number, out: Float32Array): void;
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
   dwconvForward(
     x: Float32Array, N: number, H: number, W: number, C: number, K: number,
@@ -149,6 +152,14 @@ export function nativeAvailable(): boolean {
   }
 }
 
+/** A pack made by NativeKernels.packWeights: the panels of this ISA's GEMM. */
+class NativePacked implements PackedWeights {
+  constructor(readonly N: number, readonly K: number, readonly transB: boolean, readonly isa: string, readonly data: Float32Array) {}
+  get bytes(): number {
+    return this.data.byteLength;
+  }
+}
+
 export class NativeKernels extends HostKernels implements Kernels {
   readonly name = 'native';
   private readonly a: Addon;
@@ -193,9 +204,24 @@ export class NativeKernels extends HostKernels implements Kernels {
       this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact);
       return;
     }
-    const { aScale = null, aScaleRows = 1, aShift = null, residual = null, sqSums = null, sqGroupRows = 1 } = extras;
+    const { aScale = null, aScaleRows = 1, aShift = null, residual = null, sqSums = null, sqGroupRows = 1, packedB = null } = extras;
+    let packed: Float32Array | null = null;
+    if (packedB) {
+      if (!(packedB instanceof NativePacked) || packedB.isa !== this.isa) throw new Error(`gemm: packedB was packed by other kernels or for another instruction set (repack with packWeights on ${this.isa})`);
+      if (!transB || packedB.N !== N || packedB.K !== K) {
+        throw new Error(`gemm: packedB is for N=${packedB.N}, K=${packedB.K}${packedB.transB ? ', transB' : ''}; the call has N=${N}, K=${K}${transB ? ', transB' : ''}`);
+      }
+      packed = packedB.data;
+    }
     this.a.gemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, act, preact, aScale, aScaleRows, aShift, residual,
-      sqSums, sqGroupRows);
+      sqSums, sqGroupRows, packed);
+  }
+
+  packWeights(B: Float32Array, ldb: number, transB: boolean, N: number, K: number): PackedWeights {
+    if (!transB) throw new Error('packWeights: only transposed operands (Linear weights [out, in]) are packed');
+    const data = new Float32Array(this.a.packedSize(N, K));
+    this.a.packWeights(B, ldb, transB, N, K, data);
+    return new NativePacked(N, K, transB, this.isa, data);
   }
 
   colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {

@@ -46,6 +46,22 @@ export interface GemmExtras<T = Buf> {
    */
   sqSums?: T | null;
   sqGroupRows?: number;
+  /**
+   * op(B) packed beforehand by {@link Kernels.packWeights} (transB, this N and K) from the same
+   * values as B: the GEMM reads the pack instead of packing B itself. A layer's weights at
+   * inference are packed once and reused while they do not change (see InferencePack); at
+   * batch 1 the per-call packing of the weights was about a tenth of the forward.
+   */
+  packedB?: PackedWeights | null;
+}
+
+/** An operand packed by {@link Kernels.packWeights}: opaque, valid with the backend that made it. */
+export interface PackedWeights {
+  readonly N: number;
+  readonly K: number;
+  readonly transB: boolean;
+  /** Bytes held (the pack is a copy beside the weight). */
+  readonly bytes: number;
 }
 
 /**
@@ -149,6 +165,12 @@ export interface Kernels {
     preact: Buf | null,
     extras?: GemmExtras,
   ): void;
+
+  /**
+   * Optional (the native backend): op(B) packed for gemm's `extras.packedB`, B as gemm takes it
+   * (N x K with row stride ldb when transB, else K x N). A copy: later changes to B are not in it.
+   */
+  packWeights?(B: Buf, ldb: number, transB: boolean, N: number, K: number): PackedWeights;
 
   /** out[j] (+)= sum over rows i of x[i*N + j]; x is M x N. Accumulates into out if `accumulate`. */
   colSum(x: Buf, M: number, N: number, out: Buf, accumulate: boolean): void;

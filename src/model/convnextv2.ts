@@ -149,12 +149,14 @@ export class ConvNeXtV2 {
       const prm = this.param(s.name);
       if (s.init !== 'trunc_normal') {
         k.fill(prm.data, initConstant(s.init) * (scaled && s.name.startsWith('head.fc.') ? this.config.headInitScale : 1));
+        prm.touch();
         continue;
       }
       const v = new Float32Array(prm.size);
       for (let i = 0; i < v.length; i++) v[i] = rng.truncNormal(0.02);
       if (scaled && s.name.startsWith('head.fc.')) for (let i = 0; i < v.length; i++) v[i] *= this.config.headInitScale;
       k.write(prm.data, v);
+      prm.touch();
     }
   }
 
@@ -204,6 +206,7 @@ export class ConvNeXtV2 {
         throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
       }
       this.kernels.write(p.data, t.data);
+      p.touch();
     }
     const extra = [...state.keys()].filter((k) => !this.byName.has(k));
     if (extra.length) throw new ConvNextError(`${source}: unexpected tensors ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);

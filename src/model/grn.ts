@@ -61,7 +61,7 @@ export class GRN {
     const s = shared.get(k, 'grn.scale', N * C);
     k.grnScale(nx, N, C, this.gamma.data, s);
     k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, false, fc.bias ? fc.bias.data : null, Act.None, null,
-      { aScale: s, aScaleRows: HW, aShift: this.beta.data, residual });
+      { aScale: s, aScaleRows: HW, aShift: this.beta.data, residual, packedB: fc.inferenceWeights(k, N * HW) });
     this.x = this.offsets = this.gx = this.nx = null;
     return out;
   }

@@ -1,8 +1,8 @@
 /**
  * Depthwise KxK convolution (stride 1, padding K/2) over channels-last maps. The weight is
  * kept in PyTorch layout [C, 1, K, K]; the kernels want it tap-major [K*K, C], so it is
- * transposed on each forward (C*K*K values, negligible; a kernel, so it runs where the
- * weights live) and its gradient transposed back.
+ * transposed when it has changed (Param.version: once per optimizer step in training, once at
+ * inference; a kernel, so it runs where the weights live) and its gradient transposed back.
  *
  * `forwardRows` / `backwardRows` are the submanifold form for the sparse FCMAE encoder: the
  * input is the compacted visible rows [S, C] of an N x H x W map (masked positions zero) and
@@ -21,11 +21,17 @@ export class DepthwiseConv {
 
   constructor(readonly weight: Param, readonly bias: Param, readonly C: number, readonly K: number) {}
 
-  /** The weight tap-major, wt [K*K, C] = weight [C, K*K] transposed. */
+  /** What the tap-major copy was made from (it is remade when the weight changes: Param.version). */
+  private wtOf: { wt: Buf; data: Buf; version: number; k: Kernels } | null = null;
+
+  /** The weight tap-major, wt [K*K, C] = weight [C, K*K] transposed (once per change of the weight). */
   private transposeWeight(k: Kernels): Buf {
     const { C, K } = this;
     const wt = this.own.get(k, 'wt', K * K * C);
-    k.transpose(this.weight.data, 1, C, K * K, wt, false);
+    const w = this.weight, of = this.wtOf;
+    if (of && of.wt === wt && of.data === w.data && of.version === w.version && of.k === k) return wt;
+    k.transpose(w.data, 1, C, K * K, wt, false);
+    this.wtOf = { wt, data: w.data, version: w.version, k };
     return wt;
   }
 

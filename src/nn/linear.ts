@@ -2,8 +2,9 @@
  * Linear layer over channels-last rows: y = x W^T + b, W [out, in] (PyTorch layout), with an
  * optional exact-GELU epilogue fused into the GEMM (the pre-activation is kept for backward).
  */
-import { Act, type Buf, type Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Kernels, type PackedWeights } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
+import { InferencePack } from './inference_pack.js';
 import type { Param } from './param.js';
 
 export class Linear {
@@ -11,6 +12,7 @@ export class Linear {
   private x: Buf | null = null;
   private preact: Buf | null = null;
   private M = 0;
+  private readonly pack = new InferencePack();
 
   constructor(
     readonly weight: Param,
@@ -33,8 +35,9 @@ export class Linear {
     const bias = this.bias ? this.bias.data : null;
     const act = this.gelu ? Act.Gelu : Act.None;
     const inPlace = residual === y;
-    const extras = (residual && !inPlace) || sq
-      ? { residual: inPlace ? null : residual, sqSums: sq?.sums, sqGroupRows: sq?.groupRows }
+    const packedB = b.cache ? null : this.inferenceWeights(k, M);
+    const extras = (residual && !inPlace) || sq || packedB
+      ? { residual: inPlace ? null : residual, sqSums: sq?.sums, sqGroupRows: sq?.groupRows, packedB }
       : undefined;
     k.gemm(false, true, M, this.outFeatures, this.inFeatures, x, this.inFeatures, this.weight.data, this.inFeatures, y, this.outFeatures,
       inPlace, bias, act, pre, extras);
@@ -42,6 +45,11 @@ export class Linear {
     this.x = b.cache ? x : null;
     this.preact = pre;
     return y;
+  }
+
+  /** The weight packed for an M-row inference GEMM (see InferencePack), or null. */
+  inferenceWeights(k: Kernels, M: number): PackedWeights | null {
+    return this.pack.get(k, this.weight, this.outFeatures, this.inFeatures, M);
   }
 
   /**

@@ -15,6 +15,13 @@ export class Param {
   /** Where data, grad and the optimizer's moments live (the kernels' memory: see TensorMemory). */
   readonly memory: TensorMemory;
 
+  /**
+   * Counts the library's writes to `data` (initialisation, loading, optimizer steps, EMA swaps),
+   * like torch's tensor._version: copies derived from the values (InferencePack) are remade
+   * when it moves. Code that writes `data` itself calls {@link Param.touch}.
+   */
+  version = 0;
+
   constructor(name: string, shape: number[], noDecay: boolean, memory: TensorMemory = hostMemory) {
     this.name = name;
     this.shape = [...shape];
@@ -24,12 +31,18 @@ export class Param {
     this.noDecay = noDecay;
   }
 
+  /** Marks `data` as changed (see {@link Param.version}). */
+  touch(): void {
+    this.version++;
+  }
+
   /** Returns data and grad to their memory (a no-op for host arrays); the Param is unusable after. */
   dispose(): void {
     this.memory.free(this.data);
     this.memory.free(this.grad);
     this.data = new Float32Array(0);
     this.grad = new Float32Array(0);
+    this.touch();
   }
 
   /** data as a host array; throws on a device backend, whose values are read with `await k.read(p.data)`. */

@@ -5,12 +5,14 @@
  */
 import { Act, type Buf, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
+import { InferencePack } from './inference_pack.js';
 import type { Param } from './param.js';
 
 export class PatchConv {
   private readonly own = new Arena();
   private cols: Buf | null = null;
   private N = 0; private H = 0; private W = 0;
+  private readonly pack = new InferencePack();
 
   constructor(readonly weight: Param, readonly bias: Param, readonly inC: number, readonly outC: number, readonly P: number) {}
 
@@ -27,7 +29,8 @@ export class PatchConv {
     const cols = b.cache ? this.own.get(k, 'cols', M * L) : b.shared.get(k, 'patchconv.cols', M * L);
     k.patchify(x, N, H, W, inC, P, cols);
     const y = out ?? (b.cache ? this.own.get(k, 'y', M * outC) : b.shared.get(k, 'patchconv.y', M * outC));
-    k.gemm(false, true, M, outC, L, cols, L, this.weight.data, L, y, outC, false, this.bias.data, Act.None, null);
+    const packedB = b.cache ? null : this.pack.get(k, this.weight, outC, L, M);
+    k.gemm(false, true, M, outC, L, cols, L, this.weight.data, L, y, outC, false, this.bias.data, Act.None, null, packedB ? { packedB } : undefined);
     this.N = N; this.H = H; this.W = W;
     this.cols = b.cache ? cols : null;
     return y;

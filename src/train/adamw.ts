@@ -74,6 +74,7 @@ export class AdamW {
       const glr = lr * g.lrScale;
       for (const p of g.params) {
         k.adamw(p.data, p.grad, this.m.get(p)!, this.v.get(p)!, p.size, glr, b1, b2, this.opts.eps, g.weightDecay, bc1, bc2);
+        p.touch();
       }
     }
   }

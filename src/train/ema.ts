@@ -38,6 +38,7 @@ export class ModelEma {
       this.k.copy(e, p.data);
       this.k.copy(tmp, e);
       p.memory.free(tmp);
+      p.touch();
     }
   }
 
