@@ -234,24 +234,31 @@ static void pack_b(const GemmCall& g, i64 k0, i64 kc, i64 n0, i64 nc, float* bp,
     if (nc > nr) pack_b(g, k0, kc, n0 + nr, nc - nr, bp + kc * NR, 0);
     return;
   }
+  if (!g.transB) {
+    // Row k of B once, in order, into every panel (panel by panel, each pass would read a
+    // strided slice of every row: a weight gradient's B is a large activation from memory).
+    const i64 nfull = nc / NR, rest = nc - nfull * NR;
+    for (i64 k = 0; k < kc; ++k) {
+      const float* src = g.B + (k0 + k) * g.ldb + n0;
+      for (i64 p = 0; p < nfull; ++p) {
+        float* dst = bp + p * kc * NR + k * NR;
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) S::store(dst + j * S::W, S::load(src + p * NR + j * S::W));
+      }
+      if (rest > 0) {
+        float* dst = bp + nfull * kc * NR + k * NR;
+        const float* sr = src + nfull * NR;
+        i64 j = 0;
+        for (; j < rest; ++j) dst[j] = sr[j];
+        for (; j < NR; ++j) dst[j] = 0.0f;
+      }
+    }
+    return;
+  }
   for (i64 jp = 0; jp < nc; jp += NR) {
     const i64 nr = nc - jp < NR ? nc - jp : NR;
     float* dst = bp + (jp / NR) * kc * NR;
-    if (!g.transB) {
-      const float* src = g.B + k0 * g.ldb + n0 + jp;
-      if (nr == NR) {
-        for (i64 k = 0; k < kc; ++k) {
-#pragma GCC unroll 4
-          for (int j = 0; j < NV; ++j) S::store(dst + k * NR + j * S::W, S::load(src + k * g.ldb + j * S::W));
-        }
-      } else {
-        for (i64 k = 0; k < kc; ++k) {
-          i64 j = 0;
-          for (; j < nr; ++j) dst[k * NR + j] = src[k * g.ldb + j];
-          for (; j < NR; ++j) dst[k * NR + j] = 0.0f;
-        }
-      }
-    } else {
+    {
       const float* src = g.B + (n0 + jp) * g.ldb + k0;
       if (nr == NR) {
         pack_tb_full(src, g.ldb, kc, dst);
@@ -373,6 +380,22 @@ static inline void tile_a(const GemmCall& g, i64 ir, int mr, i64 pc, i64 kc, flo
   }
 }
 
+// A transposed: rows [m0, m1) of op(A), columns [pc, pc + kc), as consecutive tiles of MR
+// rows, each k-major (MR x kc, as tile_a packs one), k outer.
+static void pack_a_tiles(const GemmCall& g, i64 m0, i64 m1, i64 pc, i64 kc, float* apack) {
+  for (i64 k = 0; k < kc; ++k) {
+    const float* src = g.A + (pc + k) * g.lda;
+    for (i64 ir = m0; ir < m1; ir += MR) {
+      const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
+      float* d = apack + ((ir - m0) / MR) * MR * kc + k * MR;
+      for (int r = 0; r < mr; r += S::W) {
+        const int n = mr - r < S::W ? mr - r : S::W;
+        S::store_n(d + r, S::load_n(src + ir + r, n), n);
+      }
+    }
+  }
+}
+
 // Computes out[m0:m1, n0:n1] (stride ldo) = op(A)[m0:m1, k0:k1] . op(B)[k0:k1, n0:n1]
 // (+ out if accum), with the GEMM's epilogue when epi. Single-threaded.
 static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0, i64 k1,
@@ -382,7 +405,13 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   const i64 kcb = nkb == 1 ? K : (K + nkb - 1) / nkb;
   const i64 ncmax = (n1 - n0) < NC ? (n1 - n0) : NC;
   float* bp = scratch(0, (size_t)(kcb > 0 ? kcb : 1) * (size_t)((ncmax + S::W + NR - 1) / NR * NR));
-  float* apack = (g.transA || g.ascale) ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR) : nullptr;
+  // A transposed (stored K x M): the k-block of all the row tiles packed at once, reading each
+  // row of A once and in order (tile by tile, each tile read a strided slice of every row).
+  const i64 ntiles = (m1 - m0 + MR - 1) / MR;
+  const bool allA = g.transA && (double)ntiles * MR * (double)(kcb > 0 ? kcb : 1) <= (double)(1 << 18);
+  float* apack = (g.transA || g.ascale)
+                     ? scratch(3, (size_t)(kcb > 0 ? kcb : 1) * MR * (size_t)(allA ? ntiles : 1))
+                     : nullptr;
   const UkrTable& tab = ukr_table();
   Tile t;
   t.lda = g.lda;
@@ -405,13 +434,19 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
       i64 kc = k1 - pc < kcb ? k1 - pc : kcb;
       if (kc < 0) kc = 0;
       pack_b(g, pc, kc, jc, nc, bp, ld);
+      if (allA) pack_a_tiles(g, m0, m1, pc, kc, apack);
       t.kc = kc;
       const bool fromResid = epi && g.resid && kb == 0;  // out is C here
       t.loadc = accum || kb > 0 || fromResid;
       t.final = epi && kb == nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
-        tile_a(g, ir, mr, pc, kc, apack, t);
+        if (allA) {
+          t.a = apack + ((ir - m0) / MR) * MR * kc;
+          t.lda = MR;
+        } else {
+          tile_a(g, ir, mr, pc, kc, apack, t);
+        }
         // Virtual columns [jc - ld, jc + nc): the first ld are masked off.
         for (i64 jr = 0; jr < nc + ld; jr += NR) {
           const i64 nr = nc + ld - jr < NR ? nc + ld - jr : NR;
@@ -482,14 +517,27 @@ struct PackedB {
 static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 m1, i64 p0,
                               i64 p1) {
   const i64 K = g.K;
-  float* apack = (g.transA || g.ascale) ? scratch(3, (size_t)(pb.kcb > 0 ? pb.kcb : 1) * MR) : nullptr;
+  const i64 PG = NC / NR;  // panels per L2 block
+  // A transposed and more than one panel group: all of the rows' tiles packed once, for every
+  // k-block (else each group would pack them again), when that fits in 1 MiB.
+  const i64 ntiles = (m1 - m0 + MR - 1) / MR;
+  const bool allA = g.transA && p1 - p0 > PG && (double)ntiles * MR * (double)(K > 0 ? K : 1) <= (double)(1 << 18);
+  float* apack = (g.transA || g.ascale)
+                     ? scratch(3, allA ? (size_t)(ntiles * MR * (K > 0 ? K : 1)) : (size_t)(pb.kcb > 0 ? pb.kcb : 1) * MR)
+                     : nullptr;
+  if (allA) {
+    for (i64 kb = 0; kb < pb.nkb; ++kb) {
+      const i64 pc = kb * pb.kcb;
+      const i64 kc = K - pc < pb.kcb ? K - pc : pb.kcb;
+      if (kc > 0) pack_a_tiles(g, m0, m1, pc, kc, apack + ntiles * MR * pc);
+    }
+  }
   const UkrTable& tab = ukr_table();
   Tile t;
   t.lda = g.lda;
   t.ldc = g.ldc;
   t.act = g.act;
   bool streamed = false;
-  const i64 PG = NC / NR;  // panels per L2 block
   for (i64 pg = p0; pg < p1; pg += PG) {
     const i64 pe = pg + PG < p1 ? pg + PG : p1;
     for (i64 kb = 0; kb < pb.nkb; ++kb) {
@@ -502,7 +550,12 @@ static void gemm_block_packed(const GemmCall& g, const PackedB& pb, i64 m0, i64 
       t.final = kb == pb.nkb - 1;
       for (i64 ir = m0; ir < m1; ir += MR) {
         const int mr = (int)(m1 - ir < MR ? m1 - ir : MR);
-        tile_a(g, ir, mr, pc, kc, apack, t);
+        if (allA) {
+          t.a = apack + ntiles * MR * pc + ((ir - m0) / MR) * MR * kc;
+          t.lda = MR;
+        } else {
+          tile_a(g, ir, mr, pc, kc, apack, t);
+        }
         for (i64 p = pg; p < pe; ++p) {
           const i64 col = p * NR - pb.lead;
           const int skip = col < 0 ? (int)-col : 0;
@@ -599,8 +652,17 @@ static void run_packed(const GemmCall& g, const PackedB& pb, int nth, double wor
     if (npb > npan) npb = npan;
   }
   const i64 mtPer = (mt + nmb - 1) / nmb;
+  // Row tasks are whole tiles, so their count rarely divides among the threads (27 tiles in
+  // tasks of 4: 7 tasks, 4 + 3 on two threads): split the panels too until the tasks do.
+  const i64 rowTasks = (mt + mtPer - 1) / mtPer;
+  for (i64 q = npb; q <= npan && q <= npb + nth; ++q) {
+    if ((rowTasks * q) % nth == 0) {
+      npb = q;
+      break;
+    }
+  }
   const i64 ppPer = (npan + npb - 1) / npb;
-  parallel_for(nmb * npb, [&](i64 task) {
+  parallel_for(rowTasks * npb, [&](i64 task) {
     const i64 bm = task / npb, bn = task % npb;
     const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
     const i64 p0 = bn * ppPer, p1 = p0 + ppPer < npan ? p0 + ppPer : npan;
