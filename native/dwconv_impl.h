@@ -283,16 +283,23 @@ static void dw_conv(const float* src, i64 N, i64 H, i64 Wd, i64 C, int K, const 
   if (N <= 0 || H <= 0 || Wd <= 0 || C <= 0) return;
   if (K != 7 && K != 3) return dw_rows(src, N, H, Wd, C, K, w, bias, flip, acc, dst);
   const i64 rows = N * H;
-  const i64 ncb = (C + S::W - 1) / S::W;
-  const i64 band = 16;
+  // One task per band of output rows, all channel vectors in turn (the band's input rows stay
+  // in cache from one vector to the next), bands small enough for a few per thread. Tasks that
+  // split the channels of the same rows ran two threads no faster than one: where a row's
+  // vectors are not line-aligned, neighbouring vectors share cache lines. Each output's sum
+  // is the same whatever the band, so results do not depend on the threads.
+  const int nth = pool_threads();
+  i64 band = rows / (4 * (i64)nth);
+  band = band < 2 ? 2 : band > 16 ? 16 : band & ~(i64)1;
   const i64 nb = (rows + band - 1) / band;
-  parallel_for(nb * ncb, [&](i64 t) {
-    const i64 b = t / ncb, cb = (t % ncb) * S::W;
+  parallel_for(nb, [&](i64 b) {
     const i64 r0 = b * band, r1 = r0 + band < rows ? r0 + band : rows;
-    if (K == 7)
-      dw_fast_task<7>(src, H, Wd, C, w, bias, flip, acc, r0, r1, cb, dst);
-    else
-      dw_fast_task<3>(src, H, Wd, C, w, bias, flip, acc, r0, r1, cb, dst);
+    for (i64 cb = 0; cb < C; cb += S::W) {
+      if (K == 7)
+        dw_fast_task<7>(src, H, Wd, C, w, bias, flip, acc, r0, r1, cb, dst);
+      else
+        dw_fast_task<3>(src, H, Wd, C, w, bias, flip, acc, r0, r1, cb, dst);
+    }
   });
 }
 

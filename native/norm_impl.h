@@ -288,17 +288,47 @@ static void grn_fwd(const float* x, const int32_t* off, i64 S_, i64 C, const flo
   });
 }
 
-static void grn_chunk_bwd(const float* dy, const float* x, i64 r0, i64 r1, i64 C, float* p) {
-  for (i64 c = 0; c < C; c += S::W) {
-    const int n = lanes(C, c);
-    S::v a = S::zero(), b = S::zero();
-    for (i64 i = r0; i < r1; ++i) {
-      const S::v d = ld(dy + i * C + c, n);
-      a = S::fma(d, ld(x + i * C + c, n), a);
-      b = S::add(b, d);
+// sum dy*x and sum dy over rows [r0, r1) per channel, for NB channel vectors from c (the
+// last one with n lanes) at once: 2 NB independent chains over contiguous row segments (one
+// vector at a time, the two chains waited on the FMA latency and read rows C floats apart).
+// Each channel sums its rows in order, as one vector at a time did: the same bits.
+template <int NB>
+static inline void grn_bwd_block(const float* dy, const float* x, i64 r0, i64 r1, i64 C, i64 c, int n, float* p) {
+  S::v a[NB], b[NB];
+#pragma GCC unroll 8
+  for (int j = 0; j < NB; ++j) a[j] = b[j] = S::zero();
+  for (i64 i = r0; i < r1; ++i) {
+    const float* dr = dy + i * C + c;
+    const float* xr = x + i * C + c;
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) {
+      const bool last = j == NB - 1;
+      const S::v d = last ? ld(dr + j * S::W, n) : S::load(dr + j * S::W);
+      a[j] = S::fma(d, last ? ld(xr + j * S::W, n) : S::load(xr + j * S::W), a[j]);
+      b[j] = S::add(b[j], d);
     }
-    st(p + c, a, n);
-    st(p + C + c, b, n);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NB; ++j) {
+    const int m = j == NB - 1 ? n : S::W;
+    st(p + c + j * S::W, a[j], m);
+    st(p + C + c + j * S::W, b[j], m);
+  }
+}
+
+static void grn_chunk_bwd(const float* dy, const float* x, i64 r0, i64 r1, i64 C, float* p) {
+  for (i64 c = 0; c < C;) {
+    const i64 nv = (C - c + S::W - 1) / S::W;
+    const int nb = nv >= 8 ? 8 : nv >= 4 ? 4 : nv >= 2 ? 2 : 1;
+    const i64 end = c + nb * S::W < C ? c + nb * S::W : C;
+    const int n = (int)(end - (c + (nb - 1) * S::W));
+    switch (nb) {
+      case 8: grn_bwd_block<8>(dy, x, r0, r1, C, c, n, p); break;
+      case 4: grn_bwd_block<4>(dy, x, r0, r1, C, c, n, p); break;
+      case 2: grn_bwd_block<2>(dy, x, r0, r1, C, c, n, p); break;
+      default: grn_bwd_block<1>(dy, x, r0, r1, C, c, n, p); break;
+    }
+    c = end;
   }
 }
 
