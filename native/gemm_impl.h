@@ -635,6 +635,7 @@ static GemmCall transposed(const GemmCall& g) {
 // C with the full epilogue from a packed B (shared by all tasks): tasks over row ranges x panel
 // ranges, or one task when the work is small.
 static void run_packed(const GemmCall& g, const PackedB& pb, int nth, double work) {
+  const i64 PG = NC / NR;  // panels per L2 block (gemm_block_packed)
   const i64 M = g.M, npan = pb.npan;
   if (nth <= 1 || work < 2.0e5) {
     gemm_block_packed(g, pb, 0, M, 0, npan);
@@ -651,20 +652,23 @@ static void run_packed(const GemmCall& g, const PackedB& pb, int nth, double wor
     npb = (target + nmb - 1) / nmb;
     if (npb > npan) npb = npan;
   }
-  const i64 mtPer = (mt + nmb - 1) / nmb;
-  // Row tasks are whole tiles, so their count rarely divides among the threads (27 tiles in
-  // tasks of 4: 7 tasks, 4 + 3 on two threads): split the panels too until the tasks do.
-  const i64 rowTasks = (mt + mtPer - 1) / mtPer;
+  // Row tasks of whole tiles, spread evenly (sizes differ by one tile at most: 66 tiles in
+  // tasks of 9 left a task of 3, and two threads ran 36 and 30); when their count does not
+  // divide among the threads, the panels are split too until the tasks do.
+  // Outputs of two L2 panel groups or more: tasks of half the panels at most (measured on
+  // atto's 1280-wide stage-4 GEMMs: +1-4 points forward and dX, +5-8 for pwconv2's weight
+  // gradient; a third split, or splitting the 640-wide stage 3, lost as much).
+  if (npan >= 2 * PG && npb < 2) npb = 2;
   for (i64 q = npb; q <= npan && q <= npb + nth; ++q) {
-    if ((rowTasks * q) % nth == 0) {
+    if ((nmb * q) % nth == 0) {
       npb = q;
       break;
     }
   }
   const i64 ppPer = (npan + npb - 1) / npb;
-  parallel_for(rowTasks * npb, [&](i64 task) {
+  parallel_for(nmb * npb, [&](i64 task) {
     const i64 bm = task / npb, bn = task % npb;
-    const i64 m0 = bm * mtPer * MR, m1 = m0 + mtPer * MR < M ? m0 + mtPer * MR : M;
+    const i64 m0 = (bm * mt / nmb) * MR, m1e = ((bm + 1) * mt / nmb) * MR, m1 = m1e < M ? m1e : M;
     const i64 p0 = bn * ppPer, p1 = p0 + ppPer < npan ? p0 + ppPer : npan;
     if (m0 >= m1 || p0 >= p1) return;
     gemm_block_packed(g, pb, m0, m1, p0, p1);
