@@ -125,10 +125,9 @@ for (let round = 1; round <= rounds; round++) {
   add('infer1', ours(['--mode', 'infer', '--batch-size', '1']));
   addPeer('ort1', ort(1));
   add('train16', ours(['--mode', 'train', '--batch-size', '16']));
-  // The training step and the dense-masked FCMAE step (the FCMAE target's peer), one run.
-  const tt = torch('fcmae');
-  addPeer('torchTrain', tt?.atto_train_b16_img_s);
-  addPeer('torchFcmae', tt?.atto_fcmae_dense_b16_img_s);
+  addPeer('torchTrain', torch('train')?.atto_train_b16_img_s);
+  // The dense-masked FCMAE step: the peer of the FCMAE target.
+  addPeer('torchFcmae', torch('fcmae')?.atto_fcmae_dense_b16_img_s);
   add('pretrain16', ours(['--mode', 'pretrain', '--batch-size', '16']));
   add('pretrainDense16', ours(['--mode', 'pretrain', '--batch-size', '16', '--dense-masking']));
   kernelRuns.push(ours<KernelRec>(['--mode', 'kernels', '--batch-size', '16']));
