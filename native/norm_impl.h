@@ -172,20 +172,31 @@ static inline void grn_sumsq_block(const float* x, i64 r0, i64 r1, i64 C, i64 c,
   }
 }
 
-static void grn_chunk_sumsq(const float* x, i64 r0, i64 r1, i64 C, float* p) {
+// Calls f(ChannelBlock<NB>(), c, n) over the C channels in blocks of 8, 4, 2 or 1 vectors from c (the
+// block's last vector with n lanes): the register-blocked column sums over rows.
+template <int NB>
+struct ChannelBlock {
+  static constexpr int value = NB;
+};
+template <class F>
+static inline void for_channel_blocks(i64 C, F&& f) {
   for (i64 c = 0; c < C;) {
     const i64 nv = (C - c + S::W - 1) / S::W;
     const int nb = nv >= 8 ? 8 : nv >= 4 ? 4 : nv >= 2 ? 2 : 1;
     const i64 end = c + nb * S::W < C ? c + nb * S::W : C;
     const int n = (int)(end - (c + (nb - 1) * S::W));
     switch (nb) {
-      case 8: grn_sumsq_block<8>(x, r0, r1, C, c, n, p); break;
-      case 4: grn_sumsq_block<4>(x, r0, r1, C, c, n, p); break;
-      case 2: grn_sumsq_block<2>(x, r0, r1, C, c, n, p); break;
-      default: grn_sumsq_block<1>(x, r0, r1, C, c, n, p); break;
+      case 8: f(ChannelBlock<8>(), c, n); break;
+      case 4: f(ChannelBlock<4>(), c, n); break;
+      case 2: f(ChannelBlock<2>(), c, n); break;
+      default: f(ChannelBlock<1>(), c, n); break;
     }
     c = end;
   }
+}
+
+static void grn_chunk_sumsq(const float* x, i64 r0, i64 r1, i64 C, float* p) {
+  for_channel_blocks(C, [&](auto nb, i64 c, int n) { grn_sumsq_block<decltype(nb)::value>(x, r0, r1, C, c, n, p); });
 }
 
 static void grn_seg_stats(const SegChunks& sc, const float* parts, i64 s, i64 C, float eps,
@@ -317,19 +328,7 @@ static inline void grn_bwd_block(const float* dy, const float* x, i64 r0, i64 r1
 }
 
 static void grn_chunk_bwd(const float* dy, const float* x, i64 r0, i64 r1, i64 C, float* p) {
-  for (i64 c = 0; c < C;) {
-    const i64 nv = (C - c + S::W - 1) / S::W;
-    const int nb = nv >= 8 ? 8 : nv >= 4 ? 4 : nv >= 2 ? 2 : 1;
-    const i64 end = c + nb * S::W < C ? c + nb * S::W : C;
-    const int n = (int)(end - (c + (nb - 1) * S::W));
-    switch (nb) {
-      case 8: grn_bwd_block<8>(dy, x, r0, r1, C, c, n, p); break;
-      case 4: grn_bwd_block<4>(dy, x, r0, r1, C, c, n, p); break;
-      case 2: grn_bwd_block<2>(dy, x, r0, r1, C, c, n, p); break;
-      default: grn_bwd_block<1>(dy, x, r0, r1, C, c, n, p); break;
-    }
-    c = end;
-  }
+  for_channel_blocks(C, [&](auto nb, i64 c, int n) { grn_bwd_block<decltype(nb)::value>(dy, x, r0, r1, C, c, n, p); });
 }
 
 // Segment coefficients A1 = 1 + gamma*nx, A2 = dG / gx (0 where gx == 0) into coef[s] (2C),
