@@ -13,8 +13,10 @@
         "native/gemm.cc",
         "native/dwconv.cc",
         "native/norm.cc",
-        "native/misc.cc"
+        "native/misc.cc",
+        "native/mpi.cc"
       ],
+      "libraries": ["-ldl"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["<@(cnx_cflags)"],

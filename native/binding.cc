@@ -741,6 +741,14 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), cnx::pool_threads());
 }
 
+}  // namespace
+
+namespace cnx {
+void register_mpi(Napi::Env env, Napi::Object exports);  // mpi.cc
+}
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Once per process (worker threads load the addon again): the best path, or CONVNEXTV2_ISA's;
   // a CONVNEXTV2_ISA that cannot be used fails every load, never falls back silently.
@@ -793,6 +801,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  cnx::register_mpi(env, exports);
   return exports;
 }
 

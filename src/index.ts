@@ -68,6 +68,9 @@ export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput, type FcmaeT
 export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
+export { type Comm, singleProcess, allgatherJson } from './parallel/comm.js';
+export { connect, launchInfo, type LaunchInfo } from './parallel/mpi.js';
+export { GradientSum } from './parallel/grad_sum.js';
 export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';

@@ -10,6 +10,7 @@ import type { ParsedArgs } from './args.js';
 import { DataLoader } from '../data/loader.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { EvalCounter } from '../train/metrics.js';
+import { allgatherJson, type Comm, singleProcess } from '../parallel/comm.js';
 
 export interface EvalResult {
   top1: number;
@@ -21,21 +22,25 @@ export interface EvalResult {
   classCorrect: number[];
 }
 
-export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto' }): Promise<EvalResult> {
+export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto'; comm?: Comm }): Promise<EvalResult> {
   const K = model.config.numClasses;
   const loader = new DataLoader(ds, {
     batchSize: opts.batchSize ?? 64, transform: { kind: 'eval', size: opts.size, cropPct: opts.cropPct },
     fill: false, workers: opts.workers ?? 'auto',
   });
-  const count = new EvalCounter(K);
+  let count = new EvalCounter(K);
+  // Data-parallel: each rank counts every size-th batch; the shards merge in batch order.
+  const comm = opts.comm ?? singleProcess;
+  const shard = comm.size > 1 ? { rank: comm.rank, size: comm.size, uneven: true } : undefined;
   try {
-    for await (const b of loader.epoch(0)) {
+    for await (const b of loader.epoch(0, 0, shard)) {
       if (b.labels.length === 0) continue;
-      count.add(model.kernels, (await model.forwardAsync(b.pixels)).logits!.data, b.labels);
+      count.add(model.kernels, (await model.forwardAsync(b.pixels)).logits!.data, b.labels, b.batch);
     }
   } finally {
     await loader.close();
   }
+  if (comm.size > 1) count = EvalCounter.merge(K, allgatherJson(comm, count.state()));
   return { ...count.summary(), classImages: count.classImages, classCorrect: count.classCorrect };
 }
 

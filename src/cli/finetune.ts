@@ -36,6 +36,8 @@ import { cosineScheduler, scaledLr } from '../train/schedule.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
+import { singleProcess } from '../parallel/comm.js';
+import { activeComm } from '../parallel/mpi.js';
 import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
@@ -98,8 +100,13 @@ export const finetune: Command = {
     overwrite: { kind: 'boolean', help: 'start over in a run folder that holds a run (its checkpoints, log and PNGs are removed)' },
     workers: { kind: 'int', help: 'data loading worker threads' },
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted)' },
+    'mpi-timeout': { kind: 'number', help: 'under mpirun / srun: seconds a collective may wait before the job is aborted (a dead or hung rank)', default: 300 },
   },
   async run(given, ctx) {
+    // Data-parallel under mpirun / srun (connected by main): rank 0 alone writes.
+    const comm = activeComm() ?? singleProcess;
+    const R = comm.size;
+    const lead = comm.rank === 0;
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
     const { out, overwrite, resumeFile } = runFolderArgs('finetune', given);
     const resumed = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
@@ -200,10 +207,12 @@ export const finetune: Command = {
       transform: { kind: 'train', size: S, scale: [0.08, 1], hflip: 0.5, autoAugment: aa === 'none' ? '' : aa, reprob: a.num('reprob'), remode: 'pixel' },
       workers: args.number('workers') ?? 'auto',
     });
-    const stepsPerEpoch = loader.length;
-    if (stepsPerEpoch < 1) throw new ConvNextError(`finetune: ${train.length} training images make no batch of ${B}`);
+    // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
+    const stepsPerEpoch = Math.floor(loader.length / R);
+    if (stepsPerEpoch < 1) throw new ConvNextError(`finetune: ${train.length} training images make no batch of ${B}${R > 1 ? ` for each of ${R} ranks` : ''}`);
     const updatesPerEpoch = Math.floor(stepsPerEpoch / updateFreq);
-    const lr = args.number('lr') ?? scaledLr(a.num('blr'), B, updateFreq);
+    // The official rule on the global batch: batch x ranks x update-freq.
+    const lr = args.number('lr') ?? scaledLr(a.num('blr'), B * R, updateFreq);
     const schedule = cosineScheduler(lr, a.num('min-lr'), E, Math.max(1, updatesPerEpoch), a.num('warmup-epochs'), a.num('warmup-steps'));
     const warmupEpochs = a.num('warmup-steps') > 0 ? a.num('warmup-steps') / Math.max(1, updatesPerEpoch) : a.num('warmup-epochs');
     const warmNote = warmupNote('finetune', warmupEpochs, E, lr);
@@ -214,13 +223,14 @@ export const finetune: Command = {
     }) : null;
     const clip = args.number('clip-grad');
     const cropPct = a.num('crop-pct');
-    openRunFolder(out, { resuming: resumed !== null, overwrite });
+    if (lead) openRunFolder(out, { resuming: resumed !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
-    keepLogUpTo(logPath, startEpoch);
+    if (lead) keepLogUpTo(logPath, startEpoch);
+    comm.barrier();
     if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
     if (warmNote) ctx.out(warmNote);
     ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
-      `${stepsPerEpoch} steps/epoch of ${B}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
+      `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
       `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
       `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
     const records: object[] = [];
@@ -228,15 +238,15 @@ export const finetune: Command = {
     interrupt.saved = startEpoch;
     const engine = new FinetuneEngine({
       model, opt, ema, batches: loader, schedule, seed, updateFreq, smoothing: a.num('smoothing'), mixup, clipGrad: clip,
-      emaEval: a.bool('model-ema-eval'), resume: { step, best: bestSoFar },
-      evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32) }),
+      emaEval: a.bool('model-ema-eval'), resume: { step, best: bestSoFar }, comm,
+      evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32), comm }),
     });
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const r = await runCliEpoch(engine, epoch, E, stepsPerEpoch, interrupt);
+        const r = await runCliEpoch(engine, epoch, E, stepsPerEpoch * R, interrupt);
         const rec: Record<string, number> = {
           epoch, loss: r.loss, lr: r.lr, val_top1: r.val.top1, val_top5: r.val.top5, val_loss: r.val.loss,
-          images_per_second: r.images / r.seconds, seconds: r.seconds, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
+          images_per_second: r.images / r.seconds, seconds: r.seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
         };
         if (r.ema) {
           rec.ema_top1 = r.ema.top1;
@@ -244,6 +254,10 @@ export const finetune: Command = {
           rec.ema_loss = r.ema.loss;
         }
         records.push(rec);
+        if (!lead) {
+          if (epoch === args.number('stop-after')) break;
+          continue;
+        }
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
         const meta = {

@@ -24,6 +24,7 @@ import { inspect } from './inspect.js';
 import { analyze } from './analyze.js';
 import { info, packageVersion } from './info.js';
 import { Progress } from './progress.js';
+import { activeComm, connect, launchInfo } from '../parallel/mpi.js';
 
 const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze, info];
 
@@ -86,6 +87,18 @@ export async function main(argv: string[]): Promise<number> {
     if (device !== 'cpu') setDefaultKernels(await createBackend(device as BackendChoice));
   }
   Progress.quiet = args.bool('quiet');
+  // Under an MPI launcher: the data-parallel commands connect; rank 0 alone prints.
+  const launch = launchInfo();
+  let lead = true;
+  if (launch && launch.size > 1) {
+    if (cmd.name !== 'finetune' && cmd.name !== 'pretrain') {
+      throw new ConvNextError(`${cmd.name}: started as rank ${launch.rank} of ${launch.size} by ${launch.launcher}: only finetune and pretrain run data-parallel (run it without mpirun)`, 2);
+    }
+    const timeout = args.number('mpi-timeout');
+    if (timeout !== undefined && !(timeout > 0)) throw new ConvNextError(`--mpi-timeout ${timeout}: must be a positive number of seconds`, 2);
+    lead = connect({ timeoutSeconds: timeout }).rank === 0;
+    if (!lead) Progress.quiet = true;
+  }
   // Weights by name (facebook/convnextv2-atto-1k-224, timm/..., hf-hub:...): the Hugging Face cache's snapshot folder.
   for (const flag of ['checkpoint', 'init']) {
     const v = args.flags.get(flag);
@@ -94,12 +107,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   let exitCode = 0;
   const ctx: CommandContext = {
-    out: (line) => process.stdout.write(line + '\n'),
+    out: (line) => { if (lead) process.stdout.write(line + '\n'); },
     err: (line) => process.stderr.write(line + '\n'),
     setExitCode: (code) => { exitCode = Math.max(exitCode, code); },
   };
   const result = await cmd.run(args, ctx);
-  if (args.bool('json') && result) process.stdout.write(JSON.stringify(result) + '\n');
+  if (args.bool('json') && result && lead) process.stdout.write(JSON.stringify(result) + '\n');
   return exitCode;
 }
 
@@ -131,17 +144,21 @@ main(process.argv.slice(2)).then(
     const report = (message: string, exitCode: number) => {
       if (json) process.stdout.write(JSON.stringify({ error: `convnextv2: ${message}`, exit_code: exitCode }) + '\n');
     };
+    // A rank of a data-parallel job names itself, and ends the whole job (the others would wait in a collective).
+    const comm = activeComm();
+    const who = comm && comm.size > 1 ? `rank ${comm.rank}: ` : '';
     if (e instanceof ConvNextError) {
-      process.stderr.write(`convnextv2: ${e.message}\n`);
+      process.stderr.write(`convnextv2: ${who}${e.message}\n`);
       if (debug && e.stack) process.stderr.write(e.stack + '\n');
       report(e.message, e.exitCode);
       process.exitCode = e.exitCode;
     } else {
       const msg = e instanceof Error ? e.message : String(e);
-      process.stderr.write(`convnextv2: ${msg.split('\n')[0]}\n`);
+      process.stderr.write(`convnextv2: ${who}${msg.split('\n')[0]}\n`);
       if (debug && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
       report(msg.split('\n')[0], 1);
       process.exitCode = 1;
     }
+    if (comm && comm.size > 1) comm.abort(Number(process.exitCode));
   },
 );

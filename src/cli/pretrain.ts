@@ -30,6 +30,8 @@ import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
+import { singleProcess } from '../parallel/comm.js';
+import { activeComm } from '../parallel/mpi.js';
 
 export interface EpochRecord {
   epoch: number;
@@ -37,6 +39,10 @@ export interface EpochRecord {
   lr: number;
   images_per_second: number;
   seconds: number;
+  /** Of `seconds`, those in the fixed-order gradient sum over microbatches and ranks (0 without one). */
+  grad_sum_seconds: number;
+  /** Ranks of the job (1: one process). */
+  ranks: number;
   steps: number;
   /** The schedule used: peak and final learning rate, warm-up, total epochs. */
   peak_lr: number;
@@ -83,8 +89,13 @@ export const pretrain: Command = {
     workers: { kind: 'int', help: 'data loading worker threads (default: cores - 1, at most 4)' },
     'vis-images': { kind: 'int', help: 'images in the per-epoch reconstruction PNG', default: 4 },
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted; --resume continues)' },
+    'mpi-timeout': { kind: 'number', help: 'under mpirun / srun: seconds a collective may wait before the job is aborted (a dead or hung rank)', default: 300 },
   },
   async run(given, ctx) {
+    // Data-parallel under mpirun / srun (connected by main): rank 0 alone writes.
+    const comm = activeComm() ?? singleProcess;
+    const R = comm.size;
+    const lead = comm.rank === 0;
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
     const { out, overwrite, resumeFile } = runFolderArgs('pretrain', given);
     const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
@@ -151,34 +162,41 @@ export const pretrain: Command = {
       transform: { kind: 'train', size: S, scale: [0.2, 1], hflip: 0.5 },
       workers: args.number('workers') ?? 'auto',
     });
-    const steps = loader.length;
-    if (steps < 1) throw new ConvNextError(`pretrain: ${train.length} training images make no batch of ${B}`);
-    const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B, updateFreq);
+    // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
+    const steps = Math.floor(loader.length / R);
+    if (steps < 1) throw new ConvNextError(`pretrain: ${train.length} training images make no batch of ${B}${R > 1 ? ` for each of ${R} ranks` : ''}`);
+    // The official rule on the global batch: batch x ranks x update-freq.
+    const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B * R, updateFreq);
     const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
     const warmNote = warmupNote('pretrain', schedule.warmupEpochs, E, lr);
     const vis = await visBatch(args.requireString('data'), seed, S, visImages, train);
-    openRunFolder(out, { resuming: ck !== null, overwrite });
+    if (lead) openRunFolder(out, { resuming: ck !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
-    keepLogUpTo(logPath, startEpoch);
+    if (lead) keepLogUpTo(logPath, startEpoch);
+    comm.barrier();
     if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
     if (warmNote) ctx.out(warmNote);
     const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
     ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
-      `${train.source}, ${steps} steps/epoch of ${B}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
+      `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
       `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
     const records: EpochRecord[] = [];
     const interrupt = new Interruption('pretrain', out);
     interrupt.saved = startEpoch;
-    const engine = new PretrainEngine({ fcmae, opt, batches: loader, schedule, seed, updateFreq, mode, resume: { step } });
+    const engine = new PretrainEngine({ fcmae, opt, batches: loader, schedule, seed, updateFreq, mode, resume: { step }, comm });
     try {
       for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const r = await runCliEpoch(engine, epoch, E, steps, interrupt, '; try a lower --blr or more --warmup-epochs');
+        const r = await runCliEpoch(engine, epoch, E, steps * R, interrupt, '; try a lower --blr or more --warmup-epochs');
         const { seconds } = r;
         const rec: EpochRecord = {
-          epoch, loss: r.loss, lr: r.lr, images_per_second: r.images / seconds, seconds, steps: r.batches,
+          epoch, loss: r.loss, lr: r.lr, images_per_second: r.images / seconds, seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, steps: r.batches,
           peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
         };
         records.push(rec);
+        if (!lead) {
+          if (epoch === args.number('stop-after')) break;
+          continue;
+        }
         appendFileSync(logPath, JSON.stringify(rec) + '\n');
         const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
         await writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);

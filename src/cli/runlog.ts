@@ -6,6 +6,7 @@ import { writeBytesAtomicSync } from '../io/atomic.js';
 import { ParsedArgs, type FlagValue } from './args.js';
 import { type EpochHooks, NonFiniteLossError } from '../train/epoch.js';
 import { Progress } from './progress.js';
+import { activeComm } from '../parallel/mpi.js';
 
 /** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
 export function keepLogUpTo(path: string, epoch: number): void {
@@ -77,7 +78,7 @@ export function openRunFolder(out: string, opts: { resuming: boolean; overwrite:
 }
 
 /** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
-const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'device', 'quiet', 'json', 'help']);
+const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'device', 'quiet', 'json', 'help', 'mpi-timeout']);
 
 export interface ResumedArgs {
   /** The recorded arguments, with the flags given now where they may change. */
@@ -140,8 +141,14 @@ export class Interruption {
   private readonly handlers: [NodeJS.Signals, () => void][];
   constructor(readonly command: string, readonly out: string) {
     this.handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => [sig, () => {
-      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}convnextv2: ${command}: interrupted at epoch ${this.epoch} step ${this.step} (${this.checkpointNote()}); resume with --resume --out ${out}\n`);
-      process.exit(sig === 'SIGINT' ? 130 : 143);
+      const code = sig === 'SIGINT' ? 130 : 143;
+      const comm = activeComm();
+      if (!comm || comm.rank === 0) {
+        process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}convnextv2: ${command}: interrupted at epoch ${this.epoch} step ${this.step} (${this.checkpointNote()}); resume with --resume --out ${out}\n`);
+      }
+      // A data-parallel job ends as a whole (MPI_Finalize would wait for ranks inside a collective).
+      if (comm && comm.size > 1) comm.abort(code);
+      process.exit(code);
     }]);
     for (const [sig, h] of this.handlers) process.on(sig, h);
   }

@@ -19,11 +19,34 @@ export interface Batch {
   indices: Int32Array;
 }
 
+/**
+ * The batches one rank of a data-parallel job takes (see GradientSum): those whose index is
+ * `rank` modulo `size`, up to the last whole round of `size` batches (every rank the same
+ * count: training), or all of them with `uneven` (evaluation).
+ */
+export interface Shard {
+  rank: number;
+  size: number;
+  uneven?: boolean;
+}
+
+/** The global batch indices an epoch of `nb` batches hands out from `startBatch` on (to one rank with `shard`). */
+export function epochBatches(nb: number, startBatch: number, shard?: Shard): number[] {
+  if (!Number.isInteger(startBatch) || startBatch < 0 || startBatch > nb) throw new ConvNextError(`start batch ${startBatch} outside [0, ${nb}]`);
+  const size = shard?.size ?? 1, rank = shard?.rank ?? 0;
+  if (!(Number.isInteger(size) && size >= 1 && Number.isInteger(rank) && rank >= 0 && rank < size)) throw new ConvNextError(`shard: rank ${rank} of ${size}`);
+  const end = shard && !shard.uneven ? Math.floor(nb / size) * size : nb;
+  const out: number[] = [];
+  for (let j = startBatch; j < end; j++) if (j % size === rank) out.push(j);
+  return out;
+}
+
 /** Batches per epoch, in a fixed order for (seed, epoch), from any batch on (resume). */
 export interface BatchSource {
   /** Batches per epoch. */
   readonly length: number;
-  epoch(epoch: number, startBatch?: number): AsyncIterable<Batch>;
+  /** The batches from `startBatch` on; with `shard`, only one rank's (Batch.batch stays the global index). */
+  epoch(epoch: number, startBatch?: number, shard?: Shard): AsyncIterable<Batch>;
 }
 
 function fmix32(h: number): number {

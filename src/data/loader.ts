@@ -25,8 +25,8 @@ import { Worker } from 'node:worker_threads';
 import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
 export { type Batch, type BatchSource, sampleSeed } from './batch.js';
-import type { Batch, BatchSource } from './batch.js';
-import { batchCount, checkBatchSize, epochOrder, sampleSeed } from './batch.js';
+import type { Batch, BatchSource, Shard } from './batch.js';
+import { batchCount, checkBatchSize, epochBatches, epochOrder, sampleSeed } from './batch.js';
 import type { Dataset, SharedDataset } from './dataset.js';
 import { CorruptImageError, loadSharp, type Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
@@ -299,14 +299,14 @@ export class DataLoader implements BatchSource {
    * The batches of epoch `epoch` from batch `startBatch` on, `prefetch` batches prepared
    * ahead of the one handed out.
    */
-  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch, void, undefined> {
-    const nb = this.length;
-    if (!Number.isInteger(startBatch) || startBatch < 0 || startBatch > nb) throw new ConvNextError(`start batch ${startBatch} outside [0, ${nb}]`);
+  async *epoch(epoch: number, startBatch = 0, shard?: Shard): AsyncGenerator<Batch, void, undefined> {
+    const list = epochBatches(this.length, startBatch, shard);
+    const nb = list.length;
     const order = this.order(epoch);
     const queue: Promise<Batch>[] = [];
-    let next = startBatch;
+    let next = 0;
     const launch = (): void => {
-      const p = this.makeBatch(epoch, next++, order);
+      const p = this.makeBatch(epoch, list[next++], order);
       p.catch(() => undefined); // surfaced when awaited
       queue.push(p);
     };

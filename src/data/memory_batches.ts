@@ -6,7 +6,7 @@
  */
 import { ConvNextError } from '../errors.js';
 import { Rng } from '../rng.js';
-import { type Batch, type BatchSource, batchCount, checkBatchSize, epochOrder, sampleSeed } from './batch.js';
+import { type Batch, type BatchSource, batchCount, checkBatchSize, epochBatches, epochOrder, sampleSeed, type Shard } from './batch.js';
 import type { Image } from './image.js';
 import { compileTransform, type SampleTransform, type TransformSpec } from './transforms.js';
 
@@ -55,13 +55,12 @@ export class ImageBatches implements BatchSource {
     return epochOrder(this.images.length, this.shuffle, this.seed, epoch);
   }
 
-  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch, void, undefined> {
-    const nb = this.length;
-    if (!Number.isInteger(startBatch) || startBatch < 0 || startBatch > nb) throw new ConvNextError(`start batch ${startBatch} outside [0, ${nb}]`);
+  async *epoch(epoch: number, startBatch = 0, shard?: Shard): AsyncGenerator<Batch, void, undefined> {
+    const list = epochBatches(this.length, startBatch, shard);
     const order = this.order(epoch);
     const S = this.size;
     const L = 3 * S * S;
-    for (let b = startBatch; b < nb; b++) {
+    for (const b of list) {
       const start = b * this.batchSize;
       const n = Math.min(start + this.batchSize, order.length) - start;
       const pixels = new Float32Array(n * L);

@@ -9,11 +9,13 @@
 import { sampleSeed, type BatchSource } from '../data/batch.js';
 import { Rng } from '../rng.js';
 import type { AdamW } from '../train/adamw.js';
-import { type EpochHooks, type EpochStats, NonFiniteLossError } from '../train/epoch.js';
+import type { EpochHooks, EpochStats } from '../train/epoch.js';
+import { Microbatches } from '../train/microbatches.js';
 import { lrAt, type CosineSchedule } from '../train/schedule.js';
 import type { FCMAE } from './fcmae.js';
 import { randomMask } from './masking.js';
 import type { EncoderMode } from './sparse_encoder.js';
+import { type Comm, singleProcess } from '../parallel/comm.js';
 
 export interface PretrainEngineOptions {
   fcmae: FCMAE;
@@ -27,6 +29,8 @@ export interface PretrainEngineOptions {
   mode?: EncoderMode;
   /** A resumed run: optimizer steps taken. */
   resume?: { step: number };
+  /** The ranks of a data-parallel job (default: this process alone): as FinetuneEngineOptions.comm. */
+  comm?: Comm;
 }
 
 /** An epoch of pre-training: `loss` is the mean masked-reconstruction loss. */
@@ -48,36 +52,34 @@ export class PretrainEngine {
     const updateFreq = this.o.updateFreq ?? 1;
     const mode = this.o.mode ?? 'sparse';
     const p = fcmae.opts.patchSize;
+    const mb = (this.mb = new Microbatches(this.o.comm ?? singleProcess, updateFreq, fcmae.kernels, fcmae.params, this.mb));
     const t0 = performance.now();
-    let sum = 0;
-    let count = 0;
-    let images = 0;
     let lr = lrAt(schedule, epoch - 1);
     fcmae.zeroGrad();
-    for await (const batch of batches.epoch(epoch - 1)) {
+    for await (const batch of batches.epoch(epoch - 1, undefined, mb.shard)) {
       const it = batch.batch;
       await hooks.beforeBatch?.(epoch, it + 1);
-      if (it % updateFreq === 0) lr = lrAt(schedule, epoch - 1 + it / batches.length);
+      // At a step's first microbatch, from the step's first global batch (it - rank).
+      if (mb.stepStart) lr = lrAt(schedule, epoch - 1 + (it - mb.comm.rank) / batches.length);
       const [B, , H, W] = batch.pixels.shape;
       const L = (H / p) * (W / p);
       const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
       const r = fcmae.forwardTensors(batch.pixels, { shape: [B, L], data: mask }, { mode });
-      fcmae.backward(updateFreq);
+      fcmae.backward(mb.lossScale);
       // The loss is read while the backward is queued (a device backend runs it meanwhile).
-      const loss = (await fcmae.kernels.read(r.loss))[0];
-      if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss, epoch, it + 1);
-      if ((it + 1) % updateFreq === 0) {
+      mb.record((await fcmae.kernels.read(r.loss))[0], B, epoch, it);
+      if (mb.endMicrobatch()) {
         opt.update(fcmae.kernels, lr);
         fcmae.zeroGrad();
         this.step++;
       }
-      sum += loss;
-      count++;
-      images += B;
-      await hooks.afterBatch?.({ epoch, batch: it + 1, batches: batches.length, loss: sum / count, lr, images });
+      await hooks.afterBatch?.({ epoch, batch: mb.done(it), batches: mb.epochBatches(batches.length), loss: mb.sum / mb.count, lr, images: mb.images });
     }
     // Gradients of an incomplete accumulation at the epoch's end are dropped.
     fcmae.zeroGrad();
-    return { epoch, loss: sum / count, lr, batches: count, images, seconds: (performance.now() - t0) / 1000 };
+    mb.dropPartial();
+    return { epoch, loss: mb.sum / mb.count, lr, batches: mb.count, images: mb.images, seconds: (performance.now() - t0) / 1000, gradSumSeconds: mb.sumSeconds };
   }
+
+  private mb: Microbatches | null = null;
 }

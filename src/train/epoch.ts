@@ -29,6 +29,8 @@ export interface EpochStats {
   batches: number;
   images: number;
   seconds: number;
+  /** Of `seconds`, those in the fixed-order gradient sum (GradientSum: copies, additions and the ranks' exchange); 0 without one. */
+  gradSumSeconds: number;
 }
 
 /** A non-finite training loss: the run cannot go on (the last checkpoint is what is left). */

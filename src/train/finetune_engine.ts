@@ -17,7 +17,9 @@ import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
 import { optimizerTensors, readOptimizerTensors } from './optimizer_state.js';
 import { clipGradients, forwardBackwardTensors } from './step.js';
-import { type EpochHooks, type EpochStats, NonFiniteLossError } from './epoch.js';
+import type { EpochHooks, EpochStats } from './epoch.js';
+import { type Comm, singleProcess } from '../parallel/comm.js';
+import { Microbatches } from './microbatches.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
 export interface EvalSummary {
@@ -48,6 +50,13 @@ export interface FinetuneEngineOptions {
   emaEval?: boolean;
   /** A resumed run: optimizer steps taken and the best top-1 so far. */
   resume?: { step: number; best: number };
+  /**
+   * The ranks of a data-parallel job (default: this process alone). Each takes every size-th
+   * batch of the epoch; gradients are summed over ranks and microbatches in one fixed order
+   * (GradientSum), so R ranks are bit-identical to one process with update-freq R x updateFreq.
+   * `evaluate` is the caller's to shard.
+   */
+  comm?: Comm;
 }
 
 export interface FinetuneEpoch extends EpochStats {
@@ -81,14 +90,11 @@ export class FinetuneEngine {
   async runEpoch(epoch: number, hooks: EpochHooks = {}): Promise<FinetuneEpoch> {
     const { model, opt, ema, batches, seed, mixup } = this.o;
     const K = model.config.numClasses;
-    const updateFreq = this.o.updateFreq ?? 1;
+    const mb = (this.mb = new Microbatches(this.o.comm ?? singleProcess, this.o.updateFreq ?? 1, model.kernels, model.params, this.mb));
     const t0 = performance.now();
-    let sum = 0;
-    let count = 0;
-    let images = 0;
     let lr = this.lr();
     model.zeroGrad();
-    for await (const batch of batches.epoch(epoch - 1)) {
+    for await (const batch of batches.epoch(epoch - 1, undefined, mb.shard)) {
       const it = batch.batch;
       await hooks.beforeBatch?.(epoch, it + 1);
       lr = this.lr();
@@ -97,24 +103,21 @@ export class FinetuneEngine {
         ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets
         : batch.labels;
       const r = forwardBackwardTensors(model, batch.pixels, targets, {
-        smoothing: this.o.smoothing ?? 0, lossScale: updateFreq, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)),
+        smoothing: this.o.smoothing ?? 0, lossScale: mb.lossScale, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)),
       });
-      const loss = (await model.kernels.read(r.loss))[0];
-      if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss, epoch, it + 1);
-      if ((it + 1) % updateFreq === 0) {
+      mb.record((await model.kernels.read(r.loss))[0], batch.labels.length, epoch, it);
+      if (mb.endMicrobatch()) {
         if (this.o.clipGrad !== undefined) clipGradients(model.kernels, model.params, this.o.clipGrad, model.buffer('clip.sumsq', 1));
         opt.update(model.kernels, lr);
         model.zeroGrad();
         ema?.update();
         this.step++;
       }
-      sum += loss;
-      count++;
-      images += batch.labels.length;
-      await hooks.afterBatch?.({ epoch, batch: it + 1, batches: batches.length, loss: sum / count, lr, images });
+      await hooks.afterBatch?.({ epoch, batch: mb.done(it), batches: mb.epochBatches(batches.length), loss: mb.sum / mb.count, lr, images: mb.images });
     }
     // Gradients of an incomplete accumulation at the epoch's end are dropped.
     model.zeroGrad();
+    mb.dropPartial();
     const seconds = (performance.now() - t0) / 1000;
     const val = await this.o.evaluate(model);
     let emaVal: EvalSummary | undefined;
@@ -128,8 +131,10 @@ export class FinetuneEngine {
     }
     const improved = val.top1 > this.best;
     if (improved) this.best = val.top1;
-    return { epoch, loss: sum / count, lr, batches: count, images, seconds, val, ...(emaVal ? { ema: emaVal } : {}), improved, best: this.best };
+    return { epoch, loss: mb.sum / mb.count, lr, batches: mb.count, images: mb.images, seconds, gradSumSeconds: mb.sumSeconds, val, ...(emaVal ? { ema: emaVal } : {}), improved, best: this.best };
   }
+
+  private mb: Microbatches | null = null;
 
   /** The EMA weights as `ema.<name>` tensors (none without an EMA). */
   emaTensors(): Map<string, TensorData> {
