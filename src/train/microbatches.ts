@@ -6,6 +6,7 @@
  * device backend alone, accumulates in the kernels as before.
  */
 import type { Shard } from '../data/batch.js';
+import { ConvNextError } from '../errors.js';
 import type { Comm } from '../parallel/comm.js';
 import { GradientSum } from '../parallel/grad_sum.js';
 import type { Kernels } from '../kernels/types.js';
@@ -27,6 +28,9 @@ export class Microbatches {
 
   constructor(readonly comm: Comm, readonly updateFreq: number, k: Kernels, params: readonly Param[], previous?: Microbatches | null) {
     const R = comm.size;
+    if (R > 1 && k.capabilities().device) {
+      throw new ConvNextError(`data-parallel training sums gradients on the host: ${R} ranks on a device backend (${k.name}) are not supported; run the ranks on the CPU (--device cpu)`, 2);
+    }
     this.shard = R > 1 ? { rank: comm.rank, size: R } : undefined;
     const wanted = R > 1 || (updateFreq > 1 && !k.capabilities().device);
     // The flat buffers are reused from epoch to epoch.

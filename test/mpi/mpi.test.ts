@@ -146,7 +146,7 @@ test('a hung rank (SIGSTOP) is caught by the watchdog: one line, the job aborted
   assert.match(r.stderr, /convnextv2: mpi: rank 0 of 2: MPI_\w+ has not completed in \d+ s \(a rank died or hangs\); aborting the job/);
 });
 
-test('one implementation\'s libmpi under the other\'s launcher is one line, exit 1; other commands refuse to run as ranks', () => {
+test('one implementation\'s libmpi under the other\'s launcher is one line, exit 1; other commands, and device backends, refuse to run as ranks', () => {
   const r = spawnSync(OMPI, ['--allow-run-as-root', '--oversubscribe', '-np', '2', 'node', CLI, ...FT, '--out', dir('wrong')], {
     encoding: 'utf8', timeout: 60_000, env: { ...process.env, CONVNEXTV2_MPI_LIB: 'libmpich.so.12' },
   });
@@ -155,4 +155,8 @@ test('one implementation\'s libmpi under the other\'s launcher is one line, exit
   const e = run(ompi(2, 'info'));
   assert.notEqual(e.code, 0);
   assert.match(e.stderr, /convnextv2: info: started as rank [01] of 2 by Open MPI: only finetune and pretrain run data-parallel/);
+  // A device backend under mpirun: refused with one line (the gradient sum reads host arrays).
+  const g = run(ompi(2, ...FT, '--device', 'webgpu', '--out', dir('gpu')));
+  assert.notEqual(g.code, 0);
+  assert.match(g.stderr, /convnextv2: rank [01]: data-parallel training sums gradients on the host: 2 ranks on a device backend \(webgpu\) are not supported/);
 });
