@@ -471,6 +471,16 @@ static void gemm_block(const GemmCall& g, i64 m0, i64 m1, i64 n0, i64 n1, i64 k0
   if (streamed) S::fence();
 }
 
+// K in nkb k-blocks of kcb (at most KC; the last may be shorter; kcb >= 1 even for K = 0): the
+// blocking of B's shared packing, prepacked weights included (their layout follows from it).
+struct KBlocks {
+  i64 nkb, kcb;
+};
+static inline KBlocks kblocks(i64 K) {
+  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
+  return {nkb, nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb};
+}
+
 // Packs one NR-wide panel of op(B)[k0:k0+kc, c0:c0+NR) (kc x NR); columns outside [0, N)
 // (c0 may be negative: the aligned streaming layout) are zero.
 static void pack_panel(const GemmCall& g, i64 k0, i64 kc, i64 c0, float* dst) {
@@ -775,8 +785,8 @@ static bool gemm_core(const GemmCall& g) {
   }
 
   if (g.bpacked) {
-    const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
-    const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+    const KBlocks blk = kblocks(K);
+    const i64 nkb = blk.nkb, kcb = blk.kcb;
     const bool big = (double)M * (double)N * 4.0 >= 8.0 * 1024 * 1024;
     // The packing has no leading zero columns: stream only where C's rows start aligned.
     const bool canStream = big && S::W >= 8 && g.ldc % S::W == 0 && (uintptr_t)g.C % (S::W * 4) == 0 &&
@@ -791,8 +801,8 @@ static bool gemm_core(const GemmCall& g) {
   }
   {
     // B packed once, shared by all tasks (when it fits): tasks over rows x panel ranges.
-    const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
-    const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+    const KBlocks blk = kblocks(K);
+    const i64 nkb = blk.nkb, kcb = blk.kcb;
     const bool big = (double)M * (double)N * 4.0 >= 8.0 * 1024 * 1024;
     const bool canStream = big && S::W >= 8 && g.ldc % S::W == 0 &&
                            (g.act != 1 || !g.preact || (uintptr_t)g.preact % (S::W * 4) ==
@@ -928,8 +938,8 @@ static void colsum(const float* x, i64 M, i64 N, float* out, bool accumulate) {
 // op(B) (N x K) packed as the shared path of gemm_core packs it (k-blocks of panels, no
 // leading zero columns), for GemmCall::bpacked.
 static i64 gemm_packed_size(i64 N, i64 K) {
-  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
-  const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+  const KBlocks blk = kblocks(K);
+  const i64 nkb = blk.nkb, kcb = blk.kcb;
   return nkb * ((N + NR - 1) / NR) * kcb * NR;
 }
 
@@ -940,8 +950,8 @@ static void gemm_pack_b(const float* B, i64 ldb, bool transB, i64 N, i64 K, floa
   g.ldb = ldb;
   g.N = N;
   g.K = K;
-  const i64 nkb = K <= KC ? 1 : (K + KC - 1) / KC;
-  const i64 kcb = nkb == 1 ? (K > 0 ? K : 1) : (K + nkb - 1) / nkb;
+  const KBlocks blk = kblocks(K);
+  const i64 nkb = blk.nkb, kcb = blk.kcb;
   const i64 npan = (N + NR - 1) / NR;
   parallel_for(nkb * npan, [&](i64 task) {
     const i64 kb = task / npan, p = task % npan;

@@ -7,7 +7,7 @@
 // Only what the training loop needs, all on MPI_COMM_WORLD from the main thread
 // (MPI_THREAD_FUNNELED): rank and size, alltoall and allgather of floats (the fixed-order
 // gradient sum is built from them in TypeScript: MPI_Allreduce's summation order depends on
-// the rank count and algorithm), broadcast of bytes, barrier, finalize and abort.
+// the rank count and algorithm), barrier, finalize and abort.
 //
 // A watchdog thread bounds every collective: when one has not returned after the timeout (a
 // rank died without the launcher noticing, or hangs), it prints one line and calls MPI_Abort,
@@ -42,11 +42,10 @@ struct Api {
   int (*comm_size)(H, int*);
   int (*alltoall)(const void*, int, H, void*, int, H, H);
   int (*allgather)(const void*, int, H, void*, int, H, H);
-  int (*bcast)(void*, int, H, int, H);
   int (*barrier)(H);
   int (*abort)(H, int);
   int (*get_library_version)(char*, int*);
-  H world, f32, byte;
+  H world, f32;
 };
 
 struct State {
@@ -84,7 +83,7 @@ bool bind(void* lib, Api<H>& a) {
          sym(lib, "MPI_Init_thread", a.init_thread) && sym(lib, "MPI_Finalize", a.finalize) &&
          sym(lib, "MPI_Comm_rank", a.comm_rank) && sym(lib, "MPI_Comm_size", a.comm_size) &&
          sym(lib, "MPI_Alltoall", a.alltoall) && sym(lib, "MPI_Allgather", a.allgather) &&
-         sym(lib, "MPI_Bcast", a.bcast) && sym(lib, "MPI_Barrier", a.barrier) &&
+         sym(lib, "MPI_Barrier", a.barrier) &&
          sym(lib, "MPI_Abort", a.abort) && sym(lib, "MPI_Get_library_version", a.get_library_version);
 }
 
@@ -162,14 +161,12 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
       if (!bind(lib, s.ompi)) return Throw(env, name + " lacks MPI functions");
       s.ompi.world = w;
       s.ompi.f32 = dlsym(lib, "ompi_mpi_float");
-      s.ompi.byte = dlsym(lib, "ompi_mpi_byte");
-      if (!s.ompi.f32 || !s.ompi.byte) return Throw(env, name + " lacks ompi_mpi_float / ompi_mpi_byte");
+      if (!s.ompi.f32) return Throw(env, name + " lacks ompi_mpi_float");
     } else if (dlsym(lib, "MPIR_Init_thread") || dlsym(lib, "MPIR_Err_return_comm") || name.find("mpich") != std::string::npos) {
       s.impl = Impl::MPICH;
       if (!bind(lib, s.mpich)) return Throw(env, name + " lacks MPI functions");
       s.mpich.world = 0x44000000;  // MPI_COMM_WORLD
       s.mpich.f32 = 0x4c00040a;    // MPI_FLOAT
-      s.mpich.byte = 0x4c00010d;   // MPI_BYTE
     } else {
       dlclose(lib);
       tried += (tried.empty() ? "" : "; ") + name + ": neither Open MPI nor MPICH";
@@ -271,24 +268,6 @@ Napi::Value FloatCollective(const Napi::CallbackInfo& info, bool toAll) {
 Napi::Value Alltoall(const Napi::CallbackInfo& info) { return FloatCollective(info, true); }
 Napi::Value Allgather(const Napi::CallbackInfo& info) { return FloatCollective(info, false); }
 
-// bcast(bytes: Uint8Array, root)
-Napi::Value Bcast(const Napi::CallbackInfo& info) {
-  if (!ready(info)) return info.Env().Undefined();
-  State& s = st();
-  if (info.Length() < 2 || !info[0].IsTypedArray()) return Throw(info.Env(), "bcast(bytes, root)");
-  Napi::TypedArray t = info[0].As<Napi::TypedArray>();
-  uint8_t* p = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-  const size_t len = t.ByteLength();
-  const int root = info[1].As<Napi::Number>().Int32Value();
-  if (len > 2147483647u) return Throw(info.Env(), "bcast: at most 2 GiB");
-  const int rc = guarded("MPI_Bcast", [&] {
-    return s.impl == Impl::OpenMPI ? s.ompi.bcast(p, (int)len, s.ompi.byte, root, s.ompi.world)
-                                   : s.mpich.bcast(p, (int)len, s.mpich.byte, root, s.mpich.world);
-  });
-  if (rc != 0) return Throw(info.Env(), "MPI_Bcast failed (" + std::to_string(rc) + ")");
-  return info.Env().Undefined();
-}
-
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   if (!ready(info)) return info.Env().Undefined();
   State& s = st();
@@ -339,7 +318,6 @@ void register_mpi(Napi::Env env, Napi::Object exports) {
   m.Set("init", Napi::Function::New(env, Init));
   m.Set("alltoall", Napi::Function::New(env, Alltoall));
   m.Set("allgather", Napi::Function::New(env, Allgather));
-  m.Set("bcast", Napi::Function::New(env, Bcast));
   m.Set("barrier", Napi::Function::New(env, Barrier));
   m.Set("finalize", Napi::Function::New(env, Finalize));
   m.Set("abort", Napi::Function::New(env, Abort));

@@ -36,8 +36,7 @@ import { cosineScheduler, scaledLr } from '../train/schedule.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
-import { singleProcess } from '../parallel/comm.js';
-import { activeComm } from '../parallel/mpi.js';
+import { jobComm } from '../parallel/mpi.js';
 import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
@@ -104,7 +103,7 @@ export const finetune: Command = {
   },
   async run(given, ctx) {
     // Data-parallel under mpirun / srun (connected by main): rank 0 alone writes.
-    const comm = activeComm() ?? singleProcess;
+    const comm = jobComm();
     const R = comm.size;
     const lead = comm.rank === 0;
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
@@ -254,22 +253,21 @@ export const finetune: Command = {
           rec.ema_loss = r.ema.loss;
         }
         records.push(rec);
-        if (!lead) {
-          if (epoch === args.number('stop-after')) break;
-          continue;
+        // Rank 0 alone writes the log, the pictures and the checkpoints.
+        if (lead) {
+          appendFileSync(logPath, JSON.stringify(rec) + '\n');
+          // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
+          const meta = {
+            kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
+            seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
+          };
+          const state = await model.readStateDict();
+          saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
+          if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
+          interrupt.saved = epoch;
+          ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
+            `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
         }
-        appendFileSync(logPath, JSON.stringify(rec) + '\n');
-        // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
-        const meta = {
-          kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
-          seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
-        };
-        const state = await model.readStateDict();
-        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
-        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
-        interrupt.saved = epoch;
-        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
-          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
         if (epoch === args.number('stop-after')) break;
       }
     } finally {

@@ -30,8 +30,7 @@ import type { TensorData } from '../io/safetensors.js';
 import type { Command } from './command.js';
 import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
-import { singleProcess } from '../parallel/comm.js';
-import { activeComm } from '../parallel/mpi.js';
+import { jobComm } from '../parallel/mpi.js';
 
 export interface EpochRecord {
   epoch: number;
@@ -93,7 +92,7 @@ export const pretrain: Command = {
   },
   async run(given, ctx) {
     // Data-parallel under mpirun / srun (connected by main): rank 0 alone writes.
-    const comm = activeComm() ?? singleProcess;
+    const comm = jobComm();
     const R = comm.size;
     const lead = comm.rank === 0;
     // The run folder and what to resume first: a resumed run's recorded arguments are the defaults.
@@ -193,28 +192,27 @@ export const pretrain: Command = {
           peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
         };
         records.push(rec);
-        if (!lead) {
-          if (epoch === args.number('stop-after')) break;
-          continue;
+        // Rank 0 alone writes the log, the pictures and the checkpoints.
+        if (lead) {
+          appendFileSync(logPath, JSON.stringify(rec) + '\n');
+          const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
+          await writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
+          if (epoch % saveEvery === 0 || epoch === E) {
+            saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
+              config: fcmae.encoderModel.config,
+              state: await fcmae.encoderModel.readStateDict(),
+              extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
+              initialised: ['head.norm.weight', 'head.norm.bias'],
+              fcmae: fcmae.info(),
+              metadata: {
+                kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
+                seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
+              },
+            });
+            interrupt.saved = epoch;
+          }
+          ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${png}`);
         }
-        appendFileSync(logPath, JSON.stringify(rec) + '\n');
-        const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
-        await writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
-        if (epoch % saveEvery === 0 || epoch === E) {
-          saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
-            config: fcmae.encoderModel.config,
-            state: await fcmae.encoderModel.readStateDict(),
-            extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
-            initialised: ['head.norm.weight', 'head.norm.bias'],
-            fcmae: fcmae.info(),
-            metadata: {
-              kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
-              seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
-            },
-          });
-          interrupt.saved = epoch;
-        }
-        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${png}`);
         if (epoch === args.number('stop-after')) break;
       }
     } finally {

@@ -2,8 +2,8 @@
  * A Linear layer followed by LayerScale (ConvNeXt V1's per-channel `gamma`):
  *   y = (x W^T + b) * gamma      (gamma broadcast over rows, one value per output channel)
  *
- * LayerScale is folded into the weights for the forward pass: W' = diag(gamma) W and
- * b' = gamma * b, so the product is one GEMM and the residual add stays fused into it (as in
+ * LayerScale is folded into the weights for the forward pass (again when they change): W' =
+ * diag(gamma) W and b' = gamma * b, so the product is one GEMM and the residual add stays fused into it (as in
  * the V2 block). The backward runs the GEMMs on the folded weights and maps the gradients back:
  *   dW = gamma * dW',   db = gamma * db',   dgamma_c = sum_i W_ci dW'_ci + b_c db'_c
  * (exact: y_mc = gamma_c * (sum_i x_mi W_ci + b_c)); dx = dy W' needs nothing more.
@@ -24,8 +24,14 @@ export class LayerScaledLinear {
     this.folded = new Linear(this.w2, this.b2, inFeatures, outFeatures);
   }
 
-  /** W' = diag(gamma) W, b' = gamma * b. */
+  /** The versions (and buffers) the folded copies were made from. */
+  private foldedFrom: unknown[] = [];
+
+  /** W' = diag(gamma) W, b' = gamma * b, when W, b or gamma changed since the last fold (Param.version). */
   private fold(k: Kernels): void {
+    const from = [k, this.weight.data, this.weight.version, this.bias.data, this.bias.version, this.gamma.data, this.gamma.version];
+    if (from.every((v, i) => v === this.foldedFrom[i])) return;
+    this.foldedFrom = from;
     const O = this.outFeatures;
     k.scaleRows(this.weight.data, O, this.inFeatures, this.gamma.data, this.w2.data, false);
     k.scaleRows(this.bias.data, O, 1, this.gamma.data, this.b2.data, false);

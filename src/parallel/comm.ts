@@ -16,8 +16,6 @@ export interface Comm {
   alltoall(send: Float32Array, recv: Float32Array, count: number): void;
   /** recv block r = rank r's `send` (count floats). */
   allgather(send: Float32Array, recv: Float32Array, count: number): void;
-  /** `bytes` of rank `root` into every rank's `bytes` (same length everywhere). */
-  bcast(bytes: Uint8Array, root: number): void;
   barrier(): void;
   /** Ends MPI (once; a no-op for the single process). */
   finalize(): void;
@@ -36,7 +34,6 @@ export const singleProcess: Comm = {
   allgather(send, recv, count) {
     recv.set(send.subarray(0, count));
   },
-  bcast() {},
   barrier() {},
   finalize() {},
   abort(code): never {

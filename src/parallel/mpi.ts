@@ -32,15 +32,10 @@ export function launchInfo(env: NodeJS.ProcessEnv = process.env): LaunchInfo | n
   return null;
 }
 
-interface MpiAddon {
+/** native/mpi.cc: Comm's collectives over MPI_COMM_WORLD, once loaded and initialised. */
+interface MpiAddon extends Pick<Comm, 'alltoall' | 'allgather' | 'barrier' | 'finalize' | 'abort'> {
   load(names: string[]): { lib: string; impl: 'openmpi' | 'mpich'; version?: string } | { error: string };
   init(timeoutSeconds: number): { rank: number; size: number };
-  alltoall(send: Float32Array, recv: Float32Array, count: number): void;
-  allgather(send: Float32Array, recv: Float32Array, count: number): void;
-  bcast(bytes: Uint8Array, root: number): void;
-  barrier(): void;
-  finalize(): void;
-  abort(code: number): never;
 }
 
 /** The libraries to try for a launcher, best first (CONVNEXTV2_MPI_LIB first when set). */
@@ -93,10 +88,9 @@ export function connect(opts: ConnectOptions = {}): Comm {
     rank,
     size,
     description: `${what}, ${size} ranks`,
-    alltoall: (s, r, c) => addon.alltoall(s, r, c),
-    allgather: (s, r, c) => addon.allgather(s, r, c),
-    bcast: (b, root) => addon.bcast(b, root),
-    barrier: () => addon.barrier(),
+    alltoall: addon.alltoall,
+    allgather: addon.allgather,
+    barrier: addon.barrier,
     finalize: () => {
       if (finalized) return;
       finalized = true;
@@ -113,5 +107,10 @@ export function connect(opts: ConnectOptions = {}): Comm {
 /** The Comm connect() made, or null (none yet). */
 export function activeComm(): Comm | null {
   return active;
+}
+
+/** The job this process is part of: connect()'s Comm, else the single process. */
+export function jobComm(): Comm {
+  return active ?? singleProcess;
 }
 
