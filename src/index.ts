@@ -27,6 +27,7 @@ export { LayerScaledLinear } from './nn/layerscale.js';
 export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
+export { finetuneParamGroups, pretrainParamGroups, type FinetuneGroupOptions } from './train/param_groups.js';
 export { trainStep, forwardBackward, forwardBackwardTensors, smoothTargets, clipGradients, type StepResult, type StepTensors } from './train/step.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readSafetensors, openSafetensors, writeSafetensors } from './io/safetensors_file.js';
@@ -78,7 +79,7 @@ export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';
 export { ModelEma } from './train/ema.js';
 export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerId, layerScale, numLayers, type LayerDecayType } from './train/layer_decay.js';
-export { cosineScheduler, lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
+export { lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { clipGradNorm } from './train/step.js';
 export {
   featureCosineDistance, channelCosineDistance, cosineMatrix, ClassSelectivity, selectivityIndices, distribution, type Distribution,

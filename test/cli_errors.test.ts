@@ -283,7 +283,7 @@ const ROWS: Row[] = [
   { args: FT('f-new', '--data', 'synthetic', '--model-ema', '--model-ema-decay', '2'), code: 2, message: /^finetune: --model-ema-decay 2: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--batch-size', '0'), code: 2, message: /^finetune: --epochs, --batch-size and --update-freq must be positive$/ },
   { args: FT('f-new', '--recipe', 'mega'), code: 2, message: /^finetune: unknown --recipe 'mega' \(one of atto, femto, / },
-  { args: FT('f-new', '--data='), code: 2, message: /^missing --data$/ },
+  { args: FT('f-new', '--data='), code: 2, message: /^finetune: missing --data$/ },
   { args: FT('f-new', '--val-split', '1'), code: 2, message: /^finetune: --val-split 1: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--data', f('noval')), code: 2, message: /^.*noval: no validation part \(no val\/ folder\); carve one out of train with --val-split$/ },
   { args: FT('f-new', '--init', f('nosuch.safetensors')), code: 1, message: /^checkpoint .*nosuch\.safetensors: no such file or directory$/ },

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { layerId, layerScale } from '../src/train/layer_decay.js';
-import { cosineScheduler, lrAt } from '../src/train/schedule.js';
+import { lrAt } from '../src/train/schedule.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import { getKernels } from '../src/kernels/index.js';
 import { NativeKernels } from '../src/kernels/native.js';
@@ -54,19 +54,15 @@ test("layer ids, 'group' (12 groups of three blocks) on base names", () => {
   assert.equal(layerScale('head.fc.bias', base, 'group', 0.6), 1);
 });
 
-test('lr schedules: official fine-tuning cosine_scheduler and pre-training adjust_learning_rate', () => {
-  // np.linspace(0, 1, 4) warmup, then 1e-6 + 0.5 (1 - 1e-6)(1 + cos(pi i / 6)) for i < 6.
-  const s = cosineScheduler(1, 1e-6, 5, 2, 2);
-  assert.equal(s.length, 10);
-  assert.deepEqual([...s.slice(0, 4)].map((v) => +v.toFixed(12)), [0, 0.333333333333, 0.666666666667, 1]);
-  for (let i = 0; i < 6; i++) assert.ok(Math.abs(s[4 + i] - (1e-6 + 0.5 * (1 - 1e-6) * (1 + Math.cos((Math.PI * i) / 6)))) < 1e-12);
-  const noWarm = cosineScheduler(2, 0, 2, 3, 0);
-  assert.equal(noWarm[0], 2);
-  assert.ok(Math.abs(noWarm[3] - 1) < 1e-12);
+test('lr schedule: the official adjust_learning_rate (both scripts), at fractional epochs', () => {
   const p = { lr: 1, minLr: 0, warmupEpochs: 2, epochs: 10 };
+  assert.equal(lrAt(p, 0), 0);
+  assert.equal(lrAt(p, 0.5), 0.25);
   assert.equal(lrAt(p, 1), 0.5);
   assert.equal(lrAt(p, 2), 1);
   assert.ok(Math.abs(lrAt(p, 6) - 0.5) < 1e-12);
+  assert.ok(Math.abs(lrAt({ ...p, minLr: 1e-6 }, 10) - 1e-6) < 1e-15, 'min lr at the end');
+  assert.equal(lrAt({ lr: 2, minLr: 0, warmupEpochs: 0, epochs: 2 }, 0), 2, 'no warm-up: the peak at once');
 });
 
 test('label smoothing: targets and the loss of a known case', () => {

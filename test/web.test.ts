@@ -133,7 +133,7 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
       return { top1: (100 * hits) / n, top5: 100, loss: 0 };
     };
     const engine = new lib.FinetuneEngine({
-      model, opt, ema, mixup, batches: memoryBatches(lib, pixels, labels, n, S, B), schedule: lib.cosineScheduler(2e-3, 1e-6, 2, 3, 1, 0),
+      model, opt, ema, mixup, batches: memoryBatches(lib, pixels, labels, n, S, B), schedule: { lr: 2e-3, minLr: 1e-6, warmupEpochs: 1, epochs: 2 },
       evaluate, seed: 5, updateFreq: 2, clipGrad: 1, emaEval: true,
     });
     const steps: number[] = [];
@@ -160,7 +160,7 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
   assert.deepEqual(p.w, q.w);
   const bad = new web.FinetuneEngine({
     model: new web.ConvNeXtV2(web.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 })), opt: new web.AdamW([], {}),
-    batches: memoryBatches(web, pixels.map(() => NaN), labels, n, S, B), schedule: [1e-3], seed: 0, evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }),
+    batches: memoryBatches(web, pixels.map(() => NaN), labels, n, S, B), schedule: { lr: 1e-3, minLr: 0, warmupEpochs: 0, epochs: 1 }, seed: 0, evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }),
   });
   await assert.rejects(bad.runEpoch(1), (e: Error) => e instanceof web.NonFiniteLossError && /^loss is NaN at epoch 1, step 1$/.test(e.message));
 });

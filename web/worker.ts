@@ -393,7 +393,7 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
     opt = new lib.AdamW(lib.defaultGroups(model.params, 0.05), { lr: s.lr });
     const engine = new lib.FinetuneEngine({
       model, opt, batches, seed: s.seed, smoothing: 0.1,
-      schedule: lib.cosineScheduler(s.lr, Math.min(1e-6, s.lr), s.epochs, batches.length, 0),
+      schedule: { lr: s.lr, minLr: Math.min(1e-6, s.lr), warmupEpochs: 0, epochs: s.epochs },
       evaluate: (m) => evaluateOn(m, images, S, cur.cropPct),
     });
     epochs = await runEpochs(id, engine, s.epochs, batches.length, images.length);

@@ -22,18 +22,19 @@ import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
-import { Mixup } from '../data/mixup.js';
+import { Mixup, type MixupOptions } from '../data/mixup.js';
+import type { TrainTransformSpec } from '../data/transforms.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import type { TensorData } from '../io/safetensors.js';
-import { MODEL_SIZES, modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, modelFromFlags, parseBlockType, type BlockType, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
-import { AdamW, type ParamGroup } from '../train/adamw.js';
+import { AdamW } from '../train/adamw.js';
 import { ModelEma } from '../train/ema.js';
 import { FinetuneEngine } from '../train/finetune_engine.js';
-import { layerScale, type LayerDecayType } from '../train/layer_decay.js';
 import { loadOptimizerTensors } from '../train/optimizer_state.js';
-import { cosineScheduler, scaledLr } from '../train/schedule.js';
-import type { ParsedArgs } from './args.js';
+import { finetuneParamGroups, type FinetuneGroupOptions } from '../train/param_groups.js';
+import { scaledLr } from '../train/schedule.js';
+import type { FlagValue, ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
 import { jobComm } from '../parallel/mpi.js';
@@ -113,28 +114,15 @@ export const finetune: Command = {
       throw new ConvNextError(`finetune: ${resumeFile} is a pre-training checkpoint, not a fine-tuning run: start from it with --init ${resumeFile} (--resume continues a fine-tuning run)`, 2);
     }
     const { args, changed } = resumed ? resumeArgs('finetune', given, resumed.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
-    const a = withRecipe(args);
-    const E = a.num('epochs');
-    const B = a.num('batch-size');
-    const updateFreq = a.num('update-freq');
-    const S = a.num('input-size');
-    const seed = a.num('seed');
-    const ldType = a.str('layer-decay-type') as LayerDecayType;
-    if (ldType !== 'single' && ldType !== 'group') throw new ConvNextError(`finetune: --layer-decay-type must be single or group`, 2);
-    if (a.str('mixup-mode') !== 'batch') throw new ConvNextError(`finetune: --mixup-mode ${a.str('mixup-mode')} is not supported (batch only)`, 2);
-    const betas = a.str('opt-betas').split(/[ ,]+/).map(Number);
-    if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) throw new ConvNextError('finetune: --opt-betas needs two numbers in [0, 1), e.g. 0.9,0.999', 2);
-
+    const st = finetuneSettings(args);
+    const { epochs: E, batchSize: B, updateFreq, inputSize: S, seed } = st;
     const valSplit = args.number('val-split');
     if (valSplit !== undefined && !(valSplit >= 0 && valSplit < 1)) throw new ConvNextError(`finetune: --val-split ${valSplit}: must be in [0, 1)`, 2);
-    const dropPath = a.num('drop-path');
-    if (!(dropPath >= 0 && dropPath < 1)) throw new ConvNextError(`finetune: --drop-path ${dropPath}: must be in [0, 1)`, 2);
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`finetune: --limit ${limit}: must be a positive integer`, 2);
     const valLimit = args.number('val-limit');
     if (valLimit !== undefined && !(valLimit >= 1)) throw new ConvNextError(`finetune: --val-limit ${valLimit}: must be a positive integer`, 2);
-    if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('finetune: --epochs, --batch-size and --update-freq must be positive', 2);
-    const spec = a.str('data');
+    const spec = st.data;
     const train = openDataset(spec, 'train', { limit, seed, valSplit });
     const val = openValidation(spec, seed, valSplit, valLimit);
     const K = train.classes.length;
@@ -142,12 +130,12 @@ export const finetune: Command = {
     // Model: from --resume, --init, or scratch.
     const initPath = args.string('init');
     const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
-    const block = parseBlockType(a.str('block'));
-    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(a.str('model'), args.string('depths'), args.string('dims'), { block }));
+    const block = st.block;
+    const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(st.model, args.string('depths'), args.string('dims'), { block }));
     if (args.explicit.has('block') && base.block !== block) {
       throw new ConvNextError(`finetune: --block ${block} but ${resumed ? resumeFile : initPath} holds ${base.block} blocks`, 2);
     }
-    const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: dropPath, headInitScale: a.num('head-init-scale') };
+    const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: st.dropPath, headInitScale: st.headInitScale };
     const model = new ConvNeXtV2(cfg, { seed });
     let initNote = 'from scratch';
     if (resumed) {
@@ -168,20 +156,8 @@ export const finetune: Command = {
     }
 
     // Optimizer groups: (layer, decay) with the layer-wise lr scale.
-    const decay = a.num('layer-decay');
-    const wd = a.num('weight-decay');
-    const groupsByKey = new Map<string, ParamGroup>();
-    for (const p of model.params) {
-      const scale = decay === 1 ? 1 : layerScale(p.name, cfg.depths, ldType, decay);
-      const key = `${scale}:${p.noDecay}`;
-      let g = groupsByKey.get(key);
-      if (!g) groupsByKey.set(key, (g = { params: [], weightDecay: p.noDecay ? 0 : wd, lrScale: scale }));
-      g.params.push(p);
-    }
-    const opt = new AdamW([...groupsByKey.values()], { betas: [betas[0], betas[1]], eps: a.num('opt-eps') });
-    const emaDecay = a.num('model-ema-decay');
-    if (!(emaDecay >= 0 && emaDecay < 1)) throw new ConvNextError(`finetune: --model-ema-decay ${emaDecay}: must be in [0, 1)`, 2);
-    const ema = a.bool('model-ema') ? new ModelEma(model.params, emaDecay, model.kernels) : null;
+    const opt = new AdamW(finetuneParamGroups(model.params, cfg.depths, st.groups), st.optimizer);
+    const ema = st.ema ? new ModelEma(model.params, st.ema.decay, model.kernels) : null;
     let startEpoch = 0;
     let step = 0;
     let bestSoFar = -1;
@@ -200,10 +176,8 @@ export const finetune: Command = {
       }
     }
 
-    const aa = a.str('aa');
     const loader = new DataLoader(train, {
-      batchSize: B, shuffle: true, seed, dropLast: true,
-      transform: { kind: 'train', size: S, scale: [0.08, 1], hflip: 0.5, autoAugment: aa === 'none' ? '' : aa, reprob: a.num('reprob'), remode: 'pixel' },
+      batchSize: B, shuffle: true, seed, dropLast: true, transform: { ...st.transform, size: S },
       workers: args.number('workers') ?? 'auto',
     });
     // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
@@ -211,17 +185,13 @@ export const finetune: Command = {
     if (stepsPerEpoch < 1) throw new ConvNextError(`finetune: ${train.length} training images make no batch of ${B}${R > 1 ? ` for each of ${R} ranks` : ''}`);
     const updatesPerEpoch = Math.floor(stepsPerEpoch / updateFreq);
     // The official rule on the global batch: batch x ranks x update-freq.
-    const lr = args.number('lr') ?? scaledLr(a.num('blr'), B * R, updateFreq);
-    const schedule = cosineScheduler(lr, a.num('min-lr'), E, Math.max(1, updatesPerEpoch), a.num('warmup-epochs'), a.num('warmup-steps'));
-    const warmupEpochs = a.num('warmup-steps') > 0 ? a.num('warmup-steps') / Math.max(1, updatesPerEpoch) : a.num('warmup-epochs');
+    const lr = st.lr ?? scaledLr(st.blr, B * R, updateFreq);
+    // --warmup-steps (optimizer steps) as the fraction of epochs it covers.
+    const warmupEpochs = st.warmupSteps > 0 ? st.warmupSteps / Math.max(1, updatesPerEpoch) : st.warmupEpochs;
+    const schedule = { lr, minLr: st.minLr, warmupEpochs, epochs: E };
     const warmNote = warmupNote('finetune', warmupEpochs, E, lr);
-    const mixOn = a.num('mixup') > 0 || a.num('cutmix') > 0;
-    const mixup = mixOn ? new Mixup({
-      mixupAlpha: a.num('mixup'), cutmixAlpha: a.num('cutmix'), prob: a.num('mixup-prob'), switchProb: a.num('mixup-switch-prob'),
-      mode: 'batch', labelSmoothing: a.num('smoothing'), numClasses: K,
-    }) : null;
-    const clip = args.number('clip-grad');
-    const cropPct = a.num('crop-pct');
+    const mixup = st.mixup ? new Mixup({ ...st.mixup, numClasses: K }) : null;
+    const cropPct = st.cropPct;
     if (lead) openRunFolder(out, { resuming: resumed !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     if (lead) keepLogUpTo(logPath, startEpoch);
@@ -229,15 +199,15 @@ export const finetune: Command = {
     if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
     if (warmNote) ctx.out(warmNote);
     ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
-      `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${decay} (${ldType}), ` +
-      `${mixOn ? `mixup ${a.num('mixup')} cutmix ${a.num('cutmix')}` : `smoothing ${a.num('smoothing')}`}, ` +
+      `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${st.groups.layerDecay} (${st.groups.layerDecayType}), ` +
+      `${st.mixup ? `mixup ${st.mixup.mixupAlpha} cutmix ${st.mixup.cutmixAlpha}` : `smoothing ${st.smoothing}`}, ` +
       `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
     const records: object[] = [];
     const interrupt = new Interruption('finetune', out);
     interrupt.saved = startEpoch;
     const engine = new FinetuneEngine({
-      model, opt, ema, batches: loader, schedule, seed, updateFreq, smoothing: a.num('smoothing'), mixup, clipGrad: clip,
-      emaEval: a.bool('model-ema-eval'), resume: { step, best: bestSoFar }, comm,
+      model, opt, ema, batches: loader, schedule, seed, updateFreq, smoothing: st.smoothing, mixup, clipGrad: st.clipGrad,
+      emaEval: st.ema?.eval ?? false, resume: { step, best: bestSoFar }, comm,
       evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32), comm }),
     });
     try {
@@ -245,7 +215,7 @@ export const finetune: Command = {
         const r = await runCliEpoch(engine, epoch, E, stepsPerEpoch * R, interrupt);
         const rec: Record<string, number> = {
           epoch, loss: r.loss, lr: r.lr, val_top1: r.val.top1, val_top5: r.val.top5, val_loss: r.val.loss,
-          images_per_second: r.images / r.seconds, seconds: r.seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, peak_lr: lr, min_lr: a.num('min-lr'), warmup_epochs: warmupEpochs, epochs: E,
+          images_per_second: r.images / r.seconds, seconds: r.seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, peak_lr: lr, min_lr: st.minLr, warmup_epochs: warmupEpochs, epochs: E,
         };
         if (r.ema) {
           rec.ema_top1 = r.ema.top1;
@@ -259,7 +229,7 @@ export const finetune: Command = {
           // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
           const meta = {
             kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
-            seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(a.flags)),
+            seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
           };
           const state = await model.readStateDict();
           saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
@@ -292,27 +262,102 @@ export function openValidation(spec: string, seed: number, valSplit?: number, li
   }
 }
 
-/** Flag values with `--recipe SIZE` applied under explicit flags. */
-function withRecipe(args: ParsedArgs): { flags: Map<string, unknown>; str(n: string): string; num(n: string): number; bool(n: string): boolean } {
+/** What a fine-tuning run computes, resolved from its flags with `--recipe SIZE` applied under the
+ * explicit ones: the one place `run` reads them (test/recipe.test.ts pins it against the
+ * official main_finetune.py). */
+export interface FinetuneSettings {
+  /** The flag values the run records in its checkpoints (--resume takes them back). */
+  flags: Map<string, FlagValue>;
+  data: string;
+  model: string;
+  block: BlockType;
+  epochs: number;
+  batchSize: number;
+  updateFreq: number;
+  inputSize: number;
+  seed: number;
+  dropPath: number;
+  headInitScale: number;
+  /** Base lr (lr = blr x global batch / 256) unless `lr` is given. */
+  blr: number;
+  lr?: number;
+  minLr: number;
+  warmupEpochs: number;
+  /** Optimizer steps of warm-up (overrides warmupEpochs when > 0). */
+  warmupSteps: number;
+  optimizer: { betas: [number, number]; eps: number };
+  groups: FinetuneGroupOptions;
+  /** Label smoothing (folded into the soft targets when mixup is on). */
+  smoothing: number;
+  /** Mixup / CutMix (timm's Mixup), or null when both alphas are 0. */
+  mixup: Omit<MixupOptions, 'numClasses'> | null;
+  /** The training transform (its size is inputSize). */
+  transform: Omit<TrainTransformSpec, 'size'>;
+  /** The evaluation centre-crop fraction. */
+  cropPct: number;
+  ema: { decay: number; eval: boolean } | null;
+  clipGrad?: number;
+}
+
+export function finetuneSettings(args: ParsedArgs): FinetuneSettings {
   const name = args.string('recipe');
   const recipe = name === undefined ? {} : RECIPES[name];
   if (!recipe) throw new ConvNextError(`finetune: unknown --recipe '${name}' (one of ${Object.keys(MODEL_SIZES).join(', ')})`, 2);
-  const explicit = new Set(args.explicit);
-  const flags = new Map<string, unknown>(args.flags);
-  for (const [k, v] of Object.entries(recipe)) if (!explicit.has(k)) flags.set(k, v);
-  const get = (n: string) => flags.get(n);
-  return {
-    flags,
-    str: (n) => {
-      const v = get(n);
-      if (v === undefined || v === '') throw new ConvNextError(`missing --${n}`, 2);
-      return String(v);
-    },
-    num: (n) => {
-      const v = get(n);
-      if (v === undefined) throw new ConvNextError(`missing --${n}`, 2);
-      return Number(v);
-    },
-    bool: (n) => get(n) === true,
+  const flags = new Map<string, FlagValue>(args.flags);
+  for (const [k, v] of Object.entries(recipe)) if (!args.explicit.has(k)) flags.set(k, v);
+  const str = (n: string): string => {
+    const v = flags.get(n);
+    if (v === undefined || v === '') throw new ConvNextError(`finetune: missing --${n}`, 2);
+    return String(v);
   };
+  const num = (n: string): number => {
+    const v = flags.get(n);
+    if (v === undefined) throw new ConvNextError(`finetune: missing --${n}`, 2);
+    return Number(v);
+  };
+  const opt = (n: string): number | undefined => (flags.get(n) === undefined ? undefined : Number(flags.get(n)));
+  const layerDecayType = str('layer-decay-type');
+  if (layerDecayType !== 'single' && layerDecayType !== 'group') throw new ConvNextError('finetune: --layer-decay-type must be single or group', 2);
+  if (str('mixup-mode') !== 'batch') throw new ConvNextError(`finetune: --mixup-mode ${str('mixup-mode')} is not supported (batch only)`, 2);
+  const betas = str('opt-betas').split(/[ ,]+/).map(Number);
+  if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) throw new ConvNextError('finetune: --opt-betas needs two numbers in [0, 1), e.g. 0.9,0.999', 2);
+  const dropPath = num('drop-path');
+  if (!(dropPath >= 0 && dropPath < 1)) throw new ConvNextError(`finetune: --drop-path ${dropPath}: must be in [0, 1)`, 2);
+  const emaDecay = num('model-ema-decay');
+  if (!(emaDecay >= 0 && emaDecay < 1)) throw new ConvNextError(`finetune: --model-ema-decay ${emaDecay}: must be in [0, 1)`, 2);
+  const aa = String(flags.get('aa') ?? '');
+  const s: FinetuneSettings = {
+    flags,
+    data: str('data'),
+    model: str('model'),
+    block: parseBlockType(str('block')),
+    epochs: num('epochs'),
+    batchSize: num('batch-size'),
+    updateFreq: num('update-freq'),
+    inputSize: num('input-size'),
+    seed: num('seed'),
+    dropPath,
+    headInitScale: num('head-init-scale'),
+    blr: num('blr'),
+    lr: opt('lr'),
+    minLr: num('min-lr'),
+    warmupEpochs: num('warmup-epochs'),
+    warmupSteps: num('warmup-steps'),
+    optimizer: { betas: [betas[0], betas[1]], eps: num('opt-eps') },
+    groups: { weightDecay: num('weight-decay'), layerDecay: num('layer-decay'), layerDecayType },
+    smoothing: num('smoothing'),
+    mixup: num('mixup') > 0 || num('cutmix') > 0
+      ? { mixupAlpha: num('mixup'), cutmixAlpha: num('cutmix'), prob: num('mixup-prob'), switchProb: num('mixup-switch-prob'), mode: 'batch', labelSmoothing: num('smoothing') }
+      : null,
+    // timm's create_transform for training (main_finetune.py / datasets.py build_transform).
+    transform: {
+      kind: 'train', scale: [0.08, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic', hflip: 0.5,
+      autoAugment: aa === 'none' ? '' : aa, reprob: num('reprob'), remode: 'pixel', recount: 1,
+    },
+    cropPct: num('crop-pct'),
+    ema: flags.get('model-ema') === true ? { decay: emaDecay, eval: flags.get('model-ema-eval') === true } : null,
+    clipGrad: opt('clip-grad'),
+  };
+  if (s.epochs < 1 || s.batchSize < 1 || s.updateFreq < 1) throw new ConvNextError('finetune: --epochs, --batch-size and --update-freq must be positive', 2);
+  return s;
 }

@@ -16,17 +16,21 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
-import { FCMAE } from '../fcmae/fcmae.js';
+import { FCMAE, type FcmaeOptions } from '../fcmae/fcmae.js';
+import type { EncoderMode } from '../fcmae/sparse_encoder.js';
+import type { TrainTransformSpec } from '../data/transforms.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
 import { PretrainEngine } from '../fcmae/pretrain_engine.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
-import { modelFromFlags, parseBlockType, type ConvNeXtV2Config } from '../model/config.js';
+import { modelFromFlags, parseBlockType, type BlockType, type ConvNeXtV2Config } from '../model/config.js';
 import type { Tensor } from '../tensor.js';
-import { AdamW, type ParamGroup } from '../train/adamw.js';
+import { AdamW } from '../train/adamw.js';
+import { pretrainParamGroups } from '../train/param_groups.js';
 import { loadOptimizerTensors, readOptimizerTensors } from '../train/optimizer_state.js';
 import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
+import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
@@ -78,7 +82,7 @@ export const pretrain: Command = {
     lr: { kind: 'number', help: 'absolute learning rate (overrides --blr)' },
     'min-lr': { kind: 'number', help: 'final learning rate of the cosine', default: 0 },
     'warmup-epochs': { kind: 'number', help: 'linear warmup epochs', default: 40 },
-    'weight-decay': { kind: 'number', help: 'AdamW weight decay (not on 1-D tensors and biases)', default: 0.05 },
+    'weight-decay': { kind: 'number', help: 'AdamW weight decay (not on LayerNorm affines and biases; GRN and the mask token are decayed, as main_pretrain.py)', default: 0.05 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation and masks', default: 0 },
     limit: { kind: 'int', help: 'use the first N training images' },
     out: { kind: 'string', help: 'run folder (log.jsonl, PNGs, checkpoints; refused when it holds a run, unless --resume or --overwrite)' },
@@ -101,48 +105,19 @@ export const pretrain: Command = {
     if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
     const { args, changed } = ck ? resumeArgs('pretrain', given, ck.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
 
-    const E = args.requireNumber('epochs');
-    const B = args.requireNumber('batch-size');
-    const updateFreq = args.requireNumber('update-freq');
-    const S = args.requireNumber('input-size');
-    const seed = args.requireNumber('seed');
-    const grnStats = args.requireString('grn-stats');
-    if (grnStats !== 'batch' && grnStats !== 'per-sample') throw new ConvNextError(`pretrain: --grn-stats must be batch or per-sample, got '${grnStats}'`, 2);
-    const fcmaeInit = args.requireString('fcmae-init');
-    if (fcmaeInit !== 'official' && fcmaeInit !== 'timm') throw new ConvNextError(`pretrain: --fcmae-init must be official or timm, got '${fcmaeInit}'`, 2);
-    if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
-    if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
-    const maskRatio = args.requireNumber('mask-ratio');
-    const L = (S / 32) ** 2;
-    if (!(maskRatio >= 0 && maskRatio < 1) || Math.floor(L * (1 - maskRatio)) < 1) {
-      throw new ConvNextError(`pretrain: --mask-ratio ${maskRatio}: must be in [0, 1) and leave at least one of the ${L} patches of ${S} px visible`, 2);
-    }
+    const st = pretrainSettings(args);
+    const { epochs: E, batchSize: B, updateFreq, inputSize: S, seed } = st;
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`pretrain: --limit ${limit}: must be a positive integer`, 2);
     const saveEvery = args.requireNumber('save-every');
     if (!(saveEvery >= 1)) throw new ConvNextError(`pretrain: --save-every ${saveEvery}: must be a positive integer`, 2);
     const visImages = args.requireNumber('vis-images');
     if (!(visImages >= 1)) throw new ConvNextError(`pretrain: --vis-images ${visImages}: must be a positive integer`, 2);
-    const decoderDim = ck?.fcmae?.decoderDim ?? args.requireNumber('decoder-embed-dim');
-    const decoderDepth = ck?.fcmae?.decoderDepth ?? args.requireNumber('decoder-depth');
-    if (!(decoderDim >= 1)) throw new ConvNextError(`pretrain: --decoder-embed-dim ${decoderDim}: must be a positive integer`, 2);
-    if (!(decoderDepth >= 0)) throw new ConvNextError(`pretrain: --decoder-depth ${decoderDepth}: must not be negative`, 2);
-    const block = parseBlockType(args.requireString('block'));
-    const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(args.requireString('model'), args.string('depths'), args.string('dims'), { numClasses: 0, block });
-    const fcmae = new FCMAE(encCfg, {
-      decoderDim,
-      decoderDepth,
-      maskRatio,
-      normPixLoss: args.bool('norm-pix-loss'),
-      grnStats,
-      initStyle: fcmaeInit,
-    }, { seed });
-    const decayed = fcmae.params.filter((p) => !fcmae.pretrainNoDecay(p));
-    const groups: ParamGroup[] = [
-      { params: decayed, weightDecay: args.requireNumber('weight-decay'), lrScale: 1 },
-      { params: fcmae.params.filter((p) => fcmae.pretrainNoDecay(p)), weightDecay: 0, lrScale: 1 },
-    ];
-    const opt = new AdamW(groups, { betas: [0.9, 0.95], eps: 1e-8 });
+    // A resumed run keeps its decoder.
+    const fcmaeOpts = { ...st.fcmae, ...(ck?.fcmae ? { decoderDim: ck.fcmae.decoderDim, decoderDepth: ck.fcmae.decoderDepth } : {}) };
+    const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(st.model, args.string('depths'), args.string('dims'), { numClasses: 0, block: st.block });
+    const fcmae = new FCMAE(encCfg, fcmaeOpts, { seed });
+    const opt = new AdamW(pretrainParamGroups(fcmae.params, st.weightDecay), st.optimizer);
     let startEpoch = 0;
     let step = 0;
     if (ck) {
@@ -155,27 +130,27 @@ export const pretrain: Command = {
       loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!, fcmae.kernels);
     }
 
-    const train = openDataset(args.requireString('data'), 'train', { limit, seed });
+    const train = openDataset(st.data, 'train', { limit, seed });
     const loader = new DataLoader(train, {
       batchSize: B, shuffle: true, seed, dropLast: true,
-      transform: { kind: 'train', size: S, scale: [0.2, 1], hflip: 0.5 },
+      transform: { ...st.transform, size: S },
       workers: args.number('workers') ?? 'auto',
     });
     // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
     const steps = Math.floor(loader.length / R);
     if (steps < 1) throw new ConvNextError(`pretrain: ${train.length} training images make no batch of ${B}${R > 1 ? ` for each of ${R} ranks` : ''}`);
     // The official rule on the global batch: batch x ranks x update-freq.
-    const lr = args.number('lr') ?? scaledLr(args.requireNumber('blr'), B * R, updateFreq);
-    const schedule = { lr, minLr: args.requireNumber('min-lr'), warmupEpochs: args.requireNumber('warmup-epochs'), epochs: E };
+    const lr = st.lr ?? scaledLr(st.blr, B * R, updateFreq);
+    const schedule = { lr, minLr: st.minLr, warmupEpochs: st.warmupEpochs, epochs: E };
     const warmNote = warmupNote('pretrain', schedule.warmupEpochs, E, lr);
-    const vis = await visBatch(args.requireString('data'), seed, S, visImages, train);
+    const vis = await visBatch(st.data, seed, S, visImages, train);
     if (lead) openRunFolder(out, { resuming: ck !== null, overwrite });
     const logPath = join(out, 'log.jsonl');
     if (lead) keepLogUpTo(logPath, startEpoch);
     comm.barrier();
     if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
     if (warmNote) ctx.out(warmNote);
-    const mode = args.bool('dense-masking') ? 'dense' as const : 'sparse' as const;
+    const mode = st.mode;
     ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
       `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
       `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
@@ -223,6 +198,76 @@ export const pretrain: Command = {
     return { out, epochs: records };
   },
 };
+
+/** What a pre-training run computes, resolved from its flags: the one place `run` reads them
+ * (test/recipe.test.ts pins it against the official main_pretrain.py). */
+export interface PretrainSettings {
+  data: string;
+  model: string;
+  block: BlockType;
+  epochs: number;
+  batchSize: number;
+  updateFreq: number;
+  inputSize: number;
+  seed: number;
+  fcmae: Omit<FcmaeOptions, 'patchSize'> & { patchSize: 32 };
+  mode: EncoderMode;
+  /** Base lr (lr = blr x global batch / 256) unless `lr` is given. */
+  blr: number;
+  lr?: number;
+  minLr: number;
+  warmupEpochs: number;
+  weightDecay: number;
+  /** AdamW as main_pretrain.py builds it: betas (0.9, 0.95), torch's eps. */
+  optimizer: { betas: [number, number]; eps: number };
+  /** RandomResizedCrop(scale 0.2-1, bicubic) + horizontal flip + ImageNet normalisation; its size is inputSize. */
+  transform: Omit<TrainTransformSpec, 'size'>;
+}
+
+export function pretrainSettings(args: ParsedArgs): PretrainSettings {
+  const grnStats = args.requireString('grn-stats');
+  if (grnStats !== 'batch' && grnStats !== 'per-sample') throw new ConvNextError(`pretrain: --grn-stats must be batch or per-sample, got '${grnStats}'`, 2);
+  const initStyle = args.requireString('fcmae-init');
+  if (initStyle !== 'official' && initStyle !== 'timm') throw new ConvNextError(`pretrain: --fcmae-init must be official or timm, got '${initStyle}'`, 2);
+  const s: PretrainSettings = {
+    data: args.requireString('data'),
+    model: args.requireString('model'),
+    block: parseBlockType(args.requireString('block')),
+    epochs: args.requireNumber('epochs'),
+    batchSize: args.requireNumber('batch-size'),
+    updateFreq: args.requireNumber('update-freq'),
+    inputSize: args.requireNumber('input-size'),
+    seed: args.requireNumber('seed'),
+    fcmae: {
+      patchSize: 32,
+      maskRatio: args.requireNumber('mask-ratio'),
+      normPixLoss: args.bool('norm-pix-loss'),
+      decoderDepth: args.requireNumber('decoder-depth'),
+      decoderDim: args.requireNumber('decoder-embed-dim'),
+      grnStats,
+      initStyle,
+    },
+    mode: args.bool('dense-masking') ? 'dense' : 'sparse',
+    blr: args.requireNumber('blr'),
+    lr: args.number('lr'),
+    minLr: args.requireNumber('min-lr'),
+    warmupEpochs: args.requireNumber('warmup-epochs'),
+    weightDecay: args.requireNumber('weight-decay'),
+    optimizer: { betas: [0.9, 0.95], eps: 1e-8 },
+    transform: { kind: 'train', scale: [0.2, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic', hflip: 0.5 },
+  };
+  const { epochs: E, batchSize: B, updateFreq, inputSize: S } = s;
+  if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
+  if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
+  const { maskRatio, decoderDim, decoderDepth } = s.fcmae;
+  const L = (S / 32) ** 2;
+  if (!(maskRatio >= 0 && maskRatio < 1) || Math.floor(L * (1 - maskRatio)) < 1) {
+    throw new ConvNextError(`pretrain: --mask-ratio ${maskRatio}: must be in [0, 1) and leave at least one of the ${L} patches of ${S} px visible`, 2);
+  }
+  if (!(decoderDim >= 1)) throw new ConvNextError(`pretrain: --decoder-embed-dim ${decoderDim}: must be a positive integer`, 2);
+  if (!(decoderDepth >= 0)) throw new ConvNextError(`pretrain: --decoder-depth ${decoderDepth}: must not be negative`, 2);
+  return s;
+}
 
 /** A few fixed images for the reconstruction PNG: the validation part if any, else training. */
 async function visBatch(spec: string, seed: number, S: number, n: number, train: Dataset): Promise<Tensor> {

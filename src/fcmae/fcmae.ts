@@ -181,14 +181,6 @@ export class FCMAE {
     }
   }
 
-  /** Parameters without weight decay under the official pre-training rule: 1-D tensors and biases
-   * in the official shapes (GRN gamma/beta are [1, C] there, so they ARE decayed, as is the mask token). */
-  pretrainNoDecay(p: Param): boolean {
-    if (p.name.endsWith('.bias') || p.name.endsWith('grn.beta')) return true;
-    if (/grn\.(weight|gamma)$/.test(p.name)) return false;
-    return p.shape.length === 1;
-  }
-
   /** Random masks [N, L] for a batch of H x W images from the model's rng (or `rng`). */
   /** A random mask [N, L] (1 = removed) for N images of H x W, L = (H/p)*(W/p), `maskRatio` removed. */
   randomMask(N: number, H: number, W: number, rng: Rng = this.rng): Tensor {

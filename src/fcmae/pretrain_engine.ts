@@ -59,8 +59,7 @@ export class PretrainEngine {
     for await (const batch of batches.epoch(epoch - 1, undefined, mb.shard)) {
       const it = batch.batch;
       await hooks.beforeBatch?.(epoch, it + 1);
-      // At a step's first microbatch, from the step's first global batch (it - rank).
-      if (mb.stepStart) lr = lrAt(schedule, epoch - 1 + (it - mb.comm.rank) / batches.length);
+      if (mb.stepStart) lr = mb.stepLr(schedule, epoch, it, batches.length);
       const [B, , H, W] = batch.pixels.shape;
       const L = (H / p) * (W / p);
       const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));

@@ -2,7 +2,8 @@
  * The fine-tuning loop of the official main_finetune.py, as a library engine (platform-neutral:
  * the CLI and a page both run it): per batch mixup/cutmix or label smoothing, forward and
  * backward with gradient accumulation over `updateFreq` batches, optional gradient clipping,
- * AdamW at the scheduled lr, the EMA update; per epoch the evaluation of the model (and of the
+ * AdamW at the lr of the half-cosine schedule evaluated at the fractional epoch (the official
+ * `adjust_learning_rate`, set every `updateFreq` batches, as in pre-training), the EMA update; per epoch the evaluation of the model (and of the
  * EMA) and the best top-1. Every random choice is seeded by (seed, epoch, batch), so a run
  * resumed from a checkpoint's `step` and `best` continues exactly. Saving, logging and
  * progress are the caller's, through the returned records and the `onStep` callback.
@@ -20,6 +21,7 @@ import { clipGradients, forwardBackwardTensors } from './step.js';
 import type { EpochHooks, EpochStats } from './epoch.js';
 import { type Comm, singleProcess } from '../parallel/comm.js';
 import { Microbatches } from './microbatches.js';
+import { lrAt, type CosineSchedule } from './schedule.js';
 
 /** What an evaluation reports (top-1 / top-5 in percent, mean cross-entropy). */
 export interface EvalSummary {
@@ -34,8 +36,8 @@ export interface FinetuneEngineOptions {
   /** The EMA of the weights, updated after every optimizer step (none: null). */
   ema?: ModelEma | null;
   batches: BatchSource;
-  /** The lr of every optimizer step (cosineScheduler); the last value holds past its end. */
-  schedule: ArrayLike<number>;
+  /** Warm-up and half cosine, evaluated at the fractional epoch of each optimizer step's first batch. */
+  schedule: CosineSchedule;
   /** Evaluates the model as it is (the EMA is swapped in for `emaEval`). */
   evaluate: (model: ConvNeXtV2) => Promise<EvalSummary>;
   seed: number;
@@ -81,23 +83,18 @@ export class FinetuneEngine {
     this.best = opts.resume?.best ?? -1;
   }
 
-  private lr(): number {
-    const s = this.o.schedule;
-    return s[Math.min(this.step, s.length - 1)];
-  }
-
   /** Trains epoch `epoch` (1-based) and evaluates, calling `hooks` around every batch. */
   async runEpoch(epoch: number, hooks: EpochHooks = {}): Promise<FinetuneEpoch> {
     const { model, opt, ema, batches, seed, mixup } = this.o;
     const K = model.config.numClasses;
     const mb = (this.mb = new Microbatches(this.o.comm ?? singleProcess, this.o.updateFreq ?? 1, model.kernels, model.params, this.mb));
     const t0 = performance.now();
-    let lr = this.lr();
+    let lr = lrAt(this.o.schedule, epoch - 1);
     model.zeroGrad();
     for await (const batch of batches.epoch(epoch - 1, undefined, mb.shard)) {
       const it = batch.batch;
       await hooks.beforeBatch?.(epoch, it + 1);
-      lr = this.lr();
+      if (mb.stepStart) lr = mb.stepLr(this.o.schedule, epoch, it, batches.length);
       const [, , H, W] = batch.pixels.shape;
       const targets = mixup
         ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets

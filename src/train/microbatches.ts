@@ -12,6 +12,7 @@ import { GradientSum } from '../parallel/grad_sum.js';
 import type { Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
 import { NonFiniteLossError } from './epoch.js';
+import { lrAt, type CosineSchedule } from './schedule.js';
 
 export class Microbatches {
   /** This rank's share of an epoch's batches (undefined: all of them). */
@@ -48,6 +49,15 @@ export class Microbatches {
   /** Whether the next microbatch starts an optimizer step. */
   get stepStart(): boolean {
     return this.local % this.updateFreq === 0;
+  }
+
+  /**
+   * The lr of the optimizer step that batch `it` (this rank's, of `length` in epoch `epoch`,
+   * 1-based) starts: the official `adjust_learning_rate(data_iter_step / len(data_loader) + epoch)`,
+   * from the step's first global batch (it - rank), so every rank and any rank count agree.
+   */
+  stepLr(schedule: CosineSchedule, epoch: number, it: number, length: number): number {
+    return lrAt(schedule, epoch - 1 + (it - this.comm.rank) / length);
   }
 
   /** Epoch batches the ranks take together (whole rounds of R), for progress. */

@@ -136,7 +136,7 @@ async function finetune(k: Kernels, model?: ConvNeXtV2, opt?: AdamW, ema?: Model
   opt ??= new AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
   ema ??= new ModelEma(model.params, 0.9, k);
   const engine = new FinetuneEngine({
-    model, opt, ema, batches: batches(firstBatch, lastBatch), schedule: [1e-3, 8e-4, 6e-4, 4e-4, 2e-4], seed: 5, smoothing: 0.1, clipGrad: 1,
+    model, opt, ema, batches: batches(firstBatch, lastBatch), schedule: { lr: 1e-3, minLr: 2e-4, warmupEpochs: 0, epochs: 1 }, seed: 5, smoothing: 0.1, clipGrad: 1,
     evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }), resume: { step: firstBatch, best: 0 },
   });
   const losses: number[] = [];
