@@ -1,10 +1,11 @@
 /**
  * Plain TypeScript implementation of every kernel: the oracle the native kernels are tested
  * against, and a fallback where the addon cannot load. Written for clarity, not speed; sums
- * are accumulated in float64.
+ * are accumulated in float64. `new ReferenceKernels({ float64: true })` stores every tensor in
+ * float64 too (the gradient checks' oracle, see ReferenceOptions).
  */
 import { HostKernels } from './host.js';
-import { Act, type GemmExtras, type Kernels } from './types.js';
+import { Act, type Capabilities, type GemmExtras, type Kernels, type TensorMemory } from './types.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -37,10 +38,54 @@ export function geluGradScalar(x: number): number {
   return 0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
 }
 
+export interface ReferenceOptions {
+  /**
+   * Tensors in float64 and no rounding to float32 anywhere: the memory allocates Float64Arrays
+   * (typed as Float32Array, like every host Buf, so the layers and the model run on them
+   * unchanged) and the kernels' few explicit float32 roundings are skipped. For tests that
+   * need gradients exact to ~1e-10 (finite differences in float64, test/gradcheck.test.ts).
+   * Inputs must be this memory's arrays (Float64Array) or host Float32Arrays; `read` returns
+   * Float64Array copies; code that insists on a Float32Array (hostArray: Param.host,
+   * model.forward's results) refuses them, use forwardNHWC and the buffers themselves.
+   */
+  float64?: boolean;
+}
+
+/** Float64Arrays behind the Float32Array type: the memory of the float64 reference kernels. */
+const float64Memory: TensorMemory = {
+  kind: 'host-float64',
+  alloc: (n) => new Float64Array(n) as unknown as Float32Array,
+  free: () => {},
+};
+
+const identity = (x: number): number => x;
+
 export class ReferenceKernels extends HostKernels implements Kernels {
   readonly name = 'reference';
   readonly isa = 'reference' as const;
   readonly threads = 1;
+  /** Float64 tensors, nothing rounded to float32 (see ReferenceOptions). */
+  readonly float64: boolean;
+  declare readonly memory?: TensorMemory;
+  /** Math.fround, or the identity in float64. */
+  private readonly f32: (x: number) => number;
+
+  constructor(opts: ReferenceOptions = {}) {
+    super();
+    this.float64 = opts.float64 ?? false;
+    // Float32: no memory of its own (host arrays, exactly as before the option existed).
+    if (this.float64) this.memory = float64Memory;
+    this.f32 = this.float64 ? identity : Math.fround;
+  }
+
+  override read(t: Float32Array): Promise<Float32Array> {
+    return this.float64 ? Promise.resolve(t.slice()) : super.read(t);
+  }
+
+  override capabilities(): Capabilities {
+    const c = super.capabilities();
+    return this.float64 ? { ...c, description: `${c.description}, float64` } : c;
+  }
 
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
@@ -57,7 +102,7 @@ export class ReferenceKernels extends HostKernels implements Kernels {
         let s = 0;
         for (let k = 0; k < K; k++) {
           const a0 = transA ? A[k * lda + i] : A[i * lda + k];
-          const a = aScale ? Math.fround(a0 * aScale[Math.floor(i / aScaleRows) * K + k] + (aShift ? aShift[k] : 0)) : a0;
+          const a = aScale ? this.f32(a0 * aScale[Math.floor(i / aScaleRows) * K + k] + (aShift ? aShift[k] : 0)) : a0;
           const b = transB ? B[j * ldb + k] : B[k * ldb + j];
           s += a * b;
         }
@@ -66,7 +111,7 @@ export class ReferenceKernels extends HostKernels implements Kernels {
         if (bias) s += bias[j];
         if (act === Act.Gelu) {
           if (preact) preact[i * ldc + j] = s;
-          C[i * ldc + j] = geluScalar(Math.fround(s));
+          C[i * ldc + j] = geluScalar(this.f32(s));
         } else {
           C[i * ldc + j] = s;
         }
