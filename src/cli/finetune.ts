@@ -26,7 +26,7 @@ import { Mixup, type MixupOptions } from '../data/mixup.js';
 import type { TrainTransformSpec } from '../data/transforms.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import type { TensorData } from '../io/safetensors.js';
-import { MODEL_SIZES, modelFromFlags, parseBlockType, type BlockType, type ConvNeXtV2Config } from '../model/config.js';
+import { MODEL_SIZES, modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { AdamW } from '../train/adamw.js';
 import { ModelEma } from '../train/ema.js';
@@ -38,7 +38,7 @@ import type { FlagValue, ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
 import { jobComm } from '../parallel/mpi.js';
-import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
+import { flagReader, Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
  * nano use atto's, large and huge use base's). */
@@ -265,24 +265,11 @@ export function openValidation(spec: string, seed: number, valSplit?: number, li
 /** What a fine-tuning run computes, resolved from its flags with `--recipe SIZE` applied under the
  * explicit ones: the one place `run` reads them (test/recipe.test.ts pins it against the
  * official main_finetune.py). */
-export interface FinetuneSettings {
+export interface FinetuneSettings extends RunSettings {
   /** The flag values the run records in its checkpoints (--resume takes them back). */
   flags: Map<string, FlagValue>;
-  data: string;
-  model: string;
-  block: BlockType;
-  epochs: number;
-  batchSize: number;
-  updateFreq: number;
-  inputSize: number;
-  seed: number;
   dropPath: number;
   headInitScale: number;
-  /** Base lr (lr = blr x global batch / 256) unless `lr` is given. */
-  blr: number;
-  lr?: number;
-  minLr: number;
-  warmupEpochs: number;
   /** Optimizer steps of warm-up (overrides warmupEpochs when > 0). */
   warmupSteps: number;
   optimizer: { betas: [number, number]; eps: number };
@@ -305,17 +292,7 @@ export function finetuneSettings(args: ParsedArgs): FinetuneSettings {
   if (!recipe) throw new ConvNextError(`finetune: unknown --recipe '${name}' (one of ${Object.keys(MODEL_SIZES).join(', ')})`, 2);
   const flags = new Map<string, FlagValue>(args.flags);
   for (const [k, v] of Object.entries(recipe)) if (!args.explicit.has(k)) flags.set(k, v);
-  const str = (n: string): string => {
-    const v = flags.get(n);
-    if (v === undefined || v === '') throw new ConvNextError(`finetune: missing --${n}`, 2);
-    return String(v);
-  };
-  const num = (n: string): number => {
-    const v = flags.get(n);
-    if (v === undefined) throw new ConvNextError(`finetune: missing --${n}`, 2);
-    return Number(v);
-  };
-  const opt = (n: string): number | undefined => (flags.get(n) === undefined ? undefined : Number(flags.get(n)));
+  const { str, num, opt } = flagReader('finetune', flags);
   const layerDecayType = str('layer-decay-type');
   if (layerDecayType !== 'single' && layerDecayType !== 'group') throw new ConvNextError('finetune: --layer-decay-type must be single or group', 2);
   if (str('mixup-mode') !== 'batch') throw new ConvNextError(`finetune: --mixup-mode ${str('mixup-mode')} is not supported (batch only)`, 2);
@@ -326,22 +303,11 @@ export function finetuneSettings(args: ParsedArgs): FinetuneSettings {
   const emaDecay = num('model-ema-decay');
   if (!(emaDecay >= 0 && emaDecay < 1)) throw new ConvNextError(`finetune: --model-ema-decay ${emaDecay}: must be in [0, 1)`, 2);
   const aa = String(flags.get('aa') ?? '');
-  const s: FinetuneSettings = {
+  return {
+    ...runSettings('finetune', flags),
     flags,
-    data: str('data'),
-    model: str('model'),
-    block: parseBlockType(str('block')),
-    epochs: num('epochs'),
-    batchSize: num('batch-size'),
-    updateFreq: num('update-freq'),
-    inputSize: num('input-size'),
-    seed: num('seed'),
     dropPath,
     headInitScale: num('head-init-scale'),
-    blr: num('blr'),
-    lr: opt('lr'),
-    minLr: num('min-lr'),
-    warmupEpochs: num('warmup-epochs'),
     warmupSteps: num('warmup-steps'),
     optimizer: { betas: [betas[0], betas[1]], eps: num('opt-eps') },
     groups: { weightDecay: num('weight-decay'), layerDecay: num('layer-decay'), layerDecayType },
@@ -358,6 +324,4 @@ export function finetuneSettings(args: ParsedArgs): FinetuneSettings {
     ema: flags.get('model-ema') === true ? { decay: emaDecay, eval: flags.get('model-ema-eval') === true } : null,
     clipGrad: opt('clip-grad'),
   };
-  if (s.epochs < 1 || s.batchSize < 1 || s.updateFreq < 1) throw new ConvNextError('finetune: --epochs, --batch-size and --update-freq must be positive', 2);
-  return s;
 }

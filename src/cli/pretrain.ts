@@ -23,7 +23,7 @@ import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
 import { PretrainEngine } from '../fcmae/pretrain_engine.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
-import { modelFromFlags, parseBlockType, type BlockType, type ConvNeXtV2Config } from '../model/config.js';
+import { modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import type { Tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
 import { pretrainParamGroups } from '../train/param_groups.js';
@@ -32,7 +32,7 @@ import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
-import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, warmupNote } from './runlog.js';
+import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 import { jobComm } from '../parallel/mpi.js';
 
@@ -201,22 +201,9 @@ export const pretrain: Command = {
 
 /** What a pre-training run computes, resolved from its flags: the one place `run` reads them
  * (test/recipe.test.ts pins it against the official main_pretrain.py). */
-export interface PretrainSettings {
-  data: string;
-  model: string;
-  block: BlockType;
-  epochs: number;
-  batchSize: number;
-  updateFreq: number;
-  inputSize: number;
-  seed: number;
+export interface PretrainSettings extends RunSettings {
   fcmae: Omit<FcmaeOptions, 'patchSize'> & { patchSize: 32 };
   mode: EncoderMode;
-  /** Base lr (lr = blr x global batch / 256) unless `lr` is given. */
-  blr: number;
-  lr?: number;
-  minLr: number;
-  warmupEpochs: number;
   weightDecay: number;
   /** AdamW as main_pretrain.py builds it: betas (0.9, 0.95), torch's eps. */
   optimizer: { betas: [number, number]; eps: number };
@@ -230,14 +217,7 @@ export function pretrainSettings(args: ParsedArgs): PretrainSettings {
   const initStyle = args.requireString('fcmae-init');
   if (initStyle !== 'official' && initStyle !== 'timm') throw new ConvNextError(`pretrain: --fcmae-init must be official or timm, got '${initStyle}'`, 2);
   const s: PretrainSettings = {
-    data: args.requireString('data'),
-    model: args.requireString('model'),
-    block: parseBlockType(args.requireString('block')),
-    epochs: args.requireNumber('epochs'),
-    batchSize: args.requireNumber('batch-size'),
-    updateFreq: args.requireNumber('update-freq'),
-    inputSize: args.requireNumber('input-size'),
-    seed: args.requireNumber('seed'),
+    ...runSettings('pretrain', args.flags),
     fcmae: {
       patchSize: 32,
       maskRatio: args.requireNumber('mask-ratio'),
@@ -248,16 +228,11 @@ export function pretrainSettings(args: ParsedArgs): PretrainSettings {
       initStyle,
     },
     mode: args.bool('dense-masking') ? 'dense' : 'sparse',
-    blr: args.requireNumber('blr'),
-    lr: args.number('lr'),
-    minLr: args.requireNumber('min-lr'),
-    warmupEpochs: args.requireNumber('warmup-epochs'),
     weightDecay: args.requireNumber('weight-decay'),
     optimizer: { betas: [0.9, 0.95], eps: 1e-8 },
     transform: { kind: 'train', scale: [0.2, 1], ratio: [3 / 4, 4 / 3], interpolation: 'bicubic', hflip: 0.5 },
   };
-  const { epochs: E, batchSize: B, updateFreq, inputSize: S } = s;
-  if (E < 1 || B < 1 || updateFreq < 1) throw new ConvNextError('pretrain: --epochs, --batch-size and --update-freq must be positive', 2);
+  const S = s.inputSize;
   if (S % 32 !== 0 || S < 32) throw new ConvNextError(`pretrain: --input-size ${S} must be a positive multiple of 32`, 2);
   const { maskRatio, decoderDim, decoderDepth } = s.fcmae;
   const L = (S / 32) ** 2;

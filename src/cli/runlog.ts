@@ -7,6 +7,7 @@ import { ParsedArgs, type FlagValue } from './args.js';
 import { type EpochHooks, NonFiniteLossError } from '../train/epoch.js';
 import { Progress } from './progress.js';
 import { activeComm } from '../parallel/mpi.js';
+import { parseBlockType, type BlockType } from '../model/config.js';
 
 /** Keeps the log records of epochs <= `epoch` (a resumed run rewrites the later ones). */
 export function keepLogUpTo(path: string, epoch: number): void {
@@ -199,4 +200,50 @@ export async function runCliEpoch<R>(engine: { runEpoch(epoch: number, hooks: Ep
     }
     throw e;
   }
+}
+
+/** Typed reads of resolved flag values (after --recipe or --resume); a missing value is a usage error. */
+export function flagReader(command: string, flags: ReadonlyMap<string, FlagValue>): { str(n: string): string; num(n: string): number; opt(n: string): number | undefined } {
+  const missing = (n: string) => new ConvNextError(`${command}: missing --${n}`, 2);
+  return {
+    str: (n) => {
+      const v = flags.get(n);
+      if (v === undefined || v === '') throw missing(n);
+      return String(v);
+    },
+    num: (n) => {
+      const v = flags.get(n);
+      if (v === undefined) throw missing(n);
+      return Number(v);
+    },
+    opt: (n) => (flags.get(n) === undefined ? undefined : Number(flags.get(n))),
+  };
+}
+
+/** What pretrain and finetune both read from their flags: the data, the model, the loop and the lr schedule. */
+export interface RunSettings {
+  data: string;
+  model: string;
+  block: BlockType;
+  epochs: number;
+  batchSize: number;
+  updateFreq: number;
+  inputSize: number;
+  seed: number;
+  /** Base lr (lr = blr x global batch / 256) unless `lr` is given. */
+  blr: number;
+  lr?: number;
+  minLr: number;
+  warmupEpochs: number;
+}
+
+export function runSettings(command: string, flags: ReadonlyMap<string, FlagValue>): RunSettings {
+  const { str, num, opt } = flagReader(command, flags);
+  const s: RunSettings = {
+    data: str('data'), model: str('model'), block: parseBlockType(str('block')),
+    epochs: num('epochs'), batchSize: num('batch-size'), updateFreq: num('update-freq'), inputSize: num('input-size'), seed: num('seed'),
+    blr: num('blr'), lr: opt('lr'), minLr: num('min-lr'), warmupEpochs: num('warmup-epochs'),
+  };
+  if (s.epochs < 1 || s.batchSize < 1 || s.updateFreq < 1) throw new ConvNextError(`${command}: --epochs, --batch-size and --update-freq must be positive`, 2);
+  return s;
 }
