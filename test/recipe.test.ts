@@ -231,9 +231,8 @@ test('pretrain as run: the second step equals AdamW(0.9, 0.95) at the cosine lr,
   const lr = ((blr * B) / 256) * 0.5 * (1 + Math.cos(Math.PI / 2));
   let checked = 0;
   for (const [name, [oname, oshape]] of official) {
-    const key = name.startsWith('fcmae.') ? name : name;
     const get = (f: Map<string, TensorData>, k: string) => (f.get(k) ?? assert.fail(`no ${k} in the checkpoint`)).data;
-    const e = adamwStepError(get(a, key), get(b, key), get(a, `optimizer.m.${name}`), get(a, `optimizer.v.${name}`), get(b, `optimizer.m.${name}`), get(b, `optimizer.v.${name}`),
+    const e = adamwStepError(get(a, name), get(b, name), get(a, `optimizer.m.${name}`), get(a, `optimizer.v.${name}`), get(b, `optimizer.m.${name}`), get(b, `optimizer.v.${name}`),
       2, lr, officialPretrainNoDecay(oname, oshape) ? 0 : wd, [0.9, 0.95]);
     assert.ok(e.moments <= 1, `${name}: the moments are not those of betas (0.9, 0.95): ${e.moments.toFixed(1)} x the tolerance`);
     assert.ok(e.weights <= 1, `${name}: the weights are not AdamW step 2 at lr ${lr}, decay ${officialPretrainNoDecay(oname, oshape) ? 0 : wd}: ${e.weights.toFixed(1)} x the tolerance`);
