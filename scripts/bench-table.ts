@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { exportOnnx } from '../src/io/onnx.js';
 import { makeConfig } from '../src/model/config.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
+import { createBackend } from '../src/kernels/index.js';
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -59,7 +60,7 @@ try {
     ortModel = shared;
     ortNote = "timm's convnextv2_atto ONNX (../shared/peers)";
   } else {
-    const m = new ConvNeXtV2(makeConfig('atto'));
+    const m = new ConvNeXtV2(makeConfig('atto'), { kernels: await createBackend('reference') });
     ortModel = join(mkdtempSync(join(tmpdir(), 'cnx-bench-')), 'atto.onnx');
     exportOnnx(ortModel, { config: m.config, state: m.stateDict() });
     ortNote = 'our ONNX export of atto';

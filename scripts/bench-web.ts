@@ -60,7 +60,7 @@ try {
     ort.env.wasm.wasmPaths = '/ort/';
     ort.env.wasm.numThreads = threads;
     const session = await ort.InferenceSession.create('/model.onnx', { executionProviders: ['wasm'] });
-    const kernels = await lib.loadWasmKernels({ baseUrl: '/wasm/', threads });
+    const kernels = await lib.createBackend('wasm', { wasm: { baseUrl: '/wasm/' }, threads });
     const model = new lib.ConvNeXtV2(lib.makeConfig('atto'), { kernels, seed: 0 });
     const input = (b: number) => Float32Array.from({ length: b * 3 * 224 * 224 }, (_, i) => Math.sin(i * 0.001));
     const ours = (x: Float32Array, b: number) => model.forward({ shape: [b, 3, 224, 224], data: x });
@@ -96,7 +96,7 @@ try {
   const threads = (r as Record<string, number[]>).threads[0];
   if (threads > 1 && (r as Record<string, number[]>).workerTasks[0] === 0) throw new Error('bench-web: our worker threads ran no tasks');
   const nk = new NativeKernels();
-  const wk = await node.loadWasmKernels(undefined, threads);
+  const wk = await node.createBackend('wasm', { threads });
   const wasmModel = new node.ConvNeXtV2(node.makeConfig('atto'), { kernels: wk, seed: 0 });
   const nativeModel = new node.ConvNeXtV2(node.makeConfig('atto'), { kernels: nk, seed: 0 });
   const nodeRate = (m: node.ConvNeXtV2) => {

@@ -4,14 +4,9 @@ import './io/codecs_node.js';
 export { ConvNextError } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
-export { getKernels, getNativeKernels, setThreads, ReferenceKernels, Act } from './kernels/index.js';
-export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThreadInit } from './kernels/wasm.js';
-export { loadWasmKernels, nodeThreadHost } from './kernels/wasm_node.js';
-export { hostMemory, memoryOf } from './kernels/index.js';
-export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
-export { createBackend, setDefaultKernels, BACKEND_CHOICES, type BackendChoice, type BackendOptions } from './kernels/index.js';
-export { createWebGPUKernels, WebGPUKernels, GpuTensor, GpuMemory, type WebGPUOptions } from './kernels/webgpu/device.js';
-export { HostKernels } from './kernels/host.js';
+export { createBackend, BACKEND_CHOICES, Act, type BackendChoice, type BackendOptions, type Kernels, type Isa } from './kernels/index.js';
+export type { WasmLocation } from './kernels/wasm.js';
+export type { WebGPUOptions } from './kernels/webgpu/device.js';
 export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
 
 export {
@@ -75,7 +70,7 @@ export { GradientSum } from './parallel/grad_sum.js';
 export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
-export { patchifyTarget, normalizePatches, maskedMse } from './fcmae/loss.js';
+export { patchifyTarget, normalizePatches, maskedMse } from './kernels/fcmae_loss.js';
 export { ModelEma } from './train/ema.js';
 export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerId, layerScale, numLayers, type LayerDecayType } from './train/layer_decay.js';

@@ -2,9 +2,9 @@
  * convnextv2 for the browser (and any JavaScript runtime): the platform-neutral core, nothing
  * from Node. `npm run build:web` bundles it to dist/web/index.js. Checkpoints are read from
  * bytes (`loadCheckpoint(uint8array)`, or the files of an HF folder by name) and written to
- * bytes (`serializeCheckpoint`, `exportBytes`) for a download. Kernels: the TypeScript reference
- * by default, or the WebAssembly build of the native kernels (`await loadWasmKernels()`, with
- * threads where the page is cross-origin isolated; passed as `kernels`). The training loops are the engines the
+ * bytes (`serializeCheckpoint`, `exportBytes`) for a download. Kernels: a backend made by
+ * `await createBackend('wasm')` (the WebAssembly build of the native kernels, with threads where
+ * the page is cross-origin isolated), `'webgpu'` or `'reference'`, given to every model as `kernels`. The training loops are the engines the
  * CLI runs (FinetuneEngine, PretrainEngine) over any BatchSource.
  */
 import { type LoadedCheckpoint, loadCheckpointBytes, loadCheckpointFrom, type LoadOptions } from './io/checkpoint.js';
@@ -13,14 +13,9 @@ import { type FileSet, memoryFiles } from './io/files.js';
 export { ConvNextError, errorLine } from './errors.js';
 export { type Tensor, tensor, numel } from './tensor.js';
 export { Rng } from './rng.js';
-export { getKernels, ReferenceKernels, Act } from './kernels/index.js';
-export { WasmKernels, type WasmKernelsOptions, type WasmThreadHost, type WasmThreadInit } from './kernels/wasm.js';
-export { loadWasmKernels, browserThreadHost, type LoadWasmOptions } from './kernels/wasm_browser.js';
-export { hostMemory, memoryOf } from './kernels/index.js';
-export type { Kernels, Isa, TensorMemory } from './kernels/index.js';
-export { createBackend, setDefaultKernels, BACKEND_CHOICES, type BackendChoice, type BackendOptions } from './kernels/index.js';
-export { createWebGPUKernels, WebGPUKernels, GpuTensor, GpuMemory, type WebGPUOptions } from './kernels/webgpu/device.js';
-export { HostKernels } from './kernels/host.js';
+export { createBackend, BACKEND_CHOICES, Act, type BackendChoice, type BackendOptions, type Kernels, type Isa } from './kernels/index.js';
+export type { WasmLocation } from './kernels/wasm.js';
+export type { WebGPUOptions } from './kernels/webgpu/device.js';
 export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
 
 export {

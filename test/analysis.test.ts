@@ -8,7 +8,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { ClassSelectivity, channelCosineDistance, cosineMatrix, distribution, featureCosineDistance, selectivityIndices } from '../src/analysis/metrics.js';
@@ -24,11 +23,12 @@ import { readSafetensors } from '../src/io/safetensors_file.js';
 import { FCMAE } from '../src/fcmae/fcmae.js';
 import { exportOnnx } from '../src/io/onnx.js';
 import { assertFiniteDifferences, dot64, relErr } from './helpers.js';
+import { cpu } from './backend.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-analysis-'));
 const ref = new ReferenceKernels();
-const backends: [string, Kernels][] = [['default', getKernels()], ['reference', ref]];
+const backends: [string, Kernels][] = [['default', cpu], ['reference', ref]];
 const rng = new Rng(99);
 const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => rng.normal() * s);
 
@@ -190,7 +190,7 @@ for (const [label, k] of backends) {
 }
 
 test('V1 checkpoints round trip: ours, timm and official naming; block recorded and inferred', () => {
-  const { v1 } = pair(0.37, getKernels());
+  const { v1 } = pair(0.37, cpu);
   const x = randn(3 * 64 * 64);
   const want = v1.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data;
   const ours = join(dir, 'v1.safetensors');
@@ -200,7 +200,7 @@ test('V1 checkpoints round trip: ours, timm and official naming; block recorded 
     if (naming !== 'ours') exportCheckpoint(file, { config: v1.config, state: v1.stateDict() }, { naming, container: 'safetensors' });
     const ck = loadCheckpoint(file);
     assert.equal(ck.config.block, 'v1', naming);
-    const m = new ConvNeXtV2(ck.config);
+    const m = new ConvNeXtV2(ck.config, { kernels: cpu });
     m.loadStateDict(ck.state);
     assert.deepEqual(m.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data, want, naming);
   }
@@ -211,7 +211,7 @@ test('V1 checkpoints round trip: ours, timm and official naming; block recorded 
   assert.throws(() => exportCheckpoint(join(dir, 'v1_hf'), { config: v1.config, state: v1.stateDict() }, { naming: 'hf' }), /no ConvNeXt V1 blocks/);
   // A V2 checkpoint still reads as v2.
   const v2file = join(dir, 'v2.safetensors');
-  const v2 = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { numClasses: 0 }));
+  const v2 = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { numClasses: 0 }), { kernels: cpu });
   saveCheckpoint(v2file, { config: v2.config, state: v2.stateDict() });
   assert.equal(loadCheckpoint(v2file).config.block, 'v2');
 });
@@ -224,7 +224,7 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
     t.skip('onnxruntime-node is not installed');
     return;
   }
-  const { v1 } = pair(0.37, getKernels());
+  const { v1 } = pair(0.37, cpu);
   const x = randn(2 * 3 * 64 * 64);
   const want = v1.forward({ shape: [2, 3, 64, 64], data: x }).logits!.data;
   const file = join(dir, 'v1.onnx');
@@ -241,10 +241,10 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
 test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked encoders agree, gamma gets gradients', () => {
   const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { block: 'v1' });
   for (const initStyle of ['official', 'timm'] as const) {
-    const f = new FCMAE(cfg, { decoderDim: 16, initStyle }, { seed: 1 });
+    const f = new FCMAE(cfg, { decoderDim: 16, initStyle }, { kernels: cpu, seed: 1 });
     assert.ok(f.param('stages.3.blocks.0.gamma').data.every((v) => Math.abs(v - 1e-6) < 1e-12), initStyle);
   }
-  const f = new FCMAE(cfg, { decoderDim: 16, initStyle: 'timm', normPixLoss: true }, { seed: 1 });
+  const f = new FCMAE(cfg, { decoderDim: 16, initStyle: 'timm', normPixLoss: true }, { kernels: cpu, seed: 1 });
   for (const p of f.encoderModel.params) if (p.name.endsWith('.gamma')) p.data.set(randn(p.size, 0.5));
   const x = { shape: [2, 3, 64, 64], data: randn(2 * 3 * 64 * 64) };
   const mask = { shape: [2, 4], data: Float32Array.of(1, 0, 0, 1, 0, 1, 1, 0) };
@@ -262,7 +262,7 @@ test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked e
 });
 
 test('layers are named and picked by S.B, stages.S.blocks.B or index', () => {
-  const m = new ConvNeXtV2(makeConfig({ depths: [2, 2, 2, 2], dims: [8, 8, 8, 8] }, { numClasses: 0 }));
+  const m = new ConvNeXtV2(makeConfig({ depths: [2, 2, 2, 2], dims: [8, 8, 8, 8] }, { numClasses: 0 }), { kernels: cpu });
   const layers = modelLayers(m);
   assert.equal(layers.length, 8);
   assert.equal(layers[7].relativeDepth, 1);
@@ -277,8 +277,8 @@ test('analyze end to end: two tiny checkpoints on synthetic data write report.md
   const cfg = { depths: [1, 1, 2, 1], dims: [8, 16, 16, 24] };
   const a = join(dir, 'tiny-v2.safetensors');
   const b = join(dir, 'tiny-v1.safetensors');
-  const m2 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0 }), { seed: 1 });
-  const m1 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0, block: 'v1' }), { seed: 2 });
+  const m2 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0 }), { kernels: cpu, seed: 1 });
+  const m1 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0, block: 'v1' }), { kernels: cpu, seed: 2 });
   for (const p of m1.params) if (p.name.endsWith('.gamma')) p.data.fill(0.5);
   saveCheckpoint(a, { config: m2.config, state: m2.stateDict() });
   saveCheckpoint(b, { config: m1.config, state: m1.stateDict() });

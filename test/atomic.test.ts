@@ -19,6 +19,7 @@ import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint_file.js';
 import { writeSafetensors } from '../src/io/safetensors_file.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { assertOneLineError, assertSameTensor, smallTimmParams } from './helpers.js';
+import { cpu } from './backend.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -71,7 +72,7 @@ function defineTests(): void {
     timmIn = path.join(tmp, 'small_timm_params.safetensors');
     writeSafetensors(timmIn, smallTimmParams());
     const ck = loadCheckpoint(timmIn);
-    oldModel = new ConvNeXtV2(ck.config, { seed: 7 });
+    oldModel = new ConvNeXtV2(ck.config, { kernels: cpu, seed: 7 });
     const probe = path.join(tmp, 'probe.safetensors');
     saveCheckpoint(probe, { config: ck.config, state: ck.state, metadata: { generation: 'new' } });
     newBytesLength = fs.statSync(probe).size;

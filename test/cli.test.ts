@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
+import { cpu as backend } from './backend.js';
 import { cpuInfo, cpuName, flopsPerCycle } from '../src/kernels/cpu.js';
 import { NativeKernels } from '../src/kernels/native.js';
 import { forwardMacs } from '../src/model/flops.js';
@@ -226,7 +227,7 @@ test('class names: ImageNet-1k for a 1000-class head without names (predict, eva
   const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
   assert.equal(IMAGENET_1K_CLASSES.length, 1000);
   assert.deepEqual([IMAGENET_1K_CLASSES[0], IMAGENET_1K_CLASSES[1], IMAGENET_1K_CLASSES[999]], ['tench, Tinca tinca', 'goldfish, Carassius auratus', 'toilet tissue, toilet paper, bathroom tissue']);
-  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { seed: 1 });
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { kernels: backend, seed: 1 });
   const k1000 = join(dir, 'k1000.safetensors');
   saveCheckpoint(k1000, { config: m.config, state: m.stateDict() });
   const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');

@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { ConvNeXtV2, makeConfig, readSafetensors, saveCheckpoint, writeSafetensors } from '../src/index.js';
+import { cpu } from './backend.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -61,7 +62,7 @@ interface Row {
 before(async () => {
   const tiny = (numClasses: number, block: 'v1' | 'v2' = 'v2') => {
     const config = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses, block });
-    return { config, state: new ConvNeXtV2(config, { seed: 1 }).stateDict() };
+    return { config, state: new ConvNeXtV2(config, { kernels: cpu, seed: 1 }).stateDict() };
   };
   saveCheckpoint(f('k10.safetensors'), { ...tiny(10), metadata: { input_size: '64' } });
   saveCheckpoint(f('k3.safetensors'), { ...tiny(3), metadata: { input_size: '64' } });

@@ -89,7 +89,7 @@ test('--update-freq 2 at batch 8 takes the steps of batch 16: the same weights (
   assert.ok(diff > 100 * same, `batch 8 without accumulation should differ: ${diff} vs ${same}`);
 });
 
-test('--clip-grad clips the total gradient norm (torch semantics), and the flag reaches the update', () => {
+test('--clip-grad clips the total gradient norm (torch semantics), and the flag reaches the update', async () => {
   // Library: the scale is max_norm / (norm + 1e-6), applied only when below 1; the norm is returned.
   const p = new lib.Param('w', [3], false);
   p.grad.set([3, 4, 12]);
@@ -103,7 +103,7 @@ test('--clip-grad clips the total gradient norm (torch semantics), and the flag 
   // weights stay at their initial values, while the unclipped run moves them.
   const init = join(dir, 'clip-init.safetensors');
   const cfg = lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 10 });
-  lib.saveCheckpoint(init, { config: cfg, state: new lib.ConvNeXtV2(cfg, { seed: 5 }).stateDict() });
+  lib.saveCheckpoint(init, { config: cfg, state: new lib.ConvNeXtV2(cfg, { kernels: await lib.createBackend('cpu'), seed: 5 }).stateDict() });
   const start = weights(init);
   const run = (name: string, extra: string[]) => {
     const out = join(dir, name);
@@ -186,8 +186,9 @@ test('CONVNEXTV2_KERNELS=reference runs the TypeScript reference (same logits as
   assert.match(missing.stderr.trim(), /^convnextv2: CONVNEXTV2_KERNELS=native: the native addon did not load \(.*nope\.node/);
 });
 
-test('the package entry (src/index.ts) runs the README\'s library example at a small size', () => {
-  const model = new lib.ConvNeXtV2(lib.makeConfig('atto', { numClasses: 10, dropPathRate: 0.1 }), { seed: 0 });
+test('the package entry (src/index.ts) runs the README\'s library example at a small size', async () => {
+  const kernels = await lib.createBackend('cpu');
+  const model = new lib.ConvNeXtV2(lib.makeConfig('atto', { numClasses: 10, dropPathRate: 0.1 }), { kernels, seed: 0 });
   const B = 2;
   const x = { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i)) };
   const { logits, preLogits } = model.forward(x);
@@ -198,12 +199,12 @@ test('the package entry (src/index.ts) runs the README\'s library example at a s
   const batch = Float32Array.from({ length: B * 3 * 64 * 64 }, (_, i) => Math.cos(i * 0.1));
   const { loss } = lib.trainStep(model, opt, { shape: [B, 3, 64, 64], data: batch }, [1, 7], { smoothing: 0.1 });
   assert.ok(Number.isFinite(loss) && loss > 0);
-  const fcmae = new lib.FCMAE(lib.makeConfig('atto'), { maskRatio: 0.6, normPixLoss: true });
+  const fcmae = new lib.FCMAE(lib.makeConfig('atto'), { maskRatio: 0.6, normPixLoss: true }, { kernels });
   const mask = fcmae.randomMask(B, 64, 64);
   assert.deepEqual(mask.shape, [B, 4]);
   const out = fcmae.forward({ shape: [B, 3, 64, 64], data: batch }, mask);
   assert.deepEqual(out.pred.shape, [B, 4, 3072]);
   fcmae.backward();
   new lib.AdamW(fcmae.params, { lr: 1.5e-4, betas: [0.9, 0.95], weightDecay: 0.05 }).update(fcmae.kernels);
-  assert.throws(() => new lib.FCMAE(lib.makeConfig('atto'), { decoderEmbedDim: 32 } as never), /decoderEmbedDim/);
+  assert.throws(() => new lib.FCMAE(lib.makeConfig('atto'), { decoderEmbedDim: 32 } as never, { kernels }), /decoderEmbedDim/);
 });

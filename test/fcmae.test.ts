@@ -13,6 +13,7 @@ import { ReferenceKernels } from '../src/kernels/reference.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/rng.js';
 import { relErr } from './helpers.js';
+import { cpu } from './backend.js';
 
 const F = new URL('./fixtures/reference/', import.meta.url).pathname;
 const ref = readSafetensors(F + 'fcmae_small.safetensors');
@@ -22,7 +23,7 @@ for (const src of ['fcmae_small_official.pt', 'fcmae_small.safetensors']) {
     test(`FCMAE loss, pred and gradients match the reference (${src}, ${mode})`, () => {
       const ck = loadCheckpoint(F + src, src.endsWith('.safetensors') ? { prefix: 'param.', extra: true, allowUnexpected: true } : { extra: true });
       assert.equal(ck.fcmae?.decoderDim, 32);
-      const m = new FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true });
+      const m = new FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: cpu });
       m.encoderModel.loadStateDict(ck.state);
       m.loadDecoderState(ck.extra!);
       m.zeroGrad();
@@ -89,7 +90,7 @@ test('sparse and dense-masked paths agree: batch of 1, fully masked last row/col
   for (const grnStats of ['batch', 'per-sample'] as const) {
     for (const n of [1, 3]) {
       const results = (['sparse', 'dense'] as const).map((mode) => {
-        const m = new FCMAE(cfg, { decoderDim: 16, normPixLoss: true, grnStats }, { seed: 1 });
+        const m = new FCMAE(cfg, { decoderDim: 16, normPixLoss: true, grnStats }, { kernels: cpu, seed: 1 });
         // Non-trivial GRN so its statistics matter.
         for (const p of m.params) if (/grn/.test(p.name)) for (let i = 0; i < p.size; i++) p.data[i] = Math.sin(i + 1) * 0.5;
         m.zeroGrad();
@@ -111,7 +112,7 @@ test('sparse and dense-masked paths agree: batch of 1, fully masked last row/col
 
 test('FCMAE takes and returns shaped tensors; a mask of the wrong shape is refused by name', () => {
   const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 0 });
-  const m = new FCMAE(cfg, { decoderDim: 16, normPixLoss: true }, { seed: 2 });
+  const m = new FCMAE(cfg, { decoderDim: 16, normPixLoss: true }, { kernels: cpu, seed: 2 });
   const x = { shape: [2, 3, 64, 96], data: Float32Array.from({ length: 2 * 3 * 64 * 96 }, (_, i) => Math.sin(i * 0.01)) };
   const mask = m.randomMask(2, 64, 96, new Rng(1));
   assert.deepEqual(mask.shape, [2, 6]);
@@ -125,8 +126,8 @@ test('FCMAE takes and returns shaped tensors; a mask of the wrong shape is refus
   assert.throws(() => m.forward(x, { shape: [2, 5], data: new Float32Array(10) }), /mask must be \[2, 6\] for 2 image\(s\) of 64x96 \(patch 32\), got \[2,5\]/);
   assert.throws(() => m.forward(x, { shape: [12], data: new Float32Array(12) }), /mask must be \[2, 6\]/);
   assert.throws(() => m.forward({ shape: x.shape, data: x.data.subarray(1) }, mask), /pixel_values has 36863 values, shape \[2,3,64,96\] needs 36864/);
-  assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { seed: 2 }).forward(x, mask).patchStats, null, 'no stats without normPixLoss');
-  assert.throws(() => new FCMAE(cfg, { decoderDim: 0 }), /FCMAE decoderDim 0: must be a positive integer/);
-  assert.throws(() => new FCMAE(cfg, { decoderDepth: -1 }), /FCMAE decoderDepth -1: must be a non-negative integer/);
-  assert.throws(() => new FCMAE(cfg, { maskRatio: 1 }), /FCMAE maskRatio 1: must be in \[0, 1\)/);
+  assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { kernels: cpu, seed: 2 }).forward(x, mask).patchStats, null, 'no stats without normPixLoss');
+  assert.throws(() => new FCMAE(cfg, { decoderDim: 0 }, { kernels: cpu }), /FCMAE decoderDim 0: must be a positive integer/);
+  assert.throws(() => new FCMAE(cfg, { decoderDepth: -1 }, { kernels: cpu }), /FCMAE decoderDepth -1: must be a non-negative integer/);
+  assert.throws(() => new FCMAE(cfg, { maskRatio: 1 }, { kernels: cpu }), /FCMAE maskRatio 1: must be in \[0, 1\)/);
 });

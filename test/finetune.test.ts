@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { layerId, layerScale } from '../src/train/layer_decay.js';
 import { lrAt } from '../src/train/schedule.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
-import { getKernels } from '../src/kernels/index.js';
 import { NativeKernels } from '../src/kernels/native.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { Rng } from '../src/rng.js';
@@ -16,6 +15,7 @@ import { AdamW } from '../src/train/adamw.js';
 import { ModelEma } from '../src/train/ema.js';
 import { smoothTargets } from '../src/train/step.js';
 import { MODEL_SIZES } from '../src/model/config.js';
+import { cpu } from './backend.js';
 
 const tiny = MODEL_SIZES.tiny.depths; // [3, 3, 9, 3]
 const base = MODEL_SIZES.base.depths; // [3, 3, 27, 3]
@@ -117,7 +117,7 @@ function adamw64(p: Float64Array, m: Float64Array, v: Float64Array, g: Float32Ar
 }
 
 test('AdamW over 12 steps with three groups (decay, no decay, an lr scale) and a schedule equals float64 PyTorch AdamW, on every kernel path', () => {
-  const native = getKernels();
+  const native = cpu;
   const paths: [string, Kernels][] = [['reference', new ReferenceKernels()]];
   if (native instanceof NativeKernels) for (const isa of native.supportedIsas()) paths.push([isa, native]);
   for (const [label, k] of paths) {

@@ -18,6 +18,7 @@ import { type TensorData } from '../src/io/safetensors.js';
 import { readSafetensors } from '../src/io/safetensors_file.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { bits, REF, relErr, SMALL_TIMM } from './helpers.js';
+import { cpu } from './backend.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIX = path.join(ROOT, 'test', 'fixtures', 'hf');
@@ -115,7 +116,7 @@ function assertLabelMaps(config: JsonObject, names: readonly string[]): void {
 }
 
 function logits(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Float32Array {
-  const m = new ConvNeXtV2(ck.config);
+  const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
   const out = m.forward(input);
   assert.ok(out.logits);
@@ -158,7 +159,7 @@ test('config.json: every key of a real hub ConvNextV2 config and of save_pretrai
 
   // A backbone (no classifier): a ConvNextV2Model with the same keys, no label maps.
   const bbDir = path.join(tmp, 'bb-hf');
-  const bb = new ConvNeXtV2({ ...small.config, numClasses: 0 });
+  const bb = new ConvNeXtV2({ ...small.config, numClasses: 0 }, { kernels: cpu });
   exportCheckpoint(bbDir, { config: bb.config, state: bb.stateDict() }, { naming: 'hf' });
   const bbConfig = hfFiles(bbDir).config;
   assert.deepEqual(bbConfig.architectures, ['ConvNextV2Model']);

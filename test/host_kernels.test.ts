@@ -2,7 +2,7 @@
 // against their definitions written out in plain loops; the native backend inherits them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { maskedMse, normalizePatches, patchifyTarget } from '../src/fcmae/loss.js';
+import { maskedMse, normalizePatches, patchifyTarget } from '../src/kernels/fcmae_loss.js';
 import { NativeKernels, nativeAvailable } from '../src/kernels/native.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';

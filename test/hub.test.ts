@@ -14,6 +14,7 @@ import { loadCheckpoint } from '../src/io/checkpoint_file.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { REF, relErr, smallTimmParams } from './helpers.js';
+import { cpu } from './backend.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const root = mkdtempSync(join(tmpdir(), 'convnextv2-hub-'));
@@ -80,7 +81,7 @@ test('a timm repository in the cache: timm naming and head norm eps, pretrained_
   const ck = loadCheckpoint(await resolveCheckpointArg('hf-hub:timm/convnextv2_small.test_in1k'));
   assert.equal(ck.naming, 'timm');
   assert.deepEqual(ck.preprocessing, { inputSize: 96, cropPct: 0.95 });
-  const m = new ConvNeXtV2(ck.config);
+  const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
   const ref = readSafetensors(join(REF, 'small_timm.safetensors'));
   const out = m.forward(ref.get('input.1.pixel_values')!);
@@ -108,7 +109,7 @@ test('predict on an HF-cache id and a timm id of a 1000-class checkpoint prints 
   const { exportCheckpoint } = await import('../src/io/checkpoint_file.js');
   const { IMAGENET_1K_CLASSES } = await import('../src/data/imagenet.js');
   // A small random-weight stand-in for facebook/convnextv2-atto-1k-224 and timm/convnextv2_atto.fcmae_ft_in1k.
-  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { seed: 2 });
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { kernels: cpu, seed: 2 });
   const hfDir = join(root, 'k1000-hf');
   exportCheckpoint(hfDir, { config: m.config, state: m.stateDict() }, { naming: 'hf' });
   // As transformers' save_pretrained writes a model without names: LABEL_N placeholders.

@@ -20,6 +20,7 @@ import { openZipBuffer, ZipWriter } from '../src/io/zip.js';
 import { makeConfig } from '../src/model/config.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { assertOneLineError, assertSameTensor, bits, REF, relErr, SMALL_TIMM, smallTimmParams } from './helpers.js';
+import { cpu } from './backend.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SMALL_PT = path.join(REF, 'small_official.pt');
@@ -34,7 +35,7 @@ after(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
 const ref = readSafetensors(SMALL_TIMM);
 
 function logitsOf(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Float32Array {
-  const m = new ConvNeXtV2(ck.config);
+  const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
   const out = m.forward(input);
   assert.ok(out.logits);
@@ -269,7 +270,7 @@ test('fcmae_small_official.pt loads as a backbone + FCMAE parts equal to fcmae_s
   assertSameTensor(pt.state.get('stages.0.blocks.1.mlp.grn.weight'), { shape: [64], data: raw.get('param.encoder.stages.0.1.grn.gamma')!.data }, 'grn');
   assertSameTensor(pt.state.get('stages.1.downsample.1.bias'), { shape: [32], data: raw.get('param.encoder.downsample_layers.1.1.bias')!.data }, 'bias');
   // The backbone runs; saved as ours it keeps the decoder and the 'initialised' note.
-  const m = new ConvNeXtV2(pt.config);
+  const m = new ConvNeXtV2(pt.config, { kernels: cpu });
   m.loadStateDict(pt.state);
   const y = m.forward(raw.get('input.pixel_values')!);
   assert.equal(y.logits, null);
@@ -420,7 +421,7 @@ test('ONNX export of small_timm run by onnxruntime-node matches our logits (64x6
   const fc = loadCheckpoint(FCMAE_PT);
   const bb = path.join(tmp, 'backbone.onnx');
   exportOnnx(bb, fc);
-  const m = new ConvNeXtV2(fc.config);
+  const m = new ConvNeXtV2(fc.config, { kernels: cpu });
   m.loadStateDict(fc.state);
   const x0 = ref.get('input.0.pixel_values')!;
   assert.ok(relErr(await run(bb, x0, 'pre_logits'), m.forward(x0).preLogits.data) <= 1e-4);

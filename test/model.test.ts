@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type TensorData } from '../src/io/safetensors.js';
 import { readSafetensors } from '../src/io/safetensors_file.js';
-import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
@@ -16,6 +15,7 @@ import { Arena } from '../src/nn/arena.js';
 import { Linear } from '../src/nn/linear.js';
 import { Param } from '../src/nn/param.js';
 import { relErr } from './helpers.js';
+import { cpu } from './backend.js';
 
 const FIX = new URL('./fixtures/reference/', import.meta.url).pathname;
 const ref = readSafetensors(FIX + 'small_timm.safetensors');
@@ -33,7 +33,7 @@ function smallModel(k: Kernels): ConvNeXtV2 {
   return m;
 }
 
-const backends: [string, Kernels][] = [['default', getKernels()], ['reference', new ReferenceKernels()]];
+const backends: [string, Kernels][] = [['default', cpu], ['reference', new ReferenceKernels()]];
 
 for (const [label, k] of backends) {
   test(`small_timm forward matches timm (${label} kernels: ${k.name}/${k.isa})`, () => {
@@ -87,7 +87,7 @@ test('parameter counts with 1000 classes equal timm', () => {
     tiny: 28_635_496, base: 88_717_800, large: 197_956_840, huge: 660_289_640,
   };
   for (const name of Object.keys(MODEL_SIZES)) assert.equal(countParams(makeConfig(name)), want[name], name);
-  assert.equal(new ConvNeXtV2(makeConfig('atto')).numParams(), want.atto);
+  assert.equal(new ConvNeXtV2(makeConfig('atto'), { kernels: cpu }).numParams(), want.atto);
 });
 
 test('forward MACs of atto at 224 px are timm\'s 0.55 G', () => {
@@ -96,7 +96,7 @@ test('forward MACs of atto at 224 px are timm\'s 0.55 G', () => {
 });
 
 test('initialisation follows the official classifier', () => {
-  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5, headInitScale: 0.001 }), { seed: 5 });
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5, headInitScale: 0.001 }), { kernels: cpu, seed: 5 });
   const w = m.param('stages.2.blocks.0.mlp.fc1.weight').data;
   let s = 0, s2 = 0;
   for (const v of w) { s += v; s2 += v * v; }
@@ -108,12 +108,12 @@ test('initialisation follows the official classifier', () => {
   const head = m.param('head.fc.weight').data;
   const headStd = Math.sqrt(head.reduce((a, v) => a + v * v, 0) / head.length);
   assert.ok(headStd > 0.02 * 0.001 * 0.6 && headStd < 0.02 * 0.001 * 1.4, `head std ${headStd} (scaled by headInitScale)`);
-  const again = new ConvNeXtV2(m.config, { seed: 5 });
+  const again = new ConvNeXtV2(m.config, { kernels: cpu, seed: 5 });
   assert.deepEqual(again.param('stem.0.weight').data, m.param('stem.0.weight').data, 'seeded');
 });
 
 test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
-  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }));
+  const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }), { kernels: cpu });
   const out = m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'NCHW' });
   assert.deepEqual(out.stages!.map((s) => s.shape), [[1, 8, 11, 17], [1, 16, 5, 8], [1, 24, 2, 4], [1, 32, 1, 2]]);
   assert.deepEqual(out.logits!.shape, [1, 3]);
@@ -127,7 +127,7 @@ test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
 });
 
 test('training gradients are bit-identical for any thread count (native kernels)', (t) => {
-  const native = getKernels() as Kernels & { setThreads?: (n: number) => void; threads: number };
+  const native = cpu as Kernels & { setThreads?: (n: number) => void; threads: number };
   if (native.name !== 'native' || !native.setThreads) {
     t.skip('native kernels unavailable');
     return;
@@ -137,7 +137,7 @@ test('training gradients are bit-identical for any thread count (native kernels)
   const x = new Float32Array(3 * 3 * 96 * 80).map((_, i) => Math.sin(i * 0.37) + Math.cos(i * 0.011));
   const run = (threads: number) => {
     native.setThreads!(threads);
-    const m = new ConvNeXtV2(cfg, { seed: 11 });
+    const m = new ConvNeXtV2(cfg, { kernels: cpu, seed: 11 });
     for (const p of m.params) if (p.name.includes('grn')) p.data.fill(0.3);
     m.zeroGrad();
     const out = m.forward({ shape: [3, 3, 96, 80], data: x }, { train: true });
@@ -157,7 +157,7 @@ test('training gradients are bit-identical for any thread count (native kernels)
 });
 
 test('inference with packed weights: the bits of packing per call, and never stale (native kernels)', (t) => {
-  const native = getKernels();
+  const native = cpu;
   if (!native.packWeights) {
     t.skip('these kernels do not pack weights');
     return;
@@ -194,7 +194,7 @@ test('inference with packed weights: the bits of packing per call, and never sta
 });
 
 test('Linear.backwardRows equals backward when the other rows of dy are zero', () => {
-  const k = getKernels();
+  const k = cpu;
   const [M, I, O] = [23, 19, 37];
   const live = Int32Array.of(0, 3, 4, 10, 22);
   const x = Float32Array.from({ length: M * I }, (_, i) => Math.sin(i));

@@ -18,6 +18,7 @@ import { evalTransform } from '../src/data/transforms.js';
 import { openDataset } from '../src/data/dataset.js';
 import { DataLoader } from '../src/data/loader.js';
 import type { Tensor } from '../src/tensor.js';
+import { cpu } from './backend.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'convnextv2-predict-'));
@@ -25,7 +26,7 @@ const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx
 
 const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 10 });
 const ckpt = join(dir, 'tiny.safetensors');
-saveCheckpoint(ckpt, { config: cfg, state: new ConvNeXtV2(cfg, { seed: 1 }).stateDict(), labels: [...SYNTHETIC_CLASSES], metadata: { input_size: '64' } });
+saveCheckpoint(ckpt, { config: cfg, state: new ConvNeXtV2(cfg, { kernels: cpu, seed: 1 }).stateDict(), labels: [...SYNTHETIC_CLASSES], metadata: { input_size: '64' } });
 const png = join(dir, 'img.png');
 writeFileSync(png, encodePng({ width: 40, height: 30, channels: 3, data: Uint8Array.from({ length: 40 * 30 * 3 }, (_, i) => (i * 7) % 256) }));
 
@@ -87,7 +88,7 @@ async function libraryPredict(model: ConvNeXtV2, files: string[], S: number, cro
 }
 
 test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, probabilities, features and top-1', async () => {
-  const model = new ConvNeXtV2(cfg, { seed: 1 });
+  const model = new ConvNeXtV2(cfg, { kernels: cpu, seed: 1 });
   const png2 = join(dir, 'img2.png');
   writeFileSync(png2, encodePng({ width: 50, height: 70, channels: 3, data: Uint8Array.from({ length: 50 * 70 * 3 }, (_, i) => (i * 13 + (i >> 7)) % 256) }));
   const files = [png, png2];

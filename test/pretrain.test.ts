@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
 import { loadCheckpoint } from '../src/io/checkpoint_file.js';
-import { maskedMse, normalizePatches, patchifyTarget, targetAndLoss } from '../src/fcmae/loss.js';
+import { maskedMse, normalizePatches, patchifyTarget, targetAndLoss } from '../src/kernels/fcmae_loss.js';
 import sharp from 'sharp';
 import { assertSameCheckpoint } from './helpers.js';
 

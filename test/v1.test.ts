@@ -17,11 +17,11 @@ import { type TensorData } from '../src/io/safetensors.js';
 import { readSafetensors } from '../src/io/safetensors_file.js';
 import { openTensorSource } from '../src/io/sources.js';
 import { nodeFiles } from '../src/io/files_node.js';
-import { getKernels } from '../src/kernels/index.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import type { Kernels } from '../src/kernels/types.js';
 import { ConvNeXtV2 } from '../src/model/convnextv2.js';
 import { assertSameTensor, REF, relErr } from './helpers.js';
+import { cpu } from './backend.js';
 
 const V1 = path.join(REF, 'small_v1.safetensors');
 const V1_PT = path.join(REF, 'small_v1_official.pt');
@@ -80,7 +80,7 @@ test('timm and official V1 names load as block v1, the same config and identical
   assert.ok(g.some((v) => v < -0.5) && g.some((v) => v > 0.5) && new Set(g).size === g.length);
 });
 
-const backends: [string, Kernels][] = [['default', getKernels()], ['reference', new ReferenceKernels()]];
+const backends: [string, Kernels][] = [['default', cpu], ['reference', new ReferenceKernels()]];
 
 for (const [label, k] of backends) {
   test(`V1 forward matches timm: stages, pre-logits, logits, both inputs, timm and official names (${label} kernels: ${k.name}/${k.isa})`, () => {

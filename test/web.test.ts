@@ -20,6 +20,10 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n'); // as dist/ is, under the package's own
 const out = await buildWeb(dir);
 const web = (await import(pathToFileURL(out).href)) as typeof import('../src/web.js');
+const webCpu = await web.createBackend('cpu');
+const webRef = await web.createBackend('reference');
+const nodeRef = await node.createBackend('reference');
+const nodeCpu = await node.createBackend('cpu');
 const ref = node.readSafetensors(SMALL_TIMM);
 const bytes = (f: string) => new Uint8Array(readFileSync(join(REF, f)));
 
@@ -28,7 +32,7 @@ test('the bundle is one ES module with no Node imports, and runs on the TypeScri
   assert.doesNotMatch(js, /\bfrom\s*["']node:|\bimport\(["']node:|require\(["'](node:|fs|path|os|zlib|worker_threads)["']\)/);
   assert.doesNotMatch(js, /\bprocess\.env\b(?!\s*\?\?)/, 'no bare process.env');
   assert.ok(js.length < 1_000_000, `bundle is ${js.length} bytes`);
-  assert.equal(web.getKernels().name, 'reference');
+  assert.equal(webCpu.name, 'reference', 'the bundle has no addon: cpu is the reference');
 });
 
 test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder give the reference logits', () => {
@@ -36,7 +40,7 @@ test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder
   const x = ref.get('input.0.pixel_values')!;
   const want = ref.get('output.0.logits')!.data;
   for (const [what, ck] of [['timm safetensors', web.loadCheckpoint(params)], ['official .pt', web.loadCheckpoint(bytes('small_official.pt'))]] as const) {
-    const m = new web.ConvNeXtV2(ck.config);
+    const m = new web.ConvNeXtV2(ck.config, { kernels: webCpu });
     m.loadStateDict(ck.state);
     const got = m.forward(x).logits!;
     assert.deepEqual(got.shape, [2, 10]);
@@ -47,7 +51,7 @@ test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder
   const hf = web.loadCheckpoint(files);
   assert.equal(hf.naming, 'hf');
   const exp = node.readSafetensors(join(hfDir, 'expected.safetensors'));
-  const m = new web.ConvNeXtV2(hf.config);
+  const m = new web.ConvNeXtV2(hf.config, { kernels: webCpu });
   m.loadStateDict(hf.state);
   assert.ok(relErr(m.forward(exp.get('input.0.pixel_values')!).logits!.data, exp.get('output.0.logits')!.data) <= 1e-4, 'HF folder');
   assert.throws(() => web.loadCheckpoint(new TextEncoder().encode('not a checkpoint at all')), (e: Error) => e instanceof web.ConvNextError && !/\n/.test(e.message));
@@ -57,7 +61,7 @@ test('an official FCMAE .pt from bytes gives the reference loss (sparse encoder)
   const fr = node.readSafetensors(join(REF, 'fcmae_small.safetensors'));
   const ck = web.loadCheckpoint(bytes('fcmae_small_official.pt'), { extra: true });
   assert.equal(ck.format, 'fcmae');
-  const f = new web.FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true });
+  const f = new web.FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: webCpu });
   f.encoderModel.loadStateDict(ck.state);
   f.loadDecoderState(ck.extra!);
   const r = f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!);
@@ -68,7 +72,7 @@ test('an official FCMAE .pt from bytes gives the reference loss (sparse encoder)
 test('a training step in the bundle: loss and gradients as the native Node step (1e-5), weights as Node on the same kernels (bits); its checkpoint loads in Node; its PNG decodes', async () => {
   const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
   const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
-  const step = (lib: typeof web | typeof node, kernels?: node.Kernels) => {
+  const step = (lib: typeof web | typeof node, kernels: node.Kernels) => {
     const m = new lib.ConvNeXtV2(cfg, { seed: 3, kernels });
     m.zeroGrad();
     const { loss } = lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
@@ -76,7 +80,7 @@ test('a training step in the bundle: loss and gradients as the native Node step 
     new lib.AdamW(m.params, { lr: 1e-2, weightDecay: 0.05 }).update(m.kernels);
     return { loss, grads, m };
   };
-  const a = step(web), native = step(node), same = step(node, new node.ReferenceKernels());
+  const a = step(web, webCpu), native = step(node, nodeCpu), same = step(node, nodeRef);
   assert.notEqual(native.m.kernels.name, 'reference', 'the Node side runs native kernels');
   assert.ok(Math.abs(a.loss - native.loss) <= 1e-5 * Math.abs(native.loss), `loss ${a.loss} vs ${native.loss}`);
   for (const [n, g] of native.grads) assert.ok(relErr(a.grads.get(n)!, g) <= 1e-5, `gradient of ${n}: ${relErr(a.grads.get(n)!, g)}`);
@@ -140,7 +144,7 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
     const epochs = [await engine.runEpoch(1, { afterBatch: (s) => { steps.push(s.batch); } }), await engine.runEpoch(2)];
     return { epochs, steps, state: model.stateDict(), extra: engine.checkpointExtra(), step: engine.step };
   };
-  const a = await finetune(web, new web.ReferenceKernels()), b = await finetune(node, new node.ReferenceKernels());
+  const a = await finetune(web, webRef), b = await finetune(node, nodeRef);
   assert.deepEqual(a.steps, [1, 2, 3], 'afterBatch after every batch');
   assert.equal(a.step, 2, '3 batches per epoch, accumulation 2: one step an epoch (the odd batch dropped)');
   assert.deepEqual(a.epochs.map((e) => [e.loss, e.val.top1, e.ema!.top1]), b.epochs.map((e) => [e.loss, e.val.top1, e.ema!.top1]));
@@ -154,12 +158,12 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
     const losses = [(await engine.runEpoch(1)).loss, (await engine.runEpoch(2)).loss];
     return { losses, step: engine.step, w: Float32Array.from(fcmae.params[0].data) };
   };
-  const p = await pretrain(web, new web.ReferenceKernels()), q = await pretrain(node, new node.ReferenceKernels());
+  const p = await pretrain(web, webRef), q = await pretrain(node, nodeRef);
   assert.deepEqual(p.losses, q.losses);
   assert.equal(p.step, 6);
   assert.deepEqual(p.w, q.w);
   const bad = new web.FinetuneEngine({
-    model: new web.ConvNeXtV2(web.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 })), opt: new web.AdamW([], {}),
+    model: new web.ConvNeXtV2(web.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }), { kernels: webCpu }), opt: new web.AdamW([], {}),
     batches: memoryBatches(web, pixels.map(() => NaN), labels, n, S, B), schedule: { lr: 1e-3, minLr: 0, warmupEpochs: 0, epochs: 1 }, seed: 0, evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }),
   });
   await assert.rejects(bad.runEpoch(1), (e: Error) => e instanceof web.NonFiniteLossError && /^loss is NaN at epoch 1, step 1$/.test(e.message));

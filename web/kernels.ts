@@ -6,7 +6,7 @@
  * .wasm file can be had. On the GPU the WebGPU kernels on the Worker's navigator.gpu (the
  * adapter's own device, destroyed with the backend).
  */
-import { ConvNextError, ReferenceKernels, createWebGPUKernels, errorLine, loadWasmKernels, type Kernels } from '../src/web.js';
+import { ConvNextError, createBackend, errorLine, type Kernels } from '../src/web.js';
 import type { Device } from './protocol.js';
 
 export interface AppKernels {
@@ -30,11 +30,11 @@ export async function createKernels(wasmDir: URL): Promise<AppKernels> {
     kernels, device: 'cpu', label, adapter: kernels.capabilities().description, software: false, fallback, destroy: () => {},
   });
   try {
-    const kernels = await loadWasmKernels({ baseUrl: wasmDir });
+    const kernels = await createBackend('wasm', { wasm: { baseUrl: wasmDir } });
     const t = kernels.threads;
     return cpu(kernels, `WebAssembly kernels (SIMD128, ${t} thread${t === 1 ? '' : 's'})`, null);
   } catch (e) {
-    return cpu(new ReferenceKernels(), 'TypeScript reference kernels (slow)', `no WebAssembly kernels: ${errorLine(e, 160)}`);
+    return cpu(await createBackend('reference'), 'TypeScript reference kernels (slow)', `no WebAssembly kernels: ${errorLine(e, 160)}`);
   }
 }
 
@@ -48,9 +48,9 @@ export function noWebGpu(): string | null {
 export async function createGpuKernels(): Promise<AppKernels> {
   const why = noWebGpu();
   if (why) throw new ConvNextError(`WebGPU is not available here (${why}): the CPU is used`);
-  let kernels: Awaited<ReturnType<typeof createWebGPUKernels>>;
+  let kernels: Kernels;
   try {
-    kernels = await createWebGPUKernels();
+    kernels = await createBackend('webgpu');
   } catch (e) {
     // The library's words also address Node (Vulkan drivers); say what a browser user can do.
     if (e instanceof ConvNextError && /no WebGPU adapter/.test(e.message)) {
@@ -60,7 +60,7 @@ export async function createGpuKernels(): Promise<AppKernels> {
   }
   const adapter = kernels.capabilities().description;
   return {
-    kernels, device: 'gpu', label: `WebGPU kernels · ${adapter}`, adapter, software: kernels.software, fallback: null,
-    destroy: () => kernels.destroy(),
+    kernels, device: 'gpu', label: `WebGPU kernels · ${adapter}`, adapter, software: kernels.capabilities().software, fallback: null,
+    destroy: () => kernels.destroy?.(),
   };
 }

@@ -10,7 +10,6 @@
  *   analysis.json         every number
  *   report.md             the pictures and tables
  */
-import { getKernels } from '../kernels/index.js';
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
@@ -73,7 +72,8 @@ export const analyze: Command = {
     out: { kind: 'string', help: 'output folder (report.md, PNGs, analysis.json)' },
   },
   async run(args, ctx) {
-    if (getKernels().capabilities().device) {
+    const kernels = await ctx.backend();
+    if (kernels.capabilities().device) {
       throw new ConvNextError('analyze: the analyses read every block\'s activations on the host as the forward runs; use --device cpu', 2);
     }
     const paths = args.list('checkpoint');
@@ -106,7 +106,7 @@ export const analyze: Command = {
 
     // Every model and --layer checked before --out is created (a bad one leaves no folder behind).
     const models = cks.map((ck, i) => {
-      const model = new ConvNeXtV2(ck.config);
+      const model = new ConvNeXtV2(ck.config, { kernels });
       model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
       const layers = modelLayers(model);
       const mapLayer = resolveLayer(layers, args.string('layer'));

@@ -4,7 +4,6 @@
  * measurement and, with --json, one JSON object as the last line.
  */
 import { ConvNextError } from '../errors.js';
-import { getKernels } from '../kernels/index.js';
 import { KernelProfiler } from '../kernels/profile.js';
 import type { Buf } from '../kernels/types.js';
 import { modelFromFlags } from '../model/config.js';
@@ -49,7 +48,7 @@ export const bench: Command = {
     if (S < 32) throw new ConvNextError('bench: --input-size must be at least 32', 2);
     const cfg = modelFromFlags(args.requireString('model'), undefined, undefined, { numClasses: args.requireNumber('num-classes') });
     if (mode === 'kernels') {
-      const nk = getKernels();
+      const nk = await ctx.backend();
       if (!(nk instanceof NativeKernels)) throw new ConvNextError('bench: --mode kernels needs the native addon (npm run build)', 1);
       const peak = args.number('peak');
       if (peak !== undefined && !(peak > 0)) throw new ConvNextError('bench: --peak must be positive', 2);
@@ -58,8 +57,9 @@ export const bench: Command = {
       ctx.out(kernelTable(r, peak));
       return { model: args.requireString('model'), mode, batch_size: B, input_size: S, nominal_peak: peak ?? r.nominal.gflops, ...r };
     }
-    const profiler = args.bool('profile') ? new KernelProfiler(getKernels()) : null;
-    const model = new ConvNeXtV2(cfg, { seed: 0, kernels: profiler?.kernels });
+    const backend = await ctx.backend();
+    const profiler = args.bool('profile') ? new KernelProfiler(backend) : null;
+    const model = new ConvNeXtV2(cfg, { seed: 0, kernels: profiler?.kernels ?? backend });
     const k = model.kernels;
     const rng = new Rng(1);
     const x = tensor([B, cfg.inChans, S, S]);

@@ -1,4 +1,5 @@
 /** The shape of a CLI command: one file per command under src/cli/. */
+import type { Kernels } from '../kernels/types.js';
 import type { FlagSpecs, ParsedArgs } from './args.js';
 
 export interface CommandContext {
@@ -8,6 +9,8 @@ export interface CommandContext {
   err(line: string): void;
   /** The process ends with at least this exit code once the command has finished (e.g. 1 when some inputs were skipped). */
   setExitCode(code: number): void;
+  /** The backend --device (and CONVNEXTV2_KERNELS, --threads) chose, created on the first call; the same one after. */
+  backend(): Promise<Kernels>;
 }
 
 export interface Command {

@@ -33,7 +33,7 @@ export const fcmaeLoss: Command = {
     const m = new FCMAE(ck.config, {
       decoderDim: ck.fcmae.decoderDim, decoderDepth: ck.fcmae.decoderDepth, patchSize: ck.fcmae.patchSize,
       normPixLoss: args.bool('norm-pix-loss'), grnStats,
-    });
+    }, { kernels: await ctx.backend() });
     m.encoderModel.loadStateDict(ck.state, `checkpoint ${path}`);
     m.loadDecoderState(ck.extra, `checkpoint ${path}`);
     const r = openSafetensors(inPath);

@@ -136,7 +136,7 @@ export const finetune: Command = {
       throw new ConvNextError(`finetune: --block ${block} but ${resumed ? resumeFile : initPath} holds ${base.block} blocks`, 2);
     }
     const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: st.dropPath, headInitScale: st.headInitScale };
-    const model = new ConvNeXtV2(cfg, { seed });
+    const model = new ConvNeXtV2(cfg, { seed, kernels: await ctx.backend() });
     let initNote = 'from scratch';
     if (resumed) {
       model.loadStateDict(resumed.state, resumeFile!);

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
-import { getKernels, getNativeKernels } from '../kernels/index.js';
+import { nativeBackend } from '../kernels/index.js';
 import { cpuInfo, cpuName, nominalPeak, type CpuInfo, type NativeIsa } from '../kernels/cpu.js';
 import { addonPath, NativeKernels } from '../kernels/native.js';
 import type { Command } from './command.js';
@@ -33,11 +33,11 @@ export const info: Command = {
   flags: {
     measure: { kind: 'boolean', help: 'measure the FMA peak and the clock of every supported instruction set (about 1 s each)' },
   },
-  run(args, ctx) {
-    const k = getKernels();
+  async run(args, ctx) {
+    const k = await ctx.backend();
     const caps = k.capabilities();
-    const cpuKernels = caps.device ? getNativeKernels().kernels : k;
-    const native = cpuKernels instanceof NativeKernels ? cpuKernels : null;
+    const nat = k instanceof NativeKernels ? { kernels: k, error: null } : await nativeBackend();
+    const native = nat.kernels instanceof NativeKernels ? nat.kernels : null;
     const version = packageVersion();
     ctx.out(`convnextv2 ${version}, Node ${process.version} (${platform()} ${arch()})`);
     let cpu: CpuInfo | null = null;
@@ -45,10 +45,13 @@ export const info: Command = {
       cpu = cpuInfo(native);
       ctx.out(`CPU: ${cpuName(cpu)}, ${cpu.logicalCpus} logical CPU(s), ${cpu.physicalCores} physical core(s)`);
       const forced = process.env.CONVNEXTV2_ISA ? `CONVNEXTV2_ISA=${process.env.CONVNEXTV2_ISA}` : 'the best supported';
-      ctx.out(`kernels: native (${addonPath}), ISA ${native.isa} (${forced}; supported: ${cpu.isas.join(', ')}), ${native.threads} thread(s)`);
-    } else {
-      const why = process.env.CONVNEXTV2_KERNELS === 'reference' ? 'CONVNEXTV2_KERNELS=reference' : `native addon unavailable: ${getNativeKernels().error}`;
+      if (k === native) ctx.out(`kernels: native (${addonPath}), ISA ${native.isa} (${forced}; supported: ${cpu.isas.join(', ')}), ${native.threads} thread(s)`);
+    }
+    if (k.name === 'reference') {
+      const why = process.env.CONVNEXTV2_KERNELS === 'reference' ? 'CONVNEXTV2_KERNELS=reference' : `native addon unavailable: ${nat.error}`;
       ctx.out(`kernels: reference TypeScript (${why}), 1 thread`);
+    } else if (k !== native && !caps.device) {
+      ctx.out(`kernels: ${caps.description}${process.env.CONVNEXTV2_KERNELS ? ` (CONVNEXTV2_KERNELS=${process.env.CONVNEXTV2_KERNELS})` : ''}`);
     }
     if (caps.device) ctx.out(`device: ${k.name} on ${caps.description}${caps.f16 ? ', shader-f16' : ''} (--device)`);
     const peaks: PeakRow[] = [];

@@ -7,7 +7,7 @@
  */
 import '../io/codecs_node.js';
 import { ConvNextError } from '../errors.js';
-import { type BackendChoice, createBackend, getKernels, setDefaultKernels, setThreads } from '../kernels/index.js';
+import { type BackendChoice, createBackend, type Kernels } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';
 import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
@@ -72,20 +72,17 @@ export async function main(argv: string[]): Promise<number> {
   if (envThreads !== undefined && envThreads !== '' && !/^[1-9][0-9]*$/.test(envThreads.trim())) {
     throw new ConvNextError(`CONVNEXTV2_THREADS=${envThreads}: must be a positive integer`, 2);
   }
-  // A CONVNEXTV2_ISA or CONVNEXTV2_KERNELS that cannot be used is refused before any work (one line, exit 2).
-  if (process.env.CONVNEXTV2_ISA || process.env.CONVNEXTV2_KERNELS) getKernels();
   const threads = args.number('threads');
-  if (threads !== undefined) {
-    if (!Number.isInteger(threads) || threads < 1) throw new ConvNextError('--threads must be a positive integer', 2);
-    setThreads(threads);
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new ConvNextError('--threads must be a positive integer', 2);
+  const device = args.flags.get('device') ?? 'cpu';
+  if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
+    throw new ConvNextError(`--device ${String(device)}: use cpu, webgpu or auto`, 2);
   }
-  const device = args.flags.get('device');
-  if (device !== undefined) {
-    if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
-      throw new ConvNextError(`--device ${String(device)}: use cpu, webgpu or auto`, 2);
-    }
-    if (device !== 'cpu') setDefaultKernels(await createBackend(device as BackendChoice));
-  }
+  // The command's backend, made when it first asks (convert, inspect and the like load no kernels).
+  let backend: Promise<Kernels> | null = null;
+  const makeBackend = () => (backend ??= createBackend(device as BackendChoice, { threads }));
+  // A CONVNEXTV2_ISA or CONVNEXTV2_KERNELS that cannot be used is refused before any work (one line, exit 2).
+  if (process.env.CONVNEXTV2_ISA || process.env.CONVNEXTV2_KERNELS) await makeBackend();
   Progress.quiet = args.bool('quiet');
   // Under an MPI launcher: the data-parallel commands connect; rank 0 alone prints.
   const launch = launchInfo();
@@ -110,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     out: (line) => { if (lead) process.stdout.write(line + '\n'); },
     err: (line) => process.stderr.write(line + '\n'),
     setExitCode: (code) => { exitCode = Math.max(exitCode, code); },
+    backend: makeBackend,
   };
   const result = await cmd.run(args, ctx);
   if (args.bool('json') && result && lead) process.stdout.write(JSON.stringify(result) + '\n');

@@ -50,10 +50,10 @@ async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: Comm
   return { files, pixels: { shape: [files.length, 3, S, S], data: pixels }, skipped };
 }
 
-function setup(args: ParsedArgs) {
+async function setup(args: ParsedArgs, ctx: CommandContext) {
   const path = args.requireString('checkpoint');
   const ck = loadCheckpoint(path, { ema: args.bool('ema') });
-  const model = new ConvNeXtV2(ck.config);
+  const model = new ConvNeXtV2(ck.config, { kernels: await ctx.backend() });
   model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
   const { size: S, cropPct } = evalPreprocessing(args, ck);
   return { ck, model, S, cropPct };
@@ -77,7 +77,7 @@ export const predict: Command = {
     labels: { kind: 'string', help: "class names: a JSON array / id2label object or one name a line (default: the checkpoint's, ImageNet-1k for 1000 classes)" },
   },
   async run(args, ctx) {
-    const { ck, model, S, cropPct } = setup(args);
+    const { ck, model, S, cropPct } = await setup(args, ctx);
     const K = ck.config.numClasses;
     if (K === 0) throw new ConvNextError(`checkpoint ${ck.file}: has no classifier head; use 'convnextv2 embed' for features`);
     const k = args.requireNumber('top-k');
@@ -101,7 +101,7 @@ export const embed: Command = {
   usage: 'convnextv2 embed --checkpoint P --output OUT.safetensors IMAGE...',
   flags: { ...COMMON, output: { kind: 'string', help: 'safetensors file: features [N, C]' } },
   async run(args, ctx) {
-    const { ck, model, S, cropPct } = setup(args);
+    const { ck, model, S, cropPct } = await setup(args, ctx);
     const out = args.requireString('output');
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
     const r = await model.forwardAsync(pixels);

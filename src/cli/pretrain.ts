@@ -116,7 +116,7 @@ export const pretrain: Command = {
     // A resumed run keeps its decoder.
     const fcmaeOpts = { ...st.fcmae, ...(ck?.fcmae ? { decoderDim: ck.fcmae.decoderDim, decoderDepth: ck.fcmae.decoderDepth } : {}) };
     const encCfg: ConvNeXtV2Config = ck ? ck.config : modelFromFlags(st.model, args.string('depths'), args.string('dims'), { numClasses: 0, block: st.block });
-    const fcmae = new FCMAE(encCfg, fcmaeOpts, { seed });
+    const fcmae = new FCMAE(encCfg, fcmaeOpts, { seed, kernels: await ctx.backend() });
     const opt = new AdamW(pretrainParamGroups(fcmae.params, st.weightDecay), st.optimizer);
     let startEpoch = 0;
     let step = 0;

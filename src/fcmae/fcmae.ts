@@ -11,7 +11,7 @@
  * initialised to 1e-6), the paper's GRN ablation; the decoder keeps its V2 block.
  */
 import { checkKnownKeys, ConvNextError } from '../errors.js';
-import { getKernels } from '../kernels/index.js';
+import { requireBackend } from '../kernels/types.js';
 import { hostArray } from '../kernels/host.js';
 import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
@@ -88,7 +88,7 @@ export class FCMAE {
   private readonly shared = new Arena();
   private last: { rows: number; P: number; dpred: Buf; mask: Float32Array } | null = null;
 
-  constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels?: Kernels; seed?: number } = {}) {
+  constructor(encoderConfig: ConvNeXtV2Config, opts: Partial<FcmaeOptions> = {}, init: { kernels: Kernels; seed?: number }) {
     checkKnownKeys('FCMAE', opts, Object.keys(FCMAE_DEFAULTS));
     this.opts = { ...FCMAE_DEFAULTS, ...opts };
     if (this.opts.patchSize !== 32) {
@@ -98,7 +98,7 @@ export class FCMAE {
     if (!(Number.isInteger(decoderDim) && decoderDim >= 1)) throw new ConvNextError(`FCMAE decoderDim ${decoderDim}: must be a positive integer`);
     if (!(Number.isInteger(decoderDepth) && decoderDepth >= 0)) throw new ConvNextError(`FCMAE decoderDepth ${decoderDepth}: must be a non-negative integer`);
     if (!(maskRatio >= 0 && maskRatio < 1)) throw new ConvNextError(`FCMAE maskRatio ${maskRatio}: must be in [0, 1)`);
-    this.kernels = init.kernels ?? getKernels();
+    this.kernels = requireBackend('FCMAE', init?.kernels);
     this.encoderModel = new ConvNeXtV2({ ...encoderConfig, numClasses: 0 }, { kernels: this.kernels, seed: init.seed });
     for (const p of this.encoderModel.params) this.byName.set(p.name, p);
     this.decoderParams = fcmaeParamSpecs(this.info(), encoderConfig.dims[3], encoderConfig.inChans)

@@ -19,7 +19,8 @@
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
 import { ConvNextError } from '../errors.js';
 import { paramSpecs, type ConvNeXtV2Config } from '../model/config.js';
 import { writeAllSync, writeFileAtomicSync } from './atomic.js';
@@ -129,7 +130,9 @@ let root: protobuf.Root | undefined;
 
 /** The parsed schema (kept field names: `op_type`, `raw_data`, ...). */
 export function onnxRoot(): protobuf.Root {
-  if (!root) root = protobuf.parse(ONNX_SCHEMA, { keepCase: true }).root;
+  // Required on first use, not imported: protobufjs pulls in `long`, which compiles a WebAssembly
+  // module as it loads, and importing the package must load none.
+  if (!root) root = (createRequire(import.meta.url)('protobufjs') as typeof protobuf).parse(ONNX_SCHEMA, { keepCase: true }).root;
   return root;
 }
 

@@ -8,7 +8,7 @@
  * as kernels of its own.
  */
 import { ConvNextError } from '../errors.js';
-import { targetAndLoss } from '../fcmae/loss.js';
+import { targetAndLoss } from './fcmae_loss.js';
 import type { Buf, Capabilities, Isa, TensorMemory } from './types.js';
 
 /** The Float32Array a host backend was given; a DeviceTensor here is a caller's mistake. */
@@ -204,6 +204,6 @@ export abstract class HostKernels {
   }
 
   capabilities(): Capabilities {
-    return { device: false, sparseRows: true, f16: false, description: `${this.name} (${this.isa}, ${this.threads} thread${this.threads === 1 ? '' : 's'})` };
+    return { device: false, sparseRows: true, f16: false, software: false, description: `${this.name} (${this.isa}, ${this.threads} thread${this.threads === 1 ? '' : 's'})` };
   }
 }

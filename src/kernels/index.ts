@@ -1,132 +1,144 @@
 /**
- * Chooses the kernel backend: the native addon when it loads, else the TypeScript reference
- * (slow; a warning is printed once). `CONVNEXTV2_KERNELS=reference` forces the reference,
- * `CONVNEXTV2_KERNELS=native` the addon (an error, not a fallback, when it does not load),
- * `CONVNEXTV2_KERNELS=wasm` the WebAssembly build of the same kernels (npm run build:wasm),
- * `CONVNEXTV2_KERNELS=webgpu` the WebGPU backend (the optional npm package `webgpu` in Node);
- * any other value is an error. `createBackend` is the asynchronous, explicit way.
- * `CONVNEXTV2_ISA` asks for one native path: when that cannot be had (unknown, or the CPU
- * lacks it) getKernels() throws instead of falling back.
+ * The backend registry: the one place a kernel backend is chosen and created. Nothing is loaded
+ * when this module is imported: the native addon, the WebAssembly module and a GPU device are
+ * loaded by `createBackend` only, and every model, optimizer and engine is given the backend it
+ * runs on (there is no process-wide default). Two models on two backends live in one process.
+ *
+ * - `native`: the C++ addon (build/Release/convnextv2.node). `CONVNEXTV2_ISA` asks for one of its
+ *   paths (avx512, avx2, portable): when that cannot be had the backend is refused, never
+ *   replaced by another path.
+ * - `wasm`: the same C++ compiled to WebAssembly (npm run build:wasm in Node; the page's .wasm in
+ *   a browser bundle).
+ * - `webgpu`: WGSL kernels on a GPU (navigator.gpu in a page; the optional npm package `webgpu`
+ *   in Node, imported only here).
+ * - `reference`: the TypeScript oracle (slow).
+ * - `cpu`: what `CONVNEXTV2_KERNELS` names (native, wasm, webgpu or reference) when it is set, else
+ *   native, or the reference with a warning where the addon does not load (silently in a browser
+ *   bundle, which has no addon by design).
+ * - `auto`: webgpu on a hardware adapter, else `cpu` (a software adapter such as Mesa's llvmpipe
+ *   or SwiftShader is correct but slower than the CPU kernels).
  */
 import { ConvNextError } from '../errors.js';
 import { ReferenceKernels } from './reference.js';
 import type { Kernels } from './types.js';
 import type { WebGPUOptions } from './webgpu/device.js';
+import type { WasmLocation } from './wasm.js';
 
 export type { Kernels, Isa } from './types.js';
 export { Act, hostMemory, memoryOf, type TensorMemory } from './types.js';
-export { ReferenceKernels } from './reference.js';
-
-let cached: Kernels | null = null;
-
-/** A backend built by `make` (a dynamic import: the browser bundle swaps those modules for throwing stand-ins), or why not. */
-async function tryLoad(make: () => Promise<Kernels>): Promise<{ kernels: Kernels | null; error: string | null; browserBuild: boolean }> {
-  try {
-    return { kernels: await make(), error: null, browserBuild: false };
-  } catch (e) {
-    return { kernels: null, error: e instanceof Error ? e.message : String(e), browserBuild: e instanceof Error && e.name === 'BrowserBuild' };
-  }
-}
-
-const KERNEL_CHOICES = ['native', 'reference', 'wasm', 'webgpu'];
-// No `process` in a browser: no environment, and ./native.js is replaced by a module that throws.
-const env: Record<string, string | undefined> = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
-const chosen = env.CONVNEXTV2_KERNELS || undefined;
-const none = { kernels: null, error: null, browserBuild: false };
-const nativeLoad = chosen === 'reference' || chosen === 'wasm' || chosen === 'webgpu' ? none : await tryLoad(async () => new (await import('./native.js')).NativeKernels());
-const native: Kernels | null = nativeLoad.kernels;
-const nativeError = nativeLoad.error;
-const browserBuild = nativeLoad.browserBuild;
-const wasmLoad = chosen === 'wasm' ? await tryLoad(async () => (await import('./wasm_node.js')).loadWasmKernels()) : none;
-const wasm: Kernels | null = wasmLoad.kernels;
-const wasmError = wasmLoad.error;
-const webgpuLoad = chosen === 'webgpu' ? await tryLoad(async () => (await import('./webgpu/device.js')).createWebGPUKernels()) : none;
-
-/** The default kernels: native when available. */
-export function getKernels(): Kernels {
-  if (cached) return cached;
-  if (chosen !== undefined && !KERNEL_CHOICES.includes(chosen)) {
-    throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use native, reference, wasm or webgpu, or leave it unset)`, 2);
-  }
-  if (chosen === 'native' && !native) throw new ConvNextError(`CONVNEXTV2_KERNELS=native: the native addon did not load (${nativeError})`, 2);
-  if (chosen === 'wasm') {
-    if (!wasm) throw new ConvNextError(`CONVNEXTV2_KERNELS=wasm: ${wasmError}`, 2);
-    return (cached = wasm);
-  }
-  if (chosen === 'webgpu') {
-    if (!webgpuLoad.kernels) throw new ConvNextError(`CONVNEXTV2_KERNELS=webgpu: ${webgpuLoad.error}`, 2);
-    return (cached = webgpuLoad.kernels);
-  }
-  if (native) {
-    cached = native;
-  } else {
-    if (env.CONVNEXTV2_ISA && env.CONVNEXTV2_KERNELS !== 'reference') {
-      throw new ConvNextError(nativeError?.startsWith('CONVNEXTV2_ISA') ? nativeError : `CONVNEXTV2_ISA: native kernels unavailable (${nativeError})`, 2);
-    }
-    // The browser bundle has no addon by design: the reference kernels are its kernels, no warning.
-    if (env.CONVNEXTV2_KERNELS !== 'reference' && !browserBuild) {
-      const p = (globalThis as { process?: { emitWarning?: (m: string) => void } }).process;
-      if (p?.emitWarning) p.emitWarning(`convnextv2: native kernels unavailable (${nativeError}); using the slow TypeScript reference`);
-    }
-    cached = new ReferenceKernels();
-  }
-  return cached;
-}
-
-/** Makes `k` what getKernels() returns (the CLI's --device), for models created without `kernels`. */
-export function setDefaultKernels(k: Kernels): void {
-  cached = k;
-}
 
 /** What createBackend takes: a device (`cpu`, `webgpu`, or `auto`: a hardware GPU when there is one) or one CPU backend. */
 export type BackendChoice = 'auto' | 'cpu' | 'webgpu' | 'native' | 'wasm' | 'reference';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'cpu', 'webgpu', 'native', 'wasm', 'reference'];
+const ENV_CHOICES = ['native', 'reference', 'wasm', 'webgpu'];
 
 export interface BackendOptions {
   /** For webgpu: an existing GPUDevice, dawn.node options, the adapter's feature level (see WebGPUOptions). */
   webgpu?: WebGPUOptions;
+  /** Threads of the parallel kernels (native: process-wide; wasm: the threads it starts). */
+  threads?: number;
+  /** For wasm: where the module is (Node: a file, default dist/wasm/convnextv2.wasm; a page: the folder's URL, default ../wasm/ beside the bundle). */
+  wasm?: WasmLocation;
+}
+
+// No `process` in a browser: no environment.
+const env = (): Record<string, string | undefined> =>
+  (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+
+/** Why a backend could not be made, and whether the browser bundle lacks it by design. */
+function reason(e: unknown): { error: string; browserBuild: boolean } {
+  return { error: e instanceof Error ? e.message : String(e), browserBuild: e instanceof Error && e.name === 'BrowserBuild' };
+}
+
+// The addon is process-wide (its ISA and threads are settings of the loaded library): one
+// NativeKernels per process, made on first request (the browser bundle swaps ./native.js for a
+// module that throws).
+let nativeLoad: Promise<Kernels> | null = null;
+function loadNative(): Promise<Kernels> {
+  nativeLoad ??= import('./native.js').then((m) => new m.NativeKernels());
+  return nativeLoad;
 }
 
 /**
- * A kernel backend, created asynchronously (a GPU's adapter and device are). `cpu` is
- * getKernels() (native, or the reference where the addon is missing); `webgpu` is the WGSL
- * backend (navigator.gpu in a page; in Node the optional npm package `webgpu`, imported only
- * here); `auto` is webgpu on a hardware adapter, else cpu (a software adapter such as Mesa's
- * llvmpipe or SwiftShader is correct but slower than the CPU kernels).
+ * The native kernels, or the reason they do not load (`convnextv2 info`). Loading them is what
+ * this asks; nothing else is created.
  */
-export async function createBackend(choice: BackendChoice = 'auto', opts: BackendOptions = {}): Promise<Kernels> {
+export async function nativeBackend(): Promise<{ kernels: Kernels | null; error: string | null }> {
+  try {
+    return { kernels: await loadNative(), error: null };
+  } catch (e) {
+    return { kernels: null, error: reason(e).error };
+  }
+}
+
+async function make(choice: BackendChoice, opts: BackendOptions): Promise<Kernels> {
   switch (choice) {
-    case 'cpu':
-      return getKernels();
     case 'native':
-      if (!native) throw new ConvNextError(`native kernels: the addon did not load (${nativeError})`, 2);
-      return native;
+      try {
+        return await loadNative();
+      } catch (e) {
+        const why = reason(e).error;
+        throw new ConvNextError(why.startsWith('CONVNEXTV2_ISA') ? why : `the native addon did not load (${why})`, 2);
+      }
     case 'reference':
       return new ReferenceKernels();
     case 'wasm':
-      return wasm ?? (await import('./wasm_node.js')).loadWasmKernels();
+      try {
+        return await (await import('./wasm_node.js')).loadWasmBackend({ ...opts.wasm, threads: opts.threads });
+      } catch (e) {
+        const why = reason(e).error;
+        throw new ConvNextError(why.startsWith('wasm kernels') ? why : `wasm kernels: ${why}`, 2);
+      }
     case 'webgpu':
       return (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu);
+    case 'cpu': {
+      const chosen = env().CONVNEXTV2_KERNELS || undefined;
+      if (chosen !== undefined) {
+        if (!ENV_CHOICES.includes(chosen)) {
+          throw new ConvNextError(`CONVNEXTV2_KERNELS=${chosen}: unknown kernels (use native, reference, wasm or webgpu, or leave it unset)`, 2);
+        }
+        try {
+          return await make(chosen as BackendChoice, opts);
+        } catch (e) {
+          const why = reason(e).error;
+          throw new ConvNextError(why.startsWith('CONVNEXTV2_ISA') ? why : `CONVNEXTV2_KERNELS=${chosen}: ${why}`, 2);
+        }
+      }
+      try {
+        return await loadNative();
+      } catch (e) {
+        const { error, browserBuild } = reason(e);
+        if (env().CONVNEXTV2_ISA) throw new ConvNextError(error.startsWith('CONVNEXTV2_ISA') ? error : `CONVNEXTV2_ISA: native kernels unavailable (${error})`, 2);
+        const p = (globalThis as { process?: { emitWarning?: (m: string) => void } }).process;
+        if (!browserBuild && p?.emitWarning) p.emitWarning(`convnextv2: native kernels unavailable (${error}); using the slow TypeScript reference`);
+        return new ReferenceKernels();
+      }
+    }
     case 'auto': {
-      const gpu = await tryLoad(async () => (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu));
-      const k = gpu.kernels as (Kernels & { software?: boolean; destroy?: () => void }) | null;
-      if (k && !k.software) return k;
-      k?.destroy?.();
-      return getKernels();
+      let gpu: (Kernels & { software?: boolean; destroy?: () => void }) | null = null;
+      try {
+        gpu = await (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu);
+      } catch {
+        gpu = null;
+      }
+      if (gpu && !gpu.software) return gpu;
+      gpu?.destroy?.();
+      return make('cpu', opts);
     }
     default:
       throw new ConvNextError(`unknown backend '${String(choice)}' (use ${BACKEND_CHOICES.join(', ')})`, 2);
   }
 }
 
-/** The native kernels, or null with the reason they did not load. */
-export function getNativeKernels(): { kernels: Kernels | null; error: string | null } {
-  return { kernels: native, error: nativeError };
-}
-
-/** Sets the thread count of the default kernels: native, or wasm up to the threads it started (no-op for the reference). */
-export function setThreads(n: number): void {
-  for (const k of [native, wasm] as (Kernels & { setThreads?: (n: number) => void } | null)[]) {
-    if (k && typeof k.setThreads === 'function') k.setThreads(n);
+/**
+ * Creates a kernel backend (asynchronously: a GPU's adapter and device are). Every model, FCMAE,
+ * engine and loader is then given it (`new ConvNeXtV2(config, { kernels })`).
+ */
+export async function createBackend(choice: BackendChoice = 'cpu', opts: BackendOptions = {}): Promise<Kernels> {
+  const k = await make(choice, opts);
+  if (opts.threads !== undefined) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new ConvNextError(`threads ${opts.threads}: must be a positive integer`, 2);
+    k.setThreads?.(opts.threads);
   }
+  return k;
 }

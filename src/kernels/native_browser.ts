@@ -11,9 +11,7 @@ export class NativeKernels {
   }
 }
 
-/** Stands in for ./wasm_node.ts (which reads the .wasm file from disk): a page compiles the module itself. */
-export function loadWasmKernels(): never {
-  const e = new Error('the wasm kernels are loaded from a file in Node only');
-  e.name = 'BrowserBuild';
-  throw e;
+/** Stands in for ./wasm_node.ts (which reads the .wasm file from disk): a page fetches and compiles the module itself. */
+export async function loadWasmBackend(o: import('./wasm.js').WasmLocation & { threads?: number }): Promise<import('./wasm.js').WasmKernels> {
+  return (await import('./wasm_browser.js')).loadWasmKernels({ baseUrl: o.baseUrl, threads: o.threads });
 }

@@ -12,6 +12,7 @@
  *   bit-identical for any number of threads.
  * - `reference.ts` is the oracle; `native.ts` binds the C++ addon. Both implement this.
  */
+import { ConvNextError } from '../errors.js';
 
 /** The native kernels' instruction-set paths. */
 export type NativeIsa = 'avx512' | 'avx2' | 'portable';
@@ -113,6 +114,14 @@ export const hostMemory: TensorMemory = {
   free: () => {},
 };
 
+/** `k` when it is a backend, else one clear error naming who wanted one (JavaScript callers, old code). */
+export function requireBackend(who: string, k: Kernels | undefined): Kernels {
+  if (!k || typeof (k as Partial<Kernels>).gemm !== 'function') {
+    throw new ConvNextError(`${who}: no backend given: pass { kernels: await createBackend('cpu') } (or 'wasm', 'webgpu', 'reference')`, 2);
+  }
+  return k;
+}
+
 /** The memory a backend allocates from (host for backends that do not say). */
 export function memoryOf(k: Kernels): TensorMemory {
   return k.memory ?? hostMemory;
@@ -126,6 +135,8 @@ export interface Capabilities {
   sparseRows: boolean;
   /** fp16 storage (WebGPU `shader-f16`). */
   f16: boolean;
+  /** A software GPU adapter (Mesa's llvmpipe, SwiftShader): correct, but slower than the CPU kernels. */
+  software: boolean;
   /** Adapter or CPU, in words ('llvmpipe (mesa)', 'AMD EPYC ... avx512'). */
   description: string;
 }
@@ -137,6 +148,10 @@ export interface Kernels {
   readonly isa: Isa;
   /** Number of threads used by parallel kernels. */
   readonly threads: number;
+  /** Sets the threads of the parallel kernels (native: process-wide; wasm: up to the threads it started); absent where there are none. */
+  setThreads?(n: number): void;
+  /** Releases what the backend holds (a GPU device it created); absent where the garbage collector does it all. */
+  destroy?(): void;
   /** Where this backend wants its arrays; host arrays when absent. */
   readonly memory?: TensorMemory;
 
@@ -414,7 +429,7 @@ export interface Kernels {
   scatterRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void;
 
   /**
-   * The FCMAE reconstruction loss (official `forward_loss`), see src/fcmae/loss.ts: target
+   * The FCMAE reconstruction loss (official `forward_loss`), see src/kernels/fcmae_loss.ts: target
    * [N*L, P] = the p x p patches of x (NHWC [N, H, W, C], P = p*p*C, each in (row, col,
    * channel) order), normalised per patch when `norm` (mean, unbiased variance + 1e-6; the
    * [mean, std] of each written to patchStats [N*L, 2] when given); loss[0] = mean over

@@ -53,6 +53,14 @@ export interface WasmThreadHost {
   spawn(init: WasmThreadInit, onError: (message: string) => void): { terminate(): void };
 }
 
+/** Where createBackend('wasm') finds the module. */
+export interface WasmLocation {
+  /** Node: the .wasm file (default dist/wasm/convnextv2.wasm, or CONVNEXTV2_WASM). */
+  file?: string;
+  /** A page: the folder holding convnextv2.wasm and convnextv2-single.wasm (default ../wasm/ beside the bundle). */
+  baseUrl?: string | URL;
+}
+
 export interface WasmKernelsOptions {
   /** Threads including the caller's (default 1); more than 1 needs the shared-memory build and a host. */
   threads?: number;

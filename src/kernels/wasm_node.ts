@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { WASM_THREAD_MAIN, type WasmThreadHost, WasmKernels } from './wasm.js';
+import { WASM_THREAD_MAIN, type WasmLocation, type WasmThreadHost, WasmKernels } from './wasm.js';
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const wasmPath = process.env.CONVNEXTV2_WASM || path.join(packageRoot, 'dist', 'wasm', 'convnextv2.wasm');
@@ -27,6 +27,11 @@ function defaultThreads(): number {
   const e = process.env.CONVNEXTV2_THREADS;
   if (e !== undefined && /^\d+$/.test(e) && +e >= 1 && +e <= 256) return +e;
   return availableParallelism();
+}
+
+/** The wasm backend as createBackend('wasm') makes it in Node. */
+export function loadWasmBackend(o: WasmLocation & { threads?: number }): Promise<WasmKernels> {
+  return loadWasmKernels(o.file, o.threads);
 }
 
 export async function loadWasmKernels(file = wasmPath, threads = defaultThreads()): Promise<WasmKernels> {

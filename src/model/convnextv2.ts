@@ -8,9 +8,8 @@
  * walks the layers in reverse and accumulates parameter gradients into `Param.grad`.
  */
 import { ConvNextError } from '../errors.js';
-import { getKernels } from '../kernels/index.js';
 import { hostArray } from '../kernels/host.js';
-import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
+import { type Buf, type Kernels, memoryOf, requireBackend } from '../kernels/types.js';
 import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { LayerScaledLinear } from '../nn/layerscale.js';
@@ -37,8 +36,8 @@ export interface BlockLocation {
 export type ActivationCapture = (where: BlockLocation, hidden: Float32Array, N: number, H: number, W: number, channels: number) => void;
 
 export interface ModelOptions {
-  /** Kernel backend (default: native when available). */
-  kernels?: Kernels;
+  /** The backend it computes on (`await createBackend('cpu')`); its parameters live there. */
+  kernels: Kernels;
   /** Seed of the initialisation (default 0). */
   seed?: number;
 }
@@ -97,10 +96,10 @@ export class ConvNeXtV2 {
   /** Temporaries shared by all layers (see nn/arena.ts). */
   private readonly shared = new Arena();
 
-  constructor(config: ConvNeXtV2Config, opts: ModelOptions = {}) {
+  constructor(config: ConvNeXtV2Config, opts: ModelOptions) {
     validateConfig(config);
     this.config = { ...config, depths: [...config.depths], dims: [...config.dims] };
-    this.kernels = opts.kernels ?? getKernels();
+    this.kernels = requireBackend('ConvNeXtV2', opts?.kernels);
     this.rng = new Rng((opts.seed ?? 0) + 0x5eed);
     this.params = paramSpecs(this.config).map((s) => new Param(s.name, s.shape, s.noDecay, memoryOf(this.kernels)));
     this.byName = new Map(this.params.map((p) => [p.name, p]));

@@ -20,6 +20,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { appRoutes, buildApp } from '../../scripts/build-app.js';
 import { buildWeb } from '../../scripts/build-web.js';
 import { serve, type Served } from '../../scripts/serve.js';
+import { cpu } from '../backend.js';
 import * as node from '../../src/index.js';
 import * as web from '../../src/web.js';
 import { reconstructImages } from '../../src/fcmae/reconstruction.js';
@@ -185,7 +186,7 @@ test('open timm safetensors and classify: the top-5 and the embedding are those 
 
   // Node: sharp decoding, the predict preprocessing (224 px, crop 0.875), native kernels.
   const ck = node.loadCheckpoint(img('model.safetensors'));
-  const model = new node.ConvNeXtV2(ck.config);
+  const model = new node.ConvNeXtV2(ck.config, { kernels: cpu });
   model.loadStateDict(ck.state);
   for (const [i, name] of CLASSIFY.entries()) {
     const x = node.evalTransform(await node.decodeImage(img(name)), 224, 0.875);
@@ -229,7 +230,7 @@ test('an official FCMAE .pt: its parts are shown, and the reconstructions are th
   assert.equal(got.length, 2);
   // Node: the same images, transform, mask seed and FCMAE (norm-pix loss, as the app assumes), native kernels.
   const ck = node.loadCheckpoint(FCMAE_PT, { extra: true });
-  const fcmae = new node.FCMAE(ck.config, { decoderDim: 32, decoderDepth: 1, maskRatio: 0.6, normPixLoss: true });
+  const fcmae = new node.FCMAE(ck.config, { decoderDim: 32, decoderDepth: 1, maskRatio: 0.6, normPixLoss: true }, { kernels: cpu });
   fcmae.encoderModel.loadStateDict(ck.state);
   fcmae.loadDecoderState(ck.extra!);
   const S = 128;

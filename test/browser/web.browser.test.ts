@@ -17,6 +17,7 @@ import { buildWeb } from '../../scripts/build-web.js';
 import { serve, type Served } from '../../scripts/serve.js';
 import * as node from '../../src/index.js';
 import { REF, relErr, SMALL_TIMM } from '../helpers.js';
+import { cpu } from '../backend.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WASM = join(new URL('../..', import.meta.url).pathname, 'dist', 'wasm', 'convnextv2.wasm');
@@ -57,7 +58,8 @@ after(async () => {
 test('the page is cross-origin isolated and imports the bundle', async () => {
   const r = await page.evaluate(async () => {
     const lib = await import('/index.js');
-    return { isolated: globalThis.crossOriginIsolated, kernels: lib.getKernels().name as string, ua: navigator.userAgent };
+    const refK = await lib.createBackend('reference');
+    return { isolated: globalThis.crossOriginIsolated, kernels: (await lib.createBackend('cpu')).name as string, ua: navigator.userAgent };
   });
   assert.equal(r.isolated, true);
   assert.equal(r.kernels, 'reference');
@@ -67,11 +69,12 @@ test('the page is cross-origin isolated and imports the bundle', async () => {
 test('in the page: small_timm logits from timm safetensors, the official .pt and an HF folder; the official FCMAE .pt loss', async () => {
   const got = await page.evaluate(async () => {
     const lib = await import('/index.js');
+    const refK = await lib.createBackend('reference');
     const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
     const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
     const logits = (ck: { config: unknown; state: unknown }) => {
-      const m = new lib.ConvNeXtV2(ck.config);
+      const m = new lib.ConvNeXtV2(ck.config, { kernels: refK });
       m.loadStateDict(ck.state);
       return Array.from(m.forward(x).logits.data as Float32Array);
     };
@@ -80,12 +83,12 @@ test('in the page: small_timm logits from timm safetensors, the official .pt and
     const hfFiles = { 'model.safetensors': await bytes('/fixtures/small_hf/model.safetensors'), 'config.json': await bytes('/fixtures/small_hf/config.json') };
     const hfCk = lib.loadCheckpoint(hfFiles);
     const exp = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_hf/expected.safetensors'));
-    const hm = new lib.ConvNeXtV2(hfCk.config);
+    const hm = new lib.ConvNeXtV2(hfCk.config, { kernels: refK });
     hm.loadStateDict(hfCk.state);
     const hf = Array.from(hm.forward({ shape: exp.info('input.0.pixel_values').shape, data: exp.get('input.0.pixel_values') }).logits.data as Float32Array);
     const fr = lib.parseSafetensorsBuffer(await bytes('/fixtures/fcmae_small.safetensors'));
     const fck = lib.loadCheckpoint(await bytes('/fixtures/fcmae_small_official.pt'), { extra: true });
-    const f = new lib.FCMAE(fck.config, { decoderDim: fck.fcmae.decoderDim, decoderDepth: fck.fcmae.decoderDepth, normPixLoss: true });
+    const f = new lib.FCMAE(fck.config, { decoderDim: fck.fcmae.decoderDim, decoderDepth: fck.fcmae.decoderDepth, normPixLoss: true }, { kernels: refK });
     f.encoderModel.loadStateDict(fck.state);
     f.loadDecoderState(fck.extra);
     const loss = f.forward({ shape: fr.info('input.pixel_values').shape, data: fr.get('input.pixel_values') },
@@ -106,15 +109,16 @@ test('in the page: small_timm logits from timm safetensors, the official .pt and
 test('in the page: a fine-tuning step gives the native Node step\'s loss and gradients (1e-5)', async () => {
   const got = await page.evaluate(async () => {
     const lib = await import('/index.js');
+    const refK = await lib.createBackend('reference');
     const cfg = lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
-    const m = new lib.ConvNeXtV2(cfg, { seed: 3 });
+    const m = new lib.ConvNeXtV2(cfg, { kernels: refK, seed: 3 });
     m.zeroGrad();
     const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
     const { loss } = lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
     return { loss: loss as number, grads: (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]) };
   });
   const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
-  const m = new node.ConvNeXtV2(cfg, { seed: 3 });
+  const m = new node.ConvNeXtV2(cfg, { kernels: cpu, seed: 3 });
   assert.notEqual(m.kernels.name, 'reference');
   m.zeroGrad();
   const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
@@ -127,7 +131,8 @@ test('in the page: a fine-tuning step gives the native Node step\'s loss and gra
 test('in the page: the WebAssembly kernels on 2 Web Worker threads give timm\'s logits and gradients, bit-identical to 1 thread', async () => {
   const got = await page.evaluate(async () => {
     const lib = await import('/index.js');
-    const kernels = await lib.loadWasmKernels({ baseUrl: '/wasm/', threads: 2 });
+    const refK = await lib.createBackend('reference');
+    const kernels = await lib.createBackend('wasm', { wasm: { baseUrl: '/wasm/' }, threads: 2 });
     const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
     const ck = lib.loadCheckpoint(await bytes('/small_timm_params.safetensors'));
@@ -162,6 +167,7 @@ test('in the page: the WebAssembly kernels on 2 Web Worker threads give timm\'s 
 test('in the page: the WebGPU backend on navigator.gpu gives timm\'s logits and every gradient (1e-4)', async () => {
   const got = await page.evaluate(async () => {
     const lib = await import('/index.js');
+    const refK = await lib.createBackend('reference');
     const kernels = await lib.createBackend('webgpu');
     const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));

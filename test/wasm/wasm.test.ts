@@ -12,6 +12,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadWasmKernels, wasmPath } from '../../src/kernels/wasm_node.js';
 import { WasmKernels } from '../../src/kernels/wasm.js';
+import { ReferenceKernels } from '../../src/kernels/reference.js';
 import { readFileSync } from 'node:fs';
 import * as node from '../../src/index.js';
 import { sameBits } from '../../src/tensor.js';
@@ -95,7 +96,7 @@ test('a training step (cross-entropy, backward, AdamW) on wasm equals the TypeSc
     opt.update(kernels);
     return { loss, grads, m, opt };
   };
-  const a = step(k), b = step(new node.ReferenceKernels());
+  const a = step(k), b = step(new ReferenceKernels());
   assert.ok(Math.abs(a.loss - b.loss) <= 1e-5 * Math.abs(b.loss), `loss ${a.loss} vs ${b.loss}`);
   a.grads.forEach((g, i) => assert.ok(relErr(g, b.grads[i]) <= 1e-5, `gradient of ${b.m.params[i].name}`));
   // AdamW alone, on the same state: the kernels agree to rounding.
@@ -104,7 +105,7 @@ test('a training step (cross-entropy, backward, AdamW) on wasm equals the TypeSc
   const [pa, ma, va] = [p1.slice(), new Float32Array(n), new Float32Array(n)];
   const [pb, mb, vb] = [p1.slice(), new Float32Array(n), new Float32Array(n)];
   k.adamw(pa, g, ma, va, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.001);
-  new node.ReferenceKernels().adamw(pb, g, mb, vb, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.001);
+  new ReferenceKernels().adamw(pb, g, mb, vb, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.001);
   assert.ok(relErr(pa, pb) <= 1e-6 && relErr(ma, mb) <= 1e-6 && relErr(va, vb) <= 1e-6, 'adamw');
   assert.throws(() => k.gelu(new Float32Array(3), new Float32Array(5), 5), /gelu: x has 3 elements, needs 5/);
   assert.throws(() => k.gemm(false, false, 4, 4, 4, new Float32Array(15), 4, new Float32Array(16), 4, new Float32Array(16), 4, false, null, 0, null),

@@ -9,7 +9,6 @@ import { PretrainEngine } from '../../src/fcmae/pretrain_engine.js';
 import { loadCheckpointBytes, serializeCheckpoint, toOfficialNames } from '../../src/io/checkpoint.js';
 import { loadCheckpoint } from '../../src/io/checkpoint_file.js';
 import { readSafetensors } from '../../src/io/safetensors_file.js';
-import { getKernels } from '../../src/kernels/index.js';
 import type { Kernels } from '../../src/kernels/types.js';
 import { makeConfig } from '../../src/model/config.js';
 import { ConvNeXtV2 } from '../../src/model/convnextv2.js';
@@ -20,10 +19,10 @@ import { FinetuneEngine } from '../../src/train/finetune_engine.js';
 import { loadOptimizerTensors } from '../../src/train/optimizer_state.js';
 import type { BatchSource } from '../../src/data/batch.js';
 import { close, need, openWebGPU, relErr } from './helpers.js';
+import { cpu } from '../backend.js';
 
 const FIX = new URL('../fixtures/reference/', import.meta.url).pathname;
 const gpu = await openWebGPU();
-const cpu = getKernels();
 
 test('small_timm on webgpu: logits, pre-logits and stages match timm (1e-4)', async (t) => {
   const k = need(t, gpu);

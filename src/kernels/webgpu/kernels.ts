@@ -82,7 +82,7 @@ export class WebGPUKernels implements Kernels {
   }
 
   capabilities(): Capabilities {
-    return { device: true, sparseRows: true, f16: this.device.features.has('shader-f16'), description: this.description };
+    return { device: true, sparseRows: true, f16: this.device.features.has('shader-f16'), software: this.software, description: this.description };
   }
 
   /** Frees every tensor `memory` gave, the scratch buffers, and the device when it was created here. */

@@ -1,4 +1,5 @@
 /**
+ * The host implementation of the fcmaeLoss kernel (and the oracle the other backends are checked against):
  * The FCMAE reconstruction target and loss (official `patchify` and `forward_loss`):
  * the image cut into p x p patches, each flattened in (row, col, channel) order; with
  * `normPixLoss` each patch normalised by its own mean and unbiased variance (+1e-6); loss =
