@@ -34,7 +34,7 @@ test('sharded epochs: rank r takes batches r, r + R, ...; whole rounds for train
   assert.throws(() => epochBatches(7, 8), /start batch 8 outside \[0, 7\]/);
 });
 
-test('GradientSum in one process: ((g0 + g1) + g2) in float32, into every gradient; reset drops a partial sum', () => {
+test('GradientSum in one process: ((g0 + g1) + g2) in float32, into every gradient; reset drops a partial sum', async () => {
   const k = new ReferenceKernels();
   const a = new Param('a', [3], false), b = new Param('b', [2], false);
   const sum = new GradientSum(k, [a, b], singleProcess);
@@ -43,18 +43,18 @@ test('GradientSum in one process: ((g0 + g1) + g2) in float32, into every gradie
   for (const g of gs) {
     a.hostGrad().set(g.slice(0, 3));
     b.hostGrad().set(g.slice(3));
-    sum.add();
+    await sum.add();
     assert.ok(a.hostGrad().every((v) => v === 0), 'the microbatch gradient is zeroed for the next');
     for (let i = 0; i < 5; i++) want[i] = Math.fround(want[i] + Math.fround(g[i]));
   }
-  sum.finish();
+  await sum.finish();
   assert.deepEqual([...a.hostGrad(), ...b.hostGrad()], [...want]);
   a.hostGrad().set([1, 1, 1]);
-  sum.add();
+  await sum.add();
   sum.reset();
   a.hostGrad().set([5, 5, 5]);
-  sum.add();
-  sum.finish();
+  await sum.add();
+  await sum.finish();
   assert.deepEqual([...a.hostGrad()], [5, 5, 5]);
 });
 

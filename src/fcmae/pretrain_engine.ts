@@ -67,7 +67,7 @@ export class PretrainEngine {
       fcmae.backward(mb.lossScale);
       // The loss is read while the backward is queued (a device backend runs it meanwhile).
       mb.record((await fcmae.kernels.read(r.loss))[0], B, epoch, it);
-      if (mb.endMicrobatch()) {
+      if (await mb.endMicrobatch()) {
         opt.update(fcmae.kernels, lr);
         fcmae.zeroGrad();
         this.step++;

@@ -10,7 +10,10 @@
  * of the step the blocks are gathered (allgather) into every rank's gradients. One process
  * (R = 1) does the same additions with copies for the collectives. The traffic per rank and
  * microbatch is that of a ring allreduce (the gradient out and in once); the memory, four
- * flat copies of 1/R of the gradient and two of all of it.
+ * flat copies of 1/R of the gradient and two of all of it. On a device backend (webgpu) the
+ * gradients are read back once per microbatch (all reads in flight together) and the step's sum
+ * uploaded once at its end; the additions are the host's, so the bits are the host backends'
+ * order too.
  */
 import { hostArray } from '../kernels/host.js';
 import type { Kernels } from '../kernels/types.js';
@@ -48,10 +51,15 @@ export class GradientSum {
   }
 
   /** After a microbatch's backward (p.grad: its gradient alone): adds every rank's, in rank order; zeroes p.grad. */
-  add(): void {
+  async add(): Promise<void> {
     const t0 = performance.now();
     const { params, offsets, send, recv, mine, block, comm, k } = this;
-    params.forEach((p, i) => send.set(hostArray(p.grad, `gradient of ${p.name}`), offsets[i]));
+    if (k.capabilities().device) {
+      const grads = await Promise.all(params.map((p) => k.read(p.grad)));
+      grads.forEach((g, i) => send.set(g, offsets[i]));
+    } else {
+      params.forEach((p, i) => send.set(hostArray(p.grad, `gradient of ${p.name}`), offsets[i]));
+    }
     comm.alltoall(send, recv, block);
     for (let r = 0; r < comm.size; r++) {
       const o = r * block;
@@ -63,11 +71,16 @@ export class GradientSum {
   }
 
   /** The step's gradient into every p.grad (all ranks alike); starts the next sum. */
-  finish(): void {
+  async finish(): Promise<void> {
     const t0 = performance.now();
-    const { params, offsets, mine, full, block, comm } = this;
+    const { params, offsets, mine, full, block, comm, k } = this;
     comm.allgather(mine, full, block);
-    params.forEach((p, i) => hostArray(p.grad, `gradient of ${p.name}`).set(full.subarray(offsets[i], offsets[i] + p.size)));
+    const device = k.capabilities().device;
+    params.forEach((p, i) => {
+      const g = full.subarray(offsets[i], offsets[i] + p.size);
+      if (device) k.write(p.grad, g);
+      else hostArray(p.grad, `gradient of ${p.name}`).set(g);
+    });
     mine.fill(0);
     this.count = 0;
     this.seconds += (performance.now() - t0) / 1000;

@@ -103,7 +103,7 @@ export class FinetuneEngine {
         smoothing: this.o.smoothing ?? 0, lossScale: mb.lossScale, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)),
       });
       mb.record((await model.kernels.read(r.loss))[0], batch.labels.length, epoch, it);
-      if (mb.endMicrobatch()) {
+      if (await mb.endMicrobatch()) {
         if (this.o.clipGrad !== undefined) clipGradients(model.kernels, model.params, this.o.clipGrad, model.buffer('clip.sumsq', 1));
         opt.update(model.kernels, lr);
         model.zeroGrad();

@@ -2,8 +2,9 @@
  * The microbatch bookkeeping both training engines share (platform-neutral): which batches
  * this rank takes, the epoch's running loss over every rank's microbatches in global order,
  * when a microbatch completes an optimizer step, and the fixed-order gradient sum (GradientSum)
- * for R ranks or for accumulation on a host backend. One process with update-freq 1, or a
- * device backend alone, accumulates in the kernels as before.
+ * for R ranks or for accumulation over update-freq microbatches, on every backend (a device
+ * backend's gradients are read back once per microbatch), so that R ranks equal one process with
+ * update-freq R bit for bit. One process with update-freq 1 needs no sum.
  */
 import type { Shard } from '../data/batch.js';
 import { ConvNextError } from '../errors.js';
@@ -29,11 +30,8 @@ export class Microbatches {
 
   constructor(readonly comm: Comm, readonly updateFreq: number, k: Kernels, params: readonly Param[], previous?: Microbatches | null) {
     const R = comm.size;
-    if (R > 1 && k.capabilities().device) {
-      throw new ConvNextError(`data-parallel training sums gradients on the host: ${R} ranks on a device backend (${k.name}) are not supported; run the ranks on the CPU (--device cpu)`, 2);
-    }
     this.shard = R > 1 ? { rank: comm.rank, size: R } : undefined;
-    const wanted = R > 1 || (updateFreq > 1 && !k.capabilities().device);
+    const wanted = R > 1 || updateFreq > 1;
     // The flat buffers are reused from epoch to epoch.
     this.sums = !wanted ? null : previous?.sums && previous.sums.comm === comm ? previous.sums : new GradientSum(k, params, comm);
     this.sums?.reset();
@@ -87,10 +85,10 @@ export class Microbatches {
   }
 
   /** After a microbatch's backward: true when it completes a step (with a sum, the step's gradient is then in p.grad). */
-  endMicrobatch(): boolean {
-    this.sums?.add();
+  async endMicrobatch(): Promise<boolean> {
+    await this.sums?.add();
     if (++this.local % this.updateFreq !== 0) return false;
-    this.sums?.finish();
+    await this.sums?.finish();
     return true;
   }
 

@@ -23,10 +23,10 @@ for (const step of terms) {
     const g = step[m * R + comm.rank];
     grads[0].set(g.slice(0, n - 2));
     grads[1].set(g.slice(n - 2));
-    sum.add();
+    await sum.add();
     if (grads.some((a) => a.some((v) => v !== 0))) throw new Error('add() left a gradient non-zero');
   }
-  sum.finish();
+  await sum.finish();
   steps.push(grads.flatMap((a) => [...new Uint32Array(a.buffer, a.byteOffset, a.length)]));
 }
 process.stdout.write(`${JSON.stringify({ rank: comm.rank, size: R, steps })}\n`);
