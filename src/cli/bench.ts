@@ -116,10 +116,11 @@ export const bench: Command = {
       const wall = (performance.now() - t) / n;
       const { rows, totalMs } = profiler.report();
       ctx.out(`profile (${n} iterations, per batch):`);
-      ctx.out(`| kernel | calls | ms | % |\n|---|---|---|---|`);
-      for (const r of rows) ctx.out(`| ${r.kernel} | ${r.calls / n} | ${(r.ms / n).toFixed(2)} | ${((100 * r.ms) / n / wall).toFixed(1)} |`);
-      ctx.out(`| outside kernels (TypeScript, allocation) | | ${(wall - totalMs / n).toFixed(2)} | ${((100 * (wall - totalMs / n)) / wall).toFixed(1)} |`);
-      ctx.out(`| total | | ${wall.toFixed(2)} | 100 |`);
+      ctx.out(`| kernel | calls | ms | % | GFLOP/s |\n|---|---|---|---|---|`);
+      const rate = (r: { flops: number; ms: number }) => (r.flops > 0 && r.ms > 0 ? (r.flops / r.ms / 1e6).toFixed(1) : '');
+      for (const r of rows) ctx.out(`| ${r.kernel} | ${r.calls / n} | ${(r.ms / n).toFixed(2)} | ${((100 * r.ms) / n / wall).toFixed(1)} | ${rate(r)} |`);
+      ctx.out(`| outside kernels (TypeScript, allocation) | | ${(wall - totalMs / n).toFixed(2)} | ${((100 * (wall - totalMs / n)) / wall).toFixed(1)} | |`);
+      ctx.out(`| total | | ${wall.toFixed(2)} | 100 | |`);
     }
     times.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)];

@@ -19,6 +19,7 @@
  *   or SwiftShader is correct but slower than the CPU kernels).
  */
 import { ConvNextError } from '../errors.js';
+import { withChecks } from './ops.js';
 import { ReferenceKernels } from './reference.js';
 import type { Kernels } from './types.js';
 import type { WebGPUOptions } from './webgpu/device.js';
@@ -132,10 +133,12 @@ async function make(choice: BackendChoice, opts: BackendOptions): Promise<Kernel
 
 /**
  * Creates a kernel backend (asynchronously: a GPU's adapter and device are). Every model, FCMAE,
- * engine and loader is then given it (`new ConvNeXtV2(config, { kernels })`).
+ * engine and loader is then given it (`new ConvNeXtV2(config, { kernels })`). Its kernels check
+ * their arguments against the op table (ops.ts) before they run.
  */
 export async function createBackend(choice: BackendChoice = 'cpu', opts: BackendOptions = {}): Promise<Kernels> {
-  const k = await make(choice, opts);
+  // Every backend refuses a bad call the same way: the op table's one validator runs first.
+  const k = withChecks(await make(choice, opts));
   if (opts.threads !== undefined) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new ConvNextError(`threads ${opts.threads}: must be a positive integer`, 2);
     k.setThreads?.(opts.threads);

@@ -23,8 +23,20 @@ export interface CpuId {
   model: number;
 }
 
-/** The functions the addon exports (argument order as in Kernels). */
-interface Addon {
+/**
+ * The ops that are one call of the addon's function of the same name with the Kernels
+ * arguments in order (the op table's, src/kernels/ops.ts): NativeKernels forwards them without a
+ * method of its own. gemm (GemmExtras, packed operands) and the cross-entropy are written out.
+ */
+export const ADDON_OPS = [
+  'colSum', 'dwconvForward', 'dwconvBackwardInput', 'dwconvBackwardWeight', 'dwconvForwardRows', 'dwconvBackwardInputRows',
+  'dwconvBackwardWeightRows', 'layerNormForward', 'layerNormBackward', 'grnForward', 'grnBackward', 'gelu', 'geluBackward',
+  'avgPoolForward', 'avgPoolBackward', 'patchify', 'unpatchify', 'nchwToNhwc', 'nhwcToNchw', 'addScaled', 'adamw',
+] as const satisfies readonly (keyof Kernels)[];
+type AddonOp = (typeof ADDON_OPS)[number];
+
+/** The functions the addon exports: the ops above, gemm, and the process-wide settings. */
+type Addon = Record<AddonOp, (...args: unknown[]) => void> & {
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
@@ -35,75 +47,7 @@ interface Addon {
   ): void;
   packedSize(N: number, K: number): number;
   packWeights(B: Float32Array, ldb: number, transB: boolean, N: number, K: number, out: Float32Array): void;
-  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void;
-  dwconvForward(
-    x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
-  ): void;
-  dwconvBackwardInput(
-    dy: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
-  ): void;
-  dwconvBackwardWeight(
-    dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
-  ): void;
-  dwconvForwardRows(
-    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
-  ): void;
-  dwconvBackwardInputRows(
-    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
-  ): void;
-  dwconvBackwardWeightRows(
-    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
-  ): void;
-  layerNormForward(
-    x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
-    y: Float32Array, mean: Float32Array, rstd: Float32Array,
-  ): void;
-  layerNormBackward(
-    dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array,
-    gamma: Float32Array, M: number, C: number,
-    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array,
-  ): void;
-  grnForward(
-    x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
-    sqSums?: Float32Array | null,
-  ): void;
-  grnBackward(
-    dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
-    eps: number, gx: Float32Array, nx: Float32Array,
-    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
-    geluPre?: Float32Array | null, dbias?: Float32Array | null,
-  ): void;
-  gelu(x: Float32Array, y: Float32Array, n: number): void;
-  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
-  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void;
-  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void;
-  softmaxCrossEntropy(
-    logits: Float32Array, targets: Float32Array, N: number, K: number,
-    dlogits: Float32Array | null,
-  ): number;
-  patchify(x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array): void;
-  unpatchify(dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array): void;
-  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void;
-  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void;
-  addScaled(
-    x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number,
-    C: number, out: Float32Array,
-  ): void;
-  adamw(
-    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
-    bc1: number, bc2: number,
-  ): void;
+  softmaxCrossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number;
   setIsa(name: string): void;
   getIsa(): string;
   supportedIsas(): string[];
@@ -113,7 +57,7 @@ interface Addon {
   measureClock(seconds: number): number;
   cpuInfo(): CpuId;
   copy(src: Float32Array, dst: Float32Array, n: number): void;
-}
+};
 
 /** The package root: two levels above this file (src/kernels or dist/kernels). */
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -160,6 +104,9 @@ class NativePacked implements PackedWeights {
   }
 }
 
+/** The ops forwarded to the addon (see ADDON_OPS), typed as the Kernels interface types them. */
+export interface NativeKernels extends Pick<Kernels, AddonOp> {}
+
 export class NativeKernels extends HostKernels implements Kernels {
   readonly name = 'native';
   private readonly a: Addon;
@@ -167,6 +114,11 @@ export class NativeKernels extends HostKernels implements Kernels {
   constructor() {
     super();
     this.a = load();
+  }
+
+  /** The addon behind `k` (for the forwarded ops). */
+  static addonOf(k: NativeKernels): Addon {
+    return k.a;
   }
 
   /** The instruction-set path in use (process-wide). */
@@ -224,143 +176,11 @@ export class NativeKernels extends HostKernels implements Kernels {
     return new NativePacked(N, K, transB, this.isa, data);
   }
 
-  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {
-    this.a.colSum(x, M, N, out, accumulate);
-  }
-
-  dwconvForward(
-    x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
-  ): void {
-    this.a.dwconvForward(x, N, H, W, C, K, weight, bias, y);
-  }
-
-  dwconvBackwardInput(
-    dy: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
-  ): void {
-    this.a.dwconvBackwardInput(dy, N, H, W, C, K, weight, dx, accumulate);
-  }
-
-  dwconvBackwardWeight(
-    dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
-  ): void {
-    this.a.dwconvBackwardWeight(dy, x, N, H, W, C, K, dweight, dbias);
-  }
-
-  dwconvForwardRows(
-    x: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array,
-  ): void {
-    this.a.dwconvForwardRows(x, rowOf, idx, S, N, H, W, C, K, weight, bias, y);
-  }
-
-  dwconvBackwardInputRows(
-    dy: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean,
-  ): void {
-    this.a.dwconvBackwardInputRows(dy, rowOf, idx, S, N, H, W, C, K, weight, dx, accumulate);
-  }
-
-  dwconvBackwardWeightRows(
-    dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array,
-    S: number, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null,
-  ): void {
-    this.a.dwconvBackwardWeightRows(dy, x, rowOf, idx, S, N, H, W, C, K, dweight, dbias);
-  }
-
-  layerNormForward(
-    x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number,
-    y: Float32Array, mean: Float32Array, rstd: Float32Array,
-  ): void {
-    this.a.layerNormForward(x, M, C, gamma, beta, eps, y, mean, rstd);
-  }
-
-  layerNormBackward(
-    dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array,
-    gamma: Float32Array, M: number, C: number,
-    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array,
-  ): void {
-    this.a.layerNormBackward(dy, x, mean, rstd, gamma, M, C, dx, accumulate, dgamma, dbeta);
-  }
-
-  grnForward(
-    x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array,
-    eps: number, y: Float32Array | null, gx: Float32Array, nx: Float32Array,
-    sqSums: Float32Array | null = null,
-  ): void {
-    this.a.grnForward(x, offsets, C, gamma, beta, eps, y, gx, nx, sqSums);
-  }
-
-  grnBackward(
-    dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array,
-    eps: number, gx: Float32Array, nx: Float32Array,
-    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
-    geluPre: Float32Array | null = null, dbias: Float32Array | null = null,
-  ): void {
-    this.a.grnBackward(dy, x, offsets, C, gamma, eps, gx, nx, dx, dgamma, dbeta, geluPre, dbias);
-  }
-
-  gelu(x: Float32Array, y: Float32Array, n: number): void {
-    this.a.gelu(x, y, n);
-  }
-
-  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void {
-    this.a.geluBackward(dy, x, dx, n);
-  }
-
-  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void {
-    this.a.avgPoolForward(x, N, HW, C, y);
-  }
-
-  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void {
-    this.a.avgPoolBackward(dy, N, HW, C, dx);
-  }
-
   protected crossEntropy(
     logits: Float32Array, targets: Float32Array, N: number, K: number,
     dlogits: Float32Array | null,
   ): number {
     return this.a.softmaxCrossEntropy(logits, targets, N, K, dlogits);
-  }
-
-  patchify(
-    x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array,
-  ): void {
-    this.a.patchify(x, N, H, W, C, P, cols);
-  }
-
-  unpatchify(
-    dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array,
-  ): void {
-    this.a.unpatchify(dcols, N, H, W, C, P, dx);
-  }
-
-  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void {
-    this.a.nchwToNhwc(src, N, C, H, W, dst);
-  }
-
-  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void {
-    this.a.nhwcToNchw(src, N, H, W, C, dst);
-  }
-
-  addScaled(
-    x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number,
-    C: number, out: Float32Array,
-  ): void {
-    this.a.addScaled(x, branch, scale, N, rowsPerSample, C, out);
-  }
-
-  adamw(
-    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
-    bc1: number, bc2: number,
-  ): void {
-    this.a.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
   }
 
   /**
@@ -386,4 +206,14 @@ export class NativeKernels extends HostKernels implements Kernels {
   override copy(src: Float32Array, dst: Float32Array, n = src.length): void {
     this.a.copy(src, dst, n);
   }
+}
+
+// Each forwarded op is the addon's function of the same name with the same arguments.
+for (const op of ADDON_OPS) {
+  Object.defineProperty(NativeKernels.prototype, op, {
+    configurable: true, writable: true,
+    value(this: NativeKernels, ...args: unknown[]): void {
+      NativeKernels.addonOf(this)[op](...args);
+    },
+  });
 }

@@ -440,15 +440,18 @@ export class WasmKernels extends HostKernels implements Kernels {
 
   patchify(x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array): void {
     WasmKernels.dims('patchify', { N, H, W, C, P });
-    if (P < 1 || H % P || W % P) throw new ConvNextError(`patchify: ${H}x${W} is not a multiple of the patch ${P}`);
-    this.run('patchify', [{ a: x, need: N * H * W * C, name: 'x', io: 'in' }, { a: cols, need: N * H * W * C, name: 'cols', io: 'inout' }],
+    // As the op table says (and the native kernels do): Ho = floor(H / P), Wo = floor(W / P).
+    if (P < 1) throw new ConvNextError('patchify: P must be an integer >= 1');
+    const cells = N * Math.floor(H / P) * Math.floor(W / P) * C * P * P;
+    this.run('patchify', [{ a: x, need: N * H * W * C, name: 'x', io: 'in' }, { a: cols, need: cells, name: 'cols', io: 'inout' }],
       (px, pc) => this.fn('patchify')(px, N, H, W, C, P, pc));
   }
 
   unpatchify(dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array): void {
     WasmKernels.dims('unpatchify', { N, H, W, C, P });
-    if (P < 1 || H % P || W % P) throw new ConvNextError(`unpatchify: ${H}x${W} is not a multiple of the patch ${P}`);
-    this.run('unpatchify', [{ a: dcols, need: N * H * W * C, name: 'dcols', io: 'in' }, { a: dx, need: N * H * W * C, name: 'dx', io: 'inout' }],
+    if (P < 1) throw new ConvNextError('unpatchify: P must be an integer >= 1');
+    const cells = N * Math.floor(H / P) * Math.floor(W / P) * C * P * P;
+    this.run('unpatchify', [{ a: dcols, need: cells, name: 'dcols', io: 'in' }, { a: dx, need: N * H * W * C, name: 'dx', io: 'inout' }],
       (pc, pdx) => this.fn('unpatchify')(pc, N, H, W, C, P, pdx));
   }
 
