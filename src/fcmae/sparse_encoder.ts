@@ -20,6 +20,7 @@
  * - `dense`: full maps with masked rows zeroed after every layer (for cross-checking and the
  *   speed comparison).
  */
+import { block, downsample, STEM_CONV, STEM_NORM } from '../model/names.js';
 import { ConvNextError } from '../errors.js';
 import type { Buf, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
@@ -248,15 +249,15 @@ export class SparseEncoder {
     const cfg = backbone.config;
     const p = (n: string) => backbone.param(n);
     const eps = cfg.layerNormEps;
-    this.stem = new PatchConv(p('stem.0.weight'), p('stem.0.bias'), cfg.inChans, cfg.dims[0], 4);
-    this.stemNorm = new LayerNorm(p('stem.1.weight'), p('stem.1.bias'), cfg.dims[0], eps);
+    this.stem = new PatchConv(p(`${STEM_CONV}.weight`), p(`${STEM_CONV}.bias`), cfg.inChans, cfg.dims[0], 4);
+    this.stemNorm = new LayerNorm(p(`${STEM_NORM}.weight`), p(`${STEM_NORM}.bias`), cfg.dims[0], eps);
     for (let s = 0; s < 4; s++) {
-      const d = `stages.${s}.downsample`;
-      this.downs.push(s === 0 ? null : new MaskedDownsample(p(`${d}.1.weight`), p(`${d}.1.bias`), p(`${d}.0.weight`), p(`${d}.0.bias`),
+      const d = s === 0 ? null : downsample(s);
+      this.downs.push(d === null ? null : new MaskedDownsample(p(`${d.conv}.weight`), p(`${d.conv}.bias`), p(`${d.norm}.weight`), p(`${d.norm}.bias`),
         cfg.dims[s - 1], cfg.dims[s], eps));
       const blocks: MaskedBlock[] = [];
       for (let b = 0; b < cfg.depths[s]; b++) {
-        blocks.push(new MaskedBlock((n) => p(`stages.${s}.blocks.${b}.${n}`), cfg.dims[s], cfg.kernelSize, eps, cfg.block));
+        blocks.push(new MaskedBlock((n) => p(`${block(s, b)}.${n}`), cfg.dims[s], cfg.kernelSize, eps, cfg.block));
       }
       this.stages.push(blocks);
     }

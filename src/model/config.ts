@@ -10,6 +10,7 @@
  * ablation): no GRN, and LayerScale, a per-channel `gamma` [C] (timm's
  * `stages.S.blocks.B.gamma`, initialised to 1e-6) multiplying the MLP output before drop path.
  */
+import { block, downsample, HEAD_FC, HEAD_NORM, STEM_CONV, STEM_NORM } from './names.js';
 import { checkKnownKeys, ConvNextError } from '../errors.js';
 
 /** ConvNeXt V2 blocks (GRN in the MLP) or ConvNeXt V1 blocks (no GRN, LayerScale). */
@@ -137,21 +138,22 @@ export function paramSpecs(cfg: ConvNeXtV2Config): ParamSpec[] {
   const ls = (name: string, shape: number[]) => out.push({ name, shape, init: 'layer_scale', noDecay: true });
   const v1 = cfg.block === 'v1';
   const { dims, depths, kernelSize: k } = cfg;
-  w('stem.0.weight', [dims[0], cfg.inChans, 4, 4]);
-  z('stem.0.bias', [dims[0]]);
-  o('stem.1.weight', [dims[0]]);
-  z('stem.1.bias', [dims[0]]);
+  w(`${STEM_CONV}.weight`, [dims[0], cfg.inChans, 4, 4]);
+  z(`${STEM_CONV}.bias`, [dims[0]]);
+  o(`${STEM_NORM}.weight`, [dims[0]]);
+  z(`${STEM_NORM}.bias`, [dims[0]]);
   for (let s = 0; s < 4; s++) {
     const C = dims[s];
     if (s > 0) {
       const Cp = dims[s - 1];
-      o(`stages.${s}.downsample.0.weight`, [Cp]);
-      z(`stages.${s}.downsample.0.bias`, [Cp]);
-      w(`stages.${s}.downsample.1.weight`, [C, Cp, 2, 2]);
-      z(`stages.${s}.downsample.1.bias`, [C]);
+      const d = downsample(s);
+      o(`${d.norm}.weight`, [Cp]);
+      z(`${d.norm}.bias`, [Cp]);
+      w(`${d.conv}.weight`, [C, Cp, 2, 2]);
+      z(`${d.conv}.bias`, [C]);
     }
     for (let b = 0; b < depths[s]; b++) {
-      const p = `stages.${s}.blocks.${b}`;
+      const p = block(s, b);
       // A module's own parameters precede its submodules' in a PyTorch state_dict.
       if (v1) ls(`${p}.gamma`, [C]);
       w(`${p}.conv_dw.weight`, [C, 1, k, k]);
@@ -168,11 +170,11 @@ export function paramSpecs(cfg: ConvNeXtV2Config): ParamSpec[] {
       z(`${p}.mlp.fc2.bias`, [C]);
     }
   }
-  o('head.norm.weight', [dims[3]]);
-  z('head.norm.bias', [dims[3]]);
+  o(`${HEAD_NORM}.weight`, [dims[3]]);
+  z(`${HEAD_NORM}.bias`, [dims[3]]);
   if (cfg.numClasses > 0) {
-    w('head.fc.weight', [cfg.numClasses, dims[3]]);
-    z('head.fc.bias', [cfg.numClasses]);
+    w(`${HEAD_FC}.weight`, [cfg.numClasses, dims[3]]);
+    z(`${HEAD_FC}.bias`, [cfg.numClasses]);
   }
   return out;
 }

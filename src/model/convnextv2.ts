@@ -19,6 +19,7 @@ import { PatchConv } from '../nn/patchconv.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { Block } from './block.js';
+import { block, downsample, HEAD_FC, HEAD_NORM, STEM_CONV, STEM_NORM } from './names.js';
 import { type ConvNeXtV2Config, initConstant, paramSpecs, validateConfig } from './config.js';
 
 /** Which block a captured activation comes from: stage, block within it, and index over all blocks. */
@@ -109,8 +110,8 @@ export class ConvNeXtV2 {
       return x;
     };
     const { dims, depths, inChans, layerNormEps: eps, kernelSize } = this.config;
-    this.stem = new PatchConv(p('stem.0.weight'), p('stem.0.bias'), inChans, dims[0], 4);
-    this.stemNorm = new LayerNorm(p('stem.1.weight'), p('stem.1.bias'), dims[0], eps);
+    this.stem = new PatchConv(p(`${STEM_CONV}.weight`), p(`${STEM_CONV}.bias`), inChans, dims[0], 4);
+    this.stemNorm = new LayerNorm(p(`${STEM_NORM}.weight`), p(`${STEM_NORM}.bias`), dims[0], eps);
     const totalBlocks = depths.reduce((a, b) => a + b, 0);
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
@@ -118,22 +119,22 @@ export class ConvNeXtV2 {
         this.downNorms.push(null);
         this.downConvs.push(null);
       } else {
-        const pre = `stages.${s}.downsample`;
-        this.downNorms.push(new LayerNorm(p(`${pre}.0.weight`), p(`${pre}.0.bias`), dims[s - 1], eps));
-        this.downConvs.push(new PatchConv(p(`${pre}.1.weight`), p(`${pre}.1.bias`), dims[s - 1], dims[s], 2));
+        const d = downsample(s);
+        this.downNorms.push(new LayerNorm(p(`${d.norm}.weight`), p(`${d.norm}.bias`), dims[s - 1], eps));
+        this.downConvs.push(new PatchConv(p(`${d.conv}.weight`), p(`${d.conv}.bias`), dims[s - 1], dims[s], 2));
       }
       const blocks: Block[] = [];
       for (let b = 0; b < depths[s]; b++) {
         // Stochastic depth grows linearly from 0 to dropPathRate (timm's linspace).
         const rate = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
-        blocks.push(new Block((n) => p(`stages.${s}.blocks.${b}.${n}`), dims[s], kernelSize, eps, rate, this.config.block));
+        blocks.push(new Block((n) => p(`${block(s, b)}.${n}`), dims[s], kernelSize, eps, rate, this.config.block));
         blockIndex++;
       }
       this.stages.push(blocks);
     }
-    this.headNorm = new LayerNorm(p('head.norm.weight'), p('head.norm.bias'), dims[3], this.config.headNormEps);
+    this.headNorm = new LayerNorm(p(`${HEAD_NORM}.weight`), p(`${HEAD_NORM}.bias`), dims[3], this.config.headNormEps);
     this.headFc = this.config.numClasses > 0
-      ? new Linear(p('head.fc.weight'), p('head.fc.bias'), dims[3], this.config.numClasses)
+      ? new Linear(p(`${HEAD_FC}.weight`), p(`${HEAD_FC}.bias`), dims[3], this.config.numClasses)
       : null;
     this.init(opts.seed ?? 0);
   }

@@ -13,31 +13,30 @@
  * The scale of layer i is decay^(num_layers + 1 - i).
  */
 import { ConvNextError } from '../errors.js';
+import { parseName } from '../model/names.js';
 
 export type LayerDecayType = 'single' | 'group';
 
 export function layerId(name: string, depths: readonly number[], type: LayerDecayType): number {
   const sum = (n: number) => depths.slice(0, n).reduce((a, b) => a + b, 0);
-  let m: RegExpMatchArray | null;
+  const at = parseName(name);
   if (type === 'single') {
-    if (name.startsWith('stem.')) return 1;
-    if ((m = name.match(/^stages\.(\d+)\.downsample\./))) return sum(Number(m[1])) + 1;
-    if ((m = name.match(/^stages\.(\d+)\.blocks\.(\d+)\./))) return sum(Number(m[1])) + Number(m[2]) + 1;
-    return sum(depths.length) + 1;
+    switch (at.part) {
+      case 'stem': return 1;
+      case 'downsample': return sum(at.stage) + 1;
+      case 'block': return sum(at.stage) + at.block + 1;
+      default: return sum(depths.length) + 1;
+    }
   }
-  if (name.startsWith('stem.')) return 0;
-  if ((m = name.match(/^stages\.(\d+)\.downsample\./))) {
-    const s = Number(m[1]);
-    return s === 3 ? 12 : s + 1;
+  switch (at.part) {
+    case 'stem': return 0;
+    case 'downsample': return at.stage === 3 ? 12 : at.stage + 1;
+    case 'block':
+      if (at.stage <= 1) return at.stage + 1;
+      if (at.stage === 2) return 3 + Math.floor(at.block / 3);
+      return 12;
+    default: return 13;
   }
-  if ((m = name.match(/^stages\.(\d+)\.blocks\.(\d+)\./))) {
-    const s = Number(m[1]);
-    const b = Number(m[2]);
-    if (s <= 1) return s + 1;
-    if (s === 2) return 3 + Math.floor(b / 3);
-    return 12;
-  }
-  return 13;
 }
 
 export function numLayers(depths: readonly number[], type: LayerDecayType): number {
