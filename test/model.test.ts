@@ -223,3 +223,27 @@ test('unknown option keys are refused, not ignored (makeConfig, FCMAE)', async (
   assert.throws(() => new FCMAE(cfg, { decoderEmbedDim: 32 } as never, { kernels: new ReferenceKernels() }), /FCMAE: unknown option 'decoderEmbedDim' \(known: decoderDim, decoderDepth/);
   assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { kernels: new ReferenceKernels() }).opts.decoderDim, 16);
 });
+
+test('a model built from a checkpoint is not initialised at random first, and gives the loaded model\'s logits', () => {
+  const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 });
+  const src = new ConvNeXtV2(cfg, { kernels: cpu, seed: 9 });
+  const state = new Map([...src.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
+  const init = ConvNeXtV2.prototype.init;
+  let calls = 0;
+  ConvNeXtV2.prototype.init = function (this: ConvNeXtV2, seed: number) {
+    calls++;
+    return init.call(this, seed);
+  };
+  try {
+    const m = ConvNeXtV2.fromCheckpoint({ config: cfg, state, file: 'x.safetensors' }, { kernels: cpu });
+    assert.equal(calls, 0, 'init was not called');
+    const x = { shape: [1, 3, 32, 32], data: Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i)) };
+    assert.deepEqual(m.forward(x).logits!.data, src.forward(x).logits!.data);
+    state.delete('head.fc.bias');
+    assert.throws(() => ConvNeXtV2.fromCheckpoint({ config: cfg, state, file: 'x.safetensors' }, { kernels: cpu }), /checkpoint x\.safetensors: missing tensor head\.fc\.bias/);
+    new ConvNeXtV2(cfg, { kernels: cpu });
+    assert.equal(calls, 1, 'a model without weights is initialised');
+  } finally {
+    ConvNeXtV2.prototype.init = init;
+  }
+});

@@ -106,8 +106,7 @@ export const analyze: Command = {
 
     // Every model and --layer checked before --out is created (a bad one leaves no folder behind).
     const models = cks.map((ck, i) => {
-      const model = new ConvNeXtV2(ck.config, { kernels });
-      model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
+      const model = ConvNeXtV2.fromCheckpoint(ck, { kernels });
       const layers = modelLayers(model);
       const mapLayer = resolveLayer(layers, args.string('layer'));
       return { ck, label: names[i], model, analyzer: new ActivationAnalyzer(model, { numClasses: K, mapLayer, mapImages, mapChannels }) };

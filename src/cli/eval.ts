@@ -36,8 +36,7 @@ export const evalCommand: Command = {
     const path = args.requireString('checkpoint');
     const ck = loadCheckpoint(path, { ema: args.bool('ema') });
     if (ck.config.numClasses === 0) throw new ConvNextError(`checkpoint ${path}: has no classifier head (a backbone or FCMAE checkpoint); fine-tune it first`);
-    const model = new ConvNeXtV2(ck.config, { kernels: await ctx.backend() });
-    model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
+    const model = ConvNeXtV2.fromCheckpoint(ck, { kernels: await ctx.backend() });
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`eval: --limit ${limit}: must be a positive integer`, 2);
     const ds = openDataset(args.requireString('data'), split as Split, { valSplit, seed: args.requireNumber('seed'), limit: args.number('limit') });

@@ -136,11 +136,11 @@ export const finetune: Command = {
       throw new ConvNextError(`finetune: --block ${block} but ${resumed ? resumeFile : initPath} holds ${base.block} blocks`, 2);
     }
     const cfg: ConvNeXtV2Config = { ...base, numClasses: K, dropPathRate: st.dropPath, headInitScale: st.headInitScale };
-    const model = new ConvNeXtV2(cfg, { seed, kernels: await ctx.backend() });
+    // A resumed run is built from its checkpoint (no random initialisation first); drop path's
+    // random source depends on the seed alone.
+    const model = new ConvNeXtV2(cfg, { seed, kernels: await ctx.backend(), ...(resumed ? { state: resumed.state, stateSource: resumeFile! } : {}) });
     let initNote = 'from scratch';
-    if (resumed) {
-      model.loadStateDict(resumed.state, resumeFile!);
-    } else if (init) {
+    if (init) {
       const state = new Map(init.state);
       const headMatches = init.config.numClasses === K && !init.backbone;
       for (const p of model.params) {

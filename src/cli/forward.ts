@@ -26,8 +26,7 @@ export const forward: Command = {
     const inPath = args.requireString('input');
     const outPath = args.requireString('output');
     const ckpt = loadCheckpoint(ckptPath, { ema: args.bool('ema') });
-    const model = new ConvNeXtV2(ckpt.config, { kernels: await ctx.backend() });
-    model.loadStateDict(ckpt.state, `checkpoint ${ckptPath}`);
+    const model = ConvNeXtV2.fromCheckpoint(ckpt, { kernels: await ctx.backend(), stateSource: `checkpoint ${ckptPath}` });
     const reader = openSafetensors(inPath);
     const entry = reader.tensors.find((t) => t.name === 'pixel_values');
     if (!entry) {

