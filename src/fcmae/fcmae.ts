@@ -18,7 +18,8 @@ import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
 import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Arena, clearArenas } from '../nn/arena.js';
-import { Param } from '../nn/param.js';
+import type { Param } from '../nn/param.js';
+import { ParamStore } from '../nn/store.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { FcmaeDecoder } from './decoder.js';
@@ -83,6 +84,8 @@ export class FCMAE {
   /** Trainable parameters: the encoder's (without the unused head.norm) and the decoder's. */
   readonly params: Param[];
   readonly decoderParams: Param[];
+  /** The decoder's parameters and gradients as one buffer each (the encoder's are encoderModel.store). */
+  readonly decoderStore: ParamStore;
   readonly rng: Rng;
   private readonly byName = new Map<string, Param>();
   private readonly shared = new Arena();
@@ -101,8 +104,9 @@ export class FCMAE {
     this.kernels = requireBackend('FCMAE', init?.kernels);
     this.encoderModel = new ConvNeXtV2({ ...encoderConfig, numClasses: 0 }, { kernels: this.kernels, seed: init.seed });
     for (const p of this.encoderModel.params) this.byName.set(p.name, p);
-    this.decoderParams = fcmaeParamSpecs(this.info(), encoderConfig.dims[3], encoderConfig.inChans)
-      .map((s) => new Param(s.name, s.shape, s.name.endsWith('.bias') || s.shape.length === 1, memoryOf(this.kernels)));
+    this.decoderStore = new ParamStore(memoryOf(this.kernels), fcmaeParamSpecs(this.info(), encoderConfig.dims[3], encoderConfig.inChans)
+      .map((s) => ({ name: s.name, shape: s.shape, noDecay: s.name.endsWith('.bias') || s.shape.length === 1 })));
+    this.decoderParams = this.decoderStore.params;
     for (const p of this.decoderParams) this.byName.set(p.name, p);
     this.params = [...this.encoderModel.params.filter((p) => !p.name.startsWith('head.')), ...this.decoderParams];
     this.encoder = new SparseEncoder(this.encoderModel, this.shared);
@@ -125,7 +129,7 @@ export class FCMAE {
   dispose(): void {
     clearArenas(this);
     this.encoderModel.dispose();
-    for (const p of this.decoderParams) p.dispose();
+    this.decoderStore.dispose();
   }
 
   param(name: string): Param {
@@ -190,8 +194,8 @@ export class FCMAE {
   }
 
   zeroGrad(): void {
-    for (const p of this.encoderModel.params) this.kernels.fill(p.grad, 0);
-    for (const p of this.decoderParams) this.kernels.fill(p.grad, 0);
+    this.encoderModel.zeroGrad();
+    this.kernels.fill(this.decoderStore.grad, 0);
   }
 
   /** forward on any backend: the loss, prediction, target and patch statistics read back to the host (copies). */

@@ -14,7 +14,8 @@ import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { LayerScaledLinear } from '../nn/layerscale.js';
 import { Linear } from '../nn/linear.js';
-import { Param } from '../nn/param.js';
+import type { Param } from '../nn/param.js';
+import { ParamStore } from '../nn/store.js';
 import { PatchConv } from '../nn/patchconv.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
@@ -89,6 +90,8 @@ export interface ForwardResult {
 export class ConvNeXtV2 {
   readonly config: ConvNeXtV2Config;
   readonly params: Param[];
+  /** The parameters and gradients as one buffer each, the Params their views (see nn/store.ts). */
+  readonly store: ParamStore;
   readonly kernels: Kernels;
   readonly rng: Rng;
   private readonly byName: Map<string, Param>;
@@ -109,7 +112,8 @@ export class ConvNeXtV2 {
     this.config = { ...config, depths: [...config.depths], dims: [...config.dims] };
     this.kernels = requireBackend('ConvNeXtV2', opts?.kernels);
     this.rng = new Rng((opts.seed ?? 0) + 0x5eed);
-    this.params = paramSpecs(this.config).map((s) => new Param(s.name, s.shape, s.noDecay, memoryOf(this.kernels)));
+    this.store = new ParamStore(memoryOf(this.kernels), paramSpecs(this.config));
+    this.params = this.store.params;
     this.byName = new Map(this.params.map((p) => [p.name, p]));
     const p = (name: string): Param => {
       const x = this.byName.get(name);
@@ -180,7 +184,7 @@ export class ConvNeXtV2 {
   dispose(): void {
     clearArenas(this);
     for (const blocks of this.stages) for (const b of blocks) if (b.fc2 instanceof LayerScaledLinear) b.fc2.dispose();
-    for (const p of this.params) p.dispose();
+    this.store.dispose();
   }
 
   /** A buffer of n floats in the kernels' memory under `key`, reused across calls (the loss, its gradient). */
@@ -205,9 +209,9 @@ export class ConvNeXtV2 {
 
   /** Copies of the parameters by timm name, read from any backend. */
   async readStateDict(): Promise<Map<string, Tensor>> {
-    const out = new Map<string, Tensor>();
-    for (const p of this.params) out.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
-    return out;
+    // One read of the store (one device read-back on a GPU), then a view per parameter.
+    const all = await this.kernels.read(this.store.data);
+    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: this.store.view(all, p) as Float32Array }]));
   }
 
   /** Copies a canonical state dict in; every tensor must be present with the exact shape. */
@@ -226,7 +230,7 @@ export class ConvNeXtV2 {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.kernels.fill(p.grad, 0);
+    this.kernels.fill(this.store.grad, 0);
   }
 
   /** Checks an NCHW input shape and returns [N, H, W]. */

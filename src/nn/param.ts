@@ -2,6 +2,7 @@
 import { hostArray } from '../kernels/host.js';
 import { type Buf, hostMemory, type TensorMemory } from '../kernels/types.js';
 import { numel } from '../tensor.js';
+import type { ParamStore } from './store.js';
 
 export class Param {
   readonly name: string;
@@ -22,12 +23,17 @@ export class Param {
    */
   version = 0;
 
-  constructor(name: string, shape: number[], noDecay: boolean, memory: TensorMemory = hostMemory) {
+  /** The flat store whose views `data` and `grad` are (null: a Param with buffers of its own). */
+  readonly store: ParamStore | null;
+
+  /** `views`: the store's views to use instead of buffers of its own (see ParamStore). */
+  constructor(name: string, shape: number[], noDecay: boolean, memory: TensorMemory = hostMemory, views?: { data: Buf; grad: Buf; store: ParamStore }) {
     this.name = name;
     this.shape = [...shape];
     this.memory = memory;
-    this.data = memory.alloc(numel(shape));
-    this.grad = memory.alloc(numel(shape));
+    this.data = views ? views.data : memory.alloc(numel(shape));
+    this.grad = views ? views.grad : memory.alloc(numel(shape));
+    this.store = views?.store ?? null;
     this.noDecay = noDecay;
   }
 
@@ -36,10 +42,17 @@ export class Param {
     this.version++;
   }
 
-  /** Returns data and grad to their memory (a no-op for host arrays); the Param is unusable after. */
+  /** Returns data and grad to their memory (a no-op for host arrays, and for a store's views: the store frees them); the Param is unusable after. */
   dispose(): void {
-    this.memory.free(this.data);
-    this.memory.free(this.grad);
+    if (!this.store) {
+      this.memory.free(this.data);
+      this.memory.free(this.grad);
+    }
+    this.detach();
+  }
+
+  /** Drops the buffers (the store's dispose). */
+  detach(): void {
     this.data = new Float32Array(0);
     this.grad = new Float32Array(0);
     this.touch();

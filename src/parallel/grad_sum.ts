@@ -10,14 +10,15 @@
  * of the step the blocks are gathered (allgather) into every rank's gradients. One process
  * (R = 1) does the same additions with copies for the collectives. The traffic per rank and
  * microbatch is that of a ring allreduce (the gradient out and in once); the memory, four
- * flat copies of 1/R of the gradient and two of all of it. On a device backend (webgpu) the
- * gradients are read back once per microbatch (all reads in flight together) and the step's sum
- * uploaded once at its end; the additions are the host's, so the bits are the host backends'
- * order too.
+ * flat copies of 1/R of the gradient and two of all of it. The gradient is taken as the runs of
+ * neighbouring parameters in their flat stores (nn/store.ts): one copy per store for a model, not
+ * one per tensor. On a device backend (webgpu) that is one read-back per store and microbatch, and
+ * one upload per store of the step's sum; the additions are the host's, in the same order.
  */
 import { hostArray } from '../kernels/host.js';
-import type { Kernels } from '../kernels/types.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
+import { paramRuns } from '../nn/store.js';
 import type { Comm } from './comm.js';
 
 export class GradientSum {
@@ -28,19 +29,21 @@ export class GradientSum {
   private readonly recv: Float32Array;
   private readonly mine: Float32Array;
   private readonly full: Float32Array;
-  private readonly offsets: number[];
+  /** The gradient as runs of neighbouring parameters in their stores (one per store for a whole model), and where each goes in the flat sum. */
+  private readonly runs: { grad: Buf; n: number; at: number; what: string }[];
   /** Microbatches added since the last finish(). */
   count = 0;
   /** Seconds spent in add() and finish() (copies, additions, the collectives), since construction. */
   seconds = 0;
 
   constructor(readonly k: Kernels, readonly params: readonly Param[], readonly comm: Comm) {
-    this.offsets = [];
     let n = 0;
-    for (const p of params) {
-      this.offsets.push(n);
-      n += p.size;
-    }
+    this.runs = paramRuns(params).map(({ store, run }) => {
+      const grad = store ? store.grad.subarray(run.offset, run.offset + run.n) : run.params[0].grad;
+      const r = { grad, n: run.n, at: n, what: `gradient of ${run.params[0].name}${run.params.length > 1 ? ` and ${run.params.length - 1} more` : ''}` };
+      n += run.n;
+      return r;
+    });
     this.total = n;
     const R = comm.size;
     this.block = Math.ceil(n / R);
@@ -53,19 +56,19 @@ export class GradientSum {
   /** After a microbatch's backward (p.grad: its gradient alone): adds every rank's, in rank order; zeroes p.grad. */
   async add(): Promise<void> {
     const t0 = performance.now();
-    const { params, offsets, send, recv, mine, block, comm, k } = this;
+    const { runs, send, recv, mine, block, comm, k } = this;
     if (k.capabilities().device) {
-      const grads = await Promise.all(params.map((p) => k.read(p.grad)));
-      grads.forEach((g, i) => send.set(g, offsets[i]));
+      const grads = await Promise.all(runs.map((r) => k.read(r.grad)));
+      grads.forEach((g, i) => send.set(g, runs[i].at));
     } else {
-      params.forEach((p, i) => send.set(hostArray(p.grad, `gradient of ${p.name}`), offsets[i]));
+      for (const r of runs) send.set(hostArray(r.grad, r.what), r.at);
     }
     comm.alltoall(send, recv, block);
     for (let r = 0; r < comm.size; r++) {
       const o = r * block;
       for (let i = 0; i < block; i++) mine[i] += recv[o + i];
     }
-    for (const p of params) k.fill(p.grad, 0);
+    for (const r of runs) k.fill(r.grad, 0);
     this.count++;
     this.seconds += (performance.now() - t0) / 1000;
   }
@@ -73,14 +76,14 @@ export class GradientSum {
   /** The step's gradient into every p.grad (all ranks alike); starts the next sum. */
   async finish(): Promise<void> {
     const t0 = performance.now();
-    const { params, offsets, mine, full, block, comm, k } = this;
+    const { runs, mine, full, block, comm, k } = this;
     comm.allgather(mine, full, block);
     const device = k.capabilities().device;
-    params.forEach((p, i) => {
-      const g = full.subarray(offsets[i], offsets[i] + p.size);
-      if (device) k.write(p.grad, g);
-      else hostArray(p.grad, `gradient of ${p.name}`).set(g);
-    });
+    for (const r of runs) {
+      const g = full.subarray(r.at, r.at + r.n);
+      if (device) k.write(r.grad, g);
+      else hostArray(r.grad, r.what).set(g);
+    }
     mine.fill(0);
     this.count = 0;
     this.seconds += (performance.now() - t0) / 1000;

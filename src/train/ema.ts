@@ -1,50 +1,74 @@
 /**
  * Exponential moving average of the weights (timm's ModelEma, as the official fine-tuning
  * uses it): after every optimizer step, ema = decay * ema + (1 - decay) * weights, for every
- * tensor of the state dict.
+ * tensor of the state dict. The averaged weights are one buffer per parameter store (nn/store.ts),
+ * so an update is one `ema` call per run of neighbouring parameters (one for a whole model).
  */
 import { ConvNextError } from '../errors.js';
 import { hostKernels } from '../kernels/reference.js';
 import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
+import { paramRuns } from '../nn/store.js';
+
+/** A run of parameters: their values and their averages. */
+interface Span {
+  w: Buf;
+  e: Buf;
+  n: number;
+  params: Param[];
+}
 
 export class ModelEma {
-  /** The averaged weights by name, in the parameters' memory. */
+  /** The averaged weights by name, in the parameters' memory (views of the per-store buffers). */
   readonly shadow = new Map<string, Buf>();
   private readonly k: Kernels;
+  private readonly spans: Span[];
+  private readonly own: { p: Param; b: Buf }[] = [];
 
   /** `kernels`: the model's (default: host kernels, for parameters in host memory). */
   constructor(readonly params: readonly Param[], readonly decay: number, kernels?: Kernels) {
     const device = params.find((p) => !(p.data instanceof Float32Array));
     if (!kernels && device) throw new ConvNextError(`ModelEma: ${device.name} is a device tensor: pass the model's kernels (new ModelEma(params, decay, model.kernels))`);
     this.k = kernels ?? hostKernels;
-    for (const p of params) {
-      const e = p.memory.alloc(p.size);
-      this.k.copy(p.data, e);
-      this.shadow.set(p.name, e);
-    }
+    const buffers = new Map<object, Buf>();
+    this.spans = paramRuns(params).map(({ store, run }) => {
+      if (!store) {
+        const p = run.params[0];
+        const e = p.memory.alloc(p.size);
+        this.own.push({ p, b: e });
+        this.shadow.set(p.name, e);
+        return { w: p.data, e, n: p.size, params: run.params };
+      }
+      let all = buffers.get(store);
+      if (!all) buffers.set(store, (all = store.alloc()));
+      for (const p of run.params) this.shadow.set(p.name, store.view(all, p));
+      const { offset: o, n } = run;
+      return { w: store.data.subarray(o, o + n), e: all.subarray(o, o + n), n, params: run.params };
+    });
+    for (const s of this.spans) this.k.copy(s.w, s.e);
   }
 
   update(): void {
-    for (const p of this.params) this.k.ema(this.shadow.get(p.name)!, p.data, p.size, this.decay);
+    for (const s of this.spans) this.k.ema(s.e, s.w, s.n, this.decay);
   }
 
   /** Swaps the EMA weights into the parameters (call again to swap back). */
   swap(): void {
-    for (const p of this.params) {
-      const e = this.shadow.get(p.name)!;
-      const tmp = p.memory.alloc(p.size);
-      this.k.copy(p.data, tmp);
-      this.k.copy(e, p.data);
-      this.k.copy(tmp, e);
-      p.memory.free(tmp);
-      p.touch();
+    for (const s of this.spans) {
+      const memory = s.params[0].memory;
+      const tmp = memory.alloc(s.n);
+      this.k.copy(s.w, tmp);
+      this.k.copy(s.e, s.w);
+      this.k.copy(tmp, s.e);
+      memory.free(tmp);
+      for (const p of s.params) p.touch();
     }
   }
 
-  /** Returns the averaged weights to the parameters' memory. */
+  /** Returns the averages of Params without a store to their memory (a store's are freed with it). */
   dispose(): void {
-    for (const p of this.params) p.memory.free(this.shadow.get(p.name)!);
+    for (const { p, b } of this.own) p.memory.free(b);
+    this.own.length = 0;
     this.shadow.clear();
   }
 }

@@ -10,6 +10,7 @@ import type { Buf, Kernels } from '../kernels/types.js';
 import type { Tensor } from '../tensor.js';
 import type { AdamW } from './adamw.js';
 import type { Param } from '../nn/param.js';
+import { paramRuns } from '../nn/store.js';
 import type { Rng } from '../rng.js';
 
 /**
@@ -20,8 +21,13 @@ import type { Rng } from '../rng.js';
  */
 export function clipGradients(k: Kernels, params: readonly Param[], maxNorm: number, sumSq: Buf): void {
   k.fill(sumSq, 0);
+  // The norm tensor by tensor, in the parameters' order (the sum's order is the result's bits);
+  // the scaling, one call per run of neighbours in their store.
   for (const p of params) k.sumSquares(p.grad, p.size, sumSq, true);
-  for (const p of params) k.clipByNorm(p.grad, p.size, sumSq, maxNorm);
+  for (const { store, run } of paramRuns(params)) {
+    const g = store ? store.grad.subarray(run.offset, run.offset + run.n) : run.params[0].grad;
+    k.clipByNorm(g, run.n, sumSq, maxNorm);
+  }
 }
 
 /** clipGradients for parameters in host memory; returns the norm before clipping. */
