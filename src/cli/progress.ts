@@ -24,7 +24,8 @@ export class Progress {
     const width = 24;
     const fill = Math.min(width, Math.round((done / this.total) * width));
     const bar = '='.repeat(Math.max(0, fill - 1)) + (fill > 0 ? (final ? '=' : '>') : '') + ' '.repeat(width - fill);
-    const ex = Object.entries(extra).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`).join(' ');
+    // A value not known yet (NaN: a device backend's loss before its first read) is left out.
+    const ex = Object.entries(extra).filter(([, v]) => !(typeof v === 'number' && Number.isNaN(v))).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt(v) : v}`).join(' ');
     const line = `${this.label} [${bar}] ${done}/${this.total} ${rate.toFixed(1)} ${this.unit}/s ${final ? 'in' : 'ETA'} ${clock(final ? secs : eta)} ${ex}`;
     if (this.tty) process.stderr.write(`\r\x1b[K${line}${final ? '\n' : ''}`);
     else process.stderr.write(line + '\n');

@@ -25,6 +25,8 @@ export interface PretrainEngineOptions {
   seed: number;
   /** Batches per optimizer step (gradient accumulation; default 1). */
   updateFreq?: number;
+  /** Microbatches whose losses are read together (default: 1 on a host backend, 16 on a device one, where each read waits for the GPU); afterBatch's loss is NaN until the first read. */
+  lossReadEvery?: number;
   /** The sparse (compacted) encoder, as the official MinkowskiEngine one, or the dense-masked one. */
   mode?: EncoderMode;
   /** A resumed run: optimizer steps taken. */
@@ -52,7 +54,7 @@ export class PretrainEngine {
     const updateFreq = this.o.updateFreq ?? 1;
     const mode = this.o.mode ?? 'sparse';
     const p = fcmae.opts.patchSize;
-    const mb = (this.mb = new Microbatches(this.o.comm ?? singleProcess, updateFreq, fcmae.kernels, fcmae.params, this.mb));
+    const mb = (this.mb = new Microbatches(this.o.comm ?? singleProcess, updateFreq, fcmae.kernels, fcmae.params, this.mb, this.o.lossReadEvery));
     const t0 = performance.now();
     let lr = lrAt(schedule, epoch - 1);
     fcmae.zeroGrad();
@@ -65,15 +67,16 @@ export class PretrainEngine {
       const mask = randomMask(B, L, fcmae.opts.maskRatio, new Rng(sampleSeed(seed, epoch, it, 0x6d61736b)));
       const r = fcmae.forwardTensors(batch.pixels, { shape: [B, L], data: mask }, { mode });
       fcmae.backward(mb.lossScale);
-      // The loss is read while the backward is queued (a device backend runs it meanwhile).
-      mb.record((await fcmae.kernels.read(r.loss))[0], B, epoch, it);
+      // The loss is copied aside by a kernel; it is read once per mb.readEvery microbatches.
+      await mb.record(r.loss, B, epoch, it);
       if (await mb.endMicrobatch()) {
         opt.update(fcmae.kernels, lr);
         fcmae.zeroGrad();
         this.step++;
       }
-      await hooks.afterBatch?.({ epoch, batch: mb.done(it), batches: mb.epochBatches(batches.length), loss: mb.sum / mb.count, lr, images: mb.images });
+      await hooks.afterBatch?.({ epoch, batch: mb.done(it), batches: mb.epochBatches(batches.length), loss: mb.meanLoss, lr, images: mb.images });
     }
+    await mb.flush(epoch);
     // Gradients of an incomplete accumulation at the epoch's end are dropped.
     fcmae.zeroGrad();
     mb.dropPartial();

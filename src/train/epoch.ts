@@ -7,7 +7,7 @@ export interface StepInfo {
   /** 1-based batch within the epoch. */
   batch: number;
   batches: number;
-  /** Mean loss of the epoch so far. */
+  /** Mean loss of the epoch so far (NaN before its first read: a device backend reads the loss every few microbatches). */
   loss: number;
   lr: number;
   images: number;

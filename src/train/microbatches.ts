@@ -10,10 +10,13 @@ import type { Shard } from '../data/batch.js';
 import { ConvNextError } from '../errors.js';
 import type { Comm } from '../parallel/comm.js';
 import { GradientSum } from '../parallel/grad_sum.js';
-import type { Kernels } from '../kernels/types.js';
+import type { Buf, Kernels } from '../kernels/types.js';
 import type { Param } from '../nn/param.js';
 import { NonFiniteLossError } from './epoch.js';
 import { lrAt, type CosineSchedule } from './schedule.js';
+
+/** Microbatches per loss read on a device backend. */
+export const LOSS_READS = 16;
 
 export class Microbatches {
   /** This rank's share of an epoch's batches (undefined: all of them). */
@@ -27,8 +30,18 @@ export class Microbatches {
   /** This rank's microbatches so far in the epoch. */
   local = 0;
   private sumSeconds0 = 0;
+  /**
+   * Microbatches whose loss is read together: 1 on a host backend (reading is free), LOSS_READS
+   * on a device backend, whose loss read waits for the GPU (the loss is read once per interval,
+   * not once per microbatch).
+   */
+  readonly readEvery: number;
+  /** The losses not read yet, one slot per microbatch, in the backend's memory. */
+  private readonly losses: Buf;
+  private readonly pending: { n: number; it: number }[] = [];
 
-  constructor(readonly comm: Comm, readonly updateFreq: number, k: Kernels, params: readonly Param[], previous?: Microbatches | null) {
+  constructor(readonly comm: Comm, readonly updateFreq: number, private readonly k: Kernels, params: readonly Param[], previous?: Microbatches | null,
+    readEvery?: number) {
     const R = comm.size;
     this.shard = R > 1 ? { rank: comm.rank, size: R } : undefined;
     const wanted = R > 1 || updateFreq > 1;
@@ -36,7 +49,10 @@ export class Microbatches {
     this.sums = !wanted ? null : previous?.sums && previous.sums.comm === comm ? previous.sums : new GradientSum(k, params, comm);
     this.sums?.reset();
     this.sumSeconds0 = this.sums?.seconds ?? 0;
-    this.gathered = new Float32Array(2 * R);
+    this.readEvery = readEvery ?? (k.capabilities().device ? LOSS_READS : 1);
+    if (!(Number.isInteger(this.readEvery) && this.readEvery >= 1)) throw new ConvNextError(`lossReadEvery ${this.readEvery}: must be a positive integer`, 2);
+    this.losses = previous?.losses && previous.readEvery === this.readEvery && previous.k === k ? previous.losses : k.memory?.alloc(this.readEvery) ?? new Float32Array(this.readEvery);
+    this.gathered = new Float32Array(2 * R * this.readEvery);
   }
 
   /** The loss scale of a microbatch: ranks x update-freq microbatches make a step. */
@@ -69,19 +85,46 @@ export class Microbatches {
   }
 
   /**
-   * Every rank's loss and batch size of this round, in rank order (the global batch order), into
-   * the running mean: the same log on every rank; a non-finite loss on any rank throws on all.
+   * Records microbatch `it`'s loss (one value in the backend's memory, copied by a kernel: no wait)
+   * and its batch size n; every readEvery microbatches the losses are read and taken in.
    */
-  record(loss: number, n: number, epoch: number, it: number): void {
+  async record(loss: Buf, n: number, epoch: number, it: number): Promise<void> {
+    this.k.copy(loss, this.losses.subarray(this.pending.length, this.pending.length + 1));
+    this.pending.push({ n, it });
+    if (this.pending.length === this.readEvery) await this.flush(epoch);
+  }
+
+  /**
+   * Takes the recorded losses in: every rank's, round by round and in rank order within a round
+   * (the global batch order), into the running mean, so every rank logs the same; a non-finite
+   * loss on any rank throws on all. The engines call it at the epoch's end for the rest.
+   */
+  async flush(epoch: number): Promise<void> {
+    const P = this.pending.length;
+    if (P === 0) return;
     const { comm, gathered } = this;
-    comm.allgather(Float32Array.of(loss, n), gathered, 2);
-    for (let q = 0; q < comm.size; q++) {
-      const lq = gathered[2 * q];
-      if (!Number.isFinite(lq)) throw new NonFiniteLossError(lq, epoch, it - comm.rank + q + 1);
-      this.sum += lq;
-      this.count++;
-      this.images += gathered[2 * q + 1];
+    const values = await this.k.read(this.losses);
+    const mine = new Float32Array(2 * P);
+    this.pending.forEach((b, i) => {
+      mine[2 * i] = values[i];
+      mine[2 * i + 1] = b.n;
+    });
+    comm.allgather(mine, gathered, 2 * P);
+    for (let i = 0; i < P; i++) {
+      for (let q = 0; q < comm.size; q++) {
+        const lq = gathered[q * 2 * P + 2 * i];
+        if (!Number.isFinite(lq)) throw new NonFiniteLossError(lq, epoch, this.pending[i].it - comm.rank + q + 1);
+        this.sum += lq;
+        this.count++;
+        this.images += gathered[q * 2 * P + 2 * i + 1];
+      }
     }
+    this.pending.length = 0;
+  }
+
+  /** The running mean loss (NaN before the first read). */
+  get meanLoss(): number {
+    return this.count > 0 ? this.sum / this.count : NaN;
   }
 
   /** After a microbatch's backward: true when it completes a step (with a sum, the step's gradient is then in p.grad). */

@@ -130,19 +130,19 @@ function batches(first = 0, end = n / B): BatchSource {
 const tinyConfig = () => makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3, dropPathRate: 0.1 });
 
 /** Fine-tuning steps firstBatch..lastBatch-1 (drop path, label smoothing, clipping, EMA): each batch's loss. */
-async function finetune(k: Kernels, model?: ConvNeXtV2, opt?: AdamW, ema?: ModelEma, firstBatch = 0, lastBatch = 5): Promise<{ losses: number[]; model: ConvNeXtV2; opt: AdamW; ema: ModelEma; engine: FinetuneEngine }> {
+async function finetune(k: Kernels, model?: ConvNeXtV2, opt?: AdamW, ema?: ModelEma, firstBatch = 0, lastBatch = 5, lossReadEvery: number | null = 1): Promise<{ losses: number[]; model: ConvNeXtV2; opt: AdamW; ema: ModelEma; engine: FinetuneEngine; epochLoss: number }> {
   model ??= new ConvNeXtV2(tinyConfig(), { seed: 1, kernels: k });
   opt ??= new AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
   ema ??= new ModelEma(model.params, 0.9, k);
   const engine = new FinetuneEngine({
     model, opt, ema, batches: batches(firstBatch, lastBatch), schedule: { lr: 1e-3, minLr: 2e-4, warmupEpochs: 0, epochs: 1 }, seed: 5, smoothing: 0.1, clipGrad: 1,
-    evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }), resume: { step: firstBatch, best: 0 },
+    evaluate: async () => ({ top1: 0, top5: 0, loss: 0 }), resume: { step: firstBatch, best: 0 }, lossReadEvery: lossReadEvery ?? undefined,
   });
   const losses: number[] = [];
   let sum = 0;
   // afterBatch reports the running mean loss of the epoch's batches so far: recover each batch's.
-  await engine.runEpoch(1, { afterBatch: (s) => { const l = s.loss * (losses.length + 1) - sum; sum += l; losses.push(l); } });
-  return { losses, model, opt, ema, engine };
+  const r = await engine.runEpoch(1, { afterBatch: (s) => { const l = s.loss * (losses.length + 1) - sum; sum += l; losses.push(l); } });
+  return { losses, model, opt, ema, engine, epochLoss: r.loss };
 }
 
 test('five fine-tuning steps on webgpu give the CPU losses (1e-4), and the EMA and weights follow', async (t) => {
@@ -159,13 +159,39 @@ test('five fine-tuning steps on webgpu give the CPU losses (1e-4), and the EMA a
   g.model.dispose();
 });
 
+test('on webgpu the loss is read once per 16 microbatches by default: none before, the same epoch loss after', async (t) => {
+  const k = need(t, gpu);
+  if (!k) return;
+  const reads: number[] = [];
+  const read = k.read.bind(k);
+  // Count the loss reads (one-value reads: the loss buffer is 16 values, the state reads are whole stores).
+  k.read = async (b) => {
+    reads.push(b.length);
+    return read(b);
+  };
+  try {
+    const each = await finetune(k, undefined, undefined, undefined, 0, 5, 1);
+    const lossReads = reads.filter((n) => n === 1).length;
+    reads.length = 0;
+    const batched = await finetune(k, undefined, undefined, undefined, 0, 5, null);
+    assert.equal(lossReads, 5, 'lossReadEvery 1: one read per microbatch');
+    assert.ok(batched.losses.every((l) => Number.isNaN(l)), 'no loss known before the first read (5 < 16 microbatches)');
+    assert.deepEqual(reads.filter((n) => n === 1 || n === 16), [16], 'one read of the 16 slots at the epoch end');
+    assert.equal(batched.epochLoss, each.epochLoss, 'the epoch loss is the same, bit for bit');
+    each.model.dispose();
+    batched.model.dispose();
+  } finally {
+    k.read = read;
+  }
+});
+
 test('five FCMAE pre-training steps on webgpu give the CPU losses (1e-4)', async (t) => {
   const k = need(t, gpu);
   if (!k) return;
   const run = async (kk: Kernels) => {
     const fcmae = new FCMAE(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }), { decoderDim: 16, normPixLoss: true }, { seed: 2, kernels: kk });
     const opt = new AdamW(fcmae.params, { lr: 1e-3, betas: [0.9, 0.95], weightDecay: 0.05 });
-    const engine = new PretrainEngine({ fcmae, opt, batches: batches(), schedule: { lr: 1e-3, minLr: 0, warmupEpochs: 1, epochs: 2 }, seed: 3 });
+    const engine = new PretrainEngine({ fcmae, opt, batches: batches(), schedule: { lr: 1e-3, minLr: 0, warmupEpochs: 1, epochs: 2 }, seed: 3, lossReadEvery: 1 });
     const losses: number[] = [];
     let sum = 0;
     await engine.runEpoch(1, { afterBatch: (s) => { const l = s.loss * (losses.length + 1) - sum; sum += l; losses.push(l); } });
