@@ -17,7 +17,6 @@
 
 /** Flags a resumed fine-tuning run may change (reported as changed). */
 const MUTABLE_ON_RESUME = new Set(['epochs', 'data', 'val-limit']);
-import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
@@ -30,7 +29,8 @@ import { MODEL_SIZES, modelFromFlags, type ConvNeXtV2Config } from '../model/con
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { AdamW } from '../train/adamw.js';
 import { ModelEma } from '../train/ema.js';
-import { FinetuneEngine } from '../train/finetune_engine.js';
+import { FinetuneEngine, type FinetuneEpoch } from '../train/finetune_engine.js';
+import { runTraining } from '../train/run.js';
 import { loadOptimizerTensors } from '../train/optimizer_state.js';
 import { finetuneParamGroups, type FinetuneGroupOptions } from '../train/param_groups.js';
 import { scaledLr } from '../train/schedule.js';
@@ -38,7 +38,7 @@ import type { FlagValue, ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
 import { jobComm } from '../parallel/mpi.js';
-import { flagReader, Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { flagReader, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
  * nano use atto's, large and huge use base's). */
@@ -192,17 +192,6 @@ export const finetune: Command = {
     const warmNote = warmupNote('finetune', warmupEpochs, E, lr);
     const mixup = st.mixup ? new Mixup({ ...st.mixup, numClasses: K }) : null;
     const cropPct = st.cropPct;
-    if (lead) openRunFolder(out, { resuming: resumed !== null, overwrite });
-    const logPath = join(out, 'log.jsonl');
-    if (lead) keepLogUpTo(logPath, startEpoch);
-    comm.barrier();
-    if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
-    if (warmNote) ctx.out(warmNote);
-    ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
-      `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${st.groups.layerDecay} (${st.groups.layerDecayType}), ` +
-      `${st.mixup ? `mixup ${st.mixup.mixupAlpha} cutmix ${st.mixup.cutmixAlpha}` : `smoothing ${st.smoothing}`}, ` +
-      `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
-    const records: object[] = [];
     const interrupt = new Interruption('finetune', out);
     interrupt.saved = startEpoch;
     const engine = new FinetuneEngine({
@@ -210,9 +199,19 @@ export const finetune: Command = {
       emaEval: st.ema?.eval ?? false, resume: { step, best: bestSoFar }, comm,
       evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32), comm }),
     });
-    try {
-      for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const r = await runCliEpoch(engine, epoch, E, stepsPerEpoch * R, interrupt);
+    const records = await runTraining<FinetuneEpoch>({
+      epochs: E, startEpoch, resuming: resumed !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite),
+      ready: () => {
+        comm.barrier();
+        if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
+        if (warmNote) ctx.out(warmNote);
+        ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
+          `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${st.groups.layerDecay} (${st.groups.layerDecayType}), ` +
+          `${st.mixup ? `mixup ${st.mixup.mixupAlpha} cutmix ${st.mixup.cutmixAlpha}` : `smoothing ${st.smoothing}`}, ` +
+          `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
+      },
+      runEpoch: (epoch) => runCliEpoch(engine, epoch, E, stepsPerEpoch * R, interrupt),
+      record: (epoch, r) => {
         const rec: Record<string, number> = {
           epoch, loss: r.loss, lr: r.lr, val_top1: r.val.top1, val_top5: r.val.top5, val_loss: r.val.loss,
           images_per_second: r.images / r.seconds, seconds: r.seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, peak_lr: lr, min_lr: st.minLr, warmup_epochs: warmupEpochs, epochs: E,
@@ -222,28 +221,29 @@ export const finetune: Command = {
           rec.ema_top5 = r.ema.top5;
           rec.ema_loss = r.ema.loss;
         }
-        records.push(rec);
-        // Rank 0 alone writes the log, the pictures and the checkpoints.
-        if (lead) {
-          appendFileSync(logPath, JSON.stringify(rec) + '\n');
-          // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
-          const meta = {
-            kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
-            seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
-          };
-          const state = await model.readStateDict();
-          saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
-          if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
-          interrupt.saved = epoch;
-          ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
-            `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
-        }
-        if (epoch === args.number('stop-after')) break;
-      }
-    } finally {
-      interrupt.dispose();
-      await loader.close();
-    }
+        return rec;
+      },
+      // The EMA weights go into both checkpoints (as the official checkpoint-best holds model_ema), so `eval RUN --ema` finds them.
+      save: async (epoch, r) => {
+        const meta = {
+          kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
+          seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
+        };
+        const state = await model.readStateDict();
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
+        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
+        return true;
+      },
+      onEpoch: (epoch, r, rec, saved) => {
+        if (saved) interrupt.saved = epoch;
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
+          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
+      },
+      close: async () => {
+        interrupt.dispose();
+        await loader.close();
+      },
+    });
     const best = engine.best;
     ctx.out(`run folder: ${out} (best val top-1 ${best.toFixed(2)}%)`);
     return { out, best_top1: best, epochs: records };

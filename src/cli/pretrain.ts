@@ -13,7 +13,6 @@
  * --data, --save-every, --vis-images and how the run is driven: --workers, --threads,
  * --stop-after).
  */
-import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { FCMAE, type FcmaeOptions } from '../fcmae/fcmae.js';
@@ -21,7 +20,8 @@ import type { EncoderMode } from '../fcmae/sparse_encoder.js';
 import type { TrainTransformSpec } from '../data/transforms.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { DataLoader } from '../data/loader.js';
-import { PretrainEngine } from '../fcmae/pretrain_engine.js';
+import { PretrainEngine, type PretrainEpoch } from '../fcmae/pretrain_engine.js';
+import { runTraining } from '../train/run.js';
 import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint_file.js';
 import { modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import type { Tensor } from '../tensor.js';
@@ -32,7 +32,7 @@ import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
-import { Interruption, keepLogUpTo, openRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 import { jobComm } from '../parallel/mpi.js';
 
@@ -144,56 +144,51 @@ export const pretrain: Command = {
     const schedule = { lr, minLr: st.minLr, warmupEpochs: st.warmupEpochs, epochs: E };
     const warmNote = warmupNote('pretrain', schedule.warmupEpochs, E, lr);
     const vis = await visBatch(st.data, seed, S, visImages, train);
-    if (lead) openRunFolder(out, { resuming: ck !== null, overwrite });
-    const logPath = join(out, 'log.jsonl');
-    if (lead) keepLogUpTo(logPath, startEpoch);
-    comm.barrier();
-    if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
-    if (warmNote) ctx.out(warmNote);
+    const pngOf = (epoch: number) => join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
     const mode = st.mode;
-    ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
-      `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
-      `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
-    const records: EpochRecord[] = [];
     const interrupt = new Interruption('pretrain', out);
     interrupt.saved = startEpoch;
     const engine = new PretrainEngine({ fcmae, opt, batches: loader, schedule, seed, updateFreq, mode, resume: { step }, comm });
-    try {
-      for (let epoch = startEpoch + 1; epoch <= E; epoch++) {
-        const r = await runCliEpoch(engine, epoch, E, steps * R, interrupt, '; try a lower --blr or more --warmup-epochs');
-        const { seconds } = r;
-        const rec: EpochRecord = {
-          epoch, loss: r.loss, lr: r.lr, images_per_second: r.images / seconds, seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, steps: r.batches,
-          peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
-        };
-        records.push(rec);
-        // Rank 0 alone writes the log, the pictures and the checkpoints.
-        if (lead) {
-          appendFileSync(logPath, JSON.stringify(rec) + '\n');
-          const png = join(out, `reconstruction-epoch${String(epoch).padStart(3, '0')}.png`);
-          await writeReconstructionPng(png, fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
-          if (epoch % saveEvery === 0 || epoch === E) {
-            saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
-              config: fcmae.encoderModel.config,
-              state: await fcmae.encoderModel.readStateDict(),
-              extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
-              initialised: ['head.norm.weight', 'head.norm.bias'],
-              fcmae: fcmae.info(),
-              metadata: {
-                kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
-                seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
-              },
-            });
-            interrupt.saved = epoch;
-          }
-          ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${png}`);
-        }
-        if (epoch === args.number('stop-after')) break;
-      }
-    } finally {
-      interrupt.dispose();
-      await loader.close();
-    }
+    const records = await runTraining<PretrainEpoch, EpochRecord>({
+      epochs: E, startEpoch, resuming: ck !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite),
+      ready: () => {
+        comm.barrier();
+        if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
+        if (warmNote) ctx.out(warmNote);
+        ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
+          `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
+          `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
+      },
+      runEpoch: (epoch) => runCliEpoch(engine, epoch, E, steps * R, interrupt, '; try a lower --blr or more --warmup-epochs'),
+      record: (epoch, r): EpochRecord => ({
+        epoch, loss: r.loss, lr: r.lr, images_per_second: r.images / r.seconds, seconds: r.seconds, grad_sum_seconds: r.gradSumSeconds, ranks: R, steps: r.batches,
+        peak_lr: lr, min_lr: schedule.minLr, warmup_epochs: schedule.warmupEpochs, epochs: E,
+      }),
+      save: async (epoch) => {
+        await writeReconstructionPng(pngOf(epoch), fcmae, vis, seed, `FCMAE epoch ${epoch}: original | masked | reconstruction`);
+        if (epoch % saveEvery !== 0 && epoch !== E) return false;
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
+          config: fcmae.encoderModel.config,
+          state: await fcmae.encoderModel.readStateDict(),
+          extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
+          initialised: ['head.norm.weight', 'head.norm.bias'],
+          fcmae: fcmae.info(),
+          metadata: {
+            kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
+            seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
+          },
+        });
+        return true;
+      },
+      onEpoch: (epoch, _r, rec, saved) => {
+        if (saved) interrupt.saved = epoch;
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${pngOf(epoch)}`);
+      },
+      close: async () => {
+        interrupt.dispose();
+        await loader.close();
+      },
+    });
     ctx.out(`run folder: ${out}`);
     return { out, epochs: records };
   },

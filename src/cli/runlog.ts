@@ -1,10 +1,11 @@
 /** Helpers for run folders: the per-epoch log (one JSON record per line), the folder's safety, resumed arguments. */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
 import { ParsedArgs, type FlagValue } from './args.js';
 import { type EpochHooks, NonFiniteLossError } from '../train/epoch.js';
+import type { RunFolder } from '../train/run.js';
 import { Progress } from './progress.js';
 import { activeComm } from '../parallel/mpi.js';
 import { parseBlockType, type BlockType } from '../model/config.js';
@@ -76,6 +77,16 @@ export function runFolderArgs(command: string, given: ParsedArgs): { out: string
 export function openRunFolder(out: string, opts: { resuming: boolean; overwrite: boolean }): void {
   if (opts.overwrite && !opts.resuming) for (const f of runFiles(out)) rmSync(join(out, f));
   mkdirSync(out, { recursive: true });
+}
+
+/** The run folder `out` on disk, as the run lifecycle (train/run.ts) writes it: log.jsonl beside the checkpoints. */
+export function nodeRunFolder(out: string, overwrite: boolean): RunFolder {
+  const log = join(out, 'log.jsonl');
+  return {
+    open: (resuming) => openRunFolder(out, { resuming, overwrite }),
+    keepLogUpTo: (epoch) => keepLogUpTo(log, epoch),
+    appendLog: (record) => appendFileSync(log, JSON.stringify(record) + '\n'),
+  };
 }
 
 /** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
