@@ -63,6 +63,7 @@ export { linePlot, linePlotCanvas, imageGrid, imageGridCanvas, PALETTE, type Ser
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput, type FcmaeTensors } from './fcmae/fcmae.js';
 export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
+export { runTraining, type TrainingRun, type RunFolder } from './train/run.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { type Comm, singleProcess, allgatherJson } from './parallel/comm.js';
 export { connect, launchInfo, type LaunchInfo } from './parallel/mpi.js';

@@ -35,6 +35,7 @@ export { lrAt, scaledLr, type CosineSchedule } from './train/schedule.js';
 export { FCMAE, FCMAE_DEFAULTS, type FcmaeOptions, type FcmaeOutput, type FcmaeTensors } from './fcmae/fcmae.js';
 export { FinetuneEngine, type FinetuneEngineOptions, type FinetuneEpoch, type EvalSummary } from './train/finetune_engine.js';
 export { NonFiniteLossError, type EpochHooks, type EpochStats, type StepInfo } from './train/epoch.js';
+export { runTraining, type TrainingRun, type RunFolder } from './train/run.js';
 export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from './fcmae/pretrain_engine.js';
 export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
 export { ImageBatches, type ImageBatchesOptions } from './data/memory_batches.js';

@@ -315,31 +315,35 @@ async function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number
   return count.summary();
 }
 
-/** The engine's epochs, with a `step` message per batch and an `epoch` message per epoch. */
+/** Nothing is written in the page: the run's checkpoint is made when the user asks for it. */
+const NO_FOLDER = { open: () => {}, keepLogUpTo: () => {}, appendLog: () => {} };
+
+/** The engine's epochs through the library's run lifecycle, with a `step` message per batch and an `epoch` message per epoch. */
 async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch: number, n: number): Promise<EpochDone[]> {
   const t0 = performance.now();
-  const epochs: EpochDone[] = [];
-  for (let epoch = 1; epoch <= E; epoch++) {
-    let before = 0;
-    const r = await engine.runEpoch(epoch, {
-      beforeBatch: () => checkpointForCancel(),
-      afterBatch: (info) => {
-        // StepInfo.loss is the epoch's running mean: this batch's loss is the difference of the sums.
-        const sum = info.loss * info.batch;
-        const step: StepProgress = {
-          epoch, epochs: E, batch: info.batch, batches: info.batches, step: (epoch - 1) * perEpoch + info.batch, steps: E * perEpoch,
-          loss: sum - before, epochLoss: info.loss, lr: info.lr,
-          imagesPerSecond: (n * (epoch - 1) + info.images) / ((performance.now() - t0) / 1000),
-        };
-        before = sum;
-        post({ type: 'step', id, step });
-      },
-    });
-    const e: EpochDone = { epoch, loss: r.loss, top1: r.val.top1, seconds: r.seconds };
-    epochs.push(e);
-    post({ type: 'epoch', id, epoch: e });
-  }
-  return epochs;
+  return lib.runTraining<Awaited<ReturnType<FinetuneEngine['runEpoch']>>, EpochDone>({
+    epochs: E, startEpoch: 0, resuming: false, lead: true, folder: NO_FOLDER,
+    runEpoch: (epoch) => {
+      let before = 0;
+      return engine.runEpoch(epoch, {
+        beforeBatch: () => checkpointForCancel(),
+        afterBatch: (info) => {
+          // StepInfo.loss is the epoch's running mean: this batch's loss is the difference of the sums.
+          const sum = info.loss * info.batch;
+          const step: StepProgress = {
+            epoch, epochs: E, batch: info.batch, batches: info.batches, step: (epoch - 1) * perEpoch + info.batch, steps: E * perEpoch,
+            loss: sum - before, epochLoss: info.loss, lr: info.lr,
+            imagesPerSecond: (n * (epoch - 1) + info.images) / ((performance.now() - t0) / 1000),
+          };
+          before = sum;
+          post({ type: 'step', id, step });
+        },
+      });
+    },
+    record: (epoch, r) => ({ epoch, loss: r.loss, top1: r.val.top1, seconds: r.seconds }),
+    save: async () => false,
+    onEpoch: (_epoch, _r, e) => post({ type: 'epoch', id, epoch: e }),
+  });
 }
 
 async function finetune(id: number, req: Requests['finetune']): Promise<Results['finetune']> {
@@ -392,7 +396,8 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
     const batches = new lib.ImageBatches(images, { batchSize: s.batchSize, transform: trainTransform(s, cur.cropPct), shuffle: true, seed: s.seed });
     opt = new lib.AdamW(lib.defaultGroups(model.params, 0.05), { lr: s.lr });
     const engine = new lib.FinetuneEngine({
-      model, opt, batches, seed: s.seed, smoothing: 0.1,
+      // The loss of every step is read (the page plots each one), also on the GPU.
+      model, opt, batches, seed: s.seed, smoothing: 0.1, lossReadEvery: 1,
       schedule: { lr: s.lr, minLr: Math.min(1e-6, s.lr), warmupEpochs: 0, epochs: s.epochs },
       evaluate: (m) => evaluateOn(m, images, S, cur.cropPct),
     });
