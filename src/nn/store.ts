@@ -18,7 +18,7 @@ import { numel } from '../tensor.js';
 import { Param } from './param.js';
 
 /** Floats a view's start is aligned to. */
-export const ALIGN = 64;
+const ALIGN = 64;
 
 export interface StoreSpec {
   name: string;
@@ -79,10 +79,6 @@ export class ParamStore {
     const o = this.offset.get(p);
     if (o === undefined) throw new Error(`internal: ${p.name} is not in this store`);
     return buf.subarray(o, o + p.size);
-  }
-
-  has(p: Param): boolean {
-    return this.offset.has(p);
   }
 
   /** The maximal runs of neighbouring parameters in the layout that `params` (all in this store) cover, in layout order. */

@@ -31,6 +31,8 @@ export class GradientSum {
   private readonly full: Float32Array;
   /** The gradient as runs of neighbouring parameters in their stores (one per store for a whole model), and where each goes in the flat sum. */
   private readonly runs: { grad: Buf; n: number; at: number; what: string }[];
+  /** A device backend: the gradients are read back and the sum uploaded (else host arrays are copied). */
+  private readonly device: boolean;
   /** Microbatches added since the last finish(). */
   count = 0;
   /** Seconds spent in add() and finish() (copies, additions, the collectives), since construction. */
@@ -45,6 +47,7 @@ export class GradientSum {
       return r;
     });
     this.total = n;
+    this.device = k.capabilities().device;
     const R = comm.size;
     this.block = Math.ceil(n / R);
     this.send = new Float32Array(this.block * R);
@@ -57,7 +60,7 @@ export class GradientSum {
   async add(): Promise<void> {
     const t0 = performance.now();
     const { runs, send, recv, mine, block, comm, k } = this;
-    if (k.capabilities().device) {
+    if (this.device) {
       const grads = await Promise.all(runs.map((r) => k.read(r.grad)));
       grads.forEach((g, i) => send.set(g, runs[i].at));
     } else {
@@ -78,10 +81,9 @@ export class GradientSum {
     const t0 = performance.now();
     const { runs, mine, full, block, comm, k } = this;
     comm.allgather(mine, full, block);
-    const device = k.capabilities().device;
     for (const r of runs) {
       const g = full.subarray(r.at, r.at + r.n);
-      if (device) k.write(r.grad, g);
+      if (this.device) k.write(r.grad, g);
       else hostArray(r.grad, r.what).set(g);
     }
     mine.fill(0);

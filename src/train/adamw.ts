@@ -51,9 +51,8 @@ export class AdamW {
   /** Each parameter's moments (views of the per-store buffers). */
   readonly m = new Map<Param, Buf>();
   readonly v = new Map<Param, Buf>();
-  /** The per-store moment buffers, and the moments of Params without a store. */
+  /** The per-store moment buffers. */
   private readonly storeMoments = new Map<ParamStore, { m: Buf; v: Buf }>();
-  private readonly own: Buf[] = [];
   /** Per group, the calls an update makes. */
   private readonly spans: Span[][];
 
@@ -66,7 +65,6 @@ export class AdamW {
       if (!store) {
         const p = run.params[0];
         const m = p.memory.alloc(p.size), v = p.memory.alloc(p.size);
-        this.own.push(m, v);
         this.m.set(p, m);
         this.v.set(p, v);
         return { p: p.data, g: p.grad, m, v, n: p.size, params: run.params };
@@ -93,7 +91,6 @@ export class AdamW {
     for (const [p, v] of this.v) if (!p.store) p.memory.free(v);
     this.m.clear();
     this.v.clear();
-    this.own.length = 0;
   }
 
   /** One update with learning rate `lr` (default: opts.lr) from the gradients in Param.grad. */
