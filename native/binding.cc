@@ -1,15 +1,23 @@
-// N-API binding: the only file that includes N-API headers. Validates every argument and
-// passes typed arrays zero-copy to the active kernel table.
+// N-API binding: the only file that includes N-API headers. Typed arrays go zero-copy to the
+// active kernel table. The compiled ops (ops.h) are bound by one template that reads each
+// argument by its parameter type; their sizes and rules are checked by the op table's validator
+// (src/kernels/ops.ts), which NativeKernels runs before every call. gemm and the packing are
+// bound by hand and check their own sizes (GemmExtras and packed operands are theirs alone).
 #include <napi.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "cpu.h"
 #include "kernels.h"
+#include "ops.h"
 #include "threadpool.h"
 
 using cnx::i64;
@@ -211,403 +219,86 @@ Napi::Value PackWeights(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value ColSum(const Napi::CallbackInfo& info) {
-  Args a(info, "colSum");
-  cnx::DenormalGuard denormals;
-  const i64 M = a.dim(1, "M"), N = a.dim(2, "N");
-  check_size(a, prod({M, N}));
-  const float* x = a.f32(0, "x", prod({M, N}));
-  float* out = a.f32(3, "out", (double)N);
-  const bool acc = a.flag(4, "accumulate");
-  if (!a.ok()) return a.fail();
-  g_table->colsum(x, M, N, out, acc);
-  return info.Env().Undefined();
-}
+// ---- the compiled ops (ops.h): one N-API function each, read by the parameter types ----
 
-void check_k(Args& a, i64 K) {
-  if (a.ok() && (K < 1 || K % 2 == 0)) a.error("K must be a positive odd integer");
-}
-
-Napi::Value DwconvForward(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvForward");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
-  const i64 K = a.dim(5, "K");
-  check_k(a, K);
-  const double sz = prod({N, H, W, C});
-  check_size(a, sz);
-  const float* x = a.f32(0, "x", sz);
-  const float* w = a.f32(6, "weight", prod({K, K, C}));
-  const float* b = a.f32(7, "bias", (double)C, true);
-  float* y = a.f32(8, "y", sz);
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_fwd(x, N, H, W, C, (int)K, w, b, y);
-  return info.Env().Undefined();
-}
-
-Napi::Value DwconvBackwardInput(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvBackwardInput");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
-  const i64 K = a.dim(5, "K");
-  check_k(a, K);
-  const double sz = prod({N, H, W, C});
-  check_size(a, sz);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* w = a.f32(6, "weight", prod({K, K, C}));
-  float* dx = a.f32(7, "dx", sz);
-  const bool acc = a.flag(8, "accumulate");
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_bwd_in(dy, N, H, W, C, (int)K, w, dx, acc);
-  return info.Env().Undefined();
-}
-
-Napi::Value DwconvBackwardWeight(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvBackwardWeight");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(2, "N"), H = a.dim(3, "H"), W = a.dim(4, "W"), C = a.dim(5, "C");
-  const i64 K = a.dim(6, "K");
-  check_k(a, K);
-  const double sz = prod({N, H, W, C});
-  check_size(a, sz);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* x = a.f32(1, "x", sz);
-  float* dw = a.f32(7, "dweight", prod({K, K, C}));
-  float* db = a.f32(8, "dbias", (double)C, true);
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_bwd_w(dy, x, N, H, W, C, (int)K, dw, db);
-  return info.Env().Undefined();
-}
-
-// The row maps of the compacted (submanifold) depthwise kernels: rowOf with at least
-// N*H*W entries (values are not checked: the kernels treat any value outside [0, R) as a
-// masked position) and idx with at least R entries, each a dense position in [0, N*H*W)
-// (checked: one pass over R integers).
-void rows_maps(Args& a, size_t iRowOf, size_t iIdx, i64 R, double dense, const int32_t** rowOf,
-               const int32_t** idx) {
-  size_t nRowOf = 0, nIdx = 0;
-  *rowOf = a.i32(iRowOf, "rowOf", &nRowOf);
-  *idx = a.i32(iIdx, "idx", &nIdx);
-  if (!a.ok()) return;
-  if ((double)nRowOf < dense)
-    a.error("rowOf is too short: needs " + std::to_string((long long)dense) + " elements, has " +
-            std::to_string((long long)nRowOf));
-  else if ((i64)nIdx < R)
-    a.error("idx is too short: needs " + std::to_string((long long)R) + " elements, has " +
-            std::to_string((long long)nIdx));
-  for (i64 r = 0; r < R && a.ok(); ++r)
-    if ((*idx)[r] < 0 || (double)(*idx)[r] >= dense)
-      a.error("idx[" + std::to_string((long long)r) + "] = " + std::to_string((*idx)[r]) +
-              " is outside [0, N*H*W)");
-}
-
-// The shape arguments of the row (submanifold) depthwise kernels: S, N, H, W, C, K from
-// argument `dims` on, the maps at `maps` and `maps + 1`, all checked.
-struct RowsShape {
-  i64 R, N, H, W, C, K;
-  double sz;  // R * C
-  const int32_t* rowOf = nullptr;
-  const int32_t* idx = nullptr;
-};
-RowsShape rows_shape(Args& a, size_t maps, size_t dims) {
-  RowsShape r;
-  r.R = a.dim(dims, "S");
-  r.N = a.dim(dims + 1, "N");
-  r.H = a.dim(dims + 2, "H");
-  r.W = a.dim(dims + 3, "W");
-  r.C = a.dim(dims + 4, "C");
-  r.K = a.dim(dims + 5, "K");
-  check_k(a, r.K);
-  r.sz = prod({r.R, r.C});
-  check_size(a, r.sz);
-  check_size(a, prod({r.N, r.H, r.W, r.C}));
-  rows_maps(a, maps, maps + 1, r.R, prod({r.N, r.H, r.W}), &r.rowOf, &r.idx);
-  return r;
-}
-
-Napi::Value DwconvForwardRows(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvForwardRows");
-  cnx::DenormalGuard denormals;
-  const RowsShape r = rows_shape(a, 1, 3);
-  const float* x = a.f32(0, "x", r.sz);
-  const float* w = a.f32(9, "weight", prod({r.K, r.K, r.C}));
-  const float* b = a.f32(10, "bias", (double)r.C, true);
-  float* y = a.f32(11, "y", r.sz);
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_fwd(x, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, w, b, y);
-  return info.Env().Undefined();
-}
-
-Napi::Value DwconvBackwardInputRows(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvBackwardInputRows");
-  cnx::DenormalGuard denormals;
-  const RowsShape r = rows_shape(a, 1, 3);
-  const float* dy = a.f32(0, "dy", r.sz);
-  const float* w = a.f32(9, "weight", prod({r.K, r.K, r.C}));
-  float* dx = a.f32(10, "dx", r.sz);
-  const bool acc = a.flag(11, "accumulate");
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_bwd_in(dy, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, w, dx, acc);
-  return info.Env().Undefined();
-}
-
-Napi::Value DwconvBackwardWeightRows(const Napi::CallbackInfo& info) {
-  Args a(info, "dwconvBackwardWeightRows");
-  cnx::DenormalGuard denormals;
-  const RowsShape r = rows_shape(a, 2, 4);
-  const float* dy = a.f32(0, "dy", r.sz);
-  const float* x = a.f32(1, "x", r.sz);
-  float* dw = a.f32(10, "dweight", prod({r.K, r.K, r.C}));
-  float* db = a.f32(11, "dbias", (double)r.C, true);
-  if (!a.ok()) return a.fail();
-  g_table->dwconv_rows_bwd_w(dy, x, r.rowOf, r.idx, r.R, r.N, r.H, r.W, r.C, (int)r.K, dw, db);
-  return info.Env().Undefined();
-}
-
-Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
-  Args a(info, "layerNormForward");
-  cnx::DenormalGuard denormals;
-  const i64 M = a.dim(1, "M"), C = a.dim(2, "C");
-  const double sz = prod({M, C});
-  check_size(a, sz);
-  const float* x = a.f32(0, "x", sz);
-  const float* gamma = a.f32(3, "gamma", (double)C);
-  const float* beta = a.f32(4, "beta", (double)C);
-  const double eps = a.num(5, "eps");
-  float* y = a.f32(6, "y", sz);
-  float* mean = a.f32(7, "mean", (double)M);
-  float* rstd = a.f32(8, "rstd", (double)M);
-  if (!a.ok()) return a.fail();
-  g_table->ln_fwd(x, M, C, gamma, beta, (float)eps, y, mean, rstd);
-  return info.Env().Undefined();
-}
-
-Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "layerNormBackward");
-  cnx::DenormalGuard denormals;
-  const i64 M = a.dim(5, "M"), C = a.dim(6, "C");
-  const double sz = prod({M, C});
-  check_size(a, sz);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* x = a.f32(1, "x", sz);
-  const float* mean = a.f32(2, "mean", (double)M);
-  const float* rstd = a.f32(3, "rstd", (double)M);
-  const float* gamma = a.f32(4, "gamma", (double)C);
-  float* dx = a.f32(7, "dx", sz);
-  const bool acc = a.flag(8, "accumulate");
-  float* dg = a.f32(9, "dgamma", (double)C);
-  float* db = a.f32(10, "dbeta", (double)C);
-  if (!a.ok()) return a.fail();
-  g_table->ln_bwd(dy, x, mean, rstd, gamma, M, C, dx, acc, dg, db);
-  return info.Env().Undefined();
-}
-
-// Validates GRN offsets: S + 1 non-decreasing, non-negative entries; returns S and rows end.
-i64 grn_offsets(Args& a, const int32_t* off, size_t len, i64* end) {
-  if (!a.ok()) return 0;
-  if (len < 1) {
-    a.error("offsets must have at least one entry");
-    return 0;
+// The arguments of one compiled-op call; the first wrong one is reported.
+struct Reader {
+  const Napi::CallbackInfo& info;
+  std::string err;
+  Napi::Value at(size_t i) const { return i < info.Length() ? info[i] : info.Env().Undefined(); }
+  void fail(size_t i, const char* what) {
+    if (err.empty()) err = "argument " + std::to_string(i) + " must be " + what;
   }
-  if (off[0] < 0) a.error("offsets[0] must be >= 0");
-  for (size_t s = 1; s < len && a.ok(); ++s)
-    if (off[s] < off[s - 1]) a.error("offsets must be non-decreasing");
-  *end = off[len - 1];
-  return (i64)len - 1;
+};
+
+template <typename T>
+T read(Reader& r, size_t i) {
+  using cnx::ops::Idx;
+  const Napi::Value v = r.at(i);
+  if constexpr (std::is_same_v<T, const float*> || std::is_same_v<T, float*>) {
+    if (v.IsNull() || v.IsUndefined()) return nullptr;  // the table says which may be null
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      r.fail(i, "a Float32Array");
+      return nullptr;
+    }
+    return v.As<Napi::Float32Array>().Data();
+  } else if constexpr (std::is_same_v<T, const int32_t*> || std::is_same_v<T, Idx>) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      r.fail(i, "an Int32Array");
+      return T{};
+    }
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    if constexpr (std::is_same_v<T, Idx>) return Idx{a.Data(), (i64)a.ElementLength()};
+    else return a.Data();
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (!v.IsBoolean()) {
+      r.fail(i, "a boolean");
+      return false;
+    }
+    return v.As<Napi::Boolean>().Value();
+  } else {
+    if (!v.IsNumber()) {
+      r.fail(i, "a number");
+      return T{};
+    }
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if constexpr (std::is_integral_v<T>) {
+      if (!(d >= 0 && d <= (double)std::numeric_limits<T>::max() && d <= 4.0e12 && d == std::floor(d))) {
+        r.fail(i, "an integer in [0, 4e12]");
+        return T{};
+      }
+      return (T)d;
+    } else {
+      return (T)d;
+    }
+  }
 }
 
-Napi::Value GrnForward(const Napi::CallbackInfo& info) {
-  Args a(info, "grnForward");
-  cnx::DenormalGuard denormals;
-  size_t olen = 0;
-  const int32_t* off = a.i32(1, "offsets", &olen);
-  i64 end = 0;
-  const i64 S = grn_offsets(a, off, olen, &end);
-  const i64 C = a.dim(2, "C");
-  const double sz = prod({end, C});
-  check_size(a, sz);
-  const float* x = a.f32(0, "x", sz);
-  const float* gamma = a.f32(3, "gamma", (double)C);
-  const float* beta = a.f32(4, "beta", (double)C);
-  const double eps = a.num(5, "eps");
-  float* y = a.f32(6, "y", sz, true);
-  float* gx = a.f32(7, "gx", prod({S, C}));
-  float* nx = a.f32(8, "nx", prod({S, C}));
-  const float* sqsum = info.Length() > 9 ? a.f32(9, "sqSums", prod({S, C}), true) : nullptr;
-  if (!a.ok()) return a.fail();
-  g_table->grn_fwd(x, off, S, C, gamma, beta, (float)eps, y, gx, nx, sqsum);
-  return info.Env().Undefined();
-}
+template <auto F>
+struct NapiOp;
+template <typename R, typename... A, R (*F)(const cnx::KernelTable&, A...)>
+struct NapiOp<F> {
+  static Napi::Value call(const Napi::CallbackInfo& info) { return run(info, std::index_sequence_for<A...>{}); }
 
-Napi::Value GrnBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "grnBackward");
-  cnx::DenormalGuard denormals;
-  size_t olen = 0;
-  const int32_t* off = a.i32(2, "offsets", &olen);
-  i64 end = 0;
-  const i64 S = grn_offsets(a, off, olen, &end);
-  const i64 C = a.dim(3, "C");
-  const double sz = prod({end, C});
-  check_size(a, sz);
-  const float* dy = a.f32(0, "dy", sz);
-  const float* x = a.f32(1, "x", sz);
-  const float* gamma = a.f32(4, "gamma", (double)C);
-  const double eps = a.num(5, "eps");
-  const float* gx = a.f32(6, "gx", prod({S, C}));
-  const float* nx = a.f32(7, "nx", prod({S, C}));
-  float* dx = a.f32(8, "dx", sz);
-  float* dg = a.f32(9, "dgamma", (double)C);
-  float* db = a.f32(10, "dbeta", (double)C);
-  const float* pre = info.Length() > 11 ? a.f32(11, "geluPre", sz, true) : nullptr;
-  float* dbias = info.Length() > 12 ? a.f32(12, "dbias", (double)C, true) : nullptr;
-  if (!a.ok()) return a.fail();
-  g_table->grn_bwd(dy, x, off, S, C, gamma, (float)eps, gx, nx, dx, dg, db, pre, dbias);
-  return info.Env().Undefined();
-}
-
-Napi::Value Gelu(const Napi::CallbackInfo& info) {
-  Args a(info, "gelu");
-  cnx::DenormalGuard denormals;
-  const i64 n = a.dim(2, "n");
-  const float* x = a.f32(0, "x", (double)n);
-  float* y = a.f32(1, "y", (double)n);
-  if (!a.ok()) return a.fail();
-  g_table->gelu(x, y, n);
-  return info.Env().Undefined();
-}
-
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "geluBackward");
-  cnx::DenormalGuard denormals;
-  const i64 n = a.dim(3, "n");
-  const float* dy = a.f32(0, "dy", (double)n);
-  const float* x = a.f32(1, "x", (double)n);
-  float* dx = a.f32(2, "dx", (double)n);
-  if (!a.ok()) return a.fail();
-  g_table->gelu_bwd(dy, x, dx, n);
-  return info.Env().Undefined();
-}
-
-Napi::Value AvgPoolForward(const Napi::CallbackInfo& info) {
-  Args a(info, "avgPoolForward");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
-  check_size(a, prod({N, HW, C}));
-  const float* x = a.f32(0, "x", prod({N, HW, C}));
-  float* y = a.f32(4, "y", prod({N, C}));
-  if (!a.ok()) return a.fail();
-  g_table->avgpool_fwd(x, N, HW, C, y);
-  return info.Env().Undefined();
-}
-
-Napi::Value AvgPoolBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "avgPoolBackward");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), HW = a.dim(2, "HW"), C = a.dim(3, "C");
-  check_size(a, prod({N, HW, C}));
-  const float* dy = a.f32(0, "dy", prod({N, C}));
-  float* dx = a.f32(4, "dx", prod({N, HW, C}));
-  if (!a.ok()) return a.fail();
-  g_table->avgpool_bwd(dy, N, HW, C, dx);
-  return info.Env().Undefined();
-}
-
-Napi::Value SoftmaxCrossEntropy(const Napi::CallbackInfo& info) {
-  Args a(info, "softmaxCrossEntropy");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(2, "N"), K = a.dim(3, "K");
-  check_size(a, prod({N, K}));
-  const float* l = a.f32(0, "logits", prod({N, K}));
-  const float* t = a.f32(1, "targets", prod({N, K}));
-  float* d = a.f32(4, "dlogits", prod({N, K}), true);
-  if (!a.ok()) return a.fail();
-  return Napi::Number::New(info.Env(), g_table->softmax_ce(l, t, N, K, d));
-}
-
-Napi::Value Patchify(const Napi::CallbackInfo& info) {
-  Args a(info, "patchify");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
-  const i64 P = a.dim(5, "P", 1);
-  if (!a.ok()) return a.fail();
-  check_size(a, prod({N, H, W, C}));
-  const float* x = a.f32(0, "x", prod({N, H, W, C}));
-  float* cols = a.f32(6, "cols", prod({N, H / P, W / P, C, P, P}));
-  if (!a.ok()) return a.fail();
-  g_table->patchify(x, N, H, W, C, P, cols);
-  return info.Env().Undefined();
-}
-
-Napi::Value Unpatchify(const Napi::CallbackInfo& info) {
-  Args a(info, "unpatchify");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
-  const i64 P = a.dim(5, "P", 1);
-  if (!a.ok()) return a.fail();
-  check_size(a, prod({N, H, W, C}));
-  const float* dcols = a.f32(0, "dcols", prod({N, H / P, W / P, C, P, P}));
-  float* dx = a.f32(6, "dx", prod({N, H, W, C}));
-  if (!a.ok()) return a.fail();
-  g_table->unpatchify(dcols, N, H, W, C, P, dx);
-  return info.Env().Undefined();
-}
-
-Napi::Value NchwToNhwc(const Napi::CallbackInfo& info) {
-  Args a(info, "nchwToNhwc");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), C = a.dim(2, "C"), H = a.dim(3, "H"), W = a.dim(4, "W");
-  check_size(a, prod({N, C, H, W}));
-  const float* s = a.f32(0, "src", prod({N, C, H, W}));
-  float* d = a.f32(5, "dst", prod({N, C, H, W}));
-  if (!a.ok()) return a.fail();
-  g_table->nchw_to_nhwc(s, N, C, H, W, d);
-  return info.Env().Undefined();
-}
-
-Napi::Value NhwcToNchw(const Napi::CallbackInfo& info) {
-  Args a(info, "nhwcToNchw");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(1, "N"), H = a.dim(2, "H"), W = a.dim(3, "W"), C = a.dim(4, "C");
-  check_size(a, prod({N, C, H, W}));
-  const float* s = a.f32(0, "src", prod({N, C, H, W}));
-  float* d = a.f32(5, "dst", prod({N, C, H, W}));
-  if (!a.ok()) return a.fail();
-  g_table->nhwc_to_nchw(s, N, H, W, C, d);
-  return info.Env().Undefined();
-}
-
-Napi::Value AddScaled(const Napi::CallbackInfo& info) {
-  Args a(info, "addScaled");
-  cnx::DenormalGuard denormals;
-  const i64 N = a.dim(3, "N"), R = a.dim(4, "rowsPerSample"), C = a.dim(5, "C");
-  const double sz = prod({N, R, C});
-  check_size(a, sz);
-  const float* x = a.f32(0, "x", sz);
-  const float* b = a.f32(1, "branch", sz);
-  const float* s = a.f32(2, "scale", (double)N);
-  float* out = a.f32(6, "out", sz);
-  if (!a.ok()) return a.fail();
-  g_table->add_scaled(x, b, s, N, R, C, out);
-  return info.Env().Undefined();
-}
-
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  Args a(info, "adamw");
-  cnx::DenormalGuard denormals;
-  const i64 n = a.dim(4, "n");
-  float* p = a.f32(0, "p", (double)n);
-  const float* g = a.f32(1, "g", (double)n);
-  float* m = a.f32(2, "m", (double)n);
-  float* v = a.f32(3, "v", (double)n);
-  const double lr = a.num(5, "lr"), b1 = a.num(6, "beta1"), b2 = a.num(7, "beta2");
-  const double eps = a.num(8, "eps"), wd = a.num(9, "weightDecay");
-  const double bc1 = a.num(10, "bc1"), bc2 = a.num(11, "bc2");
-  if (a.ok() && (!(bc1 > 0) || !(bc2 > 0))) a.error("bc1 and bc2 must be > 0");
-  if (!a.ok()) return a.fail();
-  g_table->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
-  return info.Env().Undefined();
-}
-
+  template <size_t... I>
+  static Napi::Value run(const Napi::CallbackInfo& info, std::index_sequence<I...>) {
+    const char* name = static_cast<const char*>(info.Data());
+    Reader r{info, {}};
+    if (info.Length() > sizeof...(A)) r.err = "takes " + std::to_string(sizeof...(A)) + " arguments, got " + std::to_string(info.Length());
+    std::tuple<A...> args{read<A>(r, I)...};  // braced: read left to right
+    if (!r.err.empty()) {
+      Napi::TypeError::New(info.Env(), std::string(name) + ": " + r.err).ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    cnx::DenormalGuard denormals;
+    if constexpr (std::is_void_v<R>) {
+      F(*g_table, std::get<I>(args)...);
+      return info.Env().Undefined();
+    } else {
+      return Napi::Number::New(info.Env(), (double)F(*g_table, std::get<I>(args)...));
+    }
+  }
+};
 // ---- configuration ----
 
 // The paths usable here, best first, as "avx2, portable".
@@ -770,28 +461,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("packedSize", Napi::Function::New(env, PackedSize));
   exports.Set("packWeights", Napi::Function::New(env, PackWeights));
-  exports.Set("colSum", Napi::Function::New(env, ColSum));
-  exports.Set("dwconvForward", Napi::Function::New(env, DwconvForward));
-  exports.Set("dwconvBackwardInput", Napi::Function::New(env, DwconvBackwardInput));
-  exports.Set("dwconvBackwardWeight", Napi::Function::New(env, DwconvBackwardWeight));
-  exports.Set("dwconvForwardRows", Napi::Function::New(env, DwconvForwardRows));
-  exports.Set("dwconvBackwardInputRows", Napi::Function::New(env, DwconvBackwardInputRows));
-  exports.Set("dwconvBackwardWeightRows", Napi::Function::New(env, DwconvBackwardWeightRows));
-  exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
-  exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
-  exports.Set("grnForward", Napi::Function::New(env, GrnForward));
-  exports.Set("grnBackward", Napi::Function::New(env, GrnBackward));
-  exports.Set("gelu", Napi::Function::New(env, Gelu));
-  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
-  exports.Set("avgPoolForward", Napi::Function::New(env, AvgPoolForward));
-  exports.Set("avgPoolBackward", Napi::Function::New(env, AvgPoolBackward));
-  exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy));
-  exports.Set("patchify", Napi::Function::New(env, Patchify));
-  exports.Set("unpatchify", Napi::Function::New(env, Unpatchify));
-  exports.Set("nchwToNhwc", Napi::Function::New(env, NchwToNhwc));
-  exports.Set("nhwcToNchw", Napi::Function::New(env, NhwcToNchw));
-  exports.Set("addScaled", Napi::Function::New(env, AddScaled));
-  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  // The compiled ops, and their signatures for the tests that hold them to the op table.
+  Napi::Object signatures = Napi::Object::New(env);
+#define CNX_EXPORT_OP(name, fn)                                                                   \
+  exports.Set(#name, Napi::Function::New(env, NapiOp<fn>::call, #name, const_cast<char*>(#name))); \
+  signatures.Set(#name, Napi::String::New(env, cnx::ops::Signature<decltype(fn)>::text));
+  CNX_OPS(CNX_EXPORT_OP)
+#undef CNX_EXPORT_OP
+  exports.Set("opSignatures", signatures);
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));

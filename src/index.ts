@@ -7,7 +7,7 @@ export { Rng } from './rng.js';
 export { createBackend, BACKEND_CHOICES, Act, type BackendChoice, type BackendOptions, type Kernels, type Isa } from './kernels/index.js';
 export type { WasmLocation } from './kernels/wasm.js';
 export type { WebGPUOptions } from './kernels/webgpu/device.js';
-export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
+export type { Buf, DeviceIndex, DeviceTensor, Capabilities, Idx, NativeIsa } from './kernels/types.js';
 
 export {
   type ConvNeXtV2Config, type ConfigOverrides, type ParamSpec, type BlockType, MODEL_SIZES, LAYER_SCALE_INIT, makeConfig, validateConfig,

@@ -16,7 +16,7 @@ export { Rng } from './rng.js';
 export { createBackend, BACKEND_CHOICES, Act, type BackendChoice, type BackendOptions, type Kernels, type Isa } from './kernels/index.js';
 export type { WasmLocation } from './kernels/wasm.js';
 export type { WebGPUOptions } from './kernels/webgpu/device.js';
-export type { Buf, DeviceTensor, Capabilities, NativeIsa } from './kernels/types.js';
+export type { Buf, DeviceIndex, DeviceTensor, Capabilities, Idx, NativeIsa } from './kernels/types.js';
 
 export {
   type ConvNeXtV2Config, type ConfigOverrides, MODEL_SIZES, makeConfig, validateConfig, paramSpecs, countParams,

@@ -8,7 +8,7 @@ import { toOfficialNames } from '../src/io/checkpoint.js';
 import { loadCheckpoint } from '../src/io/checkpoint_file.js';
 import { readSafetensors } from '../src/io/safetensors_file.js';
 import { FCMAE } from '../src/fcmae/fcmae.js';
-import { randomMask, stageMask, gatherRows, scatterRows } from '../src/fcmae/masking.js';
+import { attachTables, randomMask, stageMask, gatherRows, scatterRows } from '../src/fcmae/masking.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/rng.js';
@@ -72,6 +72,7 @@ test('stage masks: gather and scatter are inverse on visible rows, zero elsewher
   const C = 3;
   const dense = Float32Array.from({ length: 2 * 8 * 8 * C }, (_, i) => i + 1);
   const k = new ReferenceKernels();
+  attachTables(k, sm, false);
   const rows = gatherRows(k, dense, sm, C, new Float32Array(sm.idx.length * C));
   const back = scatterRows(k, rows, sm, C, new Float32Array(dense.length).fill(7)) as Float32Array;
   for (let r = 0; r < 128; r++) for (let c = 0; c < C; c++) assert.equal(back[r * C + c], sm.keep[r] ? dense[r * C + c] : 0);

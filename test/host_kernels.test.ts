@@ -24,7 +24,7 @@ for (const k of backends) {
     const t = new Float32Array(6);
     k.write(t, Float32Array.of(1, 2), 3);
     assert.deepEqual([...t], [0, 0, 0, 1, 2, 0]);
-    assert.throws(() => k.write(t, Float32Array.of(1, 2), 5), /do not fit/);
+    assert.throws(() => k.write(t, Float32Array.of(1, 2), 5), /do not fit|does not fit/);
     const r = await k.read(t);
     t[0] = 9;
     assert.deepEqual([...r], [0, 0, 0, 1, 2, 0], 'read returns a copy');
@@ -132,7 +132,7 @@ for (const k of backends) {
     const out = new Float32Array(2 * 4).fill(9);
     k.smoothTargets(Int32Array.of(2, 0), 2, 4, 0.2, out);
     assert.deepEqual([...out].map((v) => +v.toFixed(6)), [0.05, 0.05, 0.85, 0.05, 0.85, 0.05, 0.05, 0.05]);
-    assert.throws(() => k.smoothTargets(Int32Array.of(4), 1, 4, 0, out), /label 4 out of range for 4 classes/);
+    assert.throws(() => k.smoothTargets(Int32Array.of(4), 1, 4, 0, out), /label 4 out of range for 4 classes|labels\[0\] = 4 is outside \[0, 4\)/);
   });
 
   test(`${k.name}: capabilities`, () => {

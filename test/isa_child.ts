@@ -163,7 +163,7 @@ call('avgPoolBackward', (f) => {
   f(rnd(N * C), N, H * W, C, dx);
   return sum(dx);
 });
-call('softmaxCrossEntropy', (f) => {
+call('crossEntropy', (f) => {
   const targets = zeros(N * C);
   targets[3] = 1;
   targets[C + 7] = 1;

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { NativeKernels, nativeAvailable } from '../src/kernels/native.js';
 import { ReferenceKernels } from '../src/kernels/reference.js';
+import { COMPILED_OPS, compiledMismatch } from '../src/kernels/ops.js';
 import { Act } from '../src/kernels/types.js';
 import { assertClose } from './helpers.js';
 
@@ -502,7 +503,7 @@ for (const isa of ISAS) {
       const cases: [number[], number][] = [
         [[0, 5, 5, 300, 1000], 37],
         [[0, 49, 98], 40],
-        [[2, 3, 19], 1],
+        [[0, 1, 19], 1],
         [[0, 600], 17],
         [[0, 7, 20, 21, 300], 64],
       ];
@@ -766,7 +767,26 @@ describe('native kernels: argument validation', () => {
     assert.throws(() => nk.softmaxCrossEntropy(a, b, 3, 5, null, new Float32Array(1), 1 / 3), /too short/);
     assert.throws(() => nk.setIsa('sse9' as 'avx2'), /unknown ISA/);
     assert.throws(() => nk.setThreads(-2), /n must be/);
-    assert.throws(() => (nk.gemm as unknown as (...x: unknown[]) => void)(false), /must be/);
+    assert.throws(() => (nk.gemm as unknown as (...x: unknown[]) => void)(false), /must be|missing/);
+  });
+
+  test('the compiled ops are bound from one list that matches the op table', () => {
+    // The addon's functions are made by native/ops.h from the parameter types; each declares
+    // its signature, and a build whose signatures differ from the table is refused at load.
+    const raw = NativeKernels.addonOf(nk) as unknown as { opSignatures: Record<string, string> } & Record<string, (...a: unknown[]) => unknown>;
+    assert.equal(compiledMismatch(raw.opSignatures), null);
+    assert.deepEqual(Object.keys(raw.opSignatures).sort(), [...COMPILED_OPS, 'crossEntropy'].sort());
+    assert.equal(raw.opSignatures.dwconvForward, 'innnnniio');
+    assert.match(compiledMismatch({ ...raw.opSignatures, gelu: 'oin' }) ?? '', /gelu takes \(oin\), the op table says \(ion\)/);
+    assert.match(compiledMismatch({ ...raw.opSignatures, adamw: undefined as unknown as string }) ?? '', /no op adamw/);
+    // Called directly (past the validator), the addon still refuses values of the wrong kind.
+    const a = new Float32Array(4);
+    assert.throws(() => raw.gelu(a, a, -1), /gelu: argument 2 must be an integer/);
+    assert.throws(() => raw.gelu(a, new Int32Array(4), 4), /gelu: argument 1 must be a Float32Array/);
+    assert.throws(() => raw.grnForward(a, a, 1, a, a, 1e-6, a, a, a, null), /grnForward: argument 1 must be an Int32Array/);
+    assert.throws(() => raw.gelu(a, a, 4, 5), /takes 3 arguments/);
+    raw.gelu(Float32Array.of(1, 2, 3, 4), a, 4);
+    assert.ok(Math.abs(a[0] - 0.8413447) < 1e-6);
   });
 });
 

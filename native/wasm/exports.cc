@@ -1,7 +1,7 @@
 // The WebAssembly build of the kernels: the portable path's sources (gemm.cc, dwconv.cc,
 // norm.cc, misc.cc, compiled here with -msimd128) behind a flat C ABI for src/kernels/wasm.ts.
-// Pointers are offsets into the module's linear memory; sizes are 32-bit (a wasm32 memory is at
-// most 4 GiB). The JavaScript side validates every argument before calling.
+// Pointers are offsets into the module's linear memory. The JavaScript side validates every
+// argument against the op table before calling.
 //
 // Two links of the same objects (scripts/build-wasm.ts): convnextv2.wasm imports a shared
 // memory and runs the thread pool below over Web Workers / worker_threads that instantiate the
@@ -16,8 +16,11 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "../kernels.h"
+#include "../ops.h"
 #include "../threadpool.h"
 
 extern unsigned char __heap_base;
@@ -274,66 +277,69 @@ EXPORT(gemm) void gemm(int transA, int transB, int M, int N, int K, uint32_t A, 
   g.resid = ptr<const float>(resid); g.sqsum = ptr<float>(sqsum); g.sq_rows = sqRows;
   t().gemm(g);
 }
-EXPORT(col_sum) void col_sum(uint32_t x, int M, int N, uint32_t out, int acc) { t().colsum(ptr<const float>(x), M, N, ptr<float>(out), acc); }
-EXPORT(dwconv_fwd) void dwconv_fwd(uint32_t x, int N, int H, int W, int C, int K, uint32_t w, uint32_t b, uint32_t y) {
-  t().dwconv_fwd(ptr<const float>(x), N, H, W, C, K, ptr<const float>(w), ptr<const float>(b), ptr<float>(y));
+// The compiled ops (../ops.h): cnx_call(op, slots) runs op number `op` of CNX_OPS on arguments
+// in 8-byte slots (doubles), in the op table's order: a tensor is its address (0 for null), an
+// Int32Array its address and length (two slots), a boolean 0 or 1, a number itself. The slot
+// reads follow the parameter types, so no op is written out here. wasm.ts finds each op's
+// number by name (cnx_op_name) and checks its signature (cnx_op_signature) against the table.
+namespace {
+// The slots an argument of type T takes, and its value read from slot i.
+template <typename T>
+constexpr int width() {
+  return std::is_same_v<T, const int32_t*> || std::is_same_v<T, cnx::ops::Idx> ? 2 : 1;
 }
-EXPORT(dwconv_bwd_in) void dwconv_bwd_in(uint32_t dy, int N, int H, int W, int C, int K, uint32_t w, uint32_t dx, int acc) {
-  t().dwconv_bwd_in(ptr<const float>(dy), N, H, W, C, K, ptr<const float>(w), ptr<float>(dx), acc);
+template <typename T>
+T slot(const double* s, int i) {
+  using cnx::ops::Idx;
+  if constexpr (std::is_same_v<T, Idx>) {
+    return Idx{ptr<const int32_t>((uint32_t)s[i]), (cnx::i64)s[i + 1]};
+  } else if constexpr (std::is_pointer_v<T>) {
+    return ptr<std::remove_pointer_t<T>>((uint32_t)s[i]);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return s[i] != 0;
+  } else {
+    return (T)s[i];
+  }
 }
-EXPORT(dwconv_bwd_w) void dwconv_bwd_w(uint32_t dy, uint32_t x, int N, int H, int W, int C, int K, uint32_t dw, uint32_t db) {
-  t().dwconv_bwd_w(ptr<const float>(dy), ptr<const float>(x), N, H, W, C, K, ptr<float>(dw), ptr<float>(db));
+
+template <auto F>
+struct WasmOp;
+template <typename R, typename... A, R (*F)(const cnx::KernelTable&, A...)>
+struct WasmOp<F> {
+  // The first slot of argument I: the widths of the arguments before it.
+  static constexpr int first(size_t I) {
+    constexpr int w[] = {width<A>()..., 0};
+    int at = 0;
+    for (size_t k = 0; k < I; ++k) at += w[k];
+    return at;
+  }
+  template <size_t... I>
+  static double invoke(const double* s, std::index_sequence<I...>) {
+    if constexpr (std::is_void_v<R>) {
+      F(t(), slot<A>(s, first(I))...);
+      return 0;
+    } else {
+      return (double)F(t(), slot<A>(s, first(I))...);
+    }
+  }
+  static double call(const double* s) { return invoke(s, std::index_sequence_for<A...>{}); }
+};
+
+#define CNX_OP_FN(name, fn) &WasmOp<fn>::call,
+#define CNX_OP_NAME(name, fn) #name,
+#define CNX_OP_SIG(name, fn) cnx::ops::Signature<decltype(fn)>::text,
+double (*const kOps[])(const double*) = {CNX_OPS(CNX_OP_FN)};
+const char* const kOpNames[] = {CNX_OPS(CNX_OP_NAME)};
+const char* const kOpSignatures[] = {CNX_OPS(CNX_OP_SIG)};
+constexpr int kOpCount = (int)(sizeof kOps / sizeof kOps[0]);
+}  // namespace
+
+EXPORT(cnx_op_count) int cnx_op_count() { return kOpCount; }
+EXPORT(cnx_op_name) uint32_t cnx_op_name(int op) { return op >= 0 && op < kOpCount ? (uint32_t)(uintptr_t)kOpNames[op] : 0; }
+EXPORT(cnx_op_signature) uint32_t cnx_op_signature(int op) {
+  return op >= 0 && op < kOpCount ? (uint32_t)(uintptr_t)kOpSignatures[op] : 0;
 }
-EXPORT(dwconv_rows_fwd) void dwconv_rows_fwd(uint32_t x, uint32_t rowOf, uint32_t idx, int R, int N, int H, int W, int C, int K,
-                                             uint32_t w, uint32_t b, uint32_t y) {
-  t().dwconv_rows_fwd(ptr<const float>(x), ptr<const int32_t>(rowOf), ptr<const int32_t>(idx), R, N, H, W, C, K, ptr<const float>(w),
-                      ptr<const float>(b), ptr<float>(y));
-}
-EXPORT(dwconv_rows_bwd_in) void dwconv_rows_bwd_in(uint32_t dy, uint32_t rowOf, uint32_t idx, int R, int N, int H, int W, int C, int K,
-                                                   uint32_t w, uint32_t dx, int acc) {
-  t().dwconv_rows_bwd_in(ptr<const float>(dy), ptr<const int32_t>(rowOf), ptr<const int32_t>(idx), R, N, H, W, C, K, ptr<const float>(w),
-                         ptr<float>(dx), acc);
-}
-EXPORT(dwconv_rows_bwd_w) void dwconv_rows_bwd_w(uint32_t dy, uint32_t x, uint32_t rowOf, uint32_t idx, int R, int N, int H, int W, int C,
-                                                 int K, uint32_t dw, uint32_t db) {
-  t().dwconv_rows_bwd_w(ptr<const float>(dy), ptr<const float>(x), ptr<const int32_t>(rowOf), ptr<const int32_t>(idx), R, N, H, W, C, K,
-                        ptr<float>(dw), ptr<float>(db));
-}
-EXPORT(ln_fwd) void ln_fwd(uint32_t x, int M, int C, uint32_t g, uint32_t b, float eps, uint32_t y, uint32_t mean, uint32_t rstd) {
-  t().ln_fwd(ptr<const float>(x), M, C, ptr<const float>(g), ptr<const float>(b), eps, ptr<float>(y), ptr<float>(mean), ptr<float>(rstd));
-}
-EXPORT(ln_bwd) void ln_bwd(uint32_t dy, uint32_t x, uint32_t mean, uint32_t rstd, uint32_t g, int M, int C, uint32_t dx, int acc,
-                           uint32_t dg, uint32_t db) {
-  t().ln_bwd(ptr<const float>(dy), ptr<const float>(x), ptr<const float>(mean), ptr<const float>(rstd), ptr<const float>(g), M, C,
-             ptr<float>(dx), acc, ptr<float>(dg), ptr<float>(db));
-}
-EXPORT(grn_fwd) void grn_fwd(uint32_t x, uint32_t off, int S, int C, uint32_t g, uint32_t b, float eps, uint32_t y, uint32_t gx,
-                             uint32_t nx, uint32_t sq) {
-  t().grn_fwd(ptr<const float>(x), ptr<const int32_t>(off), S, C, ptr<const float>(g), ptr<const float>(b), eps, ptr<float>(y),
-              ptr<float>(gx), ptr<float>(nx), ptr<const float>(sq));
-}
-EXPORT(grn_bwd) void grn_bwd(uint32_t dy, uint32_t x, uint32_t off, int S, int C, uint32_t g, float eps, uint32_t gx, uint32_t nx,
-                             uint32_t dx, uint32_t dg, uint32_t db, uint32_t pre, uint32_t dbias) {
-  t().grn_bwd(ptr<const float>(dy), ptr<const float>(x), ptr<const int32_t>(off), S, C, ptr<const float>(g), eps, ptr<const float>(gx),
-              ptr<const float>(nx), ptr<float>(dx), ptr<float>(dg), ptr<float>(db), ptr<const float>(pre), ptr<float>(dbias));
-}
-EXPORT(gelu) void gelu(uint32_t x, uint32_t y, int n) { t().gelu(ptr<const float>(x), ptr<float>(y), n); }
-EXPORT(gelu_bwd) void gelu_bwd(uint32_t dy, uint32_t x, uint32_t dx, int n) {
-  t().gelu_bwd(ptr<const float>(dy), ptr<const float>(x), ptr<float>(dx), n);
-}
-EXPORT(avgpool_fwd) void avgpool_fwd(uint32_t x, int N, int HW, int C, uint32_t y) { t().avgpool_fwd(ptr<const float>(x), N, HW, C, ptr<float>(y)); }
-EXPORT(avgpool_bwd) void avgpool_bwd(uint32_t dy, int N, int HW, int C, uint32_t dx) { t().avgpool_bwd(ptr<const float>(dy), N, HW, C, ptr<float>(dx)); }
-EXPORT(softmax_ce) double softmax_ce(uint32_t l, uint32_t tg, int N, int K, uint32_t d) {
-  return t().softmax_ce(ptr<const float>(l), ptr<const float>(tg), N, K, ptr<float>(d));
-}
-EXPORT(patchify) void patchify(uint32_t x, int N, int H, int W, int C, int P, uint32_t cols) { t().patchify(ptr<const float>(x), N, H, W, C, P, ptr<float>(cols)); }
-EXPORT(unpatchify) void unpatchify(uint32_t d, int N, int H, int W, int C, int P, uint32_t dx) { t().unpatchify(ptr<const float>(d), N, H, W, C, P, ptr<float>(dx)); }
-EXPORT(nchw_to_nhwc) void nchw_to_nhwc(uint32_t s, int N, int C, int H, int W, uint32_t d) { t().nchw_to_nhwc(ptr<const float>(s), N, C, H, W, ptr<float>(d)); }
-EXPORT(nhwc_to_nchw) void nhwc_to_nchw(uint32_t s, int N, int H, int W, int C, uint32_t d) { t().nhwc_to_nchw(ptr<const float>(s), N, H, W, C, ptr<float>(d)); }
-EXPORT(add_scaled) void add_scaled(uint32_t x, uint32_t br, uint32_t sc, int N, int R, int C, uint32_t out) {
-  t().add_scaled(ptr<const float>(x), ptr<const float>(br), ptr<const float>(sc), N, R, C, ptr<float>(out));
-}
-EXPORT(adamw) void adamw(uint32_t p, uint32_t g, uint32_t m, uint32_t v, int n, double lr, double b1, double b2, double eps, double wd,
-                         double bc1, double bc2) {
-  t().adamw(ptr<float>(p), ptr<const float>(g), ptr<float>(m), ptr<float>(v), n, lr, b1, b2, eps, wd, bc1, bc2);
+EXPORT(cnx_call) double cnx_call(int op, uint32_t slots) {
+  if (op < 0 || op >= kOpCount) __builtin_trap();
+  return kOps[op](ptr<const double>(slots));
 }

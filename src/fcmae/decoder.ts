@@ -74,9 +74,14 @@ export class FcmaeDecoder {
     // on the rows with a nonzero gradient only.
     const nz = live;
     const dy = this.shared.get(k, 'dec.dy', rows * D);
-    let d = nz.length === rows
-      ? this.pred.backward(k, dpred, this.shared, dy)!
-      : this.pred.backwardRows(k, dpred, nz, this.shared, dy);
+    let d: Buf;
+    if (nz.length === rows) {
+      d = this.pred.backward(k, dpred, this.shared, dy)!;
+    } else {
+      const table = k.indexTable(nz); // three calls take it (two gathers, a scatter)
+      d = this.pred.backwardRows(k, dpred, table, this.shared, dy);
+      k.freeIndexTable(table);
+    }
     for (let i = this.blocks.length - 1; i >= 0; i--) d = this.blocks[i].backward(k, d, this.shared);
     // d mask_token += (1 - keep)^T d; the removed rows do not reach proj.
     k.gemm(true, false, 1, D, rows, removed, 1, d, D, this.maskToken.grad, D, true, null, Act.None, null);

@@ -22,7 +22,7 @@
  */
 import { block, downsample, STEM_CONV, STEM_NORM } from '../model/names.js';
 import { ConvNextError } from '../errors.js';
-import type { Buf, Kernels } from '../kernels/types.js';
+import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import type { BlockType } from '../model/config.js';
@@ -34,7 +34,7 @@ import { LayerScaledLinear } from '../nn/layerscale.js';
 import { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
 import { PatchConv } from '../nn/patchconv.js';
-import { gatherRows, scatterRows, stageMask, type StageMask, zeroMasked } from './masking.js';
+import { attachTables, gatherRows, releaseTables, scatterRows, stageMask, type StageMask, tablesOf, zeroMasked } from './masking.js';
 
 export type EncoderMode = 'sparse' | 'dense';
 export type GrnStats = 'batch' | 'per-sample';
@@ -44,10 +44,10 @@ function copyOf(k: Kernels, src: Buf, dst: Buf): Buf {
   return dst;
 }
 
-function grnOffsets(sm: StageMask, mode: EncoderMode, stats: GrnStats): Int32Array {
-  const HW = sm.H * sm.W;
-  if (mode === 'sparse') return stats === 'batch' ? Int32Array.of(0, sm.idx.length) : sm.sampleOffsets;
-  return stats === 'batch' ? Int32Array.of(0, sm.N * HW) : GRN.perImage(sm.N, HW);
+function grnOffsets(k: Kernels, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Idx {
+  const t = tablesOf(k, sm);
+  if (mode === 'sparse') return stats === 'batch' ? t.allRows : t.sampleOffsets;
+  return stats === 'batch' ? t.allPositions : GRN.perImageTable(k, shared, sm.N, sm.H * sm.W);
 }
 
 /**
@@ -88,7 +88,8 @@ class MaskedBlock {
     const rows = sparse ? sm.idx.length : N * H * W;
     let t: Buf;
     if (sparse) {
-      t = this.convDw.forwardRows(k, x, sm.rowOf, sm.idx, N, H, W, b);
+      const tb = tablesOf(k, sm);
+      t = this.convDw.forwardRows(k, x, tb.rowOf, tb.idx, N, H, W, b);
     } else {
       t = zeroMasked(k, this.convDw.forward(k, x, N, H, W, b), sm, C);
     }
@@ -96,7 +97,7 @@ class MaskedBlock {
     if (!sparse) zeroMasked(k, u, sm, C);
     const g = this.fc1.forward(k, u, rows, b);
     if (!sparse) zeroMasked(k, g, sm, 4 * C);
-    const r = this.grn ? this.grn.forward(k, g, grnOffsets(sm, mode, stats), b) : g;
+    const r = this.grn ? this.grn.forward(k, g, grnOffsets(k, sm, mode, stats, shared), b) : g;
     if (!sparse) zeroMasked(k, r, sm, 4 * C);
     const out = this.own.get(k, 'out', rows * C);
     this.fc2.forward(k, r, rows, b, out, x.length === rows * C ? x : x.subarray(0, rows * C));
@@ -156,6 +157,8 @@ class MaskedDownsample {
   private mode: EncoderMode = 'sparse';
   private cols: Buf | null = null;
   private children = new Int32Array(0);
+  /** The children as an index table of the forward's kernels (gather there, scatter in backward). */
+  private childTable: { k: Kernels; t: Idx } | null = null;
 
   constructor(private readonly w: Param, private readonly bias: Param, lnW: Param, lnB: Param, readonly inC: number, readonly outC: number, eps: number) {
     this.norm = new LayerNorm(lnW, lnB, inC, eps);
@@ -184,9 +187,11 @@ class MaskedDownsample {
     const u = this.norm.forward(k, x, prev.idx.length, b);
     if (this.children.length < 4 * S) this.children = new Int32Array(4 * S);
     const children = blockChildren(prev, next, this.children.subarray(0, 4 * S));
+    if (this.childTable) this.childTable.k.freeIndexTable(this.childTable.t);
+    this.childTable = { k, t: k.indexTable(children) };
     // cols [S, 4*C]: each visible block's four rows of u side by side (4*S rows of C, zeros for -1).
     const cols = this.own.get(k, 'cols', S * L);
-    k.gatherRows(u, children, this.inC, cols);
+    k.gatherRows(u, this.childTable.t, this.inC, cols);
     const y = this.own.get(k, 'y', S * this.outC);
     k.gemm(false, true, S, this.outC, L, cols, L, this.permuteWeight(k), L, y, this.outC, false, this.bias.data, Act.None, null);
     this.cols = cols;
@@ -220,7 +225,7 @@ class MaskedDownsample {
     let live = 0;
     for (let i = 0; i < children.length; i++) if (children[i] >= 0) live++;
     if (live !== prev.idx.length) k.fill(du, 0);
-    k.scatterRows(dcols, children, this.inC, du);
+    k.scatterRows(dcols, this.childTable!.t, this.inC, du);
     this.cols = null;
     return this.norm.backward(k, du, shared, 'ds.dx');
   }
@@ -278,7 +283,10 @@ export class SparseEncoder {
     const stats = opts.grnStats ?? 'batch';
     this.mode = mode;
     this.inputShape = [N, H, W];
+    // The previous batch's tables are released; this batch's are made once for all its calls.
+    for (const m of this.masks) releaseTables(m);
     this.masks = [8, 4, 2, 1].map((scale) => stageMask(mask, N, gh, gw, scale));
+    for (const m of this.masks) attachTables(k, m, mode === 'dense');
     const b = { shared: this.shared, cache: true };
     const [h0, w0] = [H / 4, W / 4];
     let y = this.stem.forward(k, x, N, H, W, b);

@@ -72,6 +72,12 @@ export abstract class HostKernels {
     if (dlogits && f !== 1) for (let i = 0; i < N * K; i++) dlogits[i] *= f;
   }
 
+  /** Host backends take the Int32Array itself wherever indices go. */
+  indexTable(values: Int32Array): Int32Array {
+    return values;
+  }
+  freeIndexTable(): void {}
+
   write(dst: Float32Array, src: Float32Array, offset = 0): void {
     if (offset < 0 || offset + src.length > dst.length) {
       throw new ConvNextError(`write: ${src.length} values at ${offset} do not fit a tensor of ${dst.length}`);

@@ -1,7 +1,8 @@
 /**
  * The native kernels: a thin binding of the C++ addon (build/Release/convnextv2.node) to the
- * Kernels interface. The addon validates every argument and throws on bad input; typed arrays
- * are passed zero-copy. The instruction-set path and the thread count are process-wide
+ * Kernels interface. The compiled ops (ops.ts: COMPILED_OPS) are the addon's functions of the
+ * same names with the table's arguments; the table's validator runs before each (the addon
+ * checks only the kinds of the values), typed arrays are passed zero-copy. The instruction-set path and the thread count are process-wide
  * settings of the addon (shared by every NativeKernels instance).
  */
 import { HostKernels } from './host.js';
@@ -10,6 +11,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { COMPILED_OPS, type CompiledOp, compiledMismatch, withChecks } from './ops.js';
 import type { Act, GemmExtras, Isa, Kernels, NativeIsa, PackedWeights } from './types.js';
 
 /** What cpuid says the CPU is ('' and 0 without cpuid). */
@@ -23,20 +25,10 @@ export interface CpuId {
   model: number;
 }
 
-/**
- * The ops that are one call of the addon's function of the same name with the Kernels
- * arguments in order (the op table's, src/kernels/ops.ts): NativeKernels forwards them without a
- * method of its own. gemm (GemmExtras, packed operands) and the cross-entropy are written out.
- */
-export const ADDON_OPS = [
-  'colSum', 'dwconvForward', 'dwconvBackwardInput', 'dwconvBackwardWeight', 'dwconvForwardRows', 'dwconvBackwardInputRows',
-  'dwconvBackwardWeightRows', 'layerNormForward', 'layerNormBackward', 'grnForward', 'grnBackward', 'gelu', 'geluBackward',
-  'avgPoolForward', 'avgPoolBackward', 'patchify', 'unpatchify', 'nchwToNhwc', 'nhwcToNchw', 'addScaled', 'adamw',
-] as const satisfies readonly (keyof Kernels)[];
-type AddonOp = (typeof ADDON_OPS)[number];
-
 /** The functions the addon exports: the ops above, gemm, and the process-wide settings. */
-type Addon = Record<AddonOp, (...args: unknown[]) => void> & {
+type Addon = Record<CompiledOp, (...args: unknown[]) => void> & {
+  /** The compiled ops' C++ signatures (native/ops.h), name -> one character per argument. */
+  opSignatures: Record<string, string>;
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
@@ -47,7 +39,7 @@ type Addon = Record<AddonOp, (...args: unknown[]) => void> & {
   ): void;
   packedSize(N: number, K: number): number;
   packWeights(B: Float32Array, ldb: number, transB: boolean, N: number, K: number, out: Float32Array): void;
-  softmaxCrossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number;
+  crossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number;
   setIsa(name: string): void;
   getIsa(): string;
   supportedIsas(): string[];
@@ -78,7 +70,10 @@ function load(): Addon {
       throw new Error(`native addon not built (${addonPath} missing; run npm run build)`);
     }
     const require = createRequire(import.meta.url);
-    addon = require(addonPath) as Addon;
+    const a = require(addonPath) as Addon;
+    const stale = compiledMismatch(a.opSignatures ?? {});
+    if (stale) throw new Error(`native addon ${addonPath} does not match this version's op table: ${stale} (run npm run build)`);
+    addon = a;
     return addon;
   } catch (e) {
     loadError = e instanceof Error ? e.message : String(e);
@@ -104,16 +99,18 @@ class NativePacked implements PackedWeights {
   }
 }
 
-/** The ops forwarded to the addon (see ADDON_OPS), typed as the Kernels interface types them. */
-export interface NativeKernels extends Pick<Kernels, AddonOp> {}
+/** The compiled ops (ops.ts: COMPILED_OPS), forwarded to the addon, typed as the Kernels interface types them. */
+export interface NativeKernels extends Pick<Kernels, CompiledOp> {}
 
 export class NativeKernels extends HostKernels implements Kernels {
   readonly name = 'native';
   private readonly a: Addon;
 
+  /** Every call is validated by the op table first: the addon trusts its arguments' sizes. */
   constructor() {
     super();
     this.a = load();
+    withChecks(this);
   }
 
   /** The addon behind `k` (for the forwarded ops). */
@@ -180,7 +177,7 @@ export class NativeKernels extends HostKernels implements Kernels {
     logits: Float32Array, targets: Float32Array, N: number, K: number,
     dlogits: Float32Array | null,
   ): number {
-    return this.a.softmaxCrossEntropy(logits, targets, N, K, dlogits);
+    return this.a.crossEntropy(logits, targets, N, K, dlogits);
   }
 
   /**
@@ -208,8 +205,8 @@ export class NativeKernels extends HostKernels implements Kernels {
   }
 }
 
-// Each forwarded op is the addon's function of the same name with the same arguments.
-for (const op of ADDON_OPS) {
+// Each compiled op is the addon's function of the same name with the same arguments.
+for (const op of COMPILED_OPS) {
   Object.defineProperty(NativeKernels.prototype, op, {
     configurable: true, writable: true,
     value(this: NativeKernels, ...args: unknown[]): void {

@@ -2,14 +2,16 @@
  * The op table: every kernel of the Kernels interface declared once, with named arguments (kind,
  * whether null is allowed, the elements each tensor must hold as a function of the sizes), the
  * rules that tie them together, its profiler label and its FLOP count. `validateOp` is the one
- * validator: the registry (index.ts) puts it in front of every backend it makes, so native, wasm,
- * webgpu and the reference refuse the same calls with the same one-line message
- * (`<op>: <argument> <why>`). The backends keep their own checks as a safety net (the native
- * binding must never read out of bounds whatever it is given), not as the definition.
+ * validator: the registry (index.ts) puts it in front of every backend it makes, and the native
+ * and wasm kernels in front of themselves however they are made, so native, wasm, webgpu and
+ * the reference refuse the same calls with the same one-line message (`<op>: <argument> <why>`).
+ * The compiled ops' bindings (native/ops.h) check only the kinds of the values: the sizes checked
+ * here are what keeps the native kernels inside their arrays.
  *
  * Argument kinds: `bool`; `int` (an integer >= 0); `num` (any number); `in` / `out` / `inout`
- * (a float32 tensor: a host Float32Array or the backend's DeviceTensor); `idx` (a host
- * Int32Array: masks, gathers, segment offsets); `mask` (a host Float32Array); `extras` (gemm's
+ * (a float32 tensor: a host Float32Array or the backend's DeviceTensor); `idx` (masks, gathers,
+ * segment offsets: a host Int32Array, or an index table of the backend, checked by its host
+ * values); `mask` (a host Float32Array); `extras` (gemm's
  * GemmExtras object). A trailing `?` allows null (and, for the last arguments, absence).
  */
 import { ConvNextError } from '../errors.js';
@@ -232,11 +234,60 @@ export const OPS: readonly OpSpec[] = [
   op('ema', 'shadow:inout w:in n:int decay:num', { sizes: (a) => ({ shadow: a.n, w: a.n }), flops: (a) => 3 * a.n }),
 ];
 
+/**
+ * The ops the C++ kernels implement: native/ops.h lists the same names (CNX_OPS, in this order)
+ * with functions that take the op's arguments in the table's order, and both bindings (N-API,
+ * wasm) are made from that list by the parameter types. NativeKernels and WasmKernels forward
+ * each to it unchanged; {@link compiledSignature} is what each must declare (checked when a
+ * backend is created, so a stale build fails with a clear message). gemm is bound by hand.
+ */
+export const COMPILED_OPS = [
+  'colSum', 'dwconvForward', 'dwconvBackwardInput', 'dwconvBackwardWeight', 'dwconvForwardRows', 'dwconvBackwardInputRows',
+  'dwconvBackwardWeightRows', 'layerNormForward', 'layerNormBackward', 'grnForward', 'grnBackward', 'gelu', 'geluBackward',
+  'avgPoolForward', 'avgPoolBackward', 'patchify', 'unpatchify', 'nchwToNhwc', 'nhwcToNchw', 'addScaled', 'adamw',
+] as const satisfies readonly (keyof Kernels)[];
+export type CompiledOp = (typeof COMPILED_OPS)[number];
+
+/**
+ * The inner call of softmaxCrossEntropy, compiled too (host.ts's crossEntropy: it returns the
+ * mean loss): not a Kernels op, so declared here beside the table.
+ */
+export const CROSS_ENTROPY: OpSpec = {
+  name: 'crossEntropy', args: parse('logits:in targets:in N:int K:int dlogits:out?'),
+  sizes: (a) => ({ logits: a.N * a.K, targets: a.N * a.K, dlogits: a.N * a.K }),
+};
+
+const CPP_KIND: Record<ArgKind, string> = { in: 'i', out: 'o', inout: 'o', idx: 'x', int: 'n', num: 'f', bool: 'b', mask: '?', extras: '?' };
+
+/** The C++ signature an op's compiled function must have: one character per argument (native/ops.h). */
+export function compiledSignature(spec: OpSpec): string {
+  return spec.args.map((a) => CPP_KIND[a.kind]).join('');
+}
+
+/** Why a build's compiled ops (name -> signature) do not match the table, or null. */
+export function compiledMismatch(signatures: Readonly<Record<string, string>>): string | null {
+  for (const spec of [...COMPILED_OPS.map((n) => OP_BY_NAME.get(n)!), CROSS_ENTROPY]) {
+    const have = signatures[spec.name];
+    if (have === undefined) return `it has no op ${spec.name}`;
+    if (have !== compiledSignature(spec)) return `its ${spec.name} takes (${have}), the op table says (${compiledSignature(spec)})`;
+  }
+  return null;
+}
+
 export const OP_BY_NAME: ReadonlyMap<string, OpSpec> = new Map(OPS.map((o) => [o.name, o]));
 
 function isTensor(v: unknown): boolean {
   if (v instanceof Float32Array) return true;
   return typeof v === 'object' && v !== null && typeof (v as { device?: unknown }).device === 'string' && typeof (v as { length?: unknown }).length === 'number';
+}
+
+function isDeviceIndex(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && typeof (v as { device?: unknown }).device === 'string' && (v as { values?: unknown }).values instanceof Int32Array;
+}
+
+/** An index argument as the rules read it: its host values. */
+function idxArg(v: unknown): unknown {
+  return isDeviceIndex(v) ? (v as { values: Int32Array }).values : v;
 }
 
 /** The positional arguments of a call by name. */
@@ -257,7 +308,8 @@ export function opError(spec: OpSpec, args: readonly unknown[]): string | null {
   let named = scratch.get(spec);
   if (!named) scratch.set(spec, (named = {}));
   const specs = spec.args;
-  for (let i = 0; i < specs.length; i++) named[specs[i].name] = args[i];
+  // Index tables are checked by their host values (DeviceIndex.values).
+  for (let i = 0; i < specs.length; i++) named[specs[i].name] = specs[i].kind === 'idx' ? idxArg(args[i]) : args[i];
   return check(spec, args, named as unknown as A);
 }
 
@@ -281,7 +333,7 @@ function check(spec: OpSpec, args: readonly unknown[], a: A): string | null {
         if (typeof v !== 'number') return `${s.name} must be a number`;
         break;
       case 'idx':
-        if (!(v instanceof Int32Array)) return `${s.name} must be an Int32Array`;
+        if (!(v instanceof Int32Array) && !isDeviceIndex(v)) return `${s.name} must be an Int32Array or an index table`;
         break;
       case 'mask':
         if (!(v instanceof Float32Array)) return `${s.name} must be a Float32Array on the host`;

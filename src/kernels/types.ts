@@ -85,6 +85,25 @@ export interface DeviceTensor {
  */
 export type Buf = Float32Array | DeviceTensor;
 
+/**
+ * An index table on a device backend (a mask's row maps, a gather's rows, GRN's segment
+ * offsets): uploaded once by `Kernels.indexTable` and passed to many calls, instead of a host
+ * Int32Array sent again with each. `values` is the host copy the op table's checks read.
+ */
+export interface DeviceIndex {
+  readonly device: string;
+  readonly length: number;
+  readonly values: Int32Array;
+}
+
+/** An index argument: a host Int32Array (any backend), or a table a device backend made. */
+export type Idx = Int32Array | DeviceIndex;
+
+/** The values of an index argument, on the host. */
+export function idxValues(i: Idx): Int32Array {
+  return i instanceof Int32Array ? i : i.values;
+}
+
 /** True for host arrays (any Float32Array, whichever memory it views). */
 export function isHost(b: Buf): b is Float32Array {
   return b instanceof Float32Array;
@@ -154,6 +173,15 @@ export interface Kernels {
   destroy?(): void;
   /** Where this backend wants its arrays; host arrays when absent. */
   readonly memory?: TensorMemory;
+
+  /**
+   * `values` as an index table of this backend, for calls that take the same indices many
+   * times (a batch's mask in every block): host backends return `values` itself, a device
+   * backend uploads a copy once. Later changes to `values` are not seen by a device table.
+   */
+  indexTable(values: Int32Array): Idx;
+  /** Releases a table indexTable made (nothing on host backends). */
+  freeIndexTable(t: Idx): void;
 
   /**
    * General matrix multiply with a fused epilogue:
@@ -227,7 +255,7 @@ export interface Kernels {
    * y = gather(dwconvForward(scatter(x))) exactly as defined.
    */
   dwconvForwardRows(
-    x: Buf, rowOf: Int32Array, idx: Int32Array,
+    x: Buf, rowOf: Idx, idx: Idx,
     S: number, N: number, H: number, W: number, C: number, K: number,
     weight: Buf, bias: Buf | null, y: Buf,
   ): void;
@@ -237,7 +265,7 @@ export interface Kernels {
    * visible outputs only): gather(dwconvBackwardInput(scatter(dy))).
    */
   dwconvBackwardInputRows(
-    dy: Buf, rowOf: Int32Array, idx: Int32Array,
+    dy: Buf, rowOf: Idx, idx: Idx,
     S: number, N: number, H: number, W: number, C: number, K: number,
     weight: Buf, dx: Buf, accumulate: boolean,
   ): void;
@@ -248,7 +276,7 @@ export interface Kernels {
    * (dbias may be null). Rows are reduced in fixed chunks (a function of S only).
    */
   dwconvBackwardWeightRows(
-    dy: Buf, x: Buf, rowOf: Int32Array, idx: Int32Array,
+    dy: Buf, x: Buf, rowOf: Idx, idx: Idx,
     S: number, N: number, H: number, W: number, C: number, K: number,
     dweight: Buf, dbias: Buf | null,
   ): void;
@@ -286,7 +314,7 @@ export interface Kernels {
    * that pass over x is skipped.
    */
   grnForward(
-    x: Buf, offsets: Int32Array, C: number, gamma: Buf, beta: Buf,
+    x: Buf, offsets: Idx, C: number, gamma: Buf, beta: Buf,
     eps: number, y: Buf | null, gx: Buf, nx: Buf,
     sqSums?: Buf | null,
   ): void;
@@ -302,7 +330,7 @@ export interface Kernels {
    * final dx are added to it.
    */
   grnBackward(
-    dy: Buf, x: Buf, offsets: Int32Array, C: number, gamma: Buf,
+    dy: Buf, x: Buf, offsets: Idx, C: number, gamma: Buf,
     eps: number, gx: Buf, nx: Buf,
     dx: Buf, dgamma: Buf, dbeta: Buf,
     geluPre?: Buf | null, dbias?: Buf | null,
@@ -423,10 +451,10 @@ export interface Kernels {
    * dst row i = src row idx[i] (rows of C), or zeros where idx[i] < 0 (idx values checked below
    * the rows of src): compaction of the visible rows, the 2x2 blocks of the sparse downsampling.
    */
-  gatherRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void;
+  gatherRows(src: Buf, idx: Idx, C: number, dst: Buf): void;
 
   /** dst row idx[i] = src row i (rows of C), skipping idx[i] < 0; other rows of dst are left as they are. */
-  scatterRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void;
+  scatterRows(src: Buf, idx: Idx, C: number, dst: Buf): void;
 
   /**
    * The FCMAE reconstruction loss (official `forward_loss`), see src/kernels/fcmae_loss.ts: target

@@ -13,12 +13,14 @@
  *   cross-origin-isolated page (COOP/COEP headers).
  * - `convnextv2-single.wasm` imports an unshared memory, for other pages: one thread, and the
  *   host arrays are copied in and out per call (a growing unshared memory would detach views).
- * Arrays that are not views of this memory are always accepted and copied per call. Every
- * argument is validated here (sizes against shapes, as the native binding does). Results are
- * bit-identical for any thread count (fixed-order reductions).
+ * Arrays that are not views of this memory are always accepted and copied per call. The
+ * compiled ops (ops.ts: COMPILED_OPS) are one generic call each, marshalled by the op table's
+ * argument kinds; the table's validator runs before every call. Results are bit-identical for
+ * any thread count (fixed-order reductions).
  */
 import { HostKernels } from './host.js';
 import { ConvNextError } from '../errors.js';
+import { COMPILED_OPS, type CompiledOp, compiledMismatch, CROSS_ENTROPY, namedArgs, OP_BY_NAME, type OpSpec, withChecks } from './ops.js';
 import { type Act, type GemmExtras, hostMemory, type Isa, type Kernels, type TensorMemory } from './types.js';
 
 type Ptr = number;
@@ -31,6 +33,10 @@ interface Exports {
   cnx_workers_started(): number;
   cnx_worker_tasks(): number;
   cnx_stop_workers(): void;
+  cnx_op_count(): number;
+  cnx_op_name(op: number): Ptr;
+  cnx_op_signature(op: number): Ptr;
+  cnx_call(op: number, slots: Ptr): number;
   __stack_pointer?: WebAssembly.Global;
   __tls_size?: WebAssembly.Global;
   __wasm_init_tls?: (p: Ptr) => void;
@@ -84,6 +90,7 @@ const PAGE = 65536;
 const INITIAL_PAGES = 1024; // the builds' --initial-memory (64 MiB)
 const MAX_PAGES = 65536; // and --max-memory (4 GiB)
 const THREAD_STACK = 1 << 20;
+const SLOTS = 64; // cnx_call's argument slots: more than any op takes (an Int32Array takes two)
 
 /**
  * One argument of a call: an array (or null) of which the first `need` elements are copied in
@@ -92,6 +99,9 @@ const THREAD_STACK = 1 << 20;
  * passed in place.
  */
 type Arg = { a: Float32Array | Int32Array | null; need: number; name: string; io: 'in' | 'inout' };
+
+/** The compiled ops (ops.ts: COMPILED_OPS), each one cnx_call of the module, typed as the Kernels interface types them. */
+export interface WasmKernels extends Pick<Kernels, CompiledOp> {}
 
 export class WasmKernels extends HostKernels implements Kernels {
   readonly name = 'wasm';
@@ -107,6 +117,10 @@ export class WasmKernels extends HostKernels implements Kernels {
   private readonly ours = new WeakSet<ArrayBufferLike>();
   private readonly ptrOf = new WeakMap<Float32Array, Ptr>();
   private workers: { terminate(): void }[] = [];
+  /** Each compiled op's number in this module (cnx_call's first argument). */
+  private readonly opIds = new Map<string, number>();
+  /** cnx_call's argument slots (SLOTS doubles in the module's memory). */
+  private readonly slots: Ptr;
 
   /**
    * Instantiates `module` (either build) on a fresh memory; one thread. Use
@@ -118,13 +132,23 @@ export class WasmKernels extends HostKernels implements Kernels {
     this.mem = memory ?? WasmKernels.newMemory(shared);
     const inst = instance ?? new WebAssembly.Instance(module, { env: { memory: this.mem } });
     this.x = inst.exports as unknown as Exports;
-    for (const f of ['cnx_malloc', 'cnx_free', 'cnx_worker', 'gemm', 'adamw']) {
+    for (const f of ['cnx_malloc', 'cnx_free', 'cnx_worker', 'cnx_call', 'gemm']) {
       if (!(f in this.x)) throw new ConvNextError(`wasm kernels: the module has no export ${f} (not a convnextv2 kernel build of this version)`);
     }
+    const signatures: Record<string, string> = {};
+    for (let i = 0; i < this.x.cnx_op_count(); i++) {
+      const name = this.cString(this.x.cnx_op_name(i));
+      this.opIds.set(name, i);
+      signatures[name] = this.cString(this.x.cnx_op_signature(i));
+    }
+    const stale = compiledMismatch(signatures);
+    if (stale) throw new ConvNextError(`wasm kernels: the module does not match this version's op table: ${stale} (rebuild it: npm run build:wasm)`);
     this.shared = shared;
     this.threads = 1;
     if (shared) this.x.__wasm_init_tls!(this.mallocOrThrow('TLS', (this.x.__tls_size!.value as number) || 16));
     this.memory = shared ? this.linearMemory() : hostMemory;
+    this.slots = this.mallocOrThrow('call slots', 8 * SLOTS);
+    withChecks(this);
   }
 
   /** The kernels with `threads` threads (the caller's plus workers started through `host`). */
@@ -292,195 +316,59 @@ export class WasmKernels extends HostKernels implements Kernels {
       +transA, +transB, M, N, K, pA, lda, pB, ldb, pC, ldc, +accumulate, pBias, act, pPre, pScale, aScaleRows, pShift, pRes, pSq, sqRows));
   }
 
-  colSum(x: Float32Array, M: number, N: number, out: Float32Array, accumulate: boolean): void {
-    WasmKernels.dims('colSum', { M, N });
-    this.run('colSum', [{ a: x, need: M * N, name: 'x', io: 'in' }, { a: out, need: N, name: 'out', io: 'inout' }],
-      (px, po) => this.fn('col_sum')(px, M, N, po, +accumulate));
+  /** The NUL-terminated string at `p` in the module's memory. */
+  private cString(p: Ptr): string {
+    const bytes = new Uint8Array(this.mem.buffer);
+    let end = p;
+    while (bytes[end] !== 0) end++;
+    return new TextDecoder().decode(bytes.slice(p, end));
   }
 
-  dwconvForward(x: Float32Array, N: number, H: number, W: number, C: number, K: number, weight: Float32Array, bias: Float32Array | null, y: Float32Array): void {
-    WasmKernels.dims('dwconvForward', { N, H, W, C, K });
-    const sz = N * H * W * C;
-    this.run('dwconvForward', [
-      { a: x, need: sz, name: 'x', io: 'in' }, { a: weight, need: K * K * C, name: 'weight', io: 'in' },
-      { a: bias, need: C, name: 'bias', io: 'in' }, { a: y, need: sz, name: 'y', io: 'inout' },
-    ], (px, pw, pb, py) => this.fn('dwconv_fwd')(px, N, H, W, C, K, pw, pb, py));
-  }
-
-  dwconvBackwardInput(dy: Float32Array, N: number, H: number, W: number, C: number, K: number, weight: Float32Array, dx: Float32Array, accumulate: boolean): void {
-    WasmKernels.dims('dwconvBackwardInput', { N, H, W, C, K });
-    const sz = N * H * W * C;
-    this.run('dwconvBackwardInput', [
-      { a: dy, need: sz, name: 'dy', io: 'in' }, { a: weight, need: K * K * C, name: 'weight', io: 'in' }, { a: dx, need: sz, name: 'dx', io: 'inout' },
-    ], (pdy, pw, pdx) => this.fn('dwconv_bwd_in')(pdy, N, H, W, C, K, pw, pdx, +accumulate));
-  }
-
-  dwconvBackwardWeight(dy: Float32Array, x: Float32Array, N: number, H: number, W: number, C: number, K: number, dweight: Float32Array, dbias: Float32Array | null): void {
-    WasmKernels.dims('dwconvBackwardWeight', { N, H, W, C, K });
-    const sz = N * H * W * C;
-    this.run('dwconvBackwardWeight', [
-      { a: dy, need: sz, name: 'dy', io: 'in' }, { a: x, need: sz, name: 'x', io: 'in' },
-      { a: dweight, need: K * K * C, name: 'dweight', io: 'inout' }, { a: dbias, need: C, name: 'dbias', io: 'inout' },
-    ], (pdy, px, pdw, pdb) => this.fn('dwconv_bwd_w')(pdy, px, N, H, W, C, K, pdw, pdb));
-  }
-
-  private rowsArgs(fn: string, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number): Arg[] {
-    WasmKernels.dims(fn, { S, N, H, W, C, K });
-    if (!(rowOf instanceof Int32Array) || !(idx instanceof Int32Array)) throw new ConvNextError(`${fn}: rowOf and idx must be Int32Arrays`);
-    for (let r = 0; r < S; r++) {
-      const d = idx[r];
-      if (!(d >= 0 && d < N * H * W) || rowOf[d] !== r) throw new ConvNextError(`${fn}: idx and rowOf disagree at row ${r}`);
-    }
-    return [{ a: rowOf, need: N * H * W, name: 'rowOf', io: 'in' }, { a: idx, need: S, name: 'idx', io: 'in' }];
-  }
-
-  dwconvForwardRows(x: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, bias: Float32Array | null, y: Float32Array): void {
-    const ri = this.rowsArgs('dwconvForwardRows', rowOf, idx, S, N, H, W, C, K);
-    this.run('dwconvForwardRows', [
-      { a: x, need: S * C, name: 'x', io: 'in' }, ...ri, { a: weight, need: K * K * C, name: 'weight', io: 'in' },
-      { a: bias, need: C, name: 'bias', io: 'in' }, { a: y, need: S * C, name: 'y', io: 'inout' },
-    ], (px, pr, pi, pw, pb, py) => this.fn('dwconv_rows_fwd')(px, pr, pi, S, N, H, W, C, K, pw, pb, py));
-  }
-
-  dwconvBackwardInputRows(dy: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
-    weight: Float32Array, dx: Float32Array, accumulate: boolean): void {
-    const ri = this.rowsArgs('dwconvBackwardInputRows', rowOf, idx, S, N, H, W, C, K);
-    this.run('dwconvBackwardInputRows', [
-      { a: dy, need: S * C, name: 'dy', io: 'in' }, ...ri, { a: weight, need: K * K * C, name: 'weight', io: 'in' }, { a: dx, need: S * C, name: 'dx', io: 'inout' },
-    ], (pdy, pr, pi, pw, pdx) => this.fn('dwconv_rows_bwd_in')(pdy, pr, pi, S, N, H, W, C, K, pw, pdx, +accumulate));
-  }
-
-  dwconvBackwardWeightRows(dy: Float32Array, x: Float32Array, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
-    dweight: Float32Array, dbias: Float32Array | null): void {
-    const ri = this.rowsArgs('dwconvBackwardWeightRows', rowOf, idx, S, N, H, W, C, K);
-    this.run('dwconvBackwardWeightRows', [
-      { a: dy, need: S * C, name: 'dy', io: 'in' }, { a: x, need: S * C, name: 'x', io: 'in' }, ...ri,
-      { a: dweight, need: K * K * C, name: 'dweight', io: 'inout' }, { a: dbias, need: C, name: 'dbias', io: 'inout' },
-    ], (pdy, px, pr, pi, pdw, pdb) => this.fn('dwconv_rows_bwd_w')(pdy, px, pr, pi, S, N, H, W, C, K, pdw, pdb));
-  }
-
-  layerNormForward(x: Float32Array, M: number, C: number, gamma: Float32Array, beta: Float32Array, eps: number, y: Float32Array, mean: Float32Array, rstd: Float32Array): void {
-    WasmKernels.dims('layerNormForward', { M, C });
-    this.run('layerNormForward', [
-      { a: x, need: M * C, name: 'x', io: 'in' }, { a: gamma, need: C, name: 'gamma', io: 'in' }, { a: beta, need: C, name: 'beta', io: 'in' },
-      { a: y, need: M * C, name: 'y', io: 'inout' }, { a: mean, need: M, name: 'mean', io: 'inout' }, { a: rstd, need: M, name: 'rstd', io: 'inout' },
-    ], (px, pg, pb, py, pm, pr) => this.fn('ln_fwd')(px, M, C, pg, pb, eps, py, pm, pr));
-  }
-
-  layerNormBackward(dy: Float32Array, x: Float32Array, mean: Float32Array, rstd: Float32Array, gamma: Float32Array, M: number, C: number,
-    dx: Float32Array, accumulate: boolean, dgamma: Float32Array, dbeta: Float32Array): void {
-    WasmKernels.dims('layerNormBackward', { M, C });
-    this.run('layerNormBackward', [
-      { a: dy, need: M * C, name: 'dy', io: 'in' }, { a: x, need: M * C, name: 'x', io: 'in' }, { a: mean, need: M, name: 'mean', io: 'in' },
-      { a: rstd, need: M, name: 'rstd', io: 'in' }, { a: gamma, need: C, name: 'gamma', io: 'in' }, { a: dx, need: M * C, name: 'dx', io: 'inout' },
-      { a: dgamma, need: C, name: 'dgamma', io: 'inout' }, { a: dbeta, need: C, name: 'dbeta', io: 'inout' },
-    ], (pdy, px, pm, pr, pg, pdx, pdg, pdb) => this.fn('ln_bwd')(pdy, px, pm, pr, pg, M, C, pdx, +accumulate, pdg, pdb));
-  }
-
-  private segments(fn: string, offsets: Int32Array, C: number): { S: number; rows: number } {
-    WasmKernels.dims(fn, { C });
-    if (!(offsets instanceof Int32Array) || offsets.length < 1) throw new ConvNextError(`${fn}: offsets must be a non-empty Int32Array`);
-    for (let i = 1; i < offsets.length; i++) if (!(offsets[i] >= offsets[i - 1])) throw new ConvNextError(`${fn}: offsets must not decrease`);
-    if (offsets[0] !== 0) throw new ConvNextError(`${fn}: offsets must start at 0`);
-    return { S: offsets.length - 1, rows: offsets[offsets.length - 1] };
-  }
-
-  grnForward(x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, beta: Float32Array, eps: number, y: Float32Array | null,
-    gx: Float32Array, nx: Float32Array, sqSums: Float32Array | null = null): void {
-    const { S, rows } = this.segments('grnForward', offsets, C);
-    this.run('grnForward', [
-      { a: x, need: rows * C, name: 'x', io: 'in' }, { a: offsets, need: S + 1, name: 'offsets', io: 'in' },
-      { a: gamma, need: C, name: 'gamma', io: 'in' }, { a: beta, need: C, name: 'beta', io: 'in' }, { a: y, need: rows * C, name: 'y', io: 'inout' },
-      { a: gx, need: S * C, name: 'gx', io: 'inout' }, { a: nx, need: S * C, name: 'nx', io: 'inout' }, { a: sqSums, need: S * C, name: 'sqSums', io: 'in' },
-    ], (px, po, pg, pb, py, pgx, pnx, psq) => this.fn('grn_fwd')(px, po, S, C, pg, pb, eps, py, pgx, pnx, psq));
-  }
-
-  grnBackward(dy: Float32Array, x: Float32Array, offsets: Int32Array, C: number, gamma: Float32Array, eps: number, gx: Float32Array, nx: Float32Array,
-    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, geluPre: Float32Array | null = null, dbias: Float32Array | null = null): void {
-    const { S, rows } = this.segments('grnBackward', offsets, C);
-    this.run('grnBackward', [
-      { a: dy, need: rows * C, name: 'dy', io: 'in' }, { a: x, need: rows * C, name: 'x', io: 'in' }, { a: offsets, need: S + 1, name: 'offsets', io: 'in' },
-      { a: gamma, need: C, name: 'gamma', io: 'in' }, { a: gx, need: S * C, name: 'gx', io: 'in' }, { a: nx, need: S * C, name: 'nx', io: 'in' },
-      { a: dx, need: rows * C, name: 'dx', io: 'inout' }, { a: dgamma, need: C, name: 'dgamma', io: 'inout' }, { a: dbeta, need: C, name: 'dbeta', io: 'inout' },
-      { a: geluPre, need: rows * C, name: 'geluPre', io: 'in' }, { a: dbias, need: C, name: 'dbias', io: 'inout' },
-    ], (pdy, px, po, pg, pgx, pnx, pdx, pdg, pdb, ppre, pdbias) =>
-      this.fn('grn_bwd')(pdy, px, po, S, C, pg, eps, pgx, pnx, pdx, pdg, pdb, ppre, pdbias));
-  }
-
-  gelu(x: Float32Array, y: Float32Array, n: number): void {
-    WasmKernels.dims('gelu', { n });
-    this.run('gelu', [{ a: x, need: n, name: 'x', io: 'in' }, { a: y, need: n, name: 'y', io: 'inout' }], (px, py) => this.fn('gelu')(px, py, n));
-  }
-
-  geluBackward(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void {
-    WasmKernels.dims('geluBackward', { n });
-    this.run('geluBackward', [{ a: dy, need: n, name: 'dy', io: 'in' }, { a: x, need: n, name: 'x', io: 'in' }, { a: dx, need: n, name: 'dx', io: 'inout' }],
-      (pdy, px, pdx) => this.fn('gelu_bwd')(pdy, px, pdx, n));
-  }
-
-  avgPoolForward(x: Float32Array, N: number, HW: number, C: number, y: Float32Array): void {
-    WasmKernels.dims('avgPoolForward', { N, HW, C });
-    this.run('avgPoolForward', [{ a: x, need: N * HW * C, name: 'x', io: 'in' }, { a: y, need: N * C, name: 'y', io: 'inout' }],
-      (px, py) => this.fn('avgpool_fwd')(px, N, HW, C, py));
-  }
-
-  avgPoolBackward(dy: Float32Array, N: number, HW: number, C: number, dx: Float32Array): void {
-    WasmKernels.dims('avgPoolBackward', { N, HW, C });
-    this.run('avgPoolBackward', [{ a: dy, need: N * C, name: 'dy', io: 'in' }, { a: dx, need: N * HW * C, name: 'dx', io: 'inout' }],
-      (pdy, pdx) => this.fn('avgpool_bwd')(pdy, N, HW, C, pdx));
+  /**
+   * Runs a compiled op: its tensors and index arrays marshalled by their kinds in the table (the
+   * elements the table's sizes name, else the whole array; `in` and `idx` copied in, the others
+   * in and out), then one cnx_call with the arguments in slots in the table's order.
+   */
+  callOp(spec: OpSpec, args: readonly unknown[]): number {
+    const id = this.opIds.get(spec.name);
+    if (id === undefined) throw new ConvNextError(`wasm kernels: the module has no op ${spec.name}`);
+    const need = spec.sizes?.(namedArgs(spec, args) as Readonly<Record<string, number>>) ?? {};
+    const arrays: Arg[] = [];
+    spec.args.forEach((g, i) => {
+      if (g.kind !== 'in' && g.kind !== 'out' && g.kind !== 'inout' && g.kind !== 'idx') return;
+      const a = (args[i] ?? null) as Float32Array | Int32Array | null;
+      arrays.push({ a, need: need[g.name] ?? a?.length ?? 0, name: g.name, io: g.kind === 'in' || g.kind === 'idx' ? 'in' : 'inout' });
+    });
+    return this.run(spec.name, arrays, (...ptrs) => {
+      const slot = new Float64Array(this.mem.buffer, this.slots, SLOTS);
+      let j = 0, k = 0;
+      spec.args.forEach((g, i) => {
+        const v = args[i];
+        if (g.kind === 'idx') {
+          slot[j++] = ptrs[k];
+          slot[j++] = arrays[k++].need;
+        } else if (g.kind === 'in' || g.kind === 'out' || g.kind === 'inout') {
+          slot[j++] = ptrs[k++];
+        } else {
+          slot[j++] = typeof v === 'boolean' ? +v : (v as number);
+        }
+      });
+      return this.x.cnx_call(id, this.slots);
+    });
   }
 
   protected crossEntropy(logits: Float32Array, targets: Float32Array, N: number, K: number, dlogits: Float32Array | null): number {
-    WasmKernels.dims('softmaxCrossEntropy', { N, K });
-    return this.run('softmaxCrossEntropy', [
-      { a: logits, need: N * K, name: 'logits', io: 'in' }, { a: targets, need: N * K, name: 'targets', io: 'in' }, { a: dlogits, need: N * K, name: 'dlogits', io: 'inout' },
-    ], (pl, pt, pd) => this.fn('softmax_ce')(pl, pt, N, K, pd));
+    return this.callOp(CROSS_ENTROPY, [logits, targets, N, K, dlogits]);
   }
+}
 
-  patchify(x: Float32Array, N: number, H: number, W: number, C: number, P: number, cols: Float32Array): void {
-    WasmKernels.dims('patchify', { N, H, W, C, P });
-    // As the op table says (and the native kernels do): Ho = floor(H / P), Wo = floor(W / P).
-    if (P < 1) throw new ConvNextError('patchify: P must be an integer >= 1');
-    const cells = N * Math.floor(H / P) * Math.floor(W / P) * C * P * P;
-    this.run('patchify', [{ a: x, need: N * H * W * C, name: 'x', io: 'in' }, { a: cols, need: cells, name: 'cols', io: 'inout' }],
-      (px, pc) => this.fn('patchify')(px, N, H, W, C, P, pc));
-  }
-
-  unpatchify(dcols: Float32Array, N: number, H: number, W: number, C: number, P: number, dx: Float32Array): void {
-    WasmKernels.dims('unpatchify', { N, H, W, C, P });
-    if (P < 1) throw new ConvNextError('unpatchify: P must be an integer >= 1');
-    const cells = N * Math.floor(H / P) * Math.floor(W / P) * C * P * P;
-    this.run('unpatchify', [{ a: dcols, need: cells, name: 'dcols', io: 'in' }, { a: dx, need: N * H * W * C, name: 'dx', io: 'inout' }],
-      (pc, pdx) => this.fn('unpatchify')(pc, N, H, W, C, P, pdx));
-  }
-
-  nchwToNhwc(src: Float32Array, N: number, C: number, H: number, W: number, dst: Float32Array): void {
-    WasmKernels.dims('nchwToNhwc', { N, C, H, W });
-    const n = N * C * H * W;
-    this.run('nchwToNhwc', [{ a: src, need: n, name: 'src', io: 'in' }, { a: dst, need: n, name: 'dst', io: 'inout' }], (ps, pd) => this.fn('nchw_to_nhwc')(ps, N, C, H, W, pd));
-  }
-
-  nhwcToNchw(src: Float32Array, N: number, H: number, W: number, C: number, dst: Float32Array): void {
-    WasmKernels.dims('nhwcToNchw', { N, C, H, W });
-    const n = N * C * H * W;
-    this.run('nhwcToNchw', [{ a: src, need: n, name: 'src', io: 'in' }, { a: dst, need: n, name: 'dst', io: 'inout' }], (ps, pd) => this.fn('nhwc_to_nchw')(ps, N, H, W, C, pd));
-  }
-
-  addScaled(x: Float32Array, branch: Float32Array, scale: Float32Array, N: number, rowsPerSample: number, C: number, out: Float32Array): void {
-    WasmKernels.dims('addScaled', { N, rowsPerSample, C });
-    const sz = N * rowsPerSample * C;
-    this.run('addScaled', [
-      { a: x, need: sz, name: 'x', io: 'in' }, { a: branch, need: sz, name: 'branch', io: 'in' }, { a: scale, need: N, name: 'scale', io: 'in' },
-      { a: out, need: sz, name: 'out', io: 'inout' },
-    ], (px, pb, ps, po) => this.fn('add_scaled')(px, pb, ps, N, rowsPerSample, C, po));
-  }
-
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, bc1: number, bc2: number): void {
-    WasmKernels.dims('adamw', { n });
-    this.run('adamw', [
-      { a: p, need: n, name: 'p', io: 'inout' }, { a: g, need: n, name: 'g', io: 'in' }, { a: m, need: n, name: 'm', io: 'inout' }, { a: v, need: n, name: 'v', io: 'inout' },
-    ], (pp, pg, pm, pv) => this.fn('adamw')(pp, pg, pm, pv, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2));
-  }
+// Each compiled op is one cnx_call with the table's arguments.
+for (const op of COMPILED_OPS) {
+  const spec = OP_BY_NAME.get(op)!;
+  Object.defineProperty(WasmKernels.prototype, op, {
+    configurable: true, writable: true,
+    value(this: WasmKernels, ...args: unknown[]): void {
+      this.callOp(spec, args);
+    },
+  });
 }

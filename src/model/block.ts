@@ -85,7 +85,7 @@ export class Block {
     if (fold && this.grn && this.fc2 instanceof Linear) {
       return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, x, out, opts.shared, sq?.sums);
     }
-    const r = this.grn ? this.grn.forward(k, g, GRN.perImage(N, H * W), opts, sq?.sums) : g;
+    const r = this.grn ? this.grn.forward(k, g, GRN.perImageTable(k, opts.shared, N, H * W), opts, sq?.sums) : g;
     if (opts.train && this.dropPath > 0) {
       if (!opts.rng) throw new Error('drop path needs an rng');
       const keep = 1 - this.dropPath;

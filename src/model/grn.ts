@@ -7,7 +7,7 @@
  * GRN is the identity. Statistics run over row segments: one per image for dense maps, or
  * any grouping (the sparse FCMAE encoder aggregates over all visible rows of the batch).
  */
-import { Act, type Buf, type Kernels } from '../kernels/types.js';
+import { Act, type Buf, type Idx, idxValues, type Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
 import type { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
@@ -16,7 +16,7 @@ export class GRN {
   static readonly EPS = 1e-6;
   private readonly own = new Arena();
   private x: Buf | null = null;
-  private offsets: Int32Array | null = null;
+  private offsets: Idx | null = null;
   private gx: Buf | null = null;
   private nx: Buf | null = null;
 
@@ -29,10 +29,16 @@ export class GRN {
     return o;
   }
 
+  /** The per-image offsets as an index table of `k`, made once per shape in `arena`. */
+  static perImageTable(k: Kernels, arena: Arena, N: number, HW: number): Idx {
+    return arena.indices(k, `grn.${N}x${HW}`, () => GRN.perImage(N, HW));
+  }
+
   /** x [rows, C] -> GRN(x); `sqSums` ([S, C]): the segments' sums of squares of x when known. */
-  forward(k: Kernels, x: Buf, offsets: Int32Array, b: Buffers, sqSums?: Buf): Buf {
-    const S = offsets.length - 1;
-    const rows = offsets[S];
+  forward(k: Kernels, x: Buf, offsets: Idx, b: Buffers, sqSums?: Buf): Buf {
+    const o = idxValues(offsets);
+    const S = o.length - 1;
+    const rows = o[S];
     const a = b.cache ? this.own : b.shared;
     const y = a.get(k, b.cache ? 'y' : 'grn.y', rows * this.C);
     const gx = a.get(k, b.cache ? 'gx' : 'grn.gx', S * this.C);
@@ -57,7 +63,7 @@ export class GRN {
     if (fc.inFeatures !== C) throw new Error(`GRN.forwardIntoLinear: fc takes ${fc.inFeatures} channels, GRN has ${C}`);
     // N(x_n) per image (statistics only; with sqSums from the previous GEMM's epilogue, no pass over x), then s_n.
     const nx = shared.get(k, 'grn.nx', N * C);
-    k.grnForward(x, GRN.perImage(N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get(k, 'grn.gx', N * C), nx, sqSums ?? null);
+    k.grnForward(x, GRN.perImageTable(k, shared, N, HW), C, this.gamma.data, this.beta.data, GRN.EPS, null, shared.get(k, 'grn.gx', N * C), nx, sqSums ?? null);
     const s = shared.get(k, 'grn.scale', N * C);
     k.grnScale(nx, N, C, this.gamma.data, s);
     k.gemm(false, true, N * HW, O, C, x, C, fc.weight.data, C, out, O, false, fc.bias ? fc.bias.data : null, Act.None, null,

@@ -9,7 +9,7 @@
  * temporaries that die within a layer or a block. Buffers come from the memory of the kernels
  * they are asked for (wasm linear memory for the WebAssembly backend, see TensorMemory).
  */
-import { type Buf, type Kernels, memoryOf, type TensorMemory } from '../kernels/types.js';
+import { type Buf, type Idx, type Kernels, memoryOf, type TensorMemory } from '../kernels/types.js';
 
 interface Entry {
   buf: Buf;
@@ -18,6 +18,7 @@ interface Entry {
 
 export class Arena {
   private readonly bufs = new Map<string, Entry>();
+  private readonly tables = new Map<string, { t: Idx; k: Kernels }>();
   /** Buffers outgrown (or of other kernels): views of them may still be read in this pass, so they are returned at clear(). */
   private readonly retired: Entry[] = [];
 
@@ -33,10 +34,26 @@ export class Arena {
     return e.buf.length === n ? e.buf : e.buf.subarray(0, n);
   }
 
-  /** Drops every buffer: host memory is returned once the garbage collector runs, a backend's at once. */
+  /**
+   * The index table under `key` on `k` (Kernels.indexTable of `make()`), made once: the key
+   * must name its contents (GRN's per-image offsets of N images of HW rows: `grn.${N}x${HW}`).
+   * Host backends get the array itself.
+   */
+  indices(k: Kernels, key: string, make: () => Int32Array): Idx {
+    const e = this.tables.get(key);
+    if (e && e.k === k) return e.t;
+    if (e) e.k.freeIndexTable(e.t);
+    const t = k.indexTable(make());
+    this.tables.set(key, { t, k });
+    return t;
+  }
+
+  /** Drops every buffer and table: host memory is returned once the garbage collector runs, a backend's at once. */
   clear(): void {
     for (const e of [...this.bufs.values(), ...this.retired]) e.memory.free(e.buf);
+    for (const e of this.tables.values()) e.k.freeIndexTable(e.t);
     this.bufs.clear();
+    this.tables.clear();
     this.retired.length = 0;
   }
 

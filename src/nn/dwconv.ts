@@ -8,7 +8,7 @@
  * input is the compacted visible rows [S, C] of an N x H x W map (masked positions zero) and
  * outputs are computed at those rows only.
  */
-import type { Buf, Kernels } from '../kernels/types.js';
+import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
 import type { Param } from './param.js';
 
@@ -16,7 +16,7 @@ export class DepthwiseConv {
   private readonly own = new Arena();
   private x: Buf | null = null;
   /** Row maps of the last forwardRows (null after a dense forward). */
-  private rows: { rowOf: Int32Array; idx: Int32Array } | null = null;
+  private rows: { rowOf: Idx; idx: Idx } | null = null;
   private N = 0; private H = 0; private W = 0;
 
   constructor(readonly weight: Param, readonly bias: Param, readonly C: number, readonly K: number) {}
@@ -63,7 +63,7 @@ export class DepthwiseConv {
    * N x H x W map (idx: the dense position of each row, rowOf: the row of each dense position
    * or -1, as StageMask); returns y [S, C], the outputs at those positions.
    */
-  forwardRows(k: Kernels, x: Buf, rowOf: Int32Array, idx: Int32Array, N: number, H: number, W: number, b: Buffers): Buf {
+  forwardRows(k: Kernels, x: Buf, rowOf: Idx, idx: Idx, N: number, H: number, W: number, b: Buffers): Buf {
     const wt = this.transposeWeight(k);
     const S = idx.length;
     const n = S * this.C;

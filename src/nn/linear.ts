@@ -2,7 +2,7 @@
  * Linear layer over channels-last rows: y = x W^T + b, W [out, in] (PyTorch layout), with an
  * optional exact-GELU epilogue fused into the GEMM (the pre-activation is kept for backward).
  */
-import { Act, type Buf, type Kernels, type PackedWeights } from '../kernels/types.js';
+import { Act, type Buf, type Idx, type Kernels, type PackedWeights } from '../kernels/types.js';
 import { Arena, type Buffers } from './arena.js';
 import { InferencePack } from './inference_pack.js';
 import type { Param } from './param.js';
@@ -95,7 +95,7 @@ export class Linear {
    * backward() when only the rows listed in `live` (ascending) of dy may be nonzero: the GEMMs
    * run on those rows only (gathered), the other rows of dx are zero. Without the GELU epilogue.
    */
-  backwardRows(k: Kernels, dy: Buf, live: Int32Array, shared: Arena, dx: Buf): Buf {
+  backwardRows(k: Kernels, dy: Buf, live: Idx, shared: Arena, dx: Buf): Buf {
     const { inFeatures: I, outFeatures: O } = this;
     const x = this.x;
     if (!x) throw new Error('Linear.backwardRows without a cached forward');

@@ -107,9 +107,9 @@ test('a training step (cross-entropy, backward, AdamW) on wasm equals the TypeSc
   k.adamw(pa, g, ma, va, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.001);
   new ReferenceKernels().adamw(pb, g, mb, vb, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.001);
   assert.ok(relErr(pa, pb) <= 1e-6 && relErr(ma, mb) <= 1e-6 && relErr(va, vb) <= 1e-6, 'adamw');
-  assert.throws(() => k.gelu(new Float32Array(3), new Float32Array(5), 5), /gelu: x has 3 elements, needs 5/);
+  assert.throws(() => k.gelu(new Float32Array(3), new Float32Array(5), 5), /gelu: x is too short: needs 5 elements, has 3/);
   assert.throws(() => k.gemm(false, false, 4, 4, 4, new Float32Array(15), 4, new Float32Array(16), 4, new Float32Array(16), 4, false, null, 0, null),
-    /gemm: A has 15 elements, needs 16/);
+    /gemm: A is too short: needs 16 elements, has 15/);
   assert.throws(() => k.layerNormForward(new Float32Array(8), 2.5, 4, new Float32Array(4), new Float32Array(4), 1e-6, new Float32Array(8), new Float32Array(2), new Float32Array(2)),
     /M must be an integer/);
   // A strided GEMM leaves C's gaps alone (only what the kernel writes comes back).

@@ -2,14 +2,14 @@
 /**
  * The WebGPU backend: every kernel of the Kernels interface as WGSL compute shaders
  * (./wgsl/*). Tensors are GpuTensors (ranges of GPUBuffers, from `memory`); host
- * Float32Arrays and the Int32Array index arguments are accepted as inputs and uploaded per
- * call; outputs must be GpuTensors. A kernel call enqueues its work and returns (one command
+ * Float32Arrays and Int32Array index arguments are accepted as inputs and uploaded per call,
+ * index tables made by `indexTable` (GpuIndex) are uploaded once; outputs must be GpuTensors. A kernel call enqueues its work and returns (one command
  * buffer per call, submitted in program order); `read` is the only wait. Every float
  * reduction runs in a fixed order (sequential loops and fixed trees, no float atomics), so
  * results are repeatable on one device.
  */
 import { ConvNextError } from '../../errors.js';
-import { Act, type Buf, type Capabilities, type GemmExtras, type Isa, type Kernels } from '../types.js';
+import { Act, type Buf, type Capabilities, type DeviceIndex, type GemmExtras, type Idx, idxValues, type Isa, type Kernels } from '../types.js';
 import { type Call, GpuRuntime } from './runtime.js';
 import { BufferUsage, GpuMemory, GpuTensor, MAP_MODE_READ } from './tensor.js';
 import { dwconvK, dwconvWeightPartialK } from './wgsl/dwconv.js';
@@ -49,6 +49,20 @@ export interface WebGPUKernelsInit {
   ownsDevice: boolean;
   /** Whatever must stay referenced while the device lives (dawn.node's GPU object). */
   keepAlive?: unknown;
+}
+
+/**
+ * An index table uploaded once (Kernels.indexTable): a buffer of this device, the host copy the
+ * checks read, and the chunk tables GRN's reductions derive from it (made at first use).
+ */
+export class GpuIndex implements DeviceIndex {
+  readonly device = 'webgpu';
+  /** GRN's chunking of these offsets (chunkTable), uploaded once. */
+  chunks: { chunks: GpuTensor; segChunks: GpuTensor; count: number } | null = null;
+  constructor(readonly tensor: GpuTensor, readonly values: Int32Array) {}
+  get length(): number {
+    return this.values.length;
+  }
 }
 
 export class WebGPUKernels implements Kernels {
@@ -93,6 +107,33 @@ export class WebGPUKernels implements Kernels {
     this.rt.destroy();
     if (this.ownsDevice) this.device.destroy();
     this.keepAlive = null;
+  }
+
+  // ---- index tables ----
+
+  indexTable(values: Int32Array): GpuIndex {
+    this.alive('indexTable');
+    if (!(values instanceof Int32Array)) throw new ConvNextError('indexTable: values must be an Int32Array');
+    const t = this.memory.alloc(Math.max(values.length, 1));
+    // A new buffer: no recorded command reads it, so the write cannot overtake one.
+    if (values.length > 0) this.device.queue.writeBuffer(t.buffer, 0, values.buffer, values.byteOffset, values.byteLength);
+    return new GpuIndex(t, values.slice());
+  }
+
+  freeIndexTable(t: Idx): void {
+    if (!(t instanceof GpuIndex)) return;
+    this.memory.free(t.tensor);
+    if (t.chunks) {
+      this.memory.free(t.chunks.chunks);
+      this.memory.free(t.chunks.segChunks);
+      t.chunks = null;
+    }
+  }
+
+  /** A table of this device, checked alive. */
+  private table(fn: string, name: string, t: GpuIndex): GpuIndex {
+    if (!this.memory.owns(t.tensor.buffer)) throw new ConvNextError(`${fn}: ${name} is an index table that has been freed or belongs to another device`);
+    return t;
   }
 
   // ---- arguments ----
@@ -142,14 +183,20 @@ export class WebGPUKernels implements Kernels {
     return { buf: t.buffer, off: t.offset };
   }
 
-  private ints(call: Call, fn: string, name: string, a: Int32Array, need: number): GPUBuffer {
-    if (!(a instanceof Int32Array)) throw new ConvNextError(`${fn}: ${name} must be an Int32Array`);
+  /** An index argument: a table as it is, a host array uploaded for this call. */
+  private ints(call: Call, fn: string, name: string, a: Idx, need: number): GPUBuffer {
+    if (a instanceof GpuIndex) {
+      WebGPUKernels.length(fn, name, a.values, need);
+      return this.table(fn, name, a).tensor.buffer;
+    }
+    if (!(a instanceof Int32Array)) throw new ConvNextError(`${fn}: ${name} must be an Int32Array or an index table of this device`);
     WebGPUKernels.length(fn, name, a, need);
     return call.upload(a.subarray(0, Math.max(need, 0)));
   }
 
-  private static segments(fn: string, offsets: Int32Array, C: number): { S: number; first: number; last: number } {
+  private static segments(fn: string, idx: Idx, C: number): { S: number; first: number; last: number } {
     WebGPUKernels.dims(fn, { C });
+    const offsets = idxValues(idx);
     if (!(offsets instanceof Int32Array) || offsets.length < 1) throw new ConvNextError(`${fn}: offsets must be a non-empty Int32Array`);
     if (offsets[0] < 0) throw new ConvNextError(`${fn}: offsets must not be negative`);
     for (let i = 1; i < offsets.length; i++) if (!(offsets[i] >= offsets[i - 1])) throw new ConvNextError(`${fn}: offsets must not decrease`);
@@ -162,17 +209,36 @@ export class WebGPUKernels implements Kernels {
    * Per-segment column sums by colPartial (MODE 0..3) over rows [offsets[s], offsets[s+1]):
    * the partial sums and the segments' chunk ranges, for `reduce`.
    */
-  private partials(call: Call, mode: 0 | 1 | 2 | 3, C: number, offsets: ArrayLike<number>,
+  private partials(call: Call, mode: 0 | 1 | 2 | 3, C: number, offsets: ArrayLike<number> | GpuIndex,
     a: { x: Arg; dy?: Arg; mean?: Arg; rstd?: Arg }): { part: GPUBuffer; segChunks: GPUBuffer; J: number } {
-    const { chunks, segChunks, count } = chunkTable(offsets);
+    const t = this.chunkBuffers(call, offsets);
     const J = mode >= 2 ? 2 * C : C;
-    const part = call.scratch(count * J);
+    const part = call.scratch(t.count * J);
     const d = this.rt.dummy;
     call.dispatch(colPartial,
-      { nChunks: count, C, oX: a.x.off, oDy: a.dy?.off ?? 0, oMean: a.mean?.off ?? 0, oRstd: a.rstd?.off ?? 0 },
-      { x: a.x.buf, dy: a.dy?.buf ?? d, mean: a.mean?.buf ?? d, rstd: a.rstd?.buf ?? d, chunks: call.upload(chunks), part },
-      Math.ceil((count * C) / colPartial.wg), { MODE: mode });
-    return { part, segChunks: call.upload(segChunks), J };
+      { nChunks: t.count, C, oX: a.x.off, oDy: a.dy?.off ?? 0, oMean: a.mean?.off ?? 0, oRstd: a.rstd?.off ?? 0 },
+      { x: a.x.buf, dy: a.dy?.buf ?? d, mean: a.mean?.buf ?? d, rstd: a.rstd?.buf ?? d, chunks: t.chunks, part },
+      Math.ceil((t.count * C) / colPartial.wg), { MODE: mode });
+    return { part, segChunks: t.segChunks, J };
+  }
+
+  /** The chunk tables of segment offsets: uploaded for this call, or once for an index table. */
+  private chunkBuffers(call: Call, offsets: ArrayLike<number> | GpuIndex): { chunks: GPUBuffer; segChunks: GPUBuffer; count: number } {
+    if (!(offsets instanceof GpuIndex)) {
+      const { chunks, segChunks, count } = chunkTable(offsets);
+      return { chunks: call.upload(chunks), segChunks: call.upload(segChunks), count };
+    }
+    if (!offsets.chunks) {
+      const { chunks, segChunks, count } = chunkTable(offsets.values);
+      const up = (a: Int32Array) => {
+        const g = this.memory.alloc(a.length);
+        this.device.queue.writeBuffer(g.buffer, 0, a.buffer, a.byteOffset, a.byteLength);
+        return g;
+      };
+      offsets.chunks = { chunks: up(chunks), segChunks: up(segChunks), count };
+    }
+    const c = offsets.chunks;
+    return { chunks: c.chunks.buffer, segChunks: c.segChunks.buffer, count: c.count };
   }
 
   /** out[s*cols + j] (+)= scale * sum of the segment's chunks of part[.., jOff + j]. */
@@ -274,8 +340,9 @@ export class WebGPUKernels implements Kernels {
   }
 
   /** Uploads rowOf and idx after checking them (idx in range, rowOf[idx[r]] == r). */
-  private rowsArgs(call: Call, fn: string, rowOf: Int32Array, idx: Int32Array, S: number, positions: number): { rowOf: GPUBuffer; idx: GPUBuffer } {
+  private rowsArgs(call: Call, fn: string, rowOfT: Idx, idxT: Idx, S: number, positions: number): { rowOf: GPUBuffer; idx: GPUBuffer } {
     WebGPUKernels.dims(fn, { S });
+    const rowOf = idxValues(rowOfT), idx = idxValues(idxT);
     if (!(rowOf instanceof Int32Array) || !(idx instanceof Int32Array)) throw new ConvNextError(`${fn}: rowOf and idx must be Int32Arrays`);
     WebGPUKernels.length(fn, 'rowOf', rowOf, positions);
     WebGPUKernels.length(fn, 'idx', idx, S);
@@ -283,10 +350,10 @@ export class WebGPUKernels implements Kernels {
       const d = idx[r];
       if (!(d >= 0 && d < positions) || rowOf[d] !== r) throw new ConvNextError(`${fn}: idx and rowOf disagree at row ${r}`);
     }
-    return { rowOf: this.ints(call, fn, 'rowOf', rowOf, positions), idx: this.ints(call, fn, 'idx', idx, S) };
+    return { rowOf: this.ints(call, fn, 'rowOf', rowOfT, positions), idx: this.ints(call, fn, 'idx', idxT, S) };
   }
 
-  private dwconv(fn: string, flip: boolean, x: Buf, rows: { rowOf: Int32Array; idx: Int32Array; S: number } | null,
+  private dwconv(fn: string, flip: boolean, x: Buf, rows: { rowOf: Idx; idx: Idx; S: number } | null,
     N: number, H: number, W: number, C: number, K: number, weight: Buf, bias: Buf | null, y: Buf, accumulate: boolean): void {
     WebGPUKernels.dwDims(fn, { N, H, W, C, K });
     const call = this.begin(fn);
@@ -302,7 +369,7 @@ export class WebGPUKernels implements Kernels {
     call.submit();
   }
 
-  private dwconvWeight(fn: string, dy: Buf, x: Buf, rows: { rowOf: Int32Array; idx: Int32Array; S: number } | null,
+  private dwconvWeight(fn: string, dy: Buf, x: Buf, rows: { rowOf: Idx; idx: Idx; S: number } | null,
     N: number, H: number, W: number, C: number, K: number, dweight: Buf, dbias: Buf | null): void {
     WebGPUKernels.dwDims(fn, { N, H, W, C, K });
     const call = this.begin(fn);
@@ -336,17 +403,17 @@ export class WebGPUKernels implements Kernels {
     this.dwconvWeight('dwconvBackwardWeight', dy, x, null, N, H, W, C, K, dweight, dbias);
   }
 
-  dwconvForwardRows(x: Buf, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
+  dwconvForwardRows(x: Buf, rowOf: Idx, idx: Idx, S: number, N: number, H: number, W: number, C: number, K: number,
     weight: Buf, bias: Buf | null, y: Buf): void {
     this.dwconv('dwconvForwardRows', false, x, { rowOf, idx, S }, N, H, W, C, K, weight, bias, y, false);
   }
 
-  dwconvBackwardInputRows(dy: Buf, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number, K: number,
+  dwconvBackwardInputRows(dy: Buf, rowOf: Idx, idx: Idx, S: number, N: number, H: number, W: number, C: number, K: number,
     weight: Buf, dx: Buf, accumulate: boolean): void {
     this.dwconv('dwconvBackwardInputRows', true, dy, { rowOf, idx, S }, N, H, W, C, K, weight, null, dx, accumulate);
   }
 
-  dwconvBackwardWeightRows(dy: Buf, x: Buf, rowOf: Int32Array, idx: Int32Array, S: number, N: number, H: number, W: number, C: number,
+  dwconvBackwardWeightRows(dy: Buf, x: Buf, rowOf: Idx, idx: Idx, S: number, N: number, H: number, W: number, C: number,
     K: number, dweight: Buf, dbias: Buf | null): void {
     this.dwconvWeight('dwconvBackwardWeightRows', dy, x, { rowOf, idx, S }, N, H, W, C, K, dweight, dbias);
   }
@@ -389,10 +456,11 @@ export class WebGPUKernels implements Kernels {
     call.submit();
   }
 
-  grnForward(x: Buf, offsets: Int32Array, C: number, gamma: Buf, beta: Buf, eps: number, y: Buf | null, gx: Buf, nx: Buf,
+  grnForward(x: Buf, offsets: Idx, C: number, gamma: Buf, beta: Buf, eps: number, y: Buf | null, gx: Buf, nx: Buf,
     sqSums: Buf | null = null): void {
     const fn = 'grnForward';
     const { S, first, last } = WebGPUKernels.segments(fn, offsets, C);
+    if (offsets instanceof GpuIndex) this.table(fn, 'offsets', offsets);
     const call = this.begin(fn);
     const xa = sqSums && !y ? null : this.input(call, fn, 'x', x, last * C);
     const g = this.input(call, fn, 'gamma', gamma, C);
@@ -405,7 +473,7 @@ export class WebGPUKernels implements Kernels {
       sq = this.input(call, fn, 'sqSums', sqSums, S * C);
     } else {
       sq = { buf: call.scratch(S * C), off: 0 };
-      this.reduce(call, this.partials(call, 1, C, offsets, { x: xa! }), S, C, 0, sq, false);
+      this.reduce(call, this.partials(call, 1, C, offsets instanceof GpuIndex ? offsets : idxValues(offsets), { x: xa! }), S, C, 0, sq, false);
     }
     call.dispatch(grnStatsK, { S, C, eps, oSq: sq.off, oGx: gxa.off, oNx: nxa.off }, { sq: sq.buf, gx: gxa.buf, nx: nxa.buf }, S);
     if (ya && xa && S > 0) {
@@ -417,10 +485,11 @@ export class WebGPUKernels implements Kernels {
     call.submit();
   }
 
-  grnBackward(dy: Buf, x: Buf, offsets: Int32Array, C: number, gamma: Buf, eps: number, gx: Buf, nx: Buf,
+  grnBackward(dy: Buf, x: Buf, offsets: Idx, C: number, gamma: Buf, eps: number, gx: Buf, nx: Buf,
     dx: Buf, dgamma: Buf, dbeta: Buf, geluPre: Buf | null = null, dbias: Buf | null = null): void {
     const fn = 'grnBackward';
     const { S, first, last } = WebGPUKernels.segments(fn, offsets, C);
+    if (offsets instanceof GpuIndex) this.table(fn, 'offsets', offsets);
     const call = this.begin(fn);
     const dya = this.input(call, fn, 'dy', dy, last * C);
     const xa = this.input(call, fn, 'x', x, last * C);
@@ -438,7 +507,7 @@ export class WebGPUKernels implements Kernels {
     }
     // sums[s] = (sum dy*x, sum dy) per column.
     const sums: Arg = { buf: call.scratch(2 * S * C), off: 0 };
-    this.reduce(call, this.partials(call, 2, C, offsets, { x: xa, dy: dya }), S, 2 * C, 0, sums, false);
+    this.reduce(call, this.partials(call, 2, C, offsets instanceof GpuIndex ? offsets : idxValues(offsets), { x: xa, dy: dya }), S, 2 * C, 0, sums, false);
     const coef = call.scratch(2 * S * C);
     call.dispatch(grnBackwardStatsK, { S, C, eps, oG: g.off, oGx: gxa.off, oNx: nxa.off },
       { sums: sums.buf, gamma: g.buf, gx: gxa.buf, nx: nxa.buf, coef }, S);
@@ -753,7 +822,8 @@ export class WebGPUKernels implements Kernels {
   }
 
   /** idx values must be below `rows` (negative: a row of zeros / skipped). */
-  private static checkRows(fn: string, idx: Int32Array, rows: number): void {
+  private static checkRows(fn: string, t: Idx, rows: number): void {
+    const idx = idxValues(t);
     if (!(idx instanceof Int32Array)) throw new ConvNextError(`${fn}: idx must be an Int32Array`);
     for (let i = 0; i < idx.length; i++) {
       if (idx[i] >= rows) throw new ConvNextError(`${fn}: row index ${idx[i]} at ${i} is outside [0, ${rows})`);
@@ -772,7 +842,7 @@ export class WebGPUKernels implements Kernels {
     });
   }
 
-  gatherRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void {
+  gatherRows(src: Buf, idx: Idx, C: number, dst: Buf): void {
     const fn = 'gatherRows';
     WebGPUKernels.dims(fn, { C });
     if (C < 1) throw new ConvNextError(`${fn}: C must be at least 1`);
@@ -787,7 +857,7 @@ export class WebGPUKernels implements Kernels {
     });
   }
 
-  scatterRows(src: Buf, idx: Int32Array, C: number, dst: Buf): void {
+  scatterRows(src: Buf, idx: Idx, C: number, dst: Buf): void {
     const fn = 'scatterRows';
     WebGPUKernels.dims(fn, { C });
     if (C < 1) throw new ConvNextError(`${fn}: C must be at least 1`);
