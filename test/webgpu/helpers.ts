@@ -4,6 +4,22 @@ import { after, type TestContext } from 'node:test';
 import { createWebGPUKernels, type WebGPUKernels } from '../../src/kernels/webgpu/device.js';
 import type { GpuTensor } from '../../src/kernels/webgpu/tensor.js';
 import { assertClose, relErr } from '../helpers.js';
+import { FCMAE } from '../../src/fcmae/fcmae.js';
+import { loadCheckpoint } from '../../src/io/checkpoint_file.js';
+import { readSafetensors } from '../../src/io/safetensors_file.js';
+import type { Kernels } from '../../src/kernels/types.js';
+
+const FIX = new URL('../fixtures/reference/', import.meta.url).pathname;
+
+/** fcmae_small (the official checkpoint, encoder and decoder) on `k`, with its reference tensors. */
+export function fcmaeSmall(k: Kernels) {
+  const ref = readSafetensors(FIX + 'fcmae_small.safetensors');
+  const ck = loadCheckpoint(FIX + 'fcmae_small_official.pt', { extra: true });
+  const m = new FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: k });
+  m.encoderModel.loadStateDict(ck.state);
+  m.loadDecoderState(ck.extra!);
+  return { m, ref, config: ck.config };
+}
 
 /** The WebGPU kernels, or null and the reason (no package, no adapter); destroyed after the file's tests. */
 export async function openWebGPU(): Promise<{ k: WebGPUKernels | null; reason: string }> {

@@ -4,13 +4,9 @@
 // its sparse encoder as a table of the device, one per stage mask, not a host array per call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FCMAE } from '../../src/fcmae/fcmae.js';
-import { loadCheckpoint } from '../../src/io/checkpoint_file.js';
-import { readSafetensors } from '../../src/io/safetensors_file.js';
 import { GpuIndex } from '../../src/kernels/webgpu/kernels.js';
-import { dev, need, openWebGPU, rnd } from './helpers.js';
+import { dev, fcmaeSmall, need, openWebGPU, rnd } from './helpers.js';
 
-const FIX = new URL('../fixtures/reference/', import.meta.url).pathname;
 const gpu = await openWebGPU();
 
 test('an index table gives the bits of the host array it was made from; a freed one is refused', async (t) => {
@@ -57,11 +53,7 @@ test('an index table gives the bits of the host array it was made from; a freed 
 test('an FCMAE step on webgpu passes its encoder\'s indices as tables of the device, made once per stage mask', async (t) => {
   const k = need(t, gpu);
   if (!k) return;
-  const ref = readSafetensors(FIX + 'fcmae_small.safetensors');
-  const ck = loadCheckpoint(FIX + 'fcmae_small_official.pt', { extra: true });
-  const m = new FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: k });
-  m.encoderModel.loadStateDict(ck.state);
-  m.loadDecoderState(ck.extra!);
+  const { m, ref, config } = fcmaeSmall(k);
   // Record every index argument of the ops that take one.
   const seen = new Map<string, unknown[]>();
   const ops: [string, number[]][] = [
@@ -91,7 +83,7 @@ test('an FCMAE step on webgpu passes its encoder\'s indices as tables of the dev
   // rowOf of the four stage masks: four tables, each used by every block of its stage, forward and backward.
   const rowOf = new Set(seen.get('dwconvForwardRows')!.filter((_, i) => i % 2 === 0));
   assert.equal(rowOf.size, 4);
-  const blocks = ck.config.depths.reduce((s, d) => s + d, 0);
+  const blocks = config.depths.reduce((s, d) => s + d, 0);
   assert.equal(seen.get('dwconvForwardRows')!.length / 2, blocks);
   m.dispose();
 });

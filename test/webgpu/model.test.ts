@@ -18,7 +18,7 @@ import { ModelEma } from '../../src/train/ema.js';
 import { FinetuneEngine } from '../../src/train/finetune_engine.js';
 import { loadOptimizerTensors } from '../../src/train/optimizer_state.js';
 import type { BatchSource } from '../../src/data/batch.js';
-import { close, need, openWebGPU, relErr } from './helpers.js';
+import { close, fcmaeSmall, need, openWebGPU, relErr } from './helpers.js';
 import { cpu } from '../backend.js';
 
 const FIX = new URL('../fixtures/reference/', import.meta.url).pathname;
@@ -77,11 +77,7 @@ for (const mode of ['sparse', 'dense'] as const) {
   test(`fcmae_small on webgpu (${mode} encoder): loss, prediction, target and every gradient match the reference (1e-4)`, async (t) => {
     const k = need(t, gpu);
     if (!k) return;
-    const ref = readSafetensors(FIX + 'fcmae_small.safetensors');
-    const ck = loadCheckpoint(FIX + 'fcmae_small_official.pt', { extra: true });
-    const m = new FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: k });
-    m.encoderModel.loadStateDict(ck.state);
-    m.loadDecoderState(ck.extra!);
+    const { m, ref } = fcmaeSmall(k);
     m.zeroGrad();
     const out = await m.forwardAsync(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode });
     m.backward();

@@ -57,6 +57,8 @@ export interface WebGPUKernelsInit {
  */
 export class GpuIndex implements DeviceIndex {
   readonly device = 'webgpu';
+  /** The rowOf table this idx table was checked against (the rows kernels' check runs once per pair). */
+  rowsChecked: { rowOf: GpuIndex; positions: number } | null = null;
   /** GRN's chunking of these offsets (chunkTable), uploaded once. */
   chunks: { chunks: GpuTensor; segChunks: GpuTensor; count: number } | null = null;
   constructor(readonly tensor: GpuTensor, readonly values: Int32Array) {}
@@ -114,10 +116,14 @@ export class WebGPUKernels implements Kernels {
   indexTable(values: Int32Array): GpuIndex {
     this.alive('indexTable');
     if (!(values instanceof Int32Array)) throw new ConvNextError('indexTable: values must be an Int32Array');
+    return new GpuIndex(this.uploadInts(values), values.slice());
+  }
+
+  /** A new buffer holding `values`: no recorded command reads it, so the write cannot overtake one. */
+  private uploadInts(values: Int32Array): GpuTensor {
     const t = this.memory.alloc(Math.max(values.length, 1));
-    // A new buffer: no recorded command reads it, so the write cannot overtake one.
     if (values.length > 0) this.device.queue.writeBuffer(t.buffer, 0, values.buffer, values.byteOffset, values.byteLength);
-    return new GpuIndex(t, values.slice());
+    return t;
   }
 
   freeIndexTable(t: Idx): void {
@@ -230,12 +236,7 @@ export class WebGPUKernels implements Kernels {
     }
     if (!offsets.chunks) {
       const { chunks, segChunks, count } = chunkTable(offsets.values);
-      const up = (a: Int32Array) => {
-        const g = this.memory.alloc(a.length);
-        this.device.queue.writeBuffer(g.buffer, 0, a.buffer, a.byteOffset, a.byteLength);
-        return g;
-      };
-      offsets.chunks = { chunks: up(chunks), segChunks: up(segChunks), count };
+      offsets.chunks = { chunks: this.uploadInts(chunks), segChunks: this.uploadInts(segChunks), count };
     }
     const c = offsets.chunks;
     return { chunks: c.chunks.buffer, segChunks: c.segChunks.buffer, count: c.count };
@@ -346,9 +347,14 @@ export class WebGPUKernels implements Kernels {
     if (!(rowOf instanceof Int32Array) || !(idx instanceof Int32Array)) throw new ConvNextError(`${fn}: rowOf and idx must be Int32Arrays`);
     WebGPUKernels.length(fn, 'rowOf', rowOf, positions);
     WebGPUKernels.length(fn, 'idx', idx, S);
-    for (let r = 0; r < S; r++) {
-      const d = idx[r];
-      if (!(d >= 0 && d < positions) || rowOf[d] !== r) throw new ConvNextError(`${fn}: idx and rowOf disagree at row ${r}`);
+    // Tables do not change: a pair checked once (for these sizes) need not be checked again.
+    const pair = idxT instanceof GpuIndex && rowOfT instanceof GpuIndex && idxT.length === S;
+    if (!pair || idxT.rowsChecked?.rowOf !== rowOfT || idxT.rowsChecked.positions !== positions) {
+      for (let r = 0; r < S; r++) {
+        const d = idx[r];
+        if (!(d >= 0 && d < positions) || rowOf[d] !== r) throw new ConvNextError(`${fn}: idx and rowOf disagree at row ${r}`);
+      }
+      if (pair) idxT.rowsChecked = { rowOf: rowOfT, positions };
     }
     return { rowOf: this.ints(call, fn, 'rowOf', rowOfT, positions), idx: this.ints(call, fn, 'idx', idxT, S) };
   }
