@@ -115,8 +115,13 @@ class MaskedBlock {
     const mask = (v: Buf, ch: number) => (sparse ? v : zeroMasked(k, v, sm, ch));
     mask(dy, C);
     const dr = mask(this.fc2.backward(k, dy, shared, shared.get(k, 'mb.dr', rows * 4 * C))!, 4 * C);
-    const dg = this.grn ? mask(this.grn.backward(k, dr, shared, 'mb.dg'), 4 * C) : dr;
-    const du = mask(this.fc1.backward(k, dg, shared, shared.get(k, 'mb.du', rows * C))!, C);
+    const duBuf = shared.get(k, 'mb.du', rows * C);
+    // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient
+    // (as in the dense Block). In the dense mode GRN's input and dr are zero at masked rows, so
+    // its gradient there is zero too and needs no mask before fc1.
+    const du = mask(this.grn
+      ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'mb.dg', this.fc1), shared, duBuf)!
+      : this.fc1.backward(k, dr, shared, duBuf)!, C);
     const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
     // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
     return sparse ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
