@@ -25,13 +25,10 @@ import { ConvNextError } from '../errors.js';
 import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
-import type { BlockType } from '../model/config.js';
+import { Block, type BlockSites } from '../model/block.js';
 import { GRN } from '../model/grn.js';
 import { Arena } from '../nn/arena.js';
-import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
-import { LayerScaledLinear } from '../nn/layerscale.js';
-import { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
 import { PatchConv } from '../nn/patchconv.js';
 import { attachTables, gatherRows, releaseTables, scatterRows, stageMask, type StageMask, tablesOf, zeroMasked } from './masking.js';
@@ -50,82 +47,14 @@ function grnOffsets(k: Kernels, sm: StageMask, mode: EncoderMode, stats: GrnStat
   return stats === 'batch' ? t.allPositions : GRN.perImageTable(k, shared, sm.N, sm.H * sm.W);
 }
 
-/**
- * A ConvNeXt V2 block on visible positions (compacted rows, or a dense map with zeros); with
- * kind `v1`, a ConvNeXt V1 block (no GRN, LayerScale per site).
- */
-class MaskedBlock {
-  private readonly convDw: DepthwiseConv;
-  private readonly norm: LayerNorm;
-  private readonly fc1: Linear;
-  /** GRN (V2 blocks) or null (V1 blocks: LayerScale folded into fc2). */
-  private readonly grn: GRN | null;
-  private readonly fc2: Linear | LayerScaledLinear;
-  private readonly own = new Arena();
-  private sm: StageMask | null = null;
-  private mode: EncoderMode = 'sparse';
-
-  constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number, kind: BlockType = 'v2') {
-    this.convDw = new DepthwiseConv(p('conv_dw.weight'), p('conv_dw.bias'), C, kernelSize);
-    this.norm = new LayerNorm(p('norm.weight'), p('norm.bias'), C, eps);
-    this.fc1 = new Linear(p('mlp.fc1.weight'), p('mlp.fc1.bias'), C, 4 * C, true);
-    if (kind === 'v1') {
-      this.grn = null;
-      this.fc2 = new LayerScaledLinear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), p('gamma'), 4 * C, C);
-    } else {
-      this.grn = new GRN(p('mlp.grn.weight'), p('mlp.grn.bias'), 4 * C);
-      this.fc2 = new Linear(p('mlp.fc2.weight'), p('mlp.fc2.bias'), 4 * C, C);
-    }
+/** A stage's sites for its blocks: compacted visible rows, or the dense map with masked rows zeroed. */
+function stageSites(k: Kernels, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): BlockSites {
+  const offsets = grnOffsets(k, sm, mode, stats, shared);
+  if (mode === 'sparse') {
+    const t = tablesOf(k, sm);
+    return { rows: sm.idx.length, rowMaps: { rowOf: t.rowOf, idx: t.idx }, grnOffsets: offsets };
   }
-
-  forward(k: Kernels, x: Buf, sm: StageMask, mode: EncoderMode, stats: GrnStats, shared: Arena): Buf {
-    const { C } = this;
-    const { N, H, W } = sm;
-    const b = { shared, cache: true };
-    this.sm = sm;
-    this.mode = mode;
-    const sparse = mode === 'sparse';
-    const rows = sparse ? sm.idx.length : N * H * W;
-    let t: Buf;
-    if (sparse) {
-      const tb = tablesOf(k, sm);
-      t = this.convDw.forwardRows(k, x, tb.rowOf, tb.idx, N, H, W, b);
-    } else {
-      t = zeroMasked(k, this.convDw.forward(k, x, N, H, W, b), sm, C);
-    }
-    const u = this.norm.forward(k, t, rows, b);
-    if (!sparse) zeroMasked(k, u, sm, C);
-    const g = this.fc1.forward(k, u, rows, b);
-    if (!sparse) zeroMasked(k, g, sm, 4 * C);
-    const r = this.grn ? this.grn.forward(k, g, grnOffsets(k, sm, mode, stats, shared), b) : g;
-    if (!sparse) zeroMasked(k, r, sm, 4 * C);
-    const out = this.own.get(k, 'out', rows * C);
-    this.fc2.forward(k, r, rows, b, out, x.length === rows * C ? x : x.subarray(0, rows * C));
-    if (!sparse) zeroMasked(k, out, sm, C);
-    return out;
-  }
-
-  /** dy -> dx in place (dy's buffer is returned holding dx). */
-  backward(k: Kernels, dy: Buf, shared: Arena): Buf {
-    const sm = this.sm;
-    if (!sm) throw new Error('MaskedBlock.backward without a forward');
-    const { C } = this;
-    const sparse = this.mode === 'sparse';
-    const rows = sparse ? sm.idx.length : sm.N * sm.H * sm.W;
-    const mask = (v: Buf, ch: number) => (sparse ? v : zeroMasked(k, v, sm, ch));
-    mask(dy, C);
-    const dr = mask(this.fc2.backward(k, dy, shared, shared.get(k, 'mb.dr', rows * 4 * C))!, 4 * C);
-    const duBuf = shared.get(k, 'mb.du', rows * C);
-    // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient
-    // (as in the dense Block). In the dense mode GRN's input and dr are zero at masked rows, so
-    // its gradient there is zero too and needs no mask before fc1.
-    const du = mask(this.grn
-      ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'mb.dg', this.fc1), shared, duBuf)!
-      : this.fc1.backward(k, dr, shared, duBuf)!, C);
-    const dt = mask(this.norm.backward(k, du, shared, 'mb.dt'), C);
-    // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
-    return sparse ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
-  }
+  return { rows: sm.N * sm.H * sm.W, grnOffsets: offsets, zero: (v, ch) => zeroMasked(k, v, sm, ch) };
 }
 
 /**
@@ -249,7 +178,7 @@ export class SparseEncoder {
   private readonly stem: PatchConv;
   private readonly stemNorm: LayerNorm;
   private readonly downs: (MaskedDownsample | null)[] = [];
-  private readonly stages: MaskedBlock[][] = [];
+  private readonly stages: Block[][] = [];
   private readonly own = new Arena();
   private masks: StageMask[] = [];
   private mode: EncoderMode = 'sparse';
@@ -265,9 +194,10 @@ export class SparseEncoder {
       const d = s === 0 ? null : downsample(s);
       this.downs.push(d === null ? null : new MaskedDownsample(p(`${d.conv}.weight`), p(`${d.conv}.bias`), p(`${d.norm}.weight`), p(`${d.norm}.bias`),
         cfg.dims[s - 1], cfg.dims[s], eps));
-      const blocks: MaskedBlock[] = [];
+      // The backbone's block on masked sites (no drop path in pre-training, as the official encoder).
+      const blocks: Block[] = [];
       for (let b = 0; b < cfg.depths[s]; b++) {
-        blocks.push(new MaskedBlock((n) => p(`${block(s, b)}.${n}`), cfg.dims[s], cfg.kernelSize, eps, cfg.block));
+        blocks.push(new Block((n) => p(`${block(s, b)}.${n}`), cfg.dims[s], cfg.kernelSize, eps, 0, cfg.block));
       }
       this.stages.push(blocks);
     }
@@ -301,7 +231,9 @@ export class SparseEncoder {
       : zeroMasked(k, y, this.masks[0], cfg.dims[0]);
     for (let s = 0; s < 4; s++) {
       if (s > 0) y = this.downs[s]!.forward(k, y, this.masks[s - 1], this.masks[s], mode, this.shared);
-      for (const blk of this.stages[s]) y = blk.forward(k, y, this.masks[s], mode, stats, this.shared);
+      const sm = this.masks[s];
+      const sites = stageSites(k, sm, mode, stats, this.shared);
+      for (const blk of this.stages[s]) y = blk.forward(k, y, sm.N, sm.H, sm.W, { shared: this.shared, cache: true, train: true, sites });
     }
     const m3 = this.masks[3];
     const C3 = cfg.dims[3];

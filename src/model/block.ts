@@ -9,7 +9,7 @@
  *   x -> dwconv -> LayerNorm -> Linear -> GELU -> Linear -> * gamma -> drop path -> + x
  */
 import { hostArray } from '../kernels/host.js';
-import type { Buf, Kernels } from '../kernels/types.js';
+import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Arena, type Buffers } from '../nn/arena.js';
 import { DepthwiseConv } from '../nn/dwconv.js';
 import { LayerNorm } from '../nn/layernorm.js';
@@ -26,6 +26,22 @@ import { GRN } from './grn.js';
  */
 export type HiddenCapture = (hidden: Float32Array, N: number, H: number, W: number, channels: number) => void;
 
+/**
+ * The sites a block runs on when they are not a whole dense map (the FCMAE encoder, paper
+ * Sec. 3.1): the visible rows of a masked batch, compacted, or a dense map whose masked rows
+ * are zeroed after every layer.
+ */
+export interface BlockSites {
+  /** Rows of the activations: the S visible rows, or N*H*W with `zero`. */
+  rows: number;
+  /** Compacted rows: the submanifold depthwise convolution's row maps (StageMask tables). */
+  rowMaps?: { rowOf: Idx; idx: Idx };
+  /** GRN's statistic segments over the rows (the batch, or each image). */
+  grnOffsets: Idx;
+  /** Dense-masked rows: zeroes the masked rows of a [rows, ch] buffer, returns it. */
+  zero?: (v: Buf, ch: number) => Buf;
+}
+
 export interface BlockForwardOptions extends Buffers {
   /** Training mode: drop path active (needs rng). */
   train: boolean;
@@ -34,6 +50,8 @@ export interface BlockForwardOptions extends Buffers {
   out?: Buf;
   /** Called with the MLP hidden activation (for analysis; nothing is copied when absent). */
   capture?: HiddenCapture;
+  /** Masked sites (FCMAE encoder; needs cache, no drop path); absent: the whole [N, H, W] map. */
+  sites?: BlockSites;
 }
 
 export class Block {
@@ -50,6 +68,7 @@ export class Block {
   /** Per-sample drop-path scales of the last training forward (null: no drop path). */
   private scale: Float32Array | null = null;
   private shape: [number, number, number] = [0, 0, 0];
+  private sites: BlockSites | null = null;
 
   constructor(p: (name: string) => Param, readonly C: number, kernelSize: number, eps: number, readonly dropPath: number,
     readonly kind: BlockType = 'v2') {
@@ -69,6 +88,8 @@ export class Block {
 
   /** x: [N, H, W, C] -> x + drop_path(mlp(norm(dwconv(x)))) (V1: x + drop_path(gamma * mlp(...))). */
   forward(k: Kernels, x: Buf, N: number, H: number, W: number, opts: BlockForwardOptions): Buf {
+    this.sites = opts.sites ?? null;
+    if (opts.sites) return this.forwardSites(k, x, N, H, W, opts.sites, opts);
     const M = N * H * W;
     const n = M * this.C;
     const t = this.convDw.forward(k, x, N, H, W, opts);
@@ -101,11 +122,36 @@ export class Block {
   }
 
   /**
+   * The block on masked sites: the same layers on `sites.rows` rows. GRN's sums of squares are
+   * not taken from fc1's epilogue here (on one group of S rows that changes the FCMAE bits).
+   */
+  private forwardSites(k: Kernels, x: Buf, N: number, H: number, W: number, sites: BlockSites, opts: BlockForwardOptions): Buf {
+    if (!opts.cache || this.dropPath > 0) throw new Error('Block on masked sites: needs cache and no drop path');
+    const { C } = this;
+    const { rows, rowMaps } = sites;
+    const zero = sites.zero ?? ((v: Buf) => v);
+    this.shape = [N, H, W];
+    this.scale = null;
+    const t = rowMaps
+      ? this.convDw.forwardRows(k, x, rowMaps.rowOf, rowMaps.idx, N, H, W, opts)
+      : zero(this.convDw.forward(k, x, N, H, W, opts), C);
+    const u = zero(this.norm.forward(k, t, rows, opts), C);
+    const g = zero(this.fc1.forward(k, u, rows, opts), 4 * C);
+    const r = this.grn ? zero(this.grn.forward(k, g, sites.grnOffsets, opts), 4 * C) : g;
+    const out = opts.out ?? this.own.get(k, 'out', rows * C);
+    this.fc2.forward(k, r, rows, opts, out, x.length === rows * C ? x : x.subarray(0, rows * C));
+    return zero(out, C);
+  }
+
+  /**
    * dy: [N, H, W, C] -> dx, computed in place: dy's buffer is consumed and returned holding
    * dx = dy (the residual) + the branch's input gradient.
    */
   backward(k: Kernels, dy: Buf, shared: Arena): Buf {
     const [N, H, W] = this.shape;
+    const sites = this.sites;
+    const zero = sites?.zero ?? ((v: Buf) => v);
+    zero(dy, this.C);
     let db = dy;
     if (this.scale) {
       db = shared.get(k, 'block.db', dy.length);
@@ -113,14 +159,16 @@ export class Block {
       k.fill(zero, 0);
       k.addScaled(zero, dy, this.scale, N, H * W, this.C, db);
     }
-    const M = N * H * W;
-    const dr = this.fc2.backward(k, db, shared, shared.get(k, 'block.dr', M * 4 * this.C))!;
+    const M = sites ? sites.rows : N * H * W;
+    const dr = zero(this.fc2.backward(k, db, shared, shared.get(k, 'block.dr', M * 4 * this.C))!, 4 * this.C);
     const duBuf = shared.get(k, 'block.du', M * this.C);
     // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient.
-    const du = this.grn
+    // On dense-masked sites GRN's input and dr are zero at masked rows, so is its gradient.
+    const du = zero(this.grn
       ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'block.dg', this.fc1), shared, duBuf)!
-      : this.fc1.backward(k, dr, shared, duBuf)!;
-    const dt = this.norm.backward(k, du, shared, 'block.dt');
-    return this.convDw.backward(k, dt, dy);
+      : this.fc1.backward(k, dr, shared, duBuf)!, this.C);
+    const dt = zero(this.norm.backward(k, du, shared, 'block.dt'), this.C);
+    // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
+    return sites?.rowMaps ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
   }
 }
