@@ -150,8 +150,8 @@ export class Block {
   backward(k: Kernels, dy: Buf, shared: Arena): Buf {
     const [N, H, W] = this.shape;
     const sites = this.sites;
-    const zero = sites?.zero ?? ((v: Buf) => v);
-    zero(dy, this.C);
+    const mask = sites?.zero ?? ((v: Buf) => v);
+    mask(dy, this.C);
     let db = dy;
     if (this.scale) {
       db = shared.get(k, 'block.db', dy.length);
@@ -160,14 +160,15 @@ export class Block {
       k.addScaled(zero, dy, this.scale, N, H * W, this.C, db);
     }
     const M = sites ? sites.rows : N * H * W;
-    const dr = zero(this.fc2.backward(k, db, shared, shared.get(k, 'block.dr', M * 4 * this.C))!, 4 * this.C);
+    const dr = mask(this.fc2.backward(k, db, shared, shared.get(k, 'block.dr', M * 4 * this.C))!, 4 * this.C);
     const duBuf = shared.get(k, 'block.du', M * this.C);
     // V2: GRN's backward also applies fc1's GELU derivative and accumulates fc1's bias gradient.
-    // On dense-masked sites GRN's input and dr are zero at masked rows, so is its gradient.
-    const du = zero(this.grn
+    // On dense-masked sites GRN's input and dr are zero at masked rows, and so is its
+    // gradient: no mask between GRN and fc1.
+    const du = mask(this.grn
       ? this.fc1.backwardPreact(k, this.grn.backward(k, dr, shared, 'block.dg', this.fc1), shared, duBuf)!
       : this.fc1.backward(k, dr, shared, duBuf)!, this.C);
-    const dt = zero(this.norm.backward(k, du, shared, 'block.dt'), this.C);
+    const dt = mask(this.norm.backward(k, du, shared, 'block.dt'), this.C);
     // dx = dy (the residual) + the convolution's input gradient, accumulated in place.
     return sites?.rowMaps ? this.convDw.backwardRows(k, dt, dy) : this.convDw.backward(k, dt, dy);
   }
