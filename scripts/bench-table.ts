@@ -62,7 +62,7 @@ try {
   } else {
     const m = new ConvNeXtV2(makeConfig('atto'), { kernels: await createBackend('reference') });
     ortModel = join(mkdtempSync(join(tmpdir(), 'cnx-bench-')), 'atto.onnx');
-    exportOnnx(ortModel, { config: m.config, state: m.stateDict() });
+    exportOnnx(ortModel, { config: m.config, state: await m.stateDict() });
     ortNote = 'our ONNX export of atto';
   }
 } catch {

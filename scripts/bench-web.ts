@@ -99,19 +99,19 @@ try {
   const wk = await node.createBackend('wasm', { threads });
   const wasmModel = new node.ConvNeXtV2(node.makeConfig('atto'), { kernels: wk, seed: 0 });
   const nativeModel = new node.ConvNeXtV2(node.makeConfig('atto'), { kernels: nk, seed: 0 });
-  const nodeRate = (m: node.ConvNeXtV2) => {
-    m.forward(x);
+  const nodeRate = async (m: node.ConvNeXtV2) => {
+    await m.forward(x);
     const t0 = performance.now();
-    m.forward(x);
-    m.forward(x);
+    await m.forward(x);
+    await m.forward(x);
     return (2 * 16 * 1000) / (performance.now() - t0);
   };
   const nodeWasm: number[] = [];
   const nodeNative: number[] = [];
   nk.setThreads(threads);
   for (let i = 0; i < rounds; i++) {
-    nodeWasm.push(nodeRate(wasmModel));
-    nodeNative.push(nodeRate(nativeModel));
+    nodeWasm.push(await nodeRate(wasmModel));
+    nodeNative.push(await nodeRate(nativeModel));
   }
   wk.close();
   // GFLOP/s: 2 x the multiply-adds of one image's forward x images/s.

@@ -23,7 +23,7 @@ export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
 export { finetuneParamGroups, pretrainParamGroups, type FinetuneGroupOptions } from './train/param_groups.js';
-export { trainStep, forwardBackward, forwardBackwardTensors, smoothTargets, clipGradients, type StepResult, type StepTensors } from './train/step.js';
+export { trainStep, forwardBackward, smoothTargets, clipGradients, type StepResult, type StepTensors } from './train/step.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readSafetensors, openSafetensors, writeSafetensors } from './io/safetensors_file.js';
 export {
@@ -68,7 +68,7 @@ export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from '
 export { type Comm, singleProcess, allgatherJson } from './parallel/comm.js';
 export { connect, launchInfo, type LaunchInfo } from './parallel/mpi.js';
 export { GradientSum } from './parallel/grad_sum.js';
-export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
+export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { randomMask, stageMask, type StageMask } from './fcmae/masking.js';
 export { SparseEncoder, type EncoderMode, type GrnStats, type EncoderOutput } from './fcmae/sparse_encoder.js';
 export { patchifyTarget, normalizePatches, maskedMse } from './kernels/fcmae_loss.js';

@@ -27,7 +27,7 @@ export { forwardMacs } from './model/flops.js';
 export { Param } from './nn/param.js';
 export { AdamW, ADAMW_DEFAULTS, defaultGroups, type AdamWOptions, type ParamGroup } from './train/adamw.js';
 export { finetuneParamGroups, pretrainParamGroups, type FinetuneGroupOptions } from './train/param_groups.js';
-export { trainStep, forwardBackward, forwardBackwardTensors, smoothTargets, clipGradNorm, clipGradients, type StepResult, type StepTensors } from './train/step.js';
+export { trainStep, forwardBackward, smoothTargets, clipGradNorm, clipGradients, type StepResult, type StepTensors } from './train/step.js';
 export { ModelEma } from './train/ema.js';
 export { topClasses, EvalCounter, type RankedClass } from './train/metrics.js';
 export { layerScale, type LayerDecayType } from './train/layer_decay.js';
@@ -40,7 +40,7 @@ export { PretrainEngine, type PretrainEngineOptions, type PretrainEpoch } from '
 export { sampleSeed, type Batch, type BatchSource } from './data/batch.js';
 export { ImageBatches, type ImageBatchesOptions } from './data/memory_batches.js';
 export { decodeImageBlob, MAX_DECODE_PIXELS } from './data/decode_browser.js';
-export { optimizerTensors, readOptimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
+export { optimizerTensors, loadOptimizerTensors } from './train/optimizer_state.js';
 export { parseSafetensorsBuffer, serializeSafetensors, type TensorData } from './io/safetensors.js';
 export { readTorchCheckpointBuffer, serializeTorchCheckpoint, findStateDict } from './io/torch.js';
 export {

@@ -134,8 +134,8 @@ test('a V1 block (LayerScale, no GRN), with and without drop path, matches finit
     const R = randn(y0.length);
     for (const p of ps.values()) p.grad.fill(0);
     const dx = blk.backward(ref, Float32Array.from(R), sh);
-    // Finite differences write the parameters directly: touch() marks them changed (Param.version).
-    const L = () => { for (const p of ps.values()) p.touch(); return dot64(run(false), R); };
+    // Finite differences write the parameters' memory directly, so they count the writes (Param.version).
+    const L = () => { for (const p of ps.values()) p.writes.n++; return dot64(run(false), R); };
     const targets: [string, Float32Array, Float32Array][] = [['input', x, Float32Array.from(dx)], ...[...ps.values()].map((p) => [p.name, p.data, p.grad] as [string, Float32Array, Float32Array])];
     assertFiniteDifferences(`V1 dropPath=${dropPath}`, targets, L, (n) => rng.int(n), { count: 6 });
   }
@@ -157,20 +157,20 @@ function pair(s: number, k: Kernels) {
 }
 
 for (const [label, k] of backends) {
-  test(`V1 model: gamma 1 equals V2 with an identity GRN; init, names and gradients (${label} kernels)`, () => {
+  test(`V1 model: gamma 1 equals V2 with an identity GRN; init, names and gradients (${label} kernels)`, async () => {
     const { v1, v2 } = pair(1, k);
     assert.ok(v1.params.some((p) => p.name === 'stages.0.blocks.0.gamma'));
     assert.ok(!v1.params.some((p) => p.name.includes('grn')));
     const x = randn(2 * 3 * 64 * 64);
-    const a = v1.forward({ shape: [2, 3, 64, 64], data: x });
-    const b = v2.forward({ shape: [2, 3, 64, 64], data: x });
+    const a = await v1.forward({ shape: [2, 3, 64, 64], data: x });
+    const b = await v2.forward({ shape: [2, 3, 64, 64], data: x });
     assert.ok(relErr(a.logits!.data, b.logits!.data) < 1e-5, `logits ${relErr(a.logits!.data, b.logits!.data)}`);
     // Training forward + backward: the shared parameters get the same gradients.
     const R = randn(2 * 5);
     v1.zeroGrad();
     v2.zeroGrad();
-    v1.forward({ shape: [2, 3, 64, 64], data: x }, { cache: true });
-    v2.forward({ shape: [2, 3, 64, 64], data: x }, { cache: true });
+    await v1.forward({ shape: [2, 3, 64, 64], data: x }, { cache: true });
+    await v2.forward({ shape: [2, 3, 64, 64], data: x }, { cache: true });
     const d1 = v1.backward(R, true)!;
     const d2 = v2.backward(R, true)!;
     assert.ok(relErr(d1, d2) < 1e-4, 'input gradient');
@@ -189,30 +189,31 @@ for (const [label, k] of backends) {
   });
 }
 
-test('V1 checkpoints round trip: ours, timm and official naming; block recorded and inferred', () => {
+test('V1 checkpoints round trip: ours, timm and official naming; block recorded and inferred', async () => {
   const { v1 } = pair(0.37, cpu);
   const x = randn(3 * 64 * 64);
-  const want = v1.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data;
+  const want = (await v1.forward({ shape: [1, 3, 64, 64], data: x })).logits!.data;
   const ours = join(dir, 'v1.safetensors');
-  saveCheckpoint(ours, { config: v1.config, state: v1.stateDict() });
+  const v1State = await v1.stateDict();
+  saveCheckpoint(ours, { config: v1.config, state: v1State });
   assert.equal((JSON.parse(loadCheckpoint(ours).metadata.config) as { block: string }).block, 'v1', 'metadata records the block');
   for (const [naming, file] of [['ours', ours], ['timm', join(dir, 'v1_timm.safetensors')], ['official', join(dir, 'v1_official.safetensors')]] as const) {
-    if (naming !== 'ours') exportCheckpoint(file, { config: v1.config, state: v1.stateDict() }, { naming, container: 'safetensors' });
+    if (naming !== 'ours') exportCheckpoint(file, { config: v1.config, state: v1State }, { naming, container: 'safetensors' });
     const ck = loadCheckpoint(file);
     assert.equal(ck.config.block, 'v1', naming);
     const m = new ConvNeXtV2(ck.config, { kernels: cpu });
     m.loadStateDict(ck.state);
-    assert.deepEqual(m.forward({ shape: [1, 3, 64, 64], data: x }).logits!.data, want, naming);
+    assert.deepEqual((await m.forward({ shape: [1, 3, 64, 64], data: x })).logits!.data, want, naming);
   }
   // The official names carry the LayerScale as stages.S.B.gamma.
   const off = readSafetensors(join(dir, 'v1_official.safetensors'));
   assert.ok(off.has('stages.1.0.gamma') && !off.has('stages.1.0.grn.gamma'));
   // Hugging Face's ConvNextV2 has no LayerScale: a clear error.
-  assert.throws(() => exportCheckpoint(join(dir, 'v1_hf'), { config: v1.config, state: v1.stateDict() }, { naming: 'hf' }), /no ConvNeXt V1 blocks/);
+  assert.throws(() => exportCheckpoint(join(dir, 'v1_hf'), { config: v1.config, state: v1State }, { naming: 'hf' }), /no ConvNeXt V1 blocks/);
   // A V2 checkpoint still reads as v2.
   const v2file = join(dir, 'v2.safetensors');
   const v2 = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { numClasses: 0 }), { kernels: cpu });
-  saveCheckpoint(v2file, { config: v2.config, state: v2.stateDict() });
+  saveCheckpoint(v2file, { config: v2.config, state: await v2.stateDict() });
   assert.equal(loadCheckpoint(v2file).config.block, 'v2');
 });
 
@@ -226,9 +227,9 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
   }
   const { v1 } = pair(0.37, cpu);
   const x = randn(2 * 3 * 64 * 64);
-  const want = v1.forward({ shape: [2, 3, 64, 64], data: x }).logits!.data;
+  const want = (await v1.forward({ shape: [2, 3, 64, 64], data: x })).logits!.data;
   const file = join(dir, 'v1.onnx');
-  exportOnnx(file, { config: v1.config, state: v1.stateDict() });
+  exportOnnx(file, { config: v1.config, state: await v1.stateDict() });
   const sess = await ort.InferenceSession.create(file);
   try {
     const r = await sess.run({ pixel_values: new ort.Tensor('float32', x, [2, 3, 64, 64]) });
@@ -238,7 +239,7 @@ test('ONNX export of a V1 model run by onnxruntime-node matches our logits', asy
   }
 });
 
-test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked encoders agree, gamma gets gradients', () => {
+test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked encoders agree, gamma gets gradients', async () => {
   const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 16, 24] }, { block: 'v1' });
   for (const initStyle of ['official', 'timm'] as const) {
     const f = new FCMAE(cfg, { decoderDim: 16, initStyle }, { kernels: cpu, seed: 1 });
@@ -248,14 +249,14 @@ test('FCMAE with V1 blocks: LayerScale starts at 1e-6; sparse and dense-masked e
   for (const p of f.encoderModel.params) if (p.name.endsWith('.gamma')) p.data.set(randn(p.size, 0.5));
   const x = { shape: [2, 3, 64, 64], data: randn(2 * 3 * 64 * 64) };
   const mask = { shape: [2, 4], data: Float32Array.of(1, 0, 0, 1, 0, 1, 1, 0) };
-  const run = (mode: 'sparse' | 'dense') => {
+  const run = async (mode: 'sparse' | 'dense') => {
     f.zeroGrad();
-    const loss = f.forward(x, mask, { mode }).loss;
+    const loss = (await f.forward(x, mask, { mode })).loss;
     f.backward();
     return { loss, grads: new Map(f.params.map((p) => [p.name, Float32Array.from(p.grad)])) };
   };
-  const sp = run('sparse');
-  const de = run('dense');
+  const sp = await run('sparse');
+  const de = await run('dense');
   assert.ok(Math.abs(sp.loss - de.loss) < 1e-5 * Math.abs(de.loss), `loss ${sp.loss} vs ${de.loss}`);
   for (const [name, g] of de.grads) assert.ok(relErr(sp.grads.get(name)!, g) < 1e-4, name);
   assert.ok(sp.grads.get('stages.1.blocks.0.gamma')!.some((v) => v !== 0));
@@ -273,15 +274,15 @@ test('layers are named and picked by S.B, stages.S.blocks.B or index', () => {
   assert.throws(() => resolveLayer(layers, '4.0'), /no such block/);
 });
 
-test('analyze end to end: two tiny checkpoints on synthetic data write report.md, PNGs and numbers', () => {
+test('analyze end to end: two tiny checkpoints on synthetic data write report.md, PNGs and numbers', async () => {
   const cfg = { depths: [1, 1, 2, 1], dims: [8, 16, 16, 24] };
   const a = join(dir, 'tiny-v2.safetensors');
   const b = join(dir, 'tiny-v1.safetensors');
   const m2 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0 }), { kernels: cpu, seed: 1 });
   const m1 = new ConvNeXtV2(makeConfig(cfg, { numClasses: 0, block: 'v1' }), { kernels: cpu, seed: 2 });
   for (const p of m1.params) if (p.name.endsWith('.gamma')) p.data.fill(0.5);
-  saveCheckpoint(a, { config: m2.config, state: m2.stateDict() });
-  saveCheckpoint(b, { config: m1.config, state: m1.stateDict() });
+  saveCheckpoint(a, { config: m2.config, state: await m2.stateDict() });
+  saveCheckpoint(b, { config: m1.config, state: await m1.stateDict() });
   const out = join(dir, 'analysis');
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'analyze', '--checkpoint', a, '--checkpoint', b,
     '--label', 'V2 tiny', '--label', 'V1 tiny', '--data', 'synthetic:32', '--images', '40', '--input-size', '64', '--batch-size', '16',

@@ -229,7 +229,7 @@ test('class names: ImageNet-1k for a 1000-class head without names (predict, eva
   assert.deepEqual([IMAGENET_1K_CLASSES[0], IMAGENET_1K_CLASSES[1], IMAGENET_1K_CLASSES[999]], ['tench, Tinca tinca', 'goldfish, Carassius auratus', 'toilet tissue, toilet paper, bathroom tissue']);
   const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { kernels: backend, seed: 1 });
   const k1000 = join(dir, 'k1000.safetensors');
-  saveCheckpoint(k1000, { config: m.config, state: m.stateDict() });
+  saveCheckpoint(k1000, { config: m.config, state: await m.stateDict() });
   const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');
   const p = cli('predict', '--checkpoint', k1000, '--input-size', '64', '--top-k', '3', png, '--json');
   assert.equal(p.code, 0, p.stderr);

@@ -60,16 +60,16 @@ interface Row {
 }
 
 before(async () => {
-  const tiny = (numClasses: number, block: 'v1' | 'v2' = 'v2') => {
+  const tiny = async (numClasses: number, block: 'v1' | 'v2' = 'v2') => {
     const config = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses, block });
-    return { config, state: new ConvNeXtV2(config, { kernels: cpu, seed: 1 }).stateDict() };
+    return { config, state: await new ConvNeXtV2(config, { kernels: cpu, seed: 1 }).stateDict() };
   };
-  saveCheckpoint(f('k10.safetensors'), { ...tiny(10), metadata: { input_size: '64' } });
-  saveCheckpoint(f('k3.safetensors'), { ...tiny(3), metadata: { input_size: '64' } });
-  saveCheckpoint(f('backbone.safetensors'), { ...tiny(0), metadata: { input_size: '64' } });
-  saveCheckpoint(f('v1.safetensors'), tiny(10, 'v1'));
-  saveCheckpoint(f('args-notjson.safetensors'), { ...tiny(10), metadata: { args: 'not json' } });
-  saveCheckpoint(f('args-seed.safetensors'), { ...tiny(10), metadata: { args: JSON.stringify({ seed: 0 }) } });
+  saveCheckpoint(f('k10.safetensors'), { ...(await tiny(10)), metadata: { input_size: '64' } });
+  saveCheckpoint(f('k3.safetensors'), { ...(await tiny(3)), metadata: { input_size: '64' } });
+  saveCheckpoint(f('backbone.safetensors'), { ...(await tiny(0)), metadata: { input_size: '64' } });
+  saveCheckpoint(f('v1.safetensors'), await tiny(10, 'v1'));
+  saveCheckpoint(f('args-notjson.safetensors'), { ...(await tiny(10)), metadata: { args: 'not json' } });
+  saveCheckpoint(f('args-seed.safetensors'), { ...(await tiny(10)), metadata: { args: JSON.stringify({ seed: 0 }) } });
   writeFileSync(f('text.safetensors'), 'this is not a safetensors file at all');
   writeSafetensors(f('foo.safetensors'), [['foo', { shape: [2], data: new Float32Array(2) }]]);
   // timm's names, one tensor of the wrong shape.

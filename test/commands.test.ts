@@ -93,17 +93,17 @@ test('--clip-grad clips the total gradient norm (torch semantics), and the flag 
   // Library: the scale is max_norm / (norm + 1e-6), applied only when below 1; the norm is returned.
   const p = new lib.Param('w', [3], false);
   p.grad.set([3, 4, 12]);
-  assert.equal(lib.clipGradNorm([p], 1), 13);
+  assert.equal(await lib.clipGradNorm(await lib.createBackend('reference'), [p], 1), 13);
   const f = 1 / (13 + 1e-6);
   assert.deepEqual([...p.grad], [3 * f, 4 * f, 12 * f].map(Math.fround));
   p.grad.set([0.3, 0.4, 0]);
-  assert.ok(Math.abs(lib.clipGradNorm([p], 1) - 0.5) < 1e-7);
+  assert.ok(Math.abs(await lib.clipGradNorm(await lib.createBackend('reference'), [p], 1) - 0.5) < 1e-7);
   assert.deepEqual([...p.grad], [0.3, 0.4, 0].map(Math.fround), 'norm below max: unchanged');
   // CLI: a clip at 1e-13 leaves AdamW steps of ~g / (|g| + eps) ~ 0 (weight decay off): the
   // weights stay at their initial values, while the unclipped run moves them.
   const init = join(dir, 'clip-init.safetensors');
   const cfg = lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 10 });
-  lib.saveCheckpoint(init, { config: cfg, state: new lib.ConvNeXtV2(cfg, { kernels: await lib.createBackend('cpu'), seed: 5 }).stateDict() });
+  lib.saveCheckpoint(init, { config: cfg, state: await new lib.ConvNeXtV2(cfg, { kernels: await lib.createBackend('cpu'), seed: 5 }).stateDict() });
   const start = weights(init);
   const run = (name: string, extra: string[]) => {
     const out = join(dir, name);
@@ -191,18 +191,18 @@ test('the package entry (src/index.ts) runs the README\'s library example at a s
   const model = new lib.ConvNeXtV2(lib.makeConfig('atto', { numClasses: 10, dropPathRate: 0.1 }), { kernels, seed: 0 });
   const B = 2;
   const x = { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i)) };
-  const { logits, preLogits } = model.forward(x);
+  const { logits, preLogits } = await model.forward(x);
   assert.deepEqual([logits!.shape, preLogits.shape], [[1, 10], [1, 320]]);
-  const { stages } = model.forward(x, { stages: 'NCHW' });
+  const { stages } = await model.forward(x, { stages: 'NCHW' });
   assert.deepEqual(stages!.map((s) => s.shape), [[1, 40, 16, 16], [1, 80, 8, 8], [1, 160, 4, 4], [1, 320, 2, 2]]);
   const opt = new lib.AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
   const batch = Float32Array.from({ length: B * 3 * 64 * 64 }, (_, i) => Math.cos(i * 0.1));
-  const { loss } = lib.trainStep(model, opt, { shape: [B, 3, 64, 64], data: batch }, [1, 7], { smoothing: 0.1 });
+  const { loss } = await lib.trainStep(model, opt, { shape: [B, 3, 64, 64], data: batch }, [1, 7], { smoothing: 0.1 });
   assert.ok(Number.isFinite(loss) && loss > 0);
   const fcmae = new lib.FCMAE(lib.makeConfig('atto'), { maskRatio: 0.6, normPixLoss: true }, { kernels });
   const mask = fcmae.randomMask(B, 64, 64);
   assert.deepEqual(mask.shape, [B, 4]);
-  const out = fcmae.forward({ shape: [B, 3, 64, 64], data: batch }, mask);
+  const out = await fcmae.forward({ shape: [B, 3, 64, 64], data: batch }, mask);
   assert.deepEqual(out.pred.shape, [B, 4, 3072]);
   fcmae.backward();
   new lib.AdamW(fcmae.params, { lr: 1.5e-4, betas: [0.9, 0.95], weightDecay: 0.05 }).update(fcmae.kernels);

@@ -81,7 +81,7 @@ test('label smoothing: targets and the loss of a known case', () => {
 test('EMA update: ema = d * ema + (1 - d) * w', () => {
   const p = new Param('w', [2], false);
   p.data.set([1, 2]);
-  const ema = new ModelEma([p], 0.9);
+  const ema = new ModelEma([p], 0.9, new ReferenceKernels());
   p.data.set([3, 6]);
   ema.update();
   assert.deepEqual([...ema.shadow.get('w')!].map((v) => +v.toFixed(6)), [1.2, 2.4]);

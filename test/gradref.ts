@@ -96,8 +96,7 @@ export class Builder {
   /** A parameter of random values offset + scale N(0, 1). */
   param(name: string, shape: number[], scale = 0.5, offset = 0): Param {
     const p = new Param(name, shape, false, memoryOf(this.k));
-    this.k.write(p.data, this.values(p.size, scale, offset));
-    p.touch();
+    p.write(this.k, this.values(p.size, scale, offset));
     this.params.push(p);
     return p;
   }
@@ -217,9 +216,9 @@ export function assertFiniteDifferences64(c: GradCase, { eps, rtol, atol, k = re
     const targets: [string, Float64Array, Float64Array][] = [];
     if (layer.x && dx) targets.push(['input', f64(layer.x), f64(dx).slice(0, layer.x.length)]);
     for (const p of layer.params) targets.push([p.name, f64(p.data), f64(p.grad).slice()]);
-    // The finite differences write the parameters directly: touch() marks them changed (Param.version).
+    // The finite differences write the parameters' memory directly, so they count the writes (Param.version).
     const L = (): number => {
-      for (const p of layer.params) p.touch();
+      for (const p of layer.params) p.writes.n++;
       const out = f64(layer.forward(false));
       let s = 0;
       for (let i = 0; i < R.length; i++) s += out[i] * R[i];
@@ -446,8 +445,7 @@ const model = (H: number, W: number): GradCase => ({
     for (const p of m.params) {
       const fanIn = p.shape.slice(1).reduce((a, d) => a * d, 1);
       const norm = p.shape.length === 1 && p.name.endsWith('.weight') && !p.name.includes('grn');
-      b.k.write(p.data, p.shape.length > 1 ? b.values(p.size, 1 / Math.sqrt(fanIn)) : b.values(p.size, 0.3, norm ? 1 : 0));
-      p.touch();
+      p.write(b.k, p.shape.length > 1 ? b.values(p.size, 1 / Math.sqrt(fanIn)) : b.values(p.size, 0.3, norm ? 1 : 0));
     }
     const x = b.tensor(b.values(N * H * W * 3));
     return {

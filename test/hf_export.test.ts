@@ -115,15 +115,15 @@ function assertLabelMaps(config: JsonObject, names: readonly string[]): void {
   }
 }
 
-function logits(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Float32Array {
+async function logits(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Promise<Float32Array> {
   const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
-  const out = m.forward(input);
+  const out = await m.forward(input);
   assert.ok(out.logits);
   return out.logits.data;
 }
 
-test('config.json: every key of a real hub ConvNextV2 config and of save_pretrained\'s, with its type; the values transformers needs', () => {
+test('config.json: every key of a real hub ConvNextV2 config and of save_pretrained\'s, with its type; the values transformers needs', async () => {
   const { config } = hfFiles(smallHfDir);
   assertHasKeysOf(config, HUB_CONFIG, 'vs the hub config.json');
   assertHasKeysOf(config, SMALL_HF_CONFIG, 'vs small_hf/config.json (transformers 5.17)');
@@ -160,7 +160,7 @@ test('config.json: every key of a real hub ConvNextV2 config and of save_pretrai
   // A backbone (no classifier): a ConvNextV2Model with the same keys, no label maps.
   const bbDir = path.join(tmp, 'bb-hf');
   const bb = new ConvNeXtV2({ ...small.config, numClasses: 0 }, { kernels: cpu });
-  exportCheckpoint(bbDir, { config: bb.config, state: bb.stateDict() }, { naming: 'hf' });
+  exportCheckpoint(bbDir, { config: bb.config, state: await bb.stateDict() }, { naming: 'hf' });
   const bbConfig = hfFiles(bbDir).config;
   assert.deepEqual(bbConfig.architectures, ['ConvNextV2Model']);
   const { id2label: _a, label2id: _b, ...hubNoLabels } = HUB_CONFIG;
@@ -236,14 +236,14 @@ test('id2label / label2id: string keys "0".."n-1", inverse maps, names kept (als
   assertLabelMaps(hfFiles(dir2).config, Array.from({ length: 10 }, (_v, i) => `LABEL_${i}`));
 });
 
-test('the exported folder loads back to the same logits; a transformers folder re-exports to its own config values', () => {
+test('the exported folder loads back to the same logits; a transformers folder re-exports to its own config values', async () => {
   const ref = readSafetensors(SMALL_TIMM);
   const input = ref.get('input.0.pixel_values')!;
   const back = loadCheckpoint(smallHfDir);
   assert.equal(back.naming, 'hf');
   assert.deepEqual(back.config, small.config);
-  const got = logits(back, input);
-  assert.deepEqual(bits(got), bits(logits(small, input)), 'bit-identical to the model that was exported');
+  const got = await logits(back, input);
+  assert.deepEqual(bits(got), bits(await logits(small, input)), 'bit-identical to the model that was exported');
   const e = relErr(got, ref.get('output.0.logits')!.data);
   assert.ok(e <= 1e-4, `timm reference logits: relative error ${e}`);
 
@@ -261,6 +261,6 @@ test('the exported folder loads back to the same logits; a transformers folder r
   const expected = readSafetensors(path.join(HF_DIR, 'expected.safetensors'));
   const again = loadCheckpoint(dir);
   assert.equal(again.config.headNormEps, 1e-12);
-  const e2 = relErr(logits(again, expected.get('input.0.pixel_values')!), expected.get('output.0.logits')!.data);
+  const e2 = relErr(await logits(again, expected.get('input.0.pixel_values')!), expected.get('output.0.logits')!.data);
   assert.ok(e2 <= 1e-4, `transformers reference logits after re-export: relative error ${e2}`);
 });

@@ -84,7 +84,7 @@ test('a timm repository in the cache: timm naming and head norm eps, pretrained_
   const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
   const ref = readSafetensors(join(REF, 'small_timm.safetensors'));
-  const out = m.forward(ref.get('input.1.pixel_values')!);
+  const out = await m.forward(ref.get('input.1.pixel_values')!);
   assert.ok(relErr(out.logits!.data, ref.get('output.1.logits')!.data) <= 1e-4);
 });
 
@@ -111,14 +111,14 @@ test('predict on an HF-cache id and a timm id of a 1000-class checkpoint prints 
   // A small random-weight stand-in for facebook/convnextv2-atto-1k-224 and timm/convnextv2_atto.fcmae_ft_in1k.
   const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 1000 }), { kernels: cpu, seed: 2 });
   const hfDir = join(root, 'k1000-hf');
-  exportCheckpoint(hfDir, { config: m.config, state: m.stateDict() }, { naming: 'hf' });
+  exportCheckpoint(hfDir, { config: m.config, state: await m.stateDict() }, { naming: 'hf' });
   // As transformers' save_pretrained writes a model without names: LABEL_N placeholders.
   const cfg = JSON.parse(readFileSync(join(hfDir, 'config.json'), 'utf8')) as Record<string, unknown>;
   cfg.id2label = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `LABEL_${i}`]));
   writeFileSync(join(hfDir, 'config.json'), JSON.stringify(cfg));
   cacheRepo('facebook/convnextv2-tiny-1k-standin', { 'config.json': join(hfDir, 'config.json'), 'model.safetensors': join(hfDir, 'model.safetensors') });
   const timmFile = join(root, 'k1000-timm.safetensors');
-  exportCheckpoint(timmFile, { config: m.config, state: m.stateDict() }, { naming: 'timm' });
+  exportCheckpoint(timmFile, { config: m.config, state: await m.stateDict() }, { naming: 'timm' });
   const tcfg = join(root, 'k1000-timm-config.json');
   writeFileSync(tcfg, JSON.stringify({ architecture: 'convnextv2_standin', num_classes: 1000, pretrained_cfg: { input_size: [3, 64, 64], crop_pct: 0.875 } }));
   cacheRepo('timm/convnextv2_standin.fcmae_ft_in1k', { 'config.json': tcfg, 'model.safetensors': timmFile });

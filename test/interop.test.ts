@@ -34,10 +34,10 @@ after(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
 
 const ref = readSafetensors(SMALL_TIMM);
 
-function logitsOf(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Float32Array {
+async function logitsOf(ck: Pick<LoadedCheckpoint, 'config' | 'state'>, input: TensorData): Promise<Float32Array> {
   const m = new ConvNeXtV2(ck.config, { kernels: cpu });
   m.loadStateDict(ck.state);
-  const out = m.forward(input);
+  const out = await m.forward(input);
   assert.ok(out.logits);
   assert.deepEqual(out.logits.shape, [input.shape[0], ck.config.numClasses]);
   return out.logits.data;
@@ -62,7 +62,7 @@ function assertCliError(r: { code: number | null; stderr: string }, code: number
 // ---------------------------------------------------------------------------------------------
 // Reading the official and Hugging Face fixtures
 
-test('small_official.pt gives small_timm\'s logits (both inputs)', () => {
+test('small_official.pt gives small_timm\'s logits (both inputs)', async () => {
   const ck = loadCheckpoint(SMALL_PT);
   assert.equal(ck.format, 'official');
   assert.equal(ck.container, 'torch');
@@ -73,19 +73,19 @@ test('small_official.pt gives small_timm\'s logits (both inputs)', () => {
   // Same weights as the timm fixture, bit for bit.
   for (const [k, t] of smallTimmParams()) assertSameTensor(ck.state.get(k), t, k);
   for (const i of [0, 1]) {
-    const err = relErr(logitsOf(ck, ref.get(`input.${i}.pixel_values`)!), ref.get(`output.${i}.logits`)!.data);
+    const err = relErr(await logitsOf(ck, ref.get(`input.${i}.pixel_values`)!), ref.get(`output.${i}.logits`)!.data);
     assert.ok(err <= 1e-4, `input ${i}: relative error ${err}`);
   }
 });
 
-test('small_hf/ gives its expected logits; its final norm uses layer_norm_eps 1e-12', () => {
+test('small_hf/ gives its expected logits; its final norm uses layer_norm_eps 1e-12', async () => {
   const ck = loadCheckpoint(HF_DIR);
   assert.equal(ck.format, 'hf');
   assert.equal(ck.config.headNormEps, 1e-12);
   // Its config.json's id2label holds transformers' placeholders (LABEL_0, ...): no class names.
   assert.equal(ck.labels, undefined);
   const exp = readSafetensors(path.join(HF_DIR, 'expected.safetensors'));
-  const err = relErr(logitsOf(ck, exp.get('input.0.pixel_values')!), exp.get('output.0.logits')!.data);
+  const err = relErr(await logitsOf(ck, exp.get('input.0.pixel_values')!), exp.get('output.0.logits')!.data);
   assert.ok(err <= 1e-4, `relative error ${err}`);
 });
 
@@ -231,7 +231,7 @@ test('sparse kernel reordering follows remap_checkpoint_keys: k = col*K + row (h
   assert.deepEqual(m.unused, ['other']);
 });
 
-test('fcmae_small_official.pt loads as a backbone + FCMAE parts equal to fcmae_small.safetensors after mapping', () => {
+test('fcmae_small_official.pt loads as a backbone + FCMAE parts equal to fcmae_small.safetensors after mapping', async () => {
   const pt = loadCheckpoint(FCMAE_PT, { extra: true });
   const st = loadCheckpoint(FCMAE_ST, { prefix: 'param.', allowUnexpected: true, extra: true });
   for (const ck of [pt, st]) {
@@ -272,7 +272,7 @@ test('fcmae_small_official.pt loads as a backbone + FCMAE parts equal to fcmae_s
   // The backbone runs; saved as ours it keeps the decoder and the 'initialised' note.
   const m = new ConvNeXtV2(pt.config, { kernels: cpu });
   m.loadStateDict(pt.state);
-  const y = m.forward(raw.get('input.pixel_values')!);
+  const y = await m.forward(raw.get('input.pixel_values')!);
   assert.equal(y.logits, null);
   assert.deepEqual(y.preLogits.shape, [2, 64]);
   const ours = path.join(tmp, 'fcmae-ours.safetensors');
@@ -405,7 +405,7 @@ test('ONNX export of small_timm run by onnxruntime-node matches our logits (64x6
   for (const op of ['Conv', 'LayerNormalization', 'MatMul', 'Erf', 'ReduceL2', 'ReduceMean', 'Gemm']) assert.ok(ops.has(op), op);
   for (const i of [0, 1]) {
     const x = ref.get(`input.${i}.pixel_values`)!;
-    const ours = logitsOf(ck, x);
+    const ours = await logitsOf(ck, x);
     const onnx = await run(file, x, 'logits');
     const err = relErr(onnx, ours);
     assert.ok(err <= 1e-4, `input ${i}: ONNX vs ours ${err}`);
@@ -416,7 +416,7 @@ test('ONNX export of small_timm run by onnxruntime-node matches our logits (64x6
   assert.deepEqual(exportOnnx(ext, ck, { opset: 18, externalData: true }), [ext, `${ext}.data`]);
   assert.ok(fs.statSync(ext).size < 100_000, 'weights are outside');
   const x1 = ref.get('input.1.pixel_values')!;
-  assert.ok(relErr(await run(ext, x1, 'logits'), logitsOf(ck, x1)) <= 1e-4);
+  assert.ok(relErr(await run(ext, x1, 'logits'), await logitsOf(ck, x1)) <= 1e-4);
   // A backbone (the FCMAE encoder) exports pre_logits.
   const fc = loadCheckpoint(FCMAE_PT);
   const bb = path.join(tmp, 'backbone.onnx');
@@ -424,7 +424,7 @@ test('ONNX export of small_timm run by onnxruntime-node matches our logits (64x6
   const m = new ConvNeXtV2(fc.config, { kernels: cpu });
   m.loadStateDict(fc.state);
   const x0 = ref.get('input.0.pixel_values')!;
-  assert.ok(relErr(await run(bb, x0, 'pre_logits'), m.forward(x0).preLogits.data) <= 1e-4);
+  assert.ok(relErr(await run(bb, x0, 'pre_logits'), (await m.forward(x0)).preLogits.data) <= 1e-4);
 });
 
 // ---------------------------------------------------------------------------------------------

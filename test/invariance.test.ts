@@ -28,14 +28,14 @@ const rng = new Rng(2024);
 const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => rng.normal() * s);
 
 /** Runs `f` with the reference kernels, then each ISA at each thread count; checks bits per ISA and closeness across. */
-function invariant(what: string, f: (k: Kernels) => Map<string, Float32Array>): void {
-  const want = f(new ReferenceKernels());
+async function invariant(what: string, f: (k: Kernels) => Map<string, Float32Array> | Promise<Map<string, Float32Array>>): Promise<void> {
+  const want = await f(new ReferenceKernels());
   for (const isa of ISAS) {
     nk.setIsa(isa);
     let first: Map<string, Float32Array> | null = null;
     for (const t of THREADS) {
       nk.setThreads(t);
-      const got = f(nk);
+      const got = await f(nk);
       if (!first) {
         first = got;
         for (const [name, w] of want) assert.ok(relErr(got.get(name)!, w) <= 1e-4, `${what} ${isa}: ${name} vs reference ${relErr(got.get(name)!, w)}`);
@@ -46,26 +46,26 @@ function invariant(what: string, f: (k: Kernels) => Map<string, Float32Array>): 
   }
 }
 
-test('evaluation logits: bit-identical for 1, 2, 3, 5 threads on every ISA; ISAs agree with the reference', () => {
+test('evaluation logits: bit-identical for 1, 2, 3, 5 threads on every ISA; ISAs agree with the reference', async () => {
   const cfg = makeConfig({ depths: [1, 1, 2, 1], dims: [24, 48, 72, 96] }, { numClasses: 11 });
-  const state = new ConvNeXtV2(cfg, { kernels: cpu, seed: 4 }).stateDict();
+  const state = await new ConvNeXtV2(cfg, { kernels: cpu, seed: 4 }).stateDict();
   // Non-trivial GRN and biases, so every term of the block counts.
   for (const [name, t] of state) if (/grn|bias/.test(name)) t.data.set(randn(t.data.length, 0.3));
   const x = { shape: [4, 3, 96, 80], data: randn(4 * 3 * 96 * 80) };
-  invariant('eval', (k) => {
+  await invariant('eval', async (k) => {
     const m = new ConvNeXtV2(cfg, { kernels: k });
     m.loadStateDict(state);
-    const out = m.forward(x);
+    const out = await m.forward(x);
     return new Map([['logits', out.logits!.data], ['pre_logits', out.preLogits.data]]);
   });
 });
 
-test('sparse FCMAE loss and every gradient: bit-identical for 1, 2, 3, 5 threads on every ISA; ISAs agree with the reference', () => {
+test('sparse FCMAE loss and every gradient: bit-identical for 1, 2, 3, 5 threads on every ISA; ISAs agree with the reference', async () => {
   const cfg = makeConfig({ depths: [1, 2, 1, 1], dims: [16, 32, 48, 64] }, { numClasses: 0 });
   const x = { shape: [3, 3, 128, 96], data: randn(3 * 3 * 128 * 96) };
   const mask = { shape: [3, 12], data: Float32Array.from({ length: 36 }, (_, i) => ((i * 7) % 5 < 3 ? 1 : 0)) };
   let init: Map<string, Float32Array> | null = null;
-  invariant('FCMAE', (k) => {
+  await invariant('FCMAE', async (k) => {
     const f = new FCMAE(cfg, { decoderDim: 32, normPixLoss: true }, { seed: 3, kernels: k });
     if (!init) {
       for (const p of f.params) if (/grn/.test(p.name)) p.data.set(randn(p.size, 0.5));
@@ -74,7 +74,7 @@ test('sparse FCMAE loss and every gradient: bit-identical for 1, 2, 3, 5 threads
       for (const p of f.params) p.data.set(init.get(p.name)!);
     }
     f.zeroGrad();
-    const out = f.forward(x, mask, { mode: 'sparse' });
+    const out = await f.forward(x, mask, { mode: 'sparse' });
     f.backward();
     const r = new Map<string, Float32Array>([['loss', Float32Array.of(out.loss)], ['pred', Float32Array.from(out.pred.data)]]);
     for (const p of f.params) if (!p.name.startsWith('head.')) r.set(`grad.${p.name}`, Float32Array.from(p.grad));

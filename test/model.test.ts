@@ -36,18 +36,18 @@ function smallModel(k: Kernels): ConvNeXtV2 {
 const backends: [string, Kernels][] = [['default', cpu], ['reference', new ReferenceKernels()]];
 
 for (const [label, k] of backends) {
-  test(`small_timm forward matches timm (${label} kernels: ${k.name}/${k.isa})`, () => {
+  test(`small_timm forward matches timm (${label} kernels: ${k.name}/${k.isa})`, async () => {
     const m = smallModel(k);
     for (const i of [0, 1]) {
       const x = get(`input.${i}.pixel_values`);
-      const out = m.forward(x, { stages: 'NCHW' });
+      const out = await m.forward(x, { stages: 'NCHW' });
       assert.deepEqual(out.logits!.shape, get(`output.${i}.logits`).shape, 'logits shape');
       assert.ok(relErr(out.logits!.data, get(`output.${i}.logits`).data) <= 1e-4, `input ${i} logits`);
       assert.deepEqual(out.preLogits.shape, get(`output.${i}.pre_logits`).shape, 'pre_logits shape');
       assert.ok(relErr(out.preLogits.data, get(`output.${i}.pre_logits`).data) <= 1e-4, `input ${i} pre_logits`);
       assert.equal(out.stages!.length, 4);
       // Channels-last stages are the same values, transposed, without the copy.
-      const nhwc = m.forward(x, { stages: 'NHWC' }).stages!;
+      const nhwc = (await m.forward(x, { stages: 'NHWC' })).stages!;
       out.stages!.forEach((s, si) => {
         const want = get(`output.${i}.stage${si}`);
         assert.deepEqual(s.shape, want.shape, `stage${si} shape`);
@@ -58,14 +58,14 @@ for (const [label, k] of backends) {
         k.nhwcToNchw(nhwc[si].data, N, H, W, C, back);
         assert.deepEqual(back, s.data, `stage${si} NHWC = NCHW transposed`);
       });
-      assert.equal(m.forward(x).stages, undefined, 'stages only when asked');
+      assert.equal((await m.forward(x)).stages, undefined, 'stages only when asked');
     }
   });
 
-  test(`small_timm gradients match timm for every parameter and the input (${label} kernels)`, () => {
+  test(`small_timm gradients match timm for every parameter and the input (${label} kernels)`, async () => {
     const m = smallModel(k);
     m.zeroGrad();
-    m.forward(get('input.0.pixel_values'), { cache: true });
+    await m.forward(get('input.0.pixel_values'), { cache: true });
     const dx = m.backward(get('grad.R').data, true)!;
     const dxNchw = new Float32Array(dx.length);
     k.nhwcToNchw(dx, 2, 64, 64, 3, dxNchw);
@@ -112,21 +112,21 @@ test('initialisation follows the official classifier', () => {
   assert.deepEqual(again.param('stem.0.weight').data, m.param('stem.0.weight').data, 'seeded');
 });
 
-test('odd input sizes floor like PyTorch; bad shapes give clear errors', () => {
+test('odd input sizes floor like PyTorch; bad shapes give clear errors', async () => {
   const m = new ConvNeXtV2(makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 }), { kernels: cpu });
-  const out = m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'NCHW' });
+  const out = await m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'NCHW' });
   assert.deepEqual(out.stages!.map((s) => s.shape), [[1, 8, 11, 17], [1, 16, 5, 8], [1, 24, 2, 4], [1, 32, 1, 2]]);
   assert.deepEqual(out.logits!.shape, [1, 3]);
-  assert.throws(() => m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'nchw' as 'NCHW' }), /stages must be 'NCHW' or 'NHWC', got "nchw"/);
-  assert.throws(() => m.forward({ shape: [3, 32, 32], data: new Float32Array(3 * 32 * 32) }), ConvNextError);
-  assert.throws(() => m.forward({ shape: [1, 1, 32, 32], data: new Float32Array(32 * 32) }), /channels/);
-  assert.throws(() => m.forward({ shape: [1, 3, 16, 64], data: new Float32Array(3 * 16 * 64) }), /at least 32/);
-  const bad = new Map(m.stateDict());
+  await assert.rejects(async () => await m.forward({ shape: [1, 3, 45, 70], data: new Float32Array(3 * 45 * 70) }, { stages: 'nchw' as 'NCHW' }), /stages must be 'NCHW' or 'NHWC', got "nchw"/);
+  await assert.rejects(async () => await m.forward({ shape: [3, 32, 32], data: new Float32Array(3 * 32 * 32) }), ConvNextError);
+  await assert.rejects(async () => await m.forward({ shape: [1, 1, 32, 32], data: new Float32Array(32 * 32) }), /channels/);
+  await assert.rejects(async () => await m.forward({ shape: [1, 3, 16, 64], data: new Float32Array(3 * 16 * 64) }), /at least 32/);
+  const bad = new Map(await m.stateDict());
   bad.set('stages.1.blocks.0.mlp.fc1.weight', { shape: [64, 8], data: new Float32Array(512) });
   assert.throws(() => m.loadStateDict(bad), /stages\.1\.blocks\.0\.mlp\.fc1\.weight has shape \[64,8\], expected \[64,16\]/);
 });
 
-test('training gradients are bit-identical for any thread count (native kernels)', (t) => {
+test('training gradients are bit-identical for any thread count (native kernels)', async (t) => {
   const native = cpu as Kernels & { setThreads?: (n: number) => void; threads: number };
   if (native.name !== 'native' || !native.setThreads) {
     t.skip('native kernels unavailable');
@@ -135,20 +135,20 @@ test('training gradients are bit-identical for any thread count (native kernels)
   const before = native.threads;
   const cfg = makeConfig({ depths: [1, 2, 1, 1], dims: [24, 40, 56, 72] }, { numClasses: 7, dropPathRate: 0.2 });
   const x = new Float32Array(3 * 3 * 96 * 80).map((_, i) => Math.sin(i * 0.37) + Math.cos(i * 0.011));
-  const run = (threads: number) => {
+  const run = async (threads: number) => {
     native.setThreads!(threads);
     const m = new ConvNeXtV2(cfg, { kernels: cpu, seed: 11 });
     for (const p of m.params) if (p.name.includes('grn')) p.data.fill(0.3);
     m.zeroGrad();
-    const out = m.forward({ shape: [3, 3, 96, 80], data: x }, { train: true });
+    const out = await m.forward({ shape: [3, 3, 96, 80], data: x }, { train: true });
     const d = new Float32Array(out.logits!.data.length).map((_, i) => (i % 5) - 2);
     m.backward(d, true);
     return m.params.map((p) => Float32Array.from(p.grad));
   };
   try {
-    const one = run(1);
+    const one = await run(1);
     for (const n of [2, 3]) {
-      const other = run(n);
+      const other = await run(n);
       one.forEach((g, i) => assert.deepEqual(other[i], g, `param ${i} with ${n} threads`));
     }
   } finally {
@@ -156,7 +156,7 @@ test('training gradients are bit-identical for any thread count (native kernels)
   }
 });
 
-test('inference with packed weights: the bits of packing per call, and never stale (native kernels)', (t) => {
+test('inference with packed weights: the bits of packing per call, and never stale (native kernels)', async (t) => {
   const native = cpu;
   if (!native.packWeights) {
     t.skip('these kernels do not pack weights');
@@ -173,24 +173,26 @@ test('inference with packed weights: the bits of packing per call, and never sta
   const cfg = makeConfig({ depths: [1, 1, 2, 1], dims: [16, 24, 40, 64] }, { numClasses: 9 });
   const packedModel = new ConvNeXtV2(cfg, { kernels: native, seed: 5 });
   const plainModel = new ConvNeXtV2(cfg, { kernels: perCall, seed: 5 });
-  for (const m of [packedModel, plainModel]) for (const p of m.params) if (p.name.includes('grn')) { p.host().fill(0.2); p.touch(); }
+  for (const m of [packedModel, plainModel]) for (const p of m.params) if (p.name.includes('grn')) p.fill(m.kernels, 0.2);
   const x = new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i * 0.13));
-  const logits = (m: ConvNeXtV2, n = 2) => Float32Array.from(m.forward({ shape: [n, 3, 64, 64], data: x.subarray(0, n * 3 * 64 * 64) }).logits!.data);
+  const logits = async (m: ConvNeXtV2, n = 2) => Float32Array.from((await m.forward({ shape: [n, 3, 64, 64], data: x.subarray(0, n * 3 * 64 * 64) })).logits!.data);
   const same = (a: Float32Array, b: Float32Array, what: string) => assert.deepEqual(new Uint32Array(a.buffer), new Uint32Array(b.buffer), what);
-  same(logits(packedModel), logits(plainModel), 'first forward (packs made)');
-  same(logits(packedModel, 1), logits(plainModel, 1), 'batch 1, packs reused');
-  // New weights through the library (loadStateDict), then a direct write marked with touch().
-  const sd = new Map([...packedModel.stateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data.map((y, i) => y * (1 + 0.01 * Math.sin(i))) }]));
+  same(await logits(packedModel), await logits(plainModel), 'first forward (packs made)');
+  same(await logits(packedModel, 1), await logits(plainModel, 1), 'batch 1, packs reused');
+  // New weights through the library (loadStateDict), then one tensor written with Param.write.
+  const sd = new Map([...await packedModel.stateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data.map((y, i) => y * (1 + 0.01 * Math.sin(i))) }]));
   for (const m of [packedModel, plainModel]) m.loadStateDict(sd);
-  same(logits(packedModel), logits(plainModel), 'after loadStateDict');
+  same(await logits(packedModel), await logits(plainModel), 'after loadStateDict');
   for (const m of [packedModel, plainModel]) {
     const w = m.params.find((p) => p.name === 'stages.2.blocks.1.mlp.fc2.weight')!;
-    w.host()[3] += 0.5;
-    w.touch();
+    const v = await m.kernels.read(w.data);
+    v[3] += 0.5;
+    w.write(m.kernels, v);
   }
-  same(logits(packedModel), logits(plainModel), 'after a touched direct write');
-  const before = logits(packedModel);
-  assert.ok(before.some((v, i) => v !== logits(new ConvNeXtV2(cfg, { kernels: native, seed: 5 }))[i]), 'the writes changed the logits (the test can fail)');
+  same(await logits(packedModel), await logits(plainModel), 'after Param.write');
+  const before = await logits(packedModel);
+  const fresh = await logits(new ConvNeXtV2(cfg, { kernels: native, seed: 5 }));
+  assert.ok(before.some((v, i) => v !== fresh[i]), 'the writes changed the logits (the test can fail)');
 });
 
 test('Linear.backwardRows equals backward when the other rows of dy are zero', () => {
@@ -224,10 +226,10 @@ test('unknown option keys are refused, not ignored (makeConfig, FCMAE)', async (
   assert.equal(new FCMAE(cfg, { decoderDim: 16 }, { kernels: new ReferenceKernels() }).opts.decoderDim, 16);
 });
 
-test('a model built from a checkpoint is not initialised at random first, and gives the loaded model\'s logits', () => {
+test('a model built from a checkpoint is not initialised at random first, and gives the loaded model\'s logits', async () => {
   const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3 });
   const src = new ConvNeXtV2(cfg, { kernels: cpu, seed: 9 });
-  const state = new Map([...src.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
+  const state = new Map([...await src.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
   const init = ConvNeXtV2.prototype.init;
   let calls = 0;
   ConvNeXtV2.prototype.init = function (this: ConvNeXtV2, seed: number) {
@@ -238,7 +240,7 @@ test('a model built from a checkpoint is not initialised at random first, and gi
     const m = ConvNeXtV2.fromCheckpoint({ config: cfg, state, file: 'x.safetensors' }, { kernels: cpu });
     assert.equal(calls, 0, 'init was not called');
     const x = { shape: [1, 3, 32, 32], data: Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i)) };
-    assert.deepEqual(m.forward(x).logits!.data, src.forward(x).logits!.data);
+    assert.deepEqual((await m.forward(x)).logits!.data, (await src.forward(x)).logits!.data);
     state.delete('head.fc.bias');
     assert.throws(() => ConvNeXtV2.fromCheckpoint({ config: cfg, state, file: 'x.safetensors' }, { kernels: cpu }), /checkpoint x\.safetensors: missing tensor head\.fc\.bias/);
     new ConvNeXtV2(cfg, { kernels: cpu });

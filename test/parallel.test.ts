@@ -41,21 +41,21 @@ test('GradientSum in one process: ((g0 + g1) + g2) in float32, into every gradie
   const gs = [[0.1, -2, 3e-8, 1e7, -0.5], [0.2, 2, 1, 1, 0.25], [1e-8, 0.3, -1, 3, 0.125]];
   const want = new Float32Array(5);
   for (const g of gs) {
-    a.hostGrad().set(g.slice(0, 3));
-    b.hostGrad().set(g.slice(3));
+    a.grad.set(g.slice(0, 3));
+    b.grad.set(g.slice(3));
     await sum.add();
-    assert.ok(a.hostGrad().every((v) => v === 0), 'the microbatch gradient is zeroed for the next');
+    assert.ok(a.grad.every((v) => v === 0), 'the microbatch gradient is zeroed for the next');
     for (let i = 0; i < 5; i++) want[i] = Math.fround(want[i] + Math.fround(g[i]));
   }
   await sum.finish();
-  assert.deepEqual([...a.hostGrad(), ...b.hostGrad()], [...want]);
-  a.hostGrad().set([1, 1, 1]);
+  assert.deepEqual([...a.grad, ...b.grad], [...want]);
+  a.grad.set([1, 1, 1]);
   await sum.add();
   sum.reset();
-  a.hostGrad().set([5, 5, 5]);
+  a.grad.set([5, 5, 5]);
   await sum.add();
   await sum.finish();
-  assert.deepEqual([...a.hostGrad()], [5, 5, 5]);
+  assert.deepEqual([...a.grad], [5, 5, 5]);
 });
 
 test('sharded evaluation counts merge to the single counter\'s, the loss summed in batch order', () => {

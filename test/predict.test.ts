@@ -26,7 +26,7 @@ const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx
 
 const cfg = makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 10 });
 const ckpt = join(dir, 'tiny.safetensors');
-saveCheckpoint(ckpt, { config: cfg, state: new ConvNeXtV2(cfg, { kernels: cpu, seed: 1 }).stateDict(), labels: [...SYNTHETIC_CLASSES], metadata: { input_size: '64' } });
+saveCheckpoint(ckpt, { config: cfg, state: await new ConvNeXtV2(cfg, { kernels: cpu, seed: 1 }).stateDict(), labels: [...SYNTHETIC_CLASSES], metadata: { input_size: '64' } });
 const png = join(dir, 'img.png');
 writeFileSync(png, encodePng({ width: 40, height: 30, channels: 3, data: Uint8Array.from({ length: 40 * 30 * 3 }, (_, i) => (i * 7) % 256) }));
 
@@ -75,7 +75,7 @@ const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop()!
 async function libraryPredict(model: ConvNeXtV2, files: string[], S: number, cropPct: number): Promise<{ probs: number[][]; features: Tensor }> {
   const x = new Float32Array(files.length * 3 * S * S);
   for (const [i, f] of files.entries()) evalTransform(await decodeImage(f), S, cropPct, x, i * 3 * S * S);
-  const { logits, preLogits } = model.forward({ shape: [files.length, 3, S, S], data: x });
+  const { logits, preLogits } = await model.forward({ shape: [files.length, 3, S, S], data: x });
   const K = logits!.shape[1];
   const probs = files.map((_, i) => {
     const row = Array.from(logits!.data.subarray(i * K, (i + 1) * K));
@@ -116,7 +116,7 @@ test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, pro
   const loader = new DataLoader(ds, { batchSize: 16, transform: { kind: 'eval', size: 64, cropPct: 0.875 }, workers: 0 });
   let hits = 0, n = 0, loss = 0;
   for await (const b of loader.epoch(0)) {
-    const logits = model.forward(b.pixels).logits!;
+    const logits = (await model.forward(b.pixels)).logits!;
     const K = logits.shape[1];
     for (let i = 0; i < b.labels.length; i++) {
       const row = Array.from(logits.data.subarray(i * K, (i + 1) * K));

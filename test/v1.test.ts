@@ -83,11 +83,11 @@ test('timm and official V1 names load as block v1, the same config and identical
 const backends: [string, Kernels][] = [['default', cpu], ['reference', new ReferenceKernels()]];
 
 for (const [label, k] of backends) {
-  test(`V1 forward matches timm: stages, pre-logits, logits, both inputs, timm and official names (${label} kernels: ${k.name}/${k.isa})`, () => {
+  test(`V1 forward matches timm: stages, pre-logits, logits, both inputs, timm and official names (${label} kernels: ${k.name}/${k.isa})`, async () => {
     for (const [naming, ck] of [['timm', timmCk], ['official', officialCk]] as const) {
       const m = model(ck, k);
       for (const i of [0, 1]) {
-        const out = m.forward(get(`input.${i}.pixel_values`), { stages: 'NCHW' });
+        const out = await m.forward(get(`input.${i}.pixel_values`), { stages: 'NCHW' });
         const logits = get(`output.${i}.logits`), pre = get(`output.${i}.pre_logits`);
         assert.deepEqual(out.logits!.shape, logits.shape, 'logits shape');
         check('logits', out.logits!.data, logits.data, `${naming} input ${i} logits`);
@@ -103,10 +103,10 @@ for (const [label, k] of backends) {
     }
   });
 
-  test(`V1 gradients match timm for every parameter (gammas included) and the input (${label} kernels)`, () => {
+  test(`V1 gradients match timm for every parameter (gammas included) and the input (${label} kernels)`, async () => {
     const m = model(timmCk, k);
     m.zeroGrad();
-    m.forward(get('input.0.pixel_values'), { cache: true });
+    await m.forward(get('input.0.pixel_values'), { cache: true });
     const dx = m.backward(get('grad.R').data, true)!;
     const dxNchw = new Float32Array(dx.length);
     k.nhwcToNchw(dx, 2, 64, 64, 3, dxNchw);

@@ -35,14 +35,14 @@ test('the bundle is one ES module with no Node imports, and runs on the TypeScri
   assert.equal(webCpu.name, 'reference', 'the bundle has no addon: cpu is the reference');
 });
 
-test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder give the reference logits', () => {
+test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder give the reference logits', async () => {
   const params = node.serializeSafetensors([...ref].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6), v] as const));
   const x = ref.get('input.0.pixel_values')!;
   const want = ref.get('output.0.logits')!.data;
   for (const [what, ck] of [['timm safetensors', web.loadCheckpoint(params)], ['official .pt', web.loadCheckpoint(bytes('small_official.pt'))]] as const) {
     const m = new web.ConvNeXtV2(ck.config, { kernels: webCpu });
     m.loadStateDict(ck.state);
-    const got = m.forward(x).logits!;
+    const got = (await m.forward(x)).logits!;
     assert.deepEqual(got.shape, [2, 10]);
     assert.ok(relErr(got.data, want) <= 1e-4, `${what}: ${relErr(got.data, want)}`);
   }
@@ -53,18 +53,18 @@ test('loadCheckpoint from bytes: timm safetensors, official .pt and an HF folder
   const exp = node.readSafetensors(join(hfDir, 'expected.safetensors'));
   const m = new web.ConvNeXtV2(hf.config, { kernels: webCpu });
   m.loadStateDict(hf.state);
-  assert.ok(relErr(m.forward(exp.get('input.0.pixel_values')!).logits!.data, exp.get('output.0.logits')!.data) <= 1e-4, 'HF folder');
+  assert.ok(relErr((await m.forward(exp.get('input.0.pixel_values')!)).logits!.data, exp.get('output.0.logits')!.data) <= 1e-4, 'HF folder');
   assert.throws(() => web.loadCheckpoint(new TextEncoder().encode('not a checkpoint at all')), (e: Error) => e instanceof web.ConvNextError && !/\n/.test(e.message));
 });
 
-test('an official FCMAE .pt from bytes gives the reference loss (sparse encoder)', () => {
+test('an official FCMAE .pt from bytes gives the reference loss (sparse encoder)', async () => {
   const fr = node.readSafetensors(join(REF, 'fcmae_small.safetensors'));
   const ck = web.loadCheckpoint(bytes('fcmae_small_official.pt'), { extra: true });
   assert.equal(ck.format, 'fcmae');
   const f = new web.FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: webCpu });
   f.encoderModel.loadStateDict(ck.state);
   f.loadDecoderState(ck.extra!);
-  const r = f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!);
+  const r = await f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!);
   const want = fr.get('output.loss')!.data[0];
   assert.ok(Math.abs(r.loss - want) <= 1e-4 * Math.abs(want), `${r.loss} vs ${want}`);
 });
@@ -72,15 +72,15 @@ test('an official FCMAE .pt from bytes gives the reference loss (sparse encoder)
 test('a training step in the bundle: loss and gradients as the native Node step (1e-5), weights as Node on the same kernels (bits); its checkpoint loads in Node; its PNG decodes', async () => {
   const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
   const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
-  const step = (lib: typeof web | typeof node, kernels: node.Kernels) => {
+  const step = async (lib: typeof web | typeof node, kernels: node.Kernels) => {
     const m = new lib.ConvNeXtV2(cfg, { seed: 3, kernels });
     m.zeroGrad();
-    const { loss } = lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
+    const loss = (await kernels.read(lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 }).loss))[0];
     const grads = new Map(m.params.map((p) => [p.name, Float32Array.from(p.grad)]));
     new lib.AdamW(m.params, { lr: 1e-2, weightDecay: 0.05 }).update(m.kernels);
     return { loss, grads, m };
   };
-  const a = step(web, webCpu), native = step(node, nodeCpu), same = step(node, nodeRef);
+  const a = await step(web, webCpu), native = await step(node, nodeCpu), same = await step(node, nodeRef);
   assert.notEqual(native.m.kernels.name, 'reference', 'the Node side runs native kernels');
   assert.ok(Math.abs(a.loss - native.loss) <= 1e-5 * Math.abs(native.loss), `loss ${a.loss} vs ${native.loss}`);
   for (const [n, g] of native.grads) assert.ok(relErr(a.grads.get(n)!, g) <= 1e-5, `gradient of ${n}: ${relErr(a.grads.get(n)!, g)}`);
@@ -88,10 +88,10 @@ test('a training step in the bundle: loss and gradients as the native Node step 
   // weights are compared with Node on the same (reference) kernels: the same code, the same bits.
   for (const p of same.m.params) assert.deepEqual(a.m.param(p.name).data, p.data, p.name);
   const file = join(dir, 'from-web.safetensors');
-  writeFileSync(file, web.serializeCheckpoint({ config: cfg, state: a.m.stateDict(), labels: ['a', 'b', 'c', 'd', 'e'] }));
+  writeFileSync(file, web.serializeCheckpoint({ config: cfg, state: await a.m.stateDict(), labels: ['a', 'b', 'c', 'd', 'e'] }));
   const back = node.loadCheckpoint(file);
   assert.deepEqual(back.labels, ['a', 'b', 'c', 'd', 'e']);
-  for (const [n, t] of a.m.stateDict()) assert.deepEqual(back.state.get(n)!.data, t.data, n);
+  for (const [n, t] of await a.m.stateDict()) assert.deepEqual(back.state.get(n)!.data, t.data, n);
   const png = web.linePlot({ title: 'loss', series: [{ label: 'loss', points: [[1, 3], [2, 2], [3, 1.5], [4, 1.2]] }] });
   const img = await sharp(png).metadata();
   assert.equal(img.format, 'png');
@@ -125,10 +125,10 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
   const finetune = async (lib: typeof web | typeof node, kernels: node.Kernels) => {
     const model = new lib.ConvNeXtV2(lib.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 3, dropPathRate: 0.1 }), { seed: 1, kernels });
     const opt = new lib.AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
-    const ema = new lib.ModelEma(model.params, 0.9);
+    const ema = new lib.ModelEma(model.params, 0.9, kernels);
     const mixup = new lib.Mixup({ mixupAlpha: 0.8, cutmixAlpha: 1, prob: 1, switchProb: 0.5, mode: 'batch', labelSmoothing: 0.1, numClasses: 3 });
     const evaluate = async (m: node.ConvNeXtV2) => {
-      const out = m.forward({ shape: [n, 3, S, S], data: pixels }).logits!;
+      const out = (await m.forward({ shape: [n, 3, S, S], data: pixels })).logits!;
       let hits = 0;
       for (let i = 0; i < n; i++) {
         const row = Array.from(out.data.subarray(i * 3, i * 3 + 3));
@@ -142,7 +142,7 @@ test('the training engines run in the bundle: fine-tuning (EMA, mixup, accumulat
     });
     const steps: number[] = [];
     const epochs = [await engine.runEpoch(1, { afterBatch: (s) => { steps.push(s.batch); } }), await engine.runEpoch(2)];
-    return { epochs, steps, state: model.stateDict(), extra: engine.checkpointExtra(), step: engine.step };
+    return { epochs, steps, state: await model.stateDict(), extra: await engine.checkpointExtra(), step: engine.step };
   };
   const a = await finetune(web, webRef), b = await finetune(node, nodeRef);
   assert.deepEqual(a.steps, [1, 2, 3], 'afterBatch after every batch');

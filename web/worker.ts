@@ -4,7 +4,7 @@
  * images (createImageBitmap + OffscreenCanvas), classification, FCMAE reconstructions and
  * fine-tuning (the library's FinetuneEngine over an ImageBatches source). It computes on the CPU
  * (the WebAssembly kernels) or, when chosen, the GPU (WebGPU): every model use goes through the
- * device-safe API (forwardAsync, readStateDict, kernels.write), so the same code runs on both, and
+ * device-safe API (forward, stateDict, kernels.write), so the same code runs on both, and
  * a device switch moves the open model's weights to a model on the new backend. One task at a
  * time; `cancel` stops a fine-tuning run at the next batch. Every failure comes back as a one-line
  * `error` message, never as an uncaught exception.
@@ -242,7 +242,7 @@ async function classify(id: number, files: File[], topK: number): Promise<Result
     post({ type: 'progress', id, stage: 'classifying', done: s, total: images.length });
     await new Promise<void>((resolve) => setTimeout(resolve, 0)); // let the progress message go out
     const part = images.slice(s, s + CHUNK);
-    const r = await cur.model.forwardAsync(evalBatch(part, S, cur.cropPct));
+    const r = await cur.model.forward(evalBatch(part, S, cur.cropPct));
     part.forEach((img, i) => {
       const embedding = r.preLogits.data.slice(i * C, (i + 1) * C);
       let sq = 0;
@@ -309,7 +309,7 @@ async function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number
   const count = new lib.EvalCounter(model.config.numClasses);
   for (let s = 0; s < images.length; s += CHUNK) {
     const part = images.slice(s, s + CHUNK);
-    const { logits } = await model.forwardAsync(evalBatch(part, S, cropPct));
+    const { logits } = await model.forward(evalBatch(part, S, cropPct));
     count.add(model.kernels, (logits as { data: Float32Array }).data, Int32Array.from(part, (img) => img.label));
   }
   return count.summary();
@@ -386,8 +386,8 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
   try {
     const keepHead = base.numClasses === K && cur.labels !== undefined && cur.labels.every((n, i) => n === classes[i]);
     // The open model's tensors over the new one's initial values (host copies: either may be on the GPU).
-    const state = await model.readStateDict();
-    for (const [name, t] of await cur.model.readStateDict()) {
+    const state = await model.stateDict();
+    for (const [name, t] of await cur.model.stateDict()) {
       if ((name.startsWith('head.fc.') && !keepHead) || cur.initialised.includes(name)) continue;
       const mine = state.get(name);
       if (mine && mine.data.length === t.data.length) state.set(name, t);
@@ -431,7 +431,7 @@ async function download(): Promise<Results['download']> {
   const ft = cur.fineTuned;
   const bytes = lib.serializeCheckpoint({
     config: cur.model.config,
-    state: await cur.model.readStateDict(),
+    state: await cur.model.stateDict(),
     labels: cur.labels,
     metadata: {
       kind: 'finetune-web', epoch: String(ft.settings.epochs), step: String(ft.steps), seed: String(ft.settings.seed),
@@ -456,14 +456,14 @@ async function moveCurrent(cur: Current, kernels: Kernels): Promise<Current> {
     if (cur.fcmae) {
       const from = cur.fcmae;
       fcmae = new lib.FCMAE(from.encoderModel.config, { ...from.opts }, { kernels });
-      fcmae.encoderModel.loadStateDict(await from.encoderModel.readStateDict(), label);
-      fcmae.loadDecoderState(await from.readDecoderState(), label);
+      fcmae.encoderModel.loadStateDict(await from.encoderModel.stateDict(), label);
+      fcmae.loadDecoderState(await from.decoderStateDict(), label);
     }
     if (fcmae && cur.model === cur.fcmae?.encoderModel) {
       model = fcmae.encoderModel; // still one copy of the encoder's weights
     } else {
       model = new lib.ConvNeXtV2(cur.model.config, { kernels });
-      model.loadStateDict(await cur.model.readStateDict(), label);
+      model.loadStateDict(await cur.model.stateDict(), label);
     }
   } catch (e) {
     release(fcmae, model === fcmae?.encoderModel ? null : model);

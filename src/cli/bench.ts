@@ -13,7 +13,7 @@ import { FCMAE } from '../fcmae/fcmae.js';
 import { Rng } from '../rng.js';
 import { tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
-import { forwardBackwardTensors } from '../train/step.js';
+import { forwardBackward } from '../train/step.js';
 import { NativeKernels } from '../kernels/native.js';
 import { benchKernels, kernelTable } from './bench_kernels.js';
 import type { Command } from './command.js';
@@ -89,7 +89,7 @@ export const bench: Command = {
       step = mode === 'infer'
         ? () => { const r = model.forwardTensors(x); return r.logits ?? r.preLogits; }
         : () => {
-          const r = forwardBackwardTensors(model, x, labels);
+          const r = forwardBackward(model, x, labels);
           opt.update(k);
           model.zeroGrad();
           return r.loss;

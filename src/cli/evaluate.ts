@@ -35,7 +35,7 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
   try {
     for await (const b of loader.epoch(0, 0, shard)) {
       if (b.labels.length === 0) continue;
-      count.add(model.kernels, (await model.forwardAsync(b.pixels)).logits!.data, b.labels, b.batch);
+      count.add(model.kernels, (await model.forward(b.pixels)).logits!.data, b.labels, b.batch);
     }
   } finally {
     await loader.close();

@@ -49,7 +49,7 @@ export const fcmaeLoss: Command = {
     }
     const mask = r.get('mask');
     if (mask.some((v) => v !== 0 && v !== 1)) throw new ConvNextError(`${inPath}: mask values must be 0 (visible) or 1 (removed)`);
-    const out = await m.forwardAsync({ shape: px.shape, data: r.get('pixel_values') }, { shape: mk.shape, data: mask }, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
+    const out = await m.forward({ shape: px.shape, data: r.get('pixel_values') }, { shape: mk.shape, data: mask }, { mode: args.bool('dense-masking') ? 'dense' : 'sparse' });
     writeSafetensors(outPath, [
       ['loss', { shape: [1], data: Float32Array.of(out.loss) }],
       ['pred', out.pred],

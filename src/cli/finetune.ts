@@ -149,8 +149,7 @@ export const finetune: Command = {
         const t = state.get(p.name);
         if (!t) continue;
         if (t.data.length !== p.size) throw new ConvNextError(`finetune: --init ${initPath}: tensor ${p.name} does not fit the model`);
-        model.kernels.write(p.data, t.data);
-        p.touch();
+        p.write(model.kernels, t.data);
       }
       initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}`;
     }
@@ -166,7 +165,7 @@ export const finetune: Command = {
       startEpoch = Number(resumed.metadata.epoch);
       step = Number(resumed.metadata.step);
       bestSoFar = Number(resumed.metadata.best_top1 ?? -1);
-      loadOptimizerTensors(opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!, model.kernels);
+      loadOptimizerTensors(model.kernels, opt, extra, Number(resumed.metadata.optimizer_step ?? step), resumeFile!);
       if (ema) {
         for (const p of model.params) {
           const t = extra.get(`ema.${p.name}`);
@@ -229,9 +228,9 @@ export const finetune: Command = {
           kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
           seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
         };
-        const state = await model.readStateDict();
-        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.readCheckpointExtra(), labels: train.classes, metadata: meta });
-        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.readEmaTensors(), labels: train.classes, metadata: meta });
+        const state = await model.stateDict();
+        saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.checkpointExtra(), labels: train.classes, metadata: meta });
+        if (r.improved) saveCheckpoint(join(out, 'checkpoint-best.safetensors'), { config: cfg, state, extra: await engine.emaTensors(), labels: train.classes, metadata: meta });
         return true;
       },
       onEpoch: (epoch, r, rec, saved) => {

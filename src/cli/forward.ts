@@ -44,7 +44,7 @@ export const forward: Command = {
     }
     const [N] = checked;
     const features = args.bool('features') || !model.config.numClasses;
-    const out = await model.forwardAsync(pixels, features ? { stages: 'NCHW' } : {});
+    const out = await model.forward(pixels, features ? { stages: 'NCHW' } : {});
     const tensors = new Map<string, TensorData>();
     if (out.logits) tensors.set('logits', out.logits);
     if (features) {

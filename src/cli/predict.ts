@@ -82,7 +82,7 @@ export const predict: Command = {
     const k = args.requireNumber('top-k');
     if (!(k >= 1)) throw new ConvNextError(`predict: --top-k ${k}: must be a positive integer`, 2);
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
-    const logits = (await model.forwardAsync(pixels)).logits!.data;
+    const logits = (await model.forward(pixels)).logits!.data;
     const names = classNames(ck, labelsArg(args.string('labels'), K))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const results = files.map((file, i) => ({ file, top: topClasses(logits.subarray(i * K, (i + 1) * K), names, k) }));
     for (const r of results) {
@@ -103,7 +103,7 @@ export const embed: Command = {
     const { ck, model, S, cropPct } = await setup(args, ctx);
     const out = args.requireString('output');
     const { files, pixels, skipped } = await loadBatch(args, S, cropPct, ctx);
-    const r = await model.forwardAsync(pixels);
+    const r = await model.forward(pixels);
     const C = ck.config.dims[3];
     writeSafetensors(out, [['features', r.preLogits]], { files: JSON.stringify(files), checkpoint: ck.file });
     ctx.out(`wrote features [${files.length}, ${C}] to ${out}`);

@@ -27,7 +27,7 @@ import { modelFromFlags, type ConvNeXtV2Config } from '../model/config.js';
 import type { Tensor } from '../tensor.js';
 import { AdamW } from '../train/adamw.js';
 import { pretrainParamGroups } from '../train/param_groups.js';
-import { loadOptimizerTensors, readOptimizerTensors } from '../train/optimizer_state.js';
+import { loadOptimizerTensors, optimizerTensors } from '../train/optimizer_state.js';
 import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ParsedArgs } from './args.js';
@@ -127,7 +127,7 @@ export const pretrain: Command = {
       startEpoch = Number(ck.metadata.epoch);
       step = Number(ck.metadata.step);
       if (!Number.isInteger(startEpoch) || !Number.isInteger(step)) throw new ConvNextError(`pretrain: ${resumeFile} has no epoch/step metadata`);
-      loadOptimizerTensors(opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!, fcmae.kernels);
+      loadOptimizerTensors(fcmae.kernels, opt, extra, Number(ck.metadata.optimizer_step ?? step), resumeFile!);
     }
 
     const train = openDataset(st.data, 'train', { limit, seed });
@@ -169,8 +169,8 @@ export const pretrain: Command = {
         if (epoch % saveEvery !== 0 && epoch !== E) return false;
         saveCheckpoint(join(out, 'checkpoint-last.safetensors'), {
           config: fcmae.encoderModel.config,
-          state: await fcmae.encoderModel.readStateDict(),
-          extra: new Map([...(await fcmae.readDecoderState()), ...(await readOptimizerTensors(fcmae.kernels, opt))]),
+          state: await fcmae.encoderModel.stateDict(),
+          extra: new Map([...(await fcmae.decoderStateDict()), ...(await optimizerTensors(fcmae.kernels, opt))]),
           initialised: ['head.norm.weight', 'head.norm.bias'],
           fcmae: fcmae.info(),
           metadata: {

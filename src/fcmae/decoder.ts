@@ -26,9 +26,10 @@ export class FcmaeDecoder {
   readonly blocks: Block[] = [];
   private readonly pred: Linear;
   private readonly own = new Arena();
-  private keep: Float32Array | null = null;
+  /** 1 at visible sites [N*h*w], on the backend (written once per forward; forward and backward use it). */
+  private keep: Buf | null = null;
   /** 1 - keep: 1 at removed sites. */
-  private removed: Float32Array | null = null;
+  private removed: Buf | null = null;
   private shape: [number, number, number] = [0, 0, 0];
 
   constructor(p: (name: string) => Param, readonly encDim: number, readonly dim: number, depth: number, kernelSize: number,
@@ -46,14 +47,17 @@ export class FcmaeDecoder {
     const b = { shared: this.shared, cache: true };
     const rows = N * h * w;
     const D = this.dim;
-    this.keep = keep;
-    this.removed = keep.map((v) => 1 - v);
+    // The keep and removed columns go to the backend once per batch (two calls each use them).
+    const keepB = (this.keep = this.own.get(k, 'keep', rows));
+    k.write(keepB, keep);
+    const removed = (this.removed = this.own.get(k, 'removed', rows));
+    k.write(removed, keep.map((v) => 1 - v));
     this.shape = [N, h, w];
     // x = proj(e) * keep + (1 - keep) * mask_token (official: x * (1 - mask) + mask_token * mask),
     // the token added as an outer product (a GEMM with K = 1).
     const x = this.proj.forward(k, e, rows, b, this.own.get(k, 'mixed', rows * D));
-    k.scaleRows(x, rows, D, keep, x, false);
-    k.gemm(false, false, rows, D, 1, this.removed, 1, this.maskToken.data, D, x, D, true, null, Act.None, null);
+    k.scaleRows(x, rows, D, keepB, x, false);
+    k.gemm(false, false, rows, D, 1, removed, 1, this.maskToken.data, D, x, D, true, null, Act.None, null);
     let y = x;
     for (const blk of this.blocks) y = blk.forward(k, y, N, h, w, { ...b, train: false });
     return this.pred.forward(k, y, rows, b);

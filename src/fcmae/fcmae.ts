@@ -12,7 +12,6 @@
  */
 import { checkKnownKeys, ConvNextError } from '../errors.js';
 import { requireBackend } from '../kernels/types.js';
-import { hostArray } from '../kernels/host.js';
 import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
 import { FCMAE_PREFIX, fcmaeParamSpecs, type FcmaeInfo } from '../io/fcmae.js';
 import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
@@ -151,24 +150,22 @@ export class FCMAE {
     const rng = new Rng(seed);
     const k = this.kernels;
     const timm = this.opts.initStyle === 'timm';
-    const set = (p: Param, f: () => number) => { const v = new Float32Array(p.size); for (let i = 0; i < v.length; i++) v[i] = f(); k.write(p.data, v); };
+    const set = (p: Param, f: () => number) => { const v = new Float32Array(p.size); for (let i = 0; i < v.length; i++) v[i] = f(); p.write(k, v); };
     const tn = (p: Param, std: number) => { const sd = timm ? 0.02 : std; set(p, () => rng.truncNormal(sd)); };
     for (const p of this.encoderModel.params) {
       const n = p.name;
-      if (/\.bias$/.test(n) || /grn/.test(n)) k.fill(p.data, 0);
-      else if (/\.blocks\.\d+\.gamma$/.test(n)) k.fill(p.data, LAYER_SCALE_INIT); // V1 blocks' LayerScale
-      else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) k.fill(p.data, 1);
+      if (/\.bias$/.test(n) || /grn/.test(n)) p.fill(k, 0);
+      else if (/\.blocks\.\d+\.gamma$/.test(n)) p.fill(k, LAYER_SCALE_INIT); // V1 blocks' LayerScale
+      else if (/(stem\.1|downsample\.0|\.norm|head\.norm)\.weight$/.test(n)) p.fill(k, 1);
       else if (/downsample\.1\.weight$/.test(n)) tn(p, 0.02);
       else tn(p, 1); // stem.0, conv_dw, mlp.fc1, mlp.fc2
     }
-    for (const p of this.encoderModel.params) p.touch();
     for (const p of this.decoderParams) {
       const n = p.name;
-      p.touch();
       if (n === `${FCMAE_PREFIX}mask_token`) {
         set(p, () => rng.normal() * 0.02);
       } else if (timm && /pwconv[12]\.bias$/.test(n)) {
-        k.fill(p.data, 0);
+        p.fill(k, 0);
       } else if (timm && /pwconv[12]\.weight$/.test(n)) {
         tn(p, 0.02);
       } else if (/pwconv[12]\.(weight|bias)$/.test(n)) {
@@ -176,9 +173,9 @@ export class FCMAE {
         const bound = 1 / Math.sqrt(fanIn);
         set(p, () => (rng.uniform() * 2 - 1) * bound);
       } else if (/\.bias$|grn\./.test(n)) {
-        k.fill(p.data, 0);
+        p.fill(k, 0);
       } else if (/norm\.weight$/.test(n)) {
-        k.fill(p.data, 1);
+        p.fill(k, 1);
       } else {
         tn(p, 1); // proj, pred, decoder dwconv
       }
@@ -198,8 +195,12 @@ export class FCMAE {
     this.kernels.fill(this.decoderStore.grad, 0);
   }
 
-  /** forward on any backend: the loss, prediction, target and patch statistics read back to the host (copies). */
-  async forwardAsync(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): Promise<FcmaeOutput> {
+  /**
+   * Forward from NCHW pixels and a mask [N, L] (1 = removed) on any backend: the loss,
+   * prediction, target and patch statistics read back to the host (copies).
+   * {@link FCMAE.forwardTensors} leaves them in the backend's memory instead.
+   */
+  async forward(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): Promise<FcmaeOutput> {
     const t = this.forwardTensors(pixels, maskTensor, opts);
     const k = this.kernels;
     const read = async (x: { shape: number[]; data: Buf }): Promise<Tensor> => ({ shape: x.shape, data: await k.read(x.data) });
@@ -257,24 +258,6 @@ export class FCMAE {
     };
   }
 
-  /**
-   * Forward from NCHW pixels and a mask [N, L] (1 = removed), results on the host: the loss
-   * as a number, the arrays the model's buffers (valid until the next forward). Host backends
-   * only (a device backend's results are read with `await kernels.read` from forwardTensors).
-   */
-  forward(pixels: Tensor, maskTensor: Tensor, opts: { mode?: EncoderMode; normPixLoss?: boolean } = {}): FcmaeOutput {
-    const t = this.forwardTensors(pixels, maskTensor, opts);
-    const what = 'FCMAE.forward (a device backend: use forwardTensors and await kernels.read)';
-    const host = (x: { shape: number[]; data: Buf }): Tensor => ({ shape: x.shape, data: hostArray(x.data, what) });
-    return {
-      loss: hostArray(t.loss, what)[0],
-      pred: host(t.pred),
-      target: host(t.target),
-      patchStats: t.patchStats && host(t.patchStats),
-      mask: t.mask,
-    };
-  }
-
   /** Backward of the last forward's loss; accumulates into Param.grad (scaled by 1/lossScale). */
   backward(lossScale = 1): void {
     if (!this.last) throw new Error('FCMAE.backward without a forward');
@@ -289,23 +272,15 @@ export class FCMAE {
     this.last = null;
   }
 
-  /** Encoder (timm names) and decoder (`fcmae.` names) tensors. */
-  stateDict(): Map<string, Tensor> {
-    const m = this.encoderModel.stateDict();
-    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: p.host() });
-    return m;
+  /** Copies of the decoder's tensors (`fcmae.*`), read from any backend (one read of its store). */
+  async decoderStateDict(): Promise<Map<string, Tensor>> {
+    const all = await this.kernels.read(this.decoderStore.data);
+    return new Map(this.decoderParams.map((p) => [p.name, { shape: [...p.shape], data: this.decoderStore.view(all, p) as Float32Array }]));
   }
 
-  /** Copies of the decoder's tensors (`fcmae.*`), read from any backend. */
-  async readDecoderState(): Promise<Map<string, Tensor>> {
-    const m = new Map<string, Tensor>();
-    for (const p of this.decoderParams) m.set(p.name, { shape: [...p.shape], data: await this.kernels.read(p.data) });
-    return m;
-  }
-
-  /** Copies of the encoder's and decoder's tensors, read from any backend. */
-  async readStateDict(): Promise<Map<string, Tensor>> {
-    return new Map([...(await this.encoderModel.readStateDict()), ...(await this.readDecoderState())]);
+  /** Copies of the encoder's (timm names) and decoder's (`fcmae.*`) tensors, read from any backend. */
+  async stateDict(): Promise<Map<string, Tensor>> {
+    return new Map([...(await this.encoderModel.stateDict()), ...(await this.decoderStateDict())]);
   }
 
   /** Loads decoder tensors (`fcmae.*`); the encoder loads through `encoderModel.loadStateDict`. */
@@ -314,8 +289,7 @@ export class FCMAE {
       const t = state.get(p.name);
       if (!t) throw new ConvNextError(`${source}: missing tensor ${p.name}`);
       if (t.data.length !== p.size) throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
-      this.kernels.write(p.data, t.data);
-      p.touch();
+      p.write(this.kernels, t.data);
     }
   }
 }

@@ -30,7 +30,7 @@ export async function reconstructImages(fcmae: FCMAE, batch: Tensor, seed: numbe
   const g = S / p;
   const L = g * g;
   const mask = randomMask(n, L, fcmae.opts.maskRatio, new Rng(seed ^ 0x5ee5));
-  const out = await fcmae.forwardAsync(batch, { shape: [n, L], data: mask });
+  const out = await fcmae.forward(batch, { shape: [n, L], data: mask });
   const pred = out.pred.data;
   const stats = out.patchStats?.data;
   const P = p * p * 3;

@@ -8,7 +8,6 @@
  * walks the layers in reverse and accumulates parameter gradients into `Param.grad`.
  */
 import { ConvNextError } from '../errors.js';
-import { hostArray } from '../kernels/host.js';
 import { type Buf, type Kernels, memoryOf, requireBackend } from '../kernels/types.js';
 import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
@@ -63,7 +62,7 @@ export interface ForwardOptions {
   /**
    * Also return the four stage outputs (timm's `features_only`, HF's `output_hidden_states`):
    * `'NCHW'` [N, C, H, W] like PyTorch (one transpose each), or `'NHWC'` [N, H, W, C], the
-   * model's own channels-last layout (no copy). Default: not returned.
+   * model's own channels-last layout (no transpose). Default: not returned.
    */
   stages?: StageLayout;
 }
@@ -165,15 +164,13 @@ export class ConvNeXtV2 {
     for (const s of paramSpecs(this.config)) {
       const prm = this.param(s.name);
       if (s.init !== 'trunc_normal') {
-        k.fill(prm.data, initConstant(s.init) * (scaled && s.name.startsWith('head.fc.') ? this.config.headInitScale : 1));
-        prm.touch();
+        prm.fill(k, initConstant(s.init) * (scaled && s.name.startsWith('head.fc.') ? this.config.headInitScale : 1));
         continue;
       }
       const v = new Float32Array(prm.size);
       for (let i = 0; i < v.length; i++) v[i] = rng.truncNormal(0.02);
       if (scaled && s.name.startsWith('head.fc.')) for (let i = 0; i < v.length; i++) v[i] *= this.config.headInitScale;
-      k.write(prm.data, v);
-      prm.touch();
+      prm.write(k, v);
     }
   }
 
@@ -202,14 +199,8 @@ export class ConvNeXtV2 {
     return this.params.reduce((a, p) => a + p.size, 0);
   }
 
-  /** Tensors by timm name (views of the live parameters; host backends: see readStateDict). */
-  stateDict(): Map<string, Tensor> {
-    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: p.host() }]));
-  }
-
-  /** Copies of the parameters by timm name, read from any backend. */
-  async readStateDict(): Promise<Map<string, Tensor>> {
-    // One read of the store (one device read-back on a GPU), then a view per parameter.
+  /** Copies of the parameters by timm name, read from any backend (one read of the store). */
+  async stateDict(): Promise<Map<string, Tensor>> {
     const all = await this.kernels.read(this.store.data);
     return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: this.store.view(all, p) as Float32Array }]));
   }
@@ -222,8 +213,7 @@ export class ConvNeXtV2 {
       if (t.data.length !== p.size || shapeStr(t.shape) !== shapeStr(p.shape)) {
         throw new ConvNextError(`${source}: tensor ${p.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(p.shape)}`);
       }
-      this.kernels.write(p.data, t.data);
-      p.touch();
+      p.write(this.kernels, t.data);
     }
     const extra = [...state.keys()].filter((k) => !this.byName.has(k));
     if (extra.length) throw new ConvNextError(`${source}: unexpected tensors ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
@@ -244,20 +234,10 @@ export class ConvNeXtV2 {
   }
 
   /**
-   * Forward from NCHW pixels, results on the host: fresh arrays, or with `cache` (training)
-   * the model's own buffers, overwritten by the next forward. Host backends only (a device
-   * backend's results are read with {@link ConvNeXtV2.forwardAsync}).
+   * Forward from NCHW pixels on any backend; the results are read back to the host (copies).
+   * {@link ConvNeXtV2.forwardTensors} leaves them in the backend's memory instead.
    */
-  forward(pixels: Tensor, opts: ForwardOptions = {}): ForwardResult {
-    const t = this.forwardTensors(pixels, opts);
-    const fresh = !(opts.cache ?? opts.train ?? false);
-    const what = 'model.forward (a device backend: use await model.forwardAsync)';
-    const host = (b: Buf): Float32Array => (fresh ? Float32Array.from(hostArray(b, what)) : hostArray(b, what));
-    return this.result(pixels.shape[0], t, host);
-  }
-
-  /** forward on any backend: the results are read back to the host (copies). */
-  async forwardAsync(pixels: Tensor, opts: ForwardOptions = {}): Promise<ForwardResult> {
+  async forward(pixels: Tensor, opts: ForwardOptions = {}): Promise<ForwardResult> {
     const t = this.forwardTensors(pixels, opts);
     const k = this.kernels;
     const read = new Map<Buf, Float32Array>();

@@ -35,8 +35,8 @@ export class LayerScaledLinear {
     const O = this.outFeatures;
     k.scaleRows(this.weight.data, O, this.inFeatures, this.gamma.data, this.w2.data, false);
     k.scaleRows(this.bias.data, O, 1, this.gamma.data, this.b2.data, false);
-    this.w2.touch();
-    this.b2.touch();
+    this.w2.writes.n++;
+    this.b2.writes.n++;
   }
 
   /** As {@link Linear.forward}: x [M, in] -> y [M, out] (+ `residual` when given). */

@@ -15,7 +15,7 @@
  */
 import type { Buf, TensorMemory } from '../kernels/types.js';
 import { numel } from '../tensor.js';
-import { Param } from './param.js';
+import { Param, type WriteCount } from './param.js';
 
 /** Floats a view's start is aligned to. */
 const ALIGN = 64;
@@ -44,6 +44,8 @@ export class ParamStore {
   /** Position of each parameter in the layout. */
   private readonly slot = new Map<Param, number>();
   private readonly owned: Buf[] = [];
+  /** The writes to `data`, every Param's version (a kernel that writes a run of it counts one). */
+  readonly writes: WriteCount = { n: 0 };
 
   constructor(readonly memory: TensorMemory, specs: readonly StoreSpec[]) {
     const layout = [...specs.filter((s) => !s.noDecay), ...specs.filter((s) => s.noDecay)];
@@ -60,7 +62,7 @@ export class ParamStore {
     this.params = specs.map((s) => {
       const o = at.get(s)!;
       const len = numel(s.shape);
-      const p = new Param(s.name, s.shape, s.noDecay, memory, { data: this.data.subarray(o, o + len), grad: this.grad.subarray(o, o + len), store: this });
+      const p = new Param(s.name, s.shape, s.noDecay, memory, { data: this.data.subarray(o, o + len), grad: this.grad.subarray(o, o + len), store: this, writes: this.writes });
       this.offset.set(p, o);
       this.slot.set(p, slots.get(s)!);
       return p;

@@ -6,7 +6,7 @@
  * (nn/store.ts: the moments are one buffer per store too), each element as alone.
  */
 import type { Buf, Kernels } from '../kernels/types.js';
-import type { Param } from '../nn/param.js';
+import type { Param, WriteCount } from '../nn/param.js';
 import { paramRuns, type ParamStore } from '../nn/store.js';
 
 /** One adamw call: a run of neighbouring parameters of a store (or one Param of its own) and its moments. */
@@ -16,7 +16,8 @@ interface Span {
   m: Buf;
   v: Buf;
   n: number;
-  params: Param[];
+  /** The run's write count (its store's, or its Param's own): one per update. */
+  writes: WriteCount;
 }
 
 export interface AdamWOptions {
@@ -51,8 +52,8 @@ export class AdamW {
   /** Each parameter's moments (views of the per-store buffers). */
   readonly m = new Map<Param, Buf>();
   readonly v = new Map<Param, Buf>();
-  /** The per-store moment buffers. */
-  private readonly storeMoments = new Map<ParamStore, { m: Buf; v: Buf }>();
+  /** The per-store moment buffers (the Params' moments are views of them). */
+  readonly storeMoments = new Map<ParamStore, { m: Buf; v: Buf }>();
   /** Per group, the calls an update makes. */
   private readonly spans: Span[][];
 
@@ -67,7 +68,7 @@ export class AdamW {
         const m = p.memory.alloc(p.size), v = p.memory.alloc(p.size);
         this.m.set(p, m);
         this.v.set(p, v);
-        return { p: p.data, g: p.grad, m, v, n: p.size, params: run.params };
+        return { p: p.data, g: p.grad, m, v, n: p.size, writes: p.writes };
       }
       let mv = this.storeMoments.get(store);
       if (!mv) this.storeMoments.set(store, (mv = { m: store.alloc(), v: store.alloc() }));
@@ -76,7 +77,7 @@ export class AdamW {
         this.v.set(p, store.view(mv.v, p));
       }
       const { offset: o, n } = run;
-      return { p: store.data.subarray(o, o + n), g: store.grad.subarray(o, o + n), m: mv.m.subarray(o, o + n), v: mv.v.subarray(o, o + n), n, params: run.params };
+      return { p: store.data.subarray(o, o + n), g: store.grad.subarray(o, o + n), m: mv.m.subarray(o, o + n), v: mv.v.subarray(o, o + n), n, writes: store.writes };
     }));
   }
 
@@ -103,7 +104,7 @@ export class AdamW {
       const glr = lr * g.lrScale;
       for (const s of this.spans[i]) {
         k.adamw(s.p, s.g, s.m, s.v, s.n, glr, b1, b2, this.opts.eps, g.weightDecay, bc1, bc2);
-        for (const p of s.params) p.touch();
+        s.writes.n++;
       }
     });
   }

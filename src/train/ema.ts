@@ -4,18 +4,18 @@
  * tensor of the state dict. The averaged weights are one buffer per parameter store (nn/store.ts),
  * so an update is one `ema` call per run of neighbouring parameters (one for a whole model).
  */
-import { ConvNextError } from '../errors.js';
-import { hostKernels } from '../kernels/reference.js';
-import type { Buf, Kernels } from '../kernels/types.js';
-import type { Param } from '../nn/param.js';
-import { paramRuns } from '../nn/store.js';
+import { type Buf, type Kernels, requireBackend, type TensorMemory } from '../kernels/types.js';
+import type { Param, WriteCount } from '../nn/param.js';
+import { paramRuns, type ParamStore } from '../nn/store.js';
 
 /** A run of parameters: their values and their averages. */
 interface Span {
   w: Buf;
   e: Buf;
   n: number;
-  params: Param[];
+  memory: TensorMemory;
+  /** The run's write count (a swap writes the weights). */
+  writes: WriteCount;
 }
 
 export class ModelEma {
@@ -24,26 +24,25 @@ export class ModelEma {
   private readonly k: Kernels;
   private readonly spans: Span[];
   private readonly own: { p: Param; b: Buf }[] = [];
+  /** The per-store averaged weights (`shadow`'s entries for a store's Params are views of them). */
+  readonly stores = new Map<ParamStore, Buf>();
 
-  /** `kernels`: the model's (default: host kernels, for parameters in host memory). */
-  constructor(readonly params: readonly Param[], readonly decay: number, kernels?: Kernels) {
-    const device = params.find((p) => !(p.data instanceof Float32Array));
-    if (!kernels && device) throw new ConvNextError(`ModelEma: ${device.name} is a device tensor: pass the model's kernels (new ModelEma(params, decay, model.kernels))`);
-    this.k = kernels ?? hostKernels;
-    const buffers = new Map<object, Buf>();
+  /** `kernels`: the parameters' backend (the model's). */
+  constructor(readonly params: readonly Param[], readonly decay: number, kernels: Kernels) {
+    this.k = requireBackend('ModelEma', kernels);
     this.spans = paramRuns(params).map(({ store, run }) => {
       if (!store) {
         const p = run.params[0];
         const e = p.memory.alloc(p.size);
         this.own.push({ p, b: e });
         this.shadow.set(p.name, e);
-        return { w: p.data, e, n: p.size, params: run.params };
+        return { w: p.data, e, n: p.size, memory: p.memory, writes: p.writes };
       }
-      let all = buffers.get(store);
-      if (!all) buffers.set(store, (all = store.alloc()));
+      let all = this.stores.get(store);
+      if (!all) this.stores.set(store, (all = store.alloc()));
       for (const p of run.params) this.shadow.set(p.name, store.view(all, p));
       const { offset: o, n } = run;
-      return { w: store.data.subarray(o, o + n), e: all.subarray(o, o + n), n, params: run.params };
+      return { w: store.data.subarray(o, o + n), e: all.subarray(o, o + n), n, memory: store.memory, writes: store.writes };
     });
     for (const s of this.spans) this.k.copy(s.w, s.e);
   }
@@ -55,13 +54,12 @@ export class ModelEma {
   /** Swaps the EMA weights into the parameters (call again to swap back). */
   swap(): void {
     for (const s of this.spans) {
-      const memory = s.params[0].memory;
-      const tmp = memory.alloc(s.n);
+      const tmp = s.memory.alloc(s.n);
       this.k.copy(s.w, tmp);
       this.k.copy(s.e, s.w);
       this.k.copy(tmp, s.e);
-      memory.free(tmp);
-      for (const p of s.params) p.touch();
+      s.memory.free(tmp);
+      s.writes.n++;
     }
   }
 

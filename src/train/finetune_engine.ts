@@ -8,16 +8,16 @@
  * resumed from a checkpoint's `step` and `best` continues exactly. Saving, logging and
  * progress are the caller's, through the returned records and the `onStep` callback.
  */
-import { hostArray } from '../kernels/host.js';
 import { sampleSeed, type BatchSource } from '../data/batch.js';
 import type { Mixup } from '../data/mixup.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
+import type { ParamStore } from '../nn/store.js';
 import { Rng } from '../rng.js';
 import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
-import { optimizerTensors, readOptimizerTensors } from './optimizer_state.js';
-import { clipGradients, forwardBackwardTensors } from './step.js';
+import { optimizerTensors } from './optimizer_state.js';
+import { clipGradients, forwardBackward } from './step.js';
 import type { EpochHooks, EpochStats } from './epoch.js';
 import { type Comm, singleProcess } from '../parallel/comm.js';
 import { Microbatches } from './microbatches.js';
@@ -101,7 +101,7 @@ export class FinetuneEngine {
       const targets = mixup
         ? mixup.apply(batch.pixels.data, batch.labels, 3, H, W, new Rng(sampleSeed(seed, epoch, it, 0x6d6978))).targets
         : batch.labels;
-      const r = forwardBackwardTensors(model, batch.pixels, targets, {
+      const r = forwardBackward(model, batch.pixels, targets, {
         smoothing: this.o.smoothing ?? 0, lossScale: mb.lossScale, rng: new Rng(sampleSeed(seed, epoch, it, 0x64726f70)),
       });
       await mb.record(r.loss, batch.labels.length, epoch, it);
@@ -136,27 +136,23 @@ export class FinetuneEngine {
 
   private mb: Microbatches | null = null;
 
-  /** The EMA weights as `ema.<name>` tensors (none without an EMA). */
-  emaTensors(): Map<string, TensorData> {
-    const { model, ema } = this.o;
-    return new Map(ema ? model.params.map((p) => [`ema.${p.name}`, { shape: p.shape, data: hostArray(ema.shadow.get(p.name)!, 'EMA weights') }] as const) : []);
-  }
-
-  /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA (views; host backends). */
-  checkpointExtra(): Map<string, TensorData> {
-    return new Map([...optimizerTensors(this.o.opt), ...this.emaTensors()]);
-  }
-
-  /** emaTensors read from any backend (copies). */
-  async readEmaTensors(): Promise<Map<string, TensorData>> {
+  /** The EMA weights as `ema.<name>` tensors (none without an EMA), read from any backend (copies; one read per store). */
+  async emaTensors(): Promise<Map<string, TensorData>> {
     const { model, ema } = this.o;
     const out = new Map<string, TensorData>();
-    if (ema) for (const p of model.params) out.set(`ema.${p.name}`, { shape: p.shape, data: await model.kernels.read(ema.shadow.get(p.name)!) });
+    if (!ema) return out;
+    const k = model.kernels;
+    const whole = new Map<ParamStore, Float32Array>();
+    for (const [store, e] of ema.stores) whole.set(store, await k.read(e));
+    for (const p of model.params) {
+      const w = p.store && whole.get(p.store);
+      out.set(`ema.${p.name}`, { shape: p.shape, data: w ? (p.store!.view(w, p) as Float32Array) : await k.read(ema.shadow.get(p.name)!) });
+    }
     return out;
   }
 
-  /** checkpointExtra read from any backend (copies). */
-  async readCheckpointExtra(): Promise<Map<string, TensorData>> {
-    return new Map([...(await readOptimizerTensors(this.o.model.kernels, this.o.opt)), ...(await this.readEmaTensors())]);
+  /** What checkpoint-last carries besides the weights: the AdamW moments and the EMA, read from any backend (copies). */
+  async checkpointExtra(): Promise<Map<string, TensorData>> {
+    return new Map([...(await optimizerTensors(this.o.model.kernels, this.o.opt)), ...(await this.emaTensors())]);
   }
 }

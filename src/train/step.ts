@@ -4,9 +4,8 @@
  */
 import { ConvNextError } from '../errors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
-import { hostArray } from '../kernels/host.js';
 import { hostKernels } from '../kernels/reference.js';
-import type { Buf, Kernels } from '../kernels/types.js';
+import { type Buf, type Kernels, memoryOf } from '../kernels/types.js';
 import type { Tensor } from '../tensor.js';
 import type { AdamW } from './adamw.js';
 import type { Param } from '../nn/param.js';
@@ -30,11 +29,16 @@ export function clipGradients(k: Kernels, params: readonly Param[], maxNorm: num
   }
 }
 
-/** clipGradients for parameters in host memory; returns the norm before clipping. */
-export function clipGradNorm(params: readonly Param[], maxNorm: number): number {
-  const ss = new Float32Array(1);
-  clipGradients(hostKernels, params, maxNorm, ss);
-  return Math.sqrt(ss[0]);
+/** clipGradients on any backend; returns the norm before clipping (one read). */
+export async function clipGradNorm(k: Kernels, params: readonly Param[], maxNorm: number): Promise<number> {
+  const mem = memoryOf(k);
+  const ss = mem.alloc(1);
+  try {
+    clipGradients(k, params, maxNorm, ss);
+    return Math.sqrt((await k.read(ss))[0]);
+  } finally {
+    mem.free(ss);
+  }
 }
 
 /** Class indices as an Int32Array, each an integer in [0, numClasses). */
@@ -53,13 +57,14 @@ export function smoothTargets(labels: ArrayLike<number>, numClasses: number, smo
   return t;
 }
 
+/** What trainStep returns, read back to the host. */
 export interface StepResult {
   loss: number;
-  /** [N, numClasses], the model's own buffer (overwritten by the next forward). */
+  /** [N, numClasses] (a copy). */
   logits: Tensor;
 }
 
-/** What forwardBackwardTensors leaves in the kernels' memory: nothing is read back to the host. */
+/** What forwardBackward leaves in the backend's memory: nothing is read back to the host. */
 export interface StepTensors {
   /** One value: the mean loss of the batch (read it with `await model.kernels.read(loss)`). */
   loss: Buf;
@@ -73,7 +78,7 @@ export interface StepTensors {
  * indices (one-hot, smoothed by `smoothing`) or soft targets [N, K]. `lossScale` divides the
  * gradient (gradient accumulation).
  */
-export function forwardBackwardTensors(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
+export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
   opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepTensors {
   const k = model.kernels;
   const K = model.config.numClasses;
@@ -96,21 +101,14 @@ export function forwardBackwardTensors(model: ConvNeXtV2, pixels: Tensor, target
   return { loss, logits };
 }
 
-/** forwardBackwardTensors with the loss and logits on the host (host backends: no copy of the logits). */
-export function forwardBackward(model: ConvNeXtV2, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
-  opts: { smoothing?: number; lossScale?: number; rng?: Rng } = {}): StepResult {
-  const r = forwardBackwardTensors(model, pixels, targets, opts);
-  const K = model.config.numClasses;
-  const what = 'forwardBackward (a device backend: use forwardBackwardTensors and await kernels.read)';
-  return { loss: hostArray(r.loss, what)[0], logits: { shape: [pixels.shape[0], K], data: hostArray(r.logits, what) } };
-}
-
-/** forwardBackward, then one AdamW update at `lr`, then zeroed gradients. */
-export function trainStep(model: ConvNeXtV2, opt: AdamW, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
-  opts: { lr?: number; smoothing?: number; rng?: Rng; clipGrad?: number } = {}): StepResult {
+/** forwardBackward, then one AdamW update at `lr`, then zeroed gradients; the loss and logits are read back. */
+export async function trainStep(model: ConvNeXtV2, opt: AdamW, pixels: Tensor, targets: ArrayLike<number> | Float32Array,
+  opts: { lr?: number; smoothing?: number; rng?: Rng; clipGrad?: number } = {}): Promise<StepResult> {
+  const k = model.kernels;
   const r = forwardBackward(model, pixels, targets, opts);
+  const result = { loss: (await k.read(r.loss))[0], logits: { shape: [pixels.shape[0], model.config.numClasses], data: await k.read(r.logits) } };
   if (opts.clipGrad !== undefined) clipGradients(model.kernels, model.params, opts.clipGrad, model.buffer('clip.sumsq', 1));
   opt.update(model.kernels, opts.lr);
   model.zeroGrad();
-  return r;
+  return result;
 }

@@ -190,7 +190,7 @@ test('open timm safetensors and classify: the top-5 and the embedding are those 
   model.loadStateDict(ck.state);
   for (const [i, name] of CLASSIFY.entries()) {
     const x = node.evalTransform(await node.decodeImage(img(name)), 224, 0.875);
-    const r = model.forward({ shape: [1, 3, 224, 224], data: x });
+    const r = await model.forward({ shape: [1, 3, 224, 224], data: x });
     const logits = Array.from(r.logits!.data);
     const mx = Math.max(...logits);
     const e = logits.map((v) => Math.exp(v - mx));

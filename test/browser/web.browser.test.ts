@@ -73,26 +73,26 @@ test('in the page: small_timm logits from timm safetensors, the official .pt and
     const bytes = async (p: string) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const ref = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_timm.safetensors'));
     const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
-    const logits = (ck: { config: unknown; state: unknown }) => {
+    const logits = async (ck: { config: unknown; state: unknown }) => {
       const m = new lib.ConvNeXtV2(ck.config, { kernels: refK });
       m.loadStateDict(ck.state);
-      return Array.from(m.forward(x).logits.data as Float32Array);
+      return Array.from((await m.forward(x)).logits.data as Float32Array);
     };
-    const timm = logits(lib.loadCheckpoint(await bytes('/small_timm_params.safetensors')));
-    const official = logits(lib.loadCheckpoint(await bytes('/fixtures/small_official.pt')));
+    const timm = await logits(lib.loadCheckpoint(await bytes('/small_timm_params.safetensors')));
+    const official = await logits(lib.loadCheckpoint(await bytes('/fixtures/small_official.pt')));
     const hfFiles = { 'model.safetensors': await bytes('/fixtures/small_hf/model.safetensors'), 'config.json': await bytes('/fixtures/small_hf/config.json') };
     const hfCk = lib.loadCheckpoint(hfFiles);
     const exp = lib.parseSafetensorsBuffer(await bytes('/fixtures/small_hf/expected.safetensors'));
     const hm = new lib.ConvNeXtV2(hfCk.config, { kernels: refK });
     hm.loadStateDict(hfCk.state);
-    const hf = Array.from(hm.forward({ shape: exp.info('input.0.pixel_values').shape, data: exp.get('input.0.pixel_values') }).logits.data as Float32Array);
+    const hf = Array.from((await hm.forward({ shape: exp.info('input.0.pixel_values').shape, data: exp.get('input.0.pixel_values') })).logits.data as Float32Array);
     const fr = lib.parseSafetensorsBuffer(await bytes('/fixtures/fcmae_small.safetensors'));
     const fck = lib.loadCheckpoint(await bytes('/fixtures/fcmae_small_official.pt'), { extra: true });
     const f = new lib.FCMAE(fck.config, { decoderDim: fck.fcmae.decoderDim, decoderDepth: fck.fcmae.decoderDepth, normPixLoss: true }, { kernels: refK });
     f.encoderModel.loadStateDict(fck.state);
     f.loadDecoderState(fck.extra);
-    const loss = f.forward({ shape: fr.info('input.pixel_values').shape, data: fr.get('input.pixel_values') },
-      { shape: fr.info('input.mask').shape, data: fr.get('input.mask') }).loss as number;
+    const loss = (await f.forward({ shape: fr.info('input.pixel_values').shape, data: fr.get('input.pixel_values') },
+      { shape: fr.info('input.mask').shape, data: fr.get('input.mask') })).loss as number;
     return { timm, official, hf, loss, naming: hfCk.naming as string };
   });
   const ref = node.readSafetensors(SMALL_TIMM);
@@ -114,7 +114,7 @@ test('in the page: a fine-tuning step gives the native Node step\'s loss and gra
     const m = new lib.ConvNeXtV2(cfg, { kernels: refK, seed: 3 });
     m.zeroGrad();
     const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
-    const { loss } = lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
+    const loss = (await refK.read(lib.forwardBackward(m, x, [1, 4], { smoothing: 0.1 }).loss))[0];
     return { loss: loss as number, grads: (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]) };
   });
   const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5 });
@@ -122,7 +122,7 @@ test('in the page: a fine-tuning step gives the native Node step\'s loss and gra
   assert.notEqual(m.kernels.name, 'reference');
   m.zeroGrad();
   const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
-  const { loss } = node.forwardBackward(m, x, [1, 4], { smoothing: 0.1 });
+  const loss = (await cpu.read(node.forwardBackward(m, x, [1, 4], { smoothing: 0.1 }).loss))[0];
   assert.ok(Math.abs(got.loss - loss) <= 1e-5 * Math.abs(loss), `loss ${got.loss} vs ${loss}`);
   assert.equal(got.grads.length, m.params.length);
   for (const [name, g] of got.grads) assert.ok(relErr(Float32Array.from(g), m.param(name).grad) <= 1e-5, name);
@@ -139,15 +139,15 @@ test('in the page: the WebAssembly kernels on 2 Web Worker threads give timm\'s 
     const m = new lib.ConvNeXtV2(ck.config, { kernels });
     m.loadStateDict(ck.state);
     const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
-    const logits = Array.from(m.forward(x).logits.data as Float32Array);
+    const logits = Array.from((await m.forward(x)).logits.data as Float32Array);
     m.zeroGrad();
-    const logits2 = Array.from(m.forward(x, { cache: true }).logits.data as Float32Array);
+    const logits2 = Array.from((await m.forward(x, { cache: true })).logits.data as Float32Array);
     m.backward(ref.get('grad.R'), false);
     const grads = (m.params as { name: string; grad: Float32Array }[]).map((p) => [p.name, Array.from(p.grad)] as [string, number[]]);
     const workerTasks = kernels.workerTasks() as number;
     kernels.setThreads(1);
     m.zeroGrad();
-    const logits1 = Array.from(m.forward(x, { cache: true }).logits.data as Float32Array);
+    const logits1 = Array.from((await m.forward(x, { cache: true })).logits.data as Float32Array);
     m.backward(ref.get('grad.R'), false);
     const same = logits1.every((v, i) => Object.is(v, logits2[i])) &&
       (m.params as { grad: Float32Array }[]).every((p, i) => p.grad.every((v, j) => Object.is(v, grads[i][1][j])));
@@ -175,7 +175,7 @@ test('in the page: the WebGPU backend on navigator.gpu gives timm\'s logits and 
     const m = new lib.ConvNeXtV2(ck.config, { kernels });
     m.loadStateDict(ck.state);
     const x = { shape: ref.info('input.0.pixel_values').shape, data: ref.get('input.0.pixel_values') };
-    const logits = Array.from((await m.forwardAsync(x)).logits.data as Float32Array);
+    const logits = Array.from((await m.forward(x)).logits.data as Float32Array);
     m.zeroGrad();
     m.forwardTensors(x, { cache: true });
     m.backward(ref.get('grad.R'), false);

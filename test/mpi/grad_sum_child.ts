@@ -15,7 +15,7 @@ const R = comm.size;
 const n = terms[0][0].length;
 const params = [new Param('a', [n - 2], false), new Param('b', [2], false)];
 const sum = new GradientSum(new ReferenceKernels(), params, comm);
-const grads = params.map((p) => p.hostGrad());
+const grads = params.map((p) => p.grad as Float32Array);
 const steps: number[][] = [];
 for (const step of terms) {
   if (step.length % R !== 0) throw new Error(`${step.length} microbatches for ${R} ranks`);

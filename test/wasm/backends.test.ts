@@ -23,7 +23,7 @@ test('one model on native, one on wasm, one on the reference, in one process: th
     return m;
   });
   assert.equal(models[1].params[0].memory.kind, 'wasm', 'the wasm model\'s parameters are in wasm memory');
-  const logits = await Promise.all(models.map(async (m) => Float32Array.from((await m.forwardAsync(x)).logits!.data)));
+  const logits = await Promise.all(models.map(async (m) => Float32Array.from((await m.forward(x)).logits!.data)));
   assert.ok(relErr(logits[1], logits[0]) <= 1e-5, `wasm vs native ${relErr(logits[1], logits[0])}`);
   assert.ok(relErr(logits[2], logits[0]) <= 1e-5, `reference vs native ${relErr(logits[2], logits[0])}`);
   for (const l of logits) assert.ok(relErr(l, want) <= 1e-4, 'timm\'s logits');

@@ -22,20 +22,20 @@ import { REF, relErr, SMALL_TIMM } from '../helpers.js';
 const k = await loadWasmKernels(undefined, 2);
 const ref = node.readSafetensors(SMALL_TIMM);
 
-test('small_timm on the wasm kernels: logits, pre-logits, stages and every gradient within 1e-4 of timm', () => {
+test('small_timm on the wasm kernels: logits, pre-logits, stages and every gradient within 1e-4 of timm', async () => {
   const ck = node.loadCheckpoint(SMALL_TIMM, { prefix: 'param.', allowUnexpected: true });
   const m = new node.ConvNeXtV2(ck.config, { kernels: k });
   m.loadStateDict(ck.state);
   assert.equal(m.kernels.name, 'wasm');
   for (const i of [0, 1]) {
-    const out = m.forward(ref.get(`input.${i}.pixel_values`)!, { stages: 'NCHW' });
+    const out = await m.forward(ref.get(`input.${i}.pixel_values`)!, { stages: 'NCHW' });
     assert.ok(relErr(out.logits!.data, ref.get(`output.${i}.logits`)!.data) <= 1e-4, `input ${i} logits`);
     assert.ok(relErr(out.preLogits.data, ref.get(`output.${i}.pre_logits`)!.data) <= 1e-4, `input ${i} pre_logits`);
     out.stages!.forEach((s, si) => assert.ok(relErr(s.data, ref.get(`output.${i}.stage${si}`)!.data) <= 1e-4, `input ${i} stage${si}`));
   }
   m.zeroGrad();
   const x = ref.get('input.0.pixel_values')!;
-  m.forward(x, { cache: true });
+  await m.forward(x, { cache: true });
   const dxNhwc = m.backward(ref.get('grad.R')!.data, true)!;
   const [N, C, H, W] = x.shape;
   const dx = new Float32Array(dxNhwc.length);
@@ -51,7 +51,7 @@ test('small_timm on the wasm kernels: logits, pre-logits, stages and every gradi
   assert.equal(n, m.params.length);
 });
 
-test('FCMAE on the wasm kernels: the official loss, pred and every gradient (sparse and dense encoders)', () => {
+test('FCMAE on the wasm kernels: the official loss, pred and every gradient (sparse and dense encoders)', async () => {
   const fr = node.readSafetensors(join(REF, 'fcmae_small.safetensors'));
   for (const mode of ['sparse', 'dense'] as const) {
     const ck = node.loadCheckpoint(join(REF, 'fcmae_small_official.pt'), { extra: true });
@@ -59,7 +59,7 @@ test('FCMAE on the wasm kernels: the official loss, pred and every gradient (spa
     f.encoderModel.loadStateDict(ck.state);
     f.loadDecoderState(ck.extra!);
     f.zeroGrad();
-    const out = f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!, { mode });
+    const out = await f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!, { mode });
     f.backward();
     const want = fr.get('output.loss')!.data[0];
     assert.ok(Math.abs(out.loss - want) <= 1e-4 * Math.abs(want), `${mode}: loss ${out.loss} vs ${want}`);
@@ -82,21 +82,21 @@ test('FCMAE on the wasm kernels: the official loss, pred and every gradient (spa
   }
 });
 
-test('a training step (cross-entropy, backward, AdamW) on wasm equals the TypeScript reference kernels within 1e-5; bad arguments are refused', () => {
+test('a training step (cross-entropy, backward, AdamW) on wasm equals the TypeScript reference kernels within 1e-5; bad arguments are refused', async () => {
   const cfg = node.makeConfig({ depths: [1, 1, 1, 1], dims: [8, 16, 24, 32] }, { numClasses: 5, dropPathRate: 0.2 });
   const x = { shape: [2, 3, 64, 64], data: Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01)) };
-  const step = (kernels: node.Kernels) => {
+  const step = async (kernels: node.Kernels) => {
     const m = new node.ConvNeXtV2(cfg, { seed: 3, kernels });
     for (const p of m.params) if (p.name.includes('grn')) p.data.fill(0.3);
     m.zeroGrad();
-    const { loss } = node.forwardBackward(m, x, [1, 4], { smoothing: 0.1, rng: new node.Rng(9) });
+    const loss = (await kernels.read(node.forwardBackward(m, x, [1, 4], { smoothing: 0.1, rng: new node.Rng(9) }).loss))[0];
     const grads = m.params.map((p) => Float32Array.from(p.grad));
     // A step with gradients far from zero: AdamW's first step is sign-like.
     const opt = new node.AdamW(m.params, { lr: 1e-2, weightDecay: 0.05 });
     opt.update(kernels);
     return { loss, grads, m, opt };
   };
-  const a = step(k), b = step(new ReferenceKernels());
+  const a = await step(k), b = await step(new ReferenceKernels());
   assert.ok(Math.abs(a.loss - b.loss) <= 1e-5 * Math.abs(b.loss), `loss ${a.loss} vs ${b.loss}`);
   a.grads.forEach((g, i) => assert.ok(relErr(g, b.grads[i]) <= 1e-5, `gradient of ${b.m.params[i].name}`));
   // AdamW alone, on the same state: the kernels agree to rounding.
@@ -148,12 +148,12 @@ test('CONVNEXTV2_KERNELS=wasm through the CLI: info names it, forward gives timm
 test('threads: FCMAE loss, pred and every gradient are bit-identical for 1, 2, 3 and 5 wasm threads; tensors live in the shared memory and dispose returns it', async () => {
   const fr = node.readSafetensors(join(REF, 'fcmae_small.safetensors'));
   const ck = node.loadCheckpoint(join(REF, 'fcmae_small_official.pt'), { extra: true });
-  const run = (kk: node.Kernels) => {
+  const run = async (kk: node.Kernels) => {
     const f = new node.FCMAE(ck.config, { decoderDim: ck.fcmae!.decoderDim, decoderDepth: ck.fcmae!.decoderDepth, normPixLoss: true }, { kernels: kk });
     f.encoderModel.loadStateDict(ck.state);
     f.loadDecoderState(ck.extra!);
     f.zeroGrad();
-    const out = f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!, { mode: 'sparse' });
+    const out = await f.forward(fr.get('input.pixel_values')!, fr.get('input.mask')!, { mode: 'sparse' });
     f.backward();
     const r = { loss: out.loss, pred: out.pred.data.slice(), grads: f.params.map((p) => p.grad.slice()), inMemory: f.params.every((p) => p.data.buffer instanceof SharedArrayBuffer) };
     f.dispose();
@@ -165,7 +165,7 @@ test('threads: FCMAE loss, pred and every gradient are bit-identical for 1, 2, 3
   try {
     const base = k5.bytesInUse();
     k5.setThreads(1);
-    const one = run(k5);
+    const one = await run(k5);
     assert.ok(one.inMemory, 'parameters are views of the wasm memory');
     assert.ok(k5.bytesInUse() - base < 4 << 20, `dispose returned the memory (${k5.bytesInUse() - base} bytes left beyond per-thread scratch)`);
     assert.equal(k5.workerTasks(), 0, 'one thread: the workers sit out');
@@ -173,7 +173,7 @@ test('threads: FCMAE loss, pred and every gradient are bit-identical for 1, 2, 3
       k5.setThreads(t);
       assert.equal(k5.threads, t);
       const before = k5.workerTasks();
-      const r = run(k5);
+      const r = await run(k5);
       assert.ok(k5.workerTasks() > before, `${t} threads: the workers ran tasks`);
       assert.equal(r.loss, one.loss, `${t} threads: loss`);
       assert.ok(sameBits(r.pred, one.pred), `${t} threads: pred`);
@@ -181,7 +181,7 @@ test('threads: FCMAE loss, pred and every gradient are bit-identical for 1, 2, 3
     }
     const single = new WasmKernels(new WebAssembly.Module(readFileSync(wasmPath.replace(/\.wasm$/, '-single.wasm'))));
     assert.equal(single.memory.kind, 'host');
-    const s = run(single);
+    const s = await run(single);
     assert.ok(!s.inMemory, 'the single-thread build keeps host arrays');
     assert.equal(s.loss, one.loss, 'single-thread build: loss');
     s.grads.forEach((g, i) => assert.ok(sameBits(g, one.grads[i]), `single-thread build: grad ${i}`));

@@ -71,7 +71,7 @@ test('an FCMAE step on webgpu passes its encoder\'s indices as tables of the dev
   }
   try {
     m.zeroGrad();
-    await m.forwardAsync(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode: 'sparse' });
+    await m.forward(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode: 'sparse' });
     m.backward();
   } finally {
     for (const [name, f] of saved) target[name] = f;

@@ -31,12 +31,15 @@ test('small_timm on webgpu: logits, pre-logits and stages match timm (1e-4)', as
   const m = new ConvNeXtV2(makeConfig({ depths: [2, 2, 2, 2], dims: [16, 32, 48, 64] }, { numClasses: 10 }), { kernels: k });
   m.loadStateDict(new Map([...ref].filter(([n]) => n.startsWith('param.')).map(([n, v]) => [n.slice(6), v])));
   for (const i of [0, 1]) {
-    const out = await m.forwardAsync(ref.get(`input.${i}.pixel_values`)!, { stages: 'NCHW' });
+    const out = await m.forward(ref.get(`input.${i}.pixel_values`)!, { stages: 'NCHW' });
     close(out.logits!.data, ref.get(`output.${i}.logits`)!.data, `input ${i} logits`);
     close(out.preLogits.data, ref.get(`output.${i}.pre_logits`)!.data, `input ${i} pre_logits`);
     out.stages!.forEach((s, si) => close(s.data, ref.get(`output.${i}.stage${si}`)!.data, `input ${i} stage${si}`));
   }
-  assert.throws(() => m.forward(ref.get('input.0.pixel_values')!), /model\.forward \(a device backend: use await model\.forwardAsync\)/);
+  // forwardTensors leaves the logits on the GPU; the host has them only by an explicit read.
+  const resident = m.forwardTensors(ref.get('input.0.pixel_values')!);
+  assert.ok(!(resident.logits instanceof Float32Array), 'the logits stay on the device');
+  close(await k.read(resident.logits!), ref.get('output.0.logits')!.data, 'forwardTensors, then one read');
   m.dispose();
 });
 
@@ -67,8 +70,8 @@ test('small_timm on webgpu: every gradient matches timm, and an AdamW step match
   const optC = new AdamW(c.params, { lr: 1e-2, weightDecay: 0.05 });
   optG.update(k);
   optC.update(cpu);
-  const after = await m.readStateDict();
-  for (const [name, v] of c.stateDict()) close(after.get(name)!.data, v.data, `after AdamW: ${name}`);
+  const after = await m.stateDict();
+  for (const [name, v] of await c.stateDict()) close(after.get(name)!.data, v.data, `after AdamW: ${name}`);
   optG.dispose();
   m.dispose();
 });
@@ -79,7 +82,7 @@ for (const mode of ['sparse', 'dense'] as const) {
     if (!k) return;
     const { m, ref } = fcmaeSmall(k);
     m.zeroGrad();
-    const out = await m.forwardAsync(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode });
+    const out = await m.forward(ref.get('input.pixel_values')!, ref.get('input.mask')!, { mode });
     m.backward();
     const want = ref.get('output.loss')!.data[0];
     assert.ok(Math.abs(out.loss - want) / Math.abs(want) <= 1e-4, `loss ${out.loss} vs ${want}`);
@@ -148,10 +151,10 @@ test('five fine-tuning steps on webgpu give the CPU losses (1e-4), and the EMA a
   const c = await finetune(cpu);
   assert.equal(g.losses.length, 5);
   g.losses.forEach((l, i) => assert.ok(Math.abs(l - c.losses[i]) <= 1e-4 * Math.abs(c.losses[i]), `step ${i + 1}: ${l} vs ${c.losses[i]}`));
-  const w = await g.model.readStateDict();
-  for (const [name, v] of c.model.stateDict()) assert.ok(relErr(w.get(name)!.data, v.data) <= 1e-3, `weights ${name}`);
-  const e = await g.engine.readEmaTensors();
-  for (const [name, v] of c.engine.emaTensors()) assert.ok(relErr(e.get(name)!.data, v.data) <= 1e-3, `EMA ${name}`);
+  const w = await g.model.stateDict();
+  for (const [name, v] of await c.model.stateDict()) assert.ok(relErr(w.get(name)!.data, v.data) <= 1e-3, `weights ${name}`);
+  const e = await g.engine.emaTensors();
+  for (const [name, v] of await c.engine.emaTensors()) assert.ok(relErr(e.get(name)!.data, v.data) <= 1e-3, `EMA ${name}`);
   g.model.dispose();
 });
 
@@ -207,14 +210,14 @@ test('a fine-tuning run moves between devices through its checkpoint: 3 steps on
   for (const [first, second] of [[k, cpu], [cpu, k]] as const) {
     const a = await finetune(first, undefined, undefined, undefined, 0, 3);
     const bytes = serializeCheckpoint({
-      config: a.model.config, state: await a.model.readStateDict(), extra: await a.engine.readCheckpointExtra(),
+      config: a.model.config, state: await a.model.stateDict(), extra: await a.engine.checkpointExtra(),
       metadata: { optimizer_step: String(a.opt.step) },
     });
     const ck = loadCheckpointBytes(bytes, { extra: true });
     const model = new ConvNeXtV2(ck.config, { kernels: second });
     model.loadStateDict(ck.state);
     const opt = new AdamW(model.params, { lr: 1e-3, weightDecay: 0.05 });
-    loadOptimizerTensors(opt, ck.extra!, Number(ck.metadata.optimizer_step), 'moved', second);
+    loadOptimizerTensors(second, opt, ck.extra!, Number(ck.metadata.optimizer_step), 'moved');
     const ema = new ModelEma(model.params, 0.9, second);
     for (const p of model.params) second.write(ema.shadow.get(p.name)!, ck.extra!.get(`ema.${p.name}`)!.data);
     const b = await finetune(second, model, opt, ema, 3, 5);
