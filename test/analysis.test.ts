@@ -127,7 +127,7 @@ test('a V1 block (LayerScale, no GRN), with and without drop path, matches finit
       if (!p) throw new Error(`V1 block asked for ${n}`);
       return p;
     }, C, 7, 1e-6, dropPath, 'v1');
-    assert.equal(blk.grn, null);
+    assert.equal(blk.mlp.grn, null);
     const x = randn(N * H * W * C);
     const run = (cache: boolean) => Float32Array.from(blk.forward(ref, x, N, H, W, { shared: sh, cache, train: dropPath > 0, rng: new Rng(7) }));
     const y0 = run(true);

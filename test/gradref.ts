@@ -14,7 +14,6 @@ import { GRN } from '../src/model/grn.js';
 import { Arena, type Buffers, clearArenas } from '../src/nn/arena.js';
 import { DepthwiseConv } from '../src/nn/dwconv.js';
 import { LayerNorm } from '../src/nn/layernorm.js';
-import { LayerScaledLinear } from '../src/nn/layerscale.js';
 import { Linear } from '../src/nn/linear.js';
 import { Param } from '../src/nn/param.js';
 import { PatchConv } from '../src/nn/patchconv.js';
@@ -424,7 +423,7 @@ const block = (kind: 'v2' | 'v1', dropPath: number): GradCase => ({
       x, params: [...ps.values()],
       forward: (c) => blk.forward(b.k, x, N, H, W, { ...b.buffers(c), train: dropPath > 0, rng: new Rng(DROP_SEED) }),
       backward: (dy) => blk.backward(b.k, dy, b.shared),
-      dispose: () => { if (blk.fc2 instanceof LayerScaledLinear) blk.fc2.dispose(); },
+      dispose: () => blk.mlp.dispose(),
     };
   },
 });

@@ -462,7 +462,7 @@ test('stochastic depth: block i of n gets rate x i / (n - 1) (timm/official torc
   for (const depths of [[2, 2, 6, 2], [1, 0, 3, 1], [3, 3, 9, 3]]) {
     const m = new ConvNeXtV2(makeConfig({ depths, dims: [8, 8, 8, 8] }, { numClasses: 0, dropPathRate: rate }), { kernels: new ReferenceKernels() });
     const n = sum(depths);
-    const rates = m.stages.flat().map((b) => b.dropPath);
+    const rates = m.stages.flatMap((s) => s.blocks).map((b) => b.dropPath);
     assert.equal(rates.length, n);
     rates.forEach((r, i) => assert.ok(Math.abs(r - Math.fround((rate * i) / (n - 1))) < 1e-7, `depths ${depths}: block ${i} rate ${r}, want ${(rate * i) / (n - 1)}`));
   }

@@ -20,12 +20,13 @@
  * - `dense`: full maps with masked rows zeroed after every layer (for cross-checking and the
  *   speed comparison).
  */
-import { block, downsample, STEM_CONV, STEM_NORM } from '../model/names.js';
+import { downsample, STEM_CONV, STEM_NORM } from '../model/names.js';
 import { ConvNextError } from '../errors.js';
 import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
-import { Block, type BlockSites } from '../model/block.js';
+import type { BlockSites } from '../model/block.js';
+import { Stage } from '../model/stage.js';
 import { GRN } from '../model/grn.js';
 import { Arena } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
@@ -178,7 +179,8 @@ export class SparseEncoder {
   private readonly stem: PatchConv;
   private readonly stemNorm: LayerNorm;
   private readonly downs: (MaskedDownsample | null)[] = [];
-  private readonly stages: Block[][] = [];
+  /** The backbone's stages over its parameters, drop path 0; their blocks run on masked sites. */
+  private readonly stages: Stage[] = [];
   private readonly own = new Arena();
   private masks: StageMask[] = [];
   private mode: EncoderMode = 'sparse';
@@ -194,12 +196,9 @@ export class SparseEncoder {
       const d = s === 0 ? null : downsample(s);
       this.downs.push(d === null ? null : new MaskedDownsample(p(`${d.conv}.weight`), p(`${d.conv}.bias`), p(`${d.norm}.weight`), p(`${d.norm}.bias`),
         cfg.dims[s - 1], cfg.dims[s], eps));
-      // The backbone's block on masked sites (no drop path in pre-training, as the official encoder).
-      const blocks: Block[] = [];
-      for (let b = 0; b < cfg.depths[s]; b++) {
-        blocks.push(new Block((n) => p(`${block(s, b)}.${n}`), cfg.dims[s], cfg.kernelSize, eps, 0, cfg.block));
-      }
-      this.stages.push(blocks);
+      // The backbone's blocks on masked sites (no drop path in pre-training, as the official encoder);
+      // the stage's own downsampling is replaced by the masked one above.
+      this.stages.push(new Stage(p, s, cfg, new Array<number>(cfg.depths[s]).fill(0)));
     }
   }
 
@@ -233,7 +232,7 @@ export class SparseEncoder {
       if (s > 0) y = this.downs[s]!.forward(k, y, this.masks[s - 1], this.masks[s], mode, this.shared);
       const sm = this.masks[s];
       const sites = stageSites(k, sm, mode, stats, this.shared);
-      for (const blk of this.stages[s]) y = blk.forward(k, y, sm.N, sm.H, sm.W, { shared: this.shared, cache: true, train: true, sites });
+      for (const blk of this.stages[s].blocks) y = blk.forward(k, y, sm.N, sm.H, sm.W, { shared: this.shared, cache: true, train: true, sites });
     }
     const m3 = this.masks[3];
     const C3 = cfg.dims[3];
@@ -250,7 +249,7 @@ export class SparseEncoder {
       ? gatherRows(k, dmap, m3, cfg.dims[3], sh.get(k, 'enc.d3', m3.idx.length * cfg.dims[3]))
       : copyOf(k, dmap, sh.get(k, 'enc.d3', dmap.length));
     for (let s = 3; s >= 0; s--) {
-      const blocks = this.stages[s];
+      const blocks = this.stages[s].blocks;
       for (let i = blocks.length - 1; i >= 0; i--) d = blocks[i].backward(k, d, sh);
       // The downsampling's input gradient (a shared buffer) is consumed in place by the
       // previous stage's blocks before the next downsampling reuses it.

@@ -11,15 +11,14 @@ import { ConvNextError } from '../errors.js';
 import { type Buf, type Kernels, memoryOf, requireBackend } from '../kernels/types.js';
 import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
-import { LayerScaledLinear } from '../nn/layerscale.js';
 import { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
 import { ParamStore } from '../nn/store.js';
 import { PatchConv } from '../nn/patchconv.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
-import { Block } from './block.js';
-import { block, downsample, HEAD_FC, HEAD_NORM, STEM_CONV, STEM_NORM } from './names.js';
+import { HEAD_FC, HEAD_NORM, STEM_CONV, STEM_NORM } from './names.js';
+import { Stage } from './stage.js';
 import { type ConvNeXtV2Config, initConstant, paramSpecs, validateConfig } from './config.js';
 
 /** Which block a captured activation comes from: stage, block within it, and index over all blocks. */
@@ -96,9 +95,8 @@ export class ConvNeXtV2 {
   private readonly byName: Map<string, Param>;
   readonly stem: PatchConv;
   readonly stemNorm: LayerNorm;
-  readonly downNorms: (LayerNorm | null)[] = [];
-  readonly downConvs: (PatchConv | null)[] = [];
-  readonly stages: Block[][] = [];
+  /** The four stages: downsampling (stages 1-3), then the blocks. */
+  readonly stages: Stage[] = [];
   readonly headNorm: LayerNorm;
   readonly headFc: Linear | null;
   private inputShape: [number, number, number] = [0, 0, 0];
@@ -119,28 +117,15 @@ export class ConvNeXtV2 {
       if (!x) throw new Error(`internal: no parameter ${name}`);
       return x;
     };
-    const { dims, depths, inChans, layerNormEps: eps, kernelSize } = this.config;
+    const { dims, depths, inChans, layerNormEps: eps } = this.config;
     this.stem = new PatchConv(p(`${STEM_CONV}.weight`), p(`${STEM_CONV}.bias`), inChans, dims[0], 4);
     this.stemNorm = new LayerNorm(p(`${STEM_NORM}.weight`), p(`${STEM_NORM}.bias`), dims[0], eps);
+    // Stochastic depth grows linearly from 0 to dropPathRate over all blocks (timm's linspace).
     const totalBlocks = depths.reduce((a, b) => a + b, 0);
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
-      if (s === 0) {
-        this.downNorms.push(null);
-        this.downConvs.push(null);
-      } else {
-        const d = downsample(s);
-        this.downNorms.push(new LayerNorm(p(`${d.norm}.weight`), p(`${d.norm}.bias`), dims[s - 1], eps));
-        this.downConvs.push(new PatchConv(p(`${d.conv}.weight`), p(`${d.conv}.bias`), dims[s - 1], dims[s], 2));
-      }
-      const blocks: Block[] = [];
-      for (let b = 0; b < depths[s]; b++) {
-        // Stochastic depth grows linearly from 0 to dropPathRate (timm's linspace).
-        const rate = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
-        blocks.push(new Block((n) => p(`${block(s, b)}.${n}`), dims[s], kernelSize, eps, rate, this.config.block));
-        blockIndex++;
-      }
-      this.stages.push(blocks);
+      const rates = Array.from({ length: depths[s] }, () => (totalBlocks > 1 ? (this.config.dropPathRate * blockIndex++) / (totalBlocks - 1) : (blockIndex++, 0)));
+      this.stages.push(new Stage(p, s, this.config, rates));
     }
     this.headNorm = new LayerNorm(p(`${HEAD_NORM}.weight`), p(`${HEAD_NORM}.bias`), dims[3], this.config.headNormEps);
     this.headFc = this.config.numClasses > 0
@@ -180,7 +165,7 @@ export class ConvNeXtV2 {
    */
   dispose(): void {
     clearArenas(this);
-    for (const blocks of this.stages) for (const b of blocks) if (b.fc2 instanceof LayerScaledLinear) b.fc2.dispose();
+    for (const stage of this.stages) stage.dispose();
     this.store.dispose();
   }
 
@@ -293,24 +278,18 @@ export class ConvNeXtV2 {
     const stages: { shape: number[]; data: Buf }[] = [];
     let blockIndex = 0;
     for (let s = 0; s < 4; s++) {
-      if (s > 0) {
-        const conv = this.downConvs[s]!;
-        const [h2, w2] = conv.outSize(h, w);
-        if (h2 < 1 || w2 < 1) throw new ConvNextError(`input ${H}x${W} is too small: stage ${s} would be empty`);
-        y = this.downNorms[s]!.forward(k, y, N * h * w, buf, 'downsample.ln');
-        y = conv.forward(k, y, N, h, w, buf);
-        [h, w] = [h2, w2];
-      }
+      const stage = this.stages[s];
+      const [h2, w2] = stage.outSize(h, w);
+      if (h2 < 1 || w2 < 1) throw new ConvNextError(`input ${H}x${W} is too small: stage ${s} would be empty`);
+      const first = blockIndex;
+      const cap = capture
+        ? (b: number) => (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture({ stage: s, block: b, index: first + b }, a, n, hh, ww, c)
+        : undefined;
+      y = stage.forward(k, y, N, h, w, { ...buf, train, rng, capture: cap });
+      blockIndex += stage.blocks.length;
+      [h, w] = [h2, w2];
       this.stageShapes.push([h, w]);
-      const blocks = this.stages[s];
       const n = N * h * w * dims[s];
-      for (let b = 0; b < blocks.length; b++) {
-        // Inference ping-pongs between two shared buffers.
-        const out = cache ? undefined : this.shared.get(k, `block.out${b % 2}`, n);
-        const where = { stage: s, block: b, index: blockIndex++ };
-        const cap = capture ? (a: Float32Array, n: number, hh: number, ww: number, c: number) => capture(where, a, n, hh, ww, c) : undefined;
-        y = blocks[b].forward(k, y, N, h, w, { ...buf, train, rng, out, capture: cap });
-      }
       if (opts.stages === 'NHWC') {
         const keep = this.shared.get(k, `stage${s}.out`, n);
         k.copy(y.subarray(0, n), keep);
@@ -344,15 +323,7 @@ export class ConvNeXtV2 {
     const dmap = sh.get(k, 'stage3.d', N * h * w * dims[3]);
     k.avgPoolBackward(d, N, h * w, dims[3], dmap);
     d = dmap;
-    for (let s = 3; s >= 0; s--) {
-      const blocks = this.stages[s];
-      for (let b = blocks.length - 1; b >= 0; b--) d = blocks[b].backward(k, d, sh);
-      if (s > 0) {
-        d = this.downConvs[s]!.backward(k, d, sh)!;
-        [h, w] = this.stageShapes[s - 1];
-        d = this.downNorms[s]!.backward(k, d, sh, `stage${s - 1}.d`);
-      }
-    }
+    for (let s = 3; s >= 0; s--) d = this.stages[s].backward(k, d, sh, `stage${s - 1}.d`);
     d = this.stemNorm.backward(k, d, sh, 'stem.d');
     return this.stem.backward(k, d, sh, needInput);
   }
