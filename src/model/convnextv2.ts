@@ -122,10 +122,11 @@ export class ConvNeXtV2 {
     this.stemNorm = new LayerNorm(p(`${STEM_NORM}.weight`), p(`${STEM_NORM}.bias`), dims[0], eps);
     // Stochastic depth grows linearly from 0 to dropPathRate over all blocks (timm's linspace).
     const totalBlocks = depths.reduce((a, b) => a + b, 0);
-    let blockIndex = 0;
+    const rate = (i: number) => (totalBlocks > 1 ? (this.config.dropPathRate * i) / (totalBlocks - 1) : 0);
+    let first = 0;
     for (let s = 0; s < 4; s++) {
-      const rates = Array.from({ length: depths[s] }, () => (totalBlocks > 1 ? (this.config.dropPathRate * blockIndex++) / (totalBlocks - 1) : (blockIndex++, 0)));
-      this.stages.push(new Stage(p, s, this.config, rates));
+      this.stages.push(new Stage(p, s, this.config, Array.from({ length: depths[s] }, (_, b) => rate(first + b))));
+      first += depths[s];
     }
     this.headNorm = new LayerNorm(p(`${HEAD_NORM}.weight`), p(`${HEAD_NORM}.bias`), dims[3], this.config.headNormEps);
     this.headFc = this.config.numClasses > 0
