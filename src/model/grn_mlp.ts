@@ -11,7 +11,7 @@
  * - the block's residual added in fc2's GEMM epilogue;
  * - backward: GRN's backward applies GELU's derivative and sums fc1's bias gradient in one pass.
  */
-import { hostArray } from '../kernels/host.js';
+import { ConvNextError } from '../errors.js';
 import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import type { Arena, Buffers } from '../nn/arena.js';
 import { Linear } from '../nn/linear.js';
@@ -79,7 +79,12 @@ export class GrnMlp {
     const { N, H, W } = seg.images;
     const sq = this.grn ? { sums: b.shared.get(k, 'grn.sqsums', N * C4), groupRows: H * W } : undefined;
     const g = this.fc1.forward(k, u, rows, b, undefined, undefined, sq);
-    b.capture?.(hostArray(g, 'activation capture'), N, H, W, C4);
+    if (b.capture) {
+      if (!(g instanceof Float32Array)) {
+        throw new ConvNextError(`forward: capture reads the activations on the host; the ${g.device} backend keeps them on the device (run the analyses on cpu, wasm or reference)`);
+      }
+      b.capture(g, N, H, W, C4);
+    }
     // Inference: GRN's calibration is folded into fc2 (no GRN output written); fc2 reads the residual.
     if (this.grn && residual && !b.cache && !b.train && this.fc2 instanceof Linear) {
       return this.grn.forwardIntoLinear(k, g, N, H * W, this.fc2, residual, out, b.shared, sq?.sums);

@@ -40,6 +40,8 @@ test('small_timm on webgpu: logits, pre-logits and stages match timm (1e-4)', as
   const resident = m.forwardTensors(ref.get('input.0.pixel_values')!);
   assert.ok(!(resident.logits instanceof Float32Array), 'the logits stay on the device');
   close(await k.read(resident.logits!), ref.get('output.0.logits')!.data, 'forwardTensors, then one read');
+  // The analyses' activation capture is a host view: refused with one line on the device.
+  await assert.rejects(() => m.forward(ref.get('input.0.pixel_values')!, { capture: () => {} }), /forward: capture reads the activations on the host; the webgpu backend keeps them on the device/);
   m.dispose();
 });
 
