@@ -125,6 +125,8 @@ const PNG = f('img.png');
 const ROWS: Row[] = [
   // ---- main.ts: commands, stray arguments, environment
   { args: ['nonsense'], code: 2, message: /^unknown command 'nonsense' \(see 'convnextv2 --help'\)$/ },
+  { args: ['fintune'], code: 2, message: /^unknown command 'fintune' \(did you mean 'finetune'\? see 'convnextv2 --help'\)$/ },
+  { args: ['evall'], code: 2, message: /^unknown command 'evall' \(did you mean 'eval'\? see 'convnextv2 --help'\)$/ },
   { args: ['help', 'eval', 'predict'], code: 2, message: /^help: give one command, got '.*eval predict'$/ },
   { args: ['inspect', 'stray.safetensors'], code: 2, message: /^inspect: unexpected argument 'stray\.safetensors' \(flags start with --; see 'convnextv2 help inspect'\)$/ },
   { args: ['inspect', '--', '--checkpoint', K10], code: 2, message: /^inspect: unexpected argument '--checkpoint'/ },
@@ -135,6 +137,9 @@ const ROWS: Row[] = [
 
   // ---- args.ts: the flag parser
   { args: ['forward', '--bogus'], code: 2, message: /^forward: unknown flag --bogus \(see 'convnextv2 forward --help'\)$/ },
+  { args: ['finetune', '--epoch', '3'], code: 2, message: /^finetune: unknown flag --epoch \(did you mean --epochs\? see 'convnextv2 finetune --help'\)$/ },
+  { args: ['finetune', '--epcohs', '3'], code: 2, message: /^finetune: unknown flag --epcohs \(did you mean --epochs\? see 'convnextv2 finetune --help'\)$/ },
+  { args: ['predict', '--topk', '3'], code: 2, message: /^predict: unknown flag --topk \(did you mean --top-k\? see 'convnextv2 predict --help'\)$/ },
   { args: ['forward', '--ema=yes'], code: 2, message: /^forward: --ema takes no value$/ },
   { args: ['forward', '--checkpoint'], code: 2, message: /^forward: --checkpoint needs a value$/ },
   { args: ['bench', '--batch-size', '1.5'], code: 2, message: /^bench: --batch-size expects an integer, got '1\.5'$/ },

@@ -67,6 +67,12 @@ test('pretrain: an existing run is refused and untouched; --resume alone continu
   assert.equal(losses(run).length, 3);
   const ck = loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true });
   assert.equal((JSON.parse(ck.metadata.args) as { epochs: number }).epochs, 3);
+  // --resume on a complete run: said, with how to extend it; nothing is trained or written.
+  const done = snapshot(run);
+  const again = cli(['pretrain', '--out', run, '--resume']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /pretrain: .*checkpoint-last\.safetensors is complete \(3 of 3 epochs\): nothing to train; to train longer, resume with --epochs M \(M > 3\)/);
+  assert.deepEqual(snapshot(run), done);
 });
 
 test('pretrain --overwrite starts over: the old run\'s checkpoints, log and PNGs are gone', () => {
@@ -108,12 +114,21 @@ test('bad flags are refused before the run folder is created', () => {
 
 test('finetune: the same folder rules (refused without --resume, recorded arguments on resume); eval RUN --ema; convert keeps the input size and crop', () => {
   const run = join(dir, 'ft');
-  assert.equal(cli([...FT, '--epochs', '2', '--stop-after', '1', '--out', run]).code, 0);
+  // Started from the pre-training test's checkpoint (--init), interrupted after epoch 1.
+  const init = join(dir, 'straight', 'checkpoint-last.safetensors');
+  assert.ok(existsSync(init), 'the pretrain test (first in this file) wrote the --init checkpoint');
+  assert.equal(cli([...FT, '--init', init, '--epochs', '2', '--stop-after', '1', '--out', run]).code, 0);
   oneLine(cli([...FT, '--epochs', '2', '--out', run]), 2, /already holds a run \(checkpoint-best\.safetensors, checkpoint-last\.safetensors, log\.jsonl\)/);
   oneLine(cli(['finetune', '--out', run, '--resume', '--batch-size', '8']), 2, /--batch-size 8 contradicts the run being resumed/);
   const r = cli(['finetune', '--out', run, '--resume']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed after epoch 1/);
+  assert.match(r.stdout, /2 steps\/epoch of 16, .*resumed after epoch 1 of 2 \(its checkpoint\)/);
+  assert.match(r.stdout, /continuing its run \(started from .*straight\/checkpoint-last\.safetensors\)/, 'not "from scratch"');
+  assert.doesNotMatch(r.stdout, /from scratch/);
+  assert.equal(losses(run).length, 2);
+  const complete = cli(['finetune', '--out', run, '--resume']);
+  assert.equal(complete.code, 0, complete.stderr);
+  assert.match(complete.stdout, /finetune: .*checkpoint-last\.safetensors is complete \(2 of 2 epochs\): nothing to train; to train longer, resume with --epochs M \(M > 2\)/);
   assert.equal(losses(run).length, 2);
   // The run folder's best checkpoint carries the EMA weights: eval RUN --ema works, and differs from the raw weights.
   const best = loadCheckpoint(join(run, 'checkpoint-best.safetensors'), { extra: true });

@@ -19,6 +19,32 @@ export interface FlagSpec {
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
+
+/** Edit distance (insertions, deletions, substitutions, and swaps of neighbours: `--epcohs`). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate closest to `name` when it is close enough to be a slip (at most a third of its
+ * letters wrong, at least one allowed), else undefined; ties go to the first candidate.
+ */
+export function didYouMean(name: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(1, Math.floor(name.length / 3)) + 1;
+  for (const c of candidates) {
+    const dist = editDistance(name, c);
+    if (dist < bestD) [best, bestD] = [c, dist];
+  }
+  return best;
+}
 export type FlagValue = string | number | boolean | string[] | undefined;
 
 export class ParsedArgs {
@@ -93,7 +119,10 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
       continue;
     }
     if (spec) explicit.add(name);
-    if (!spec) throw new ConvNextError(`${command}: unknown flag --${name} (see 'convnextv2 ${command} --help')`, 2);
+    if (!spec) {
+      const near = didYouMean(name, Object.keys(specs));
+      throw new ConvNextError(`${command}: unknown flag --${name} (${near ? `did you mean --${near}? ` : ''}see 'convnextv2 ${command} --help')`, 2);
+    }
     if (spec.kind === 'boolean') {
       if (value !== undefined && value !== 'true' && value !== 'false') {
         throw new ConvNextError(`${command}: --${name} takes no value`, 2);

@@ -38,7 +38,7 @@ import type { FlagValue, ParsedArgs } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
 import { jobComm } from '../parallel/mpi.js';
-import { flagReader, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { completeNote, flagReader, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
  * nano use atto's, large and huge use base's). */
@@ -139,7 +139,8 @@ export const finetune: Command = {
     // A resumed run is built from its checkpoint (no random initialisation first); drop path's
     // random source depends on the seed alone.
     const model = new ConvNeXtV2(cfg, { seed, kernels: await ctx.backend(), ...(resumed ? { state: resumed.state, stateSource: resumeFile! } : {}) });
-    let initNote = 'from scratch';
+    // A resumed run's weights are its checkpoint's; the recorded --init says where the run began.
+    let initNote = resumed ? `continuing its run${initPath ? ` (started from ${initPath})` : ''}` : 'from scratch';
     if (init) {
       const state = new Map(init.state);
       const headMatches = init.config.numClasses === K && !init.backbone;
@@ -207,7 +208,8 @@ export const finetune: Command = {
         ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
           `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${st.groups.layerDecay} (${st.groups.layerDecayType}), ` +
           `${st.mixup ? `mixup ${st.mixup.mixupAlpha} cutmix ${st.mixup.cutmixAlpha}` : `smoothing ${st.smoothing}`}, ` +
-          `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
+          `drop path ${cfg.dropPathRate}${ema ? `, EMA ${ema.decay}` : ''}${resumed ? `, resumed after epoch ${startEpoch} of ${E} (its checkpoint)` : ''}`);
+        if (resumed && startEpoch >= E) ctx.out(completeNote('finetune', resumeFile!, startEpoch, E));
       },
       runEpoch: (epoch) => runCliEpoch(engine, epoch, E, stepsPerEpoch * R, interrupt),
       record: (epoch, r) => {

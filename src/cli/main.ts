@@ -9,7 +9,7 @@ import '../io/codecs_node.js';
 import { ConvNextError } from '../errors.js';
 import { type BackendChoice, createBackend, type Kernels } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';
-import { formatHelp, parseArgs, type FlagSpecs } from './args.js';
+import { didYouMean, formatHelp, parseArgs, type FlagSpecs } from './args.js';
 import { bench } from './bench.js';
 import type { Command, CommandContext } from './command.js';
 import { convert } from './convert.js';
@@ -58,7 +58,10 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   const cmd = COMMANDS.find((c) => c.name === name);
-  if (!cmd) throw new ConvNextError(`unknown command '${name}' (see 'convnextv2 --help')`, 2);
+  if (!cmd) {
+    const near = didYouMean(name, COMMANDS.map((c) => c.name));
+    throw new ConvNextError(`unknown command '${name}' (${near ? `did you mean '${near}'? ` : ''}see 'convnextv2 --help')`, 2);
+  }
   const specs = { ...cmd.flags, ...COMMON };
   const args = parseArgs(rest, specs, cmd.name);
   if (args.bool('help')) {

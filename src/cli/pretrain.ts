@@ -32,7 +32,7 @@ import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
-import { Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { completeNote, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 import { jobComm } from '../parallel/mpi.js';
 
@@ -157,7 +157,8 @@ export const pretrain: Command = {
         if (warmNote) ctx.out(warmNote);
         ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
           `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
-          `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} (its checkpoint)` : ''}`);
+          `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} of ${E} (its checkpoint)` : ''}`);
+        if (ck && startEpoch >= E) ctx.out(completeNote('pretrain', resumeFile!, startEpoch, E));
       },
       runEpoch: (epoch) => runCliEpoch(engine, epoch, E, steps * R, interrupt, '; try a lower --blr or more --warmup-epochs'),
       record: (epoch, r): EpochRecord => ({

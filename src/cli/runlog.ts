@@ -192,6 +192,11 @@ export function warmupNote(command: string, warmupEpochs: number, epochs: number
     `the learning rate reaches ${(reached * peakLr).toExponential(2)} of its ${peakLr.toExponential(2)} at most; for a run this short try --warmup-epochs ${suggest}`;
 }
 
+/** What `--resume` says of a run that has all its epochs: it is complete, and how to extend it. */
+export function completeNote(command: string, file: string, done: number, epochs: number): string {
+  return `${command}: ${file} is complete (${done} of ${epochs} epochs): nothing to train; to train longer, resume with --epochs M (M > ${epochs})`;
+}
+
 /**
  * Runs epoch `epoch` of a training engine the CLI way: a progress bar, an interruption point
  * before every batch, and a non-finite loss as one line saying what checkpoint is left
