@@ -18,7 +18,7 @@ import { LAYER_SCALE_INIT, type ConvNeXtV2Config } from '../model/config.js';
 import { ConvNeXtV2 } from '../model/convnextv2.js';
 import { Arena, clearArenas } from '../nn/arena.js';
 import type { Param } from '../nn/param.js';
-import { ParamStore } from '../nn/store.js';
+import { ParamStore, readPerParam } from '../nn/store.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
 import { FcmaeDecoder } from './decoder.js';
@@ -274,8 +274,8 @@ export class FCMAE {
 
   /** Copies of the decoder's tensors (`fcmae.*`), read from any backend (one read of its store). */
   async decoderStateDict(): Promise<Map<string, Tensor>> {
-    const all = await this.kernels.read(this.decoderStore.data);
-    return new Map(this.decoderParams.map((p) => [p.name, { shape: [...p.shape], data: this.decoderStore.view(all, p) as Float32Array }]));
+    const values = await readPerParam(this.kernels, this.decoderParams, (s) => s.data, (p) => p.data);
+    return new Map(this.decoderParams.map((p) => [p.name, { shape: [...p.shape], data: values.get(p)! }]));
   }
 
   /** Copies of the encoder's (timm names) and decoder's (`fcmae.*`) tensors, read from any backend. */

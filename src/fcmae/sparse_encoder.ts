@@ -20,7 +20,7 @@
  * - `dense`: full maps with masked rows zeroed after every layer (for cross-checking and the
  *   speed comparison).
  */
-import { downsample, STEM_CONV, STEM_NORM } from '../model/names.js';
+import { STEM_CONV, STEM_NORM } from '../model/names.js';
 import { ConvNextError } from '../errors.js';
 import type { Buf, Idx, Kernels } from '../kernels/types.js';
 import { Act } from '../kernels/types.js';
@@ -95,9 +95,19 @@ class MaskedDownsample {
   /** The children as an index table of the forward's kernels (gather there, scatter in backward). */
   private childTable: { k: Kernels; t: Idx } | null = null;
 
-  constructor(private readonly w: Param, private readonly bias: Param, lnW: Param, lnB: Param, readonly inC: number, readonly outC: number, eps: number) {
-    this.norm = new LayerNorm(lnW, lnB, inC, eps);
-    this.conv = new PatchConv(w, bias, inC, outC, 2);
+  private readonly w: Param;
+  private readonly bias: Param;
+  readonly inC: number;
+  readonly outC: number;
+
+  /** The stage's own downsampling layers (LayerNorm, 2x2 conv), run on masked sites. */
+  constructor(layers: { norm: LayerNorm; conv: PatchConv }) {
+    this.norm = layers.norm;
+    this.conv = layers.conv;
+    this.w = layers.conv.weight;
+    this.bias = layers.conv.bias;
+    this.inC = layers.conv.inC;
+    this.outC = layers.conv.outC;
   }
 
   /** The weight as [out, (ky, kx, c)]: each output's [c, 2*2] slice transposed. */
@@ -193,12 +203,11 @@ export class SparseEncoder {
     this.stem = new PatchConv(p(`${STEM_CONV}.weight`), p(`${STEM_CONV}.bias`), cfg.inChans, cfg.dims[0], 4);
     this.stemNorm = new LayerNorm(p(`${STEM_NORM}.weight`), p(`${STEM_NORM}.bias`), cfg.dims[0], eps);
     for (let s = 0; s < 4; s++) {
-      const d = s === 0 ? null : downsample(s);
-      this.downs.push(d === null ? null : new MaskedDownsample(p(`${d.conv}.weight`), p(`${d.conv}.bias`), p(`${d.norm}.weight`), p(`${d.norm}.bias`),
-        cfg.dims[s - 1], cfg.dims[s], eps));
-      // The backbone's blocks on masked sites (no drop path in pre-training, as the official encoder);
-      // the stage's own downsampling is replaced by the masked one above.
-      this.stages.push(new Stage(p, s, cfg, new Array<number>(cfg.depths[s]).fill(0)));
+      // The backbone's stage on masked sites (no drop path in pre-training, as the official
+      // encoder): its blocks take the sites, its downsampling layers run masked.
+      const stage = new Stage(p, s, cfg, new Array<number>(cfg.depths[s]).fill(0));
+      this.stages.push(stage);
+      this.downs.push(stage.downsample && new MaskedDownsample(stage.downsample));
     }
   }
 

@@ -13,7 +13,7 @@ import { Arena, clearArenas } from '../nn/arena.js';
 import { LayerNorm } from '../nn/layernorm.js';
 import { Linear } from '../nn/linear.js';
 import type { Param } from '../nn/param.js';
-import { ParamStore } from '../nn/store.js';
+import { ParamStore, readPerParam } from '../nn/store.js';
 import { PatchConv } from '../nn/patchconv.js';
 import { Rng } from '../rng.js';
 import { shapeStr, type Tensor } from '../tensor.js';
@@ -187,8 +187,8 @@ export class ConvNeXtV2 {
 
   /** Copies of the parameters by timm name, read from any backend (one read of the store). */
   async stateDict(): Promise<Map<string, Tensor>> {
-    const all = await this.kernels.read(this.store.data);
-    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: this.store.view(all, p) as Float32Array }]));
+    const values = await readPerParam(this.kernels, this.params, (s) => s.data, (p) => p.data);
+    return new Map(this.params.map((p) => [p.name, { shape: [...p.shape], data: values.get(p)! }]));
   }
 
   /** Copies a canonical state dict in; every tensor must be present with the exact shape. */

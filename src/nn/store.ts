@@ -13,7 +13,7 @@
  * the store's own business: checkpoints go by name, and every kernel computes each element
  * alone, so a run's results are bit for bit those of the per-tensor calls.
  */
-import type { Buf, TensorMemory } from '../kernels/types.js';
+import type { Buf, Kernels, TensorMemory } from '../kernels/types.js';
 import { numel } from '../tensor.js';
 import { Param, type WriteCount } from './param.js';
 
@@ -109,6 +109,28 @@ export class ParamStore {
     this.owned.length = 0;
     for (const p of this.params) p.detach();
   }
+}
+
+/**
+ * Host copies of each Param's part of a buffer of its store's size (its values, a moment, its
+ * EMA weights): `ofStore` gives the store's buffer, read once per store; `own` a Param's own
+ * buffer when it has no store (or the store has none), read alone.
+ */
+export async function readPerParam(k: Kernels, params: readonly Param[], ofStore: (s: ParamStore) => Buf | undefined,
+  own: (p: Param) => Buf): Promise<Map<Param, Float32Array>> {
+  const whole = new Map<ParamStore, Float32Array>();
+  const out = new Map<Param, Float32Array>();
+  for (const p of params) {
+    const buf = p.store ? ofStore(p.store) : undefined;
+    if (!p.store || !buf) {
+      out.set(p, await k.read(own(p)));
+      continue;
+    }
+    let all = whole.get(p.store);
+    if (!all) whole.set(p.store, (all = await k.read(buf)));
+    out.set(p, p.store.view(all, p) as Float32Array);
+  }
+  return out;
 }
 
 /**

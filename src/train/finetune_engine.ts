@@ -12,7 +12,7 @@ import { sampleSeed, type BatchSource } from '../data/batch.js';
 import type { Mixup } from '../data/mixup.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
-import type { ParamStore } from '../nn/store.js';
+import { readPerParam } from '../nn/store.js';
 import { Rng } from '../rng.js';
 import type { AdamW } from './adamw.js';
 import type { ModelEma } from './ema.js';
@@ -141,13 +141,8 @@ export class FinetuneEngine {
     const { model, ema } = this.o;
     const out = new Map<string, TensorData>();
     if (!ema) return out;
-    const k = model.kernels;
-    const whole = new Map<ParamStore, Float32Array>();
-    for (const [store, e] of ema.stores) whole.set(store, await k.read(e));
-    for (const p of model.params) {
-      const w = p.store && whole.get(p.store);
-      out.set(`ema.${p.name}`, { shape: p.shape, data: w ? (p.store!.view(w, p) as Float32Array) : await k.read(ema.shadow.get(p.name)!) });
-    }
+    const values = await readPerParam(model.kernels, model.params, (s) => ema.stores.get(s), (p) => ema.shadow.get(p.name)!);
+    for (const p of model.params) out.set(`ema.${p.name}`, { shape: p.shape, data: values.get(p)! });
     return out;
   }
 

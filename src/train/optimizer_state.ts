@@ -6,22 +6,18 @@
 import { ConvNextError } from '../errors.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { Kernels } from '../kernels/types.js';
-import type { ParamStore } from '../nn/store.js';
+import { readPerParam } from '../nn/store.js';
 import type { AdamW } from './adamw.js';
 
 /** The moments as checkpoint tensors, read from any backend (copies; one read per store and moment). */
 export async function optimizerTensors(k: Kernels, opt: AdamW): Promise<Map<string, TensorData>> {
-  const whole = new Map<ParamStore, { m: Float32Array; v: Float32Array }>();
-  for (const [store, mv] of opt.storeMoments) whole.set(store, { m: await k.read(mv.m), v: await k.read(mv.v) });
+  const params = opt.groups.flatMap((g) => g.params);
+  const m = await readPerParam(k, params, (s) => opt.storeMoments.get(s)?.m, (p) => opt.m.get(p)!);
+  const v = await readPerParam(k, params, (s) => opt.storeMoments.get(s)?.v, (p) => opt.v.get(p)!);
   const out = new Map<string, TensorData>();
-  for (const g of opt.groups) {
-    for (const p of g.params) {
-      const w = p.store && whole.get(p.store);
-      for (const which of ['m', 'v'] as const) {
-        const data = w ? (p.store!.view(w[which], p) as Float32Array) : await k.read(opt[which].get(p)!);
-        out.set(`optimizer.${which}.${p.name}`, { shape: [...p.shape], data });
-      }
-    }
+  for (const p of params) {
+    out.set(`optimizer.m.${p.name}`, { shape: [...p.shape], data: m.get(p)! });
+    out.set(`optimizer.v.${p.name}`, { shape: [...p.shape], data: v.get(p)! });
   }
   return out;
 }

@@ -106,9 +106,9 @@ export async function trainStep(model: ConvNeXtV2, opt: AdamW, pixels: Tensor, t
   opts: { lr?: number; smoothing?: number; rng?: Rng; clipGrad?: number } = {}): Promise<StepResult> {
   const k = model.kernels;
   const r = forwardBackward(model, pixels, targets, opts);
-  const result = { loss: (await k.read(r.loss))[0], logits: { shape: [pixels.shape[0], model.config.numClasses], data: await k.read(r.logits) } };
-  if (opts.clipGrad !== undefined) clipGradients(model.kernels, model.params, opts.clipGrad, model.buffer('clip.sumsq', 1));
-  opt.update(model.kernels, opts.lr);
+  if (opts.clipGrad !== undefined) clipGradients(k, model.params, opts.clipGrad, model.buffer('clip.sumsq', 1));
+  opt.update(k, opts.lr);
   model.zeroGrad();
-  return result;
+  // Read once the whole step is queued (a device backend waits here only); the update leaves the loss and logits as they were.
+  return { loss: (await k.read(r.loss))[0], logits: { shape: [pixels.shape[0], model.config.numClasses], data: await k.read(r.logits) } };
 }
