@@ -120,7 +120,7 @@ if (!nativeAvailable()) {
   after(() => nk.setIsa(initial));
   const isas = nk.supportedIsas();
   for (const isa of ['avx512', 'avx2', 'portable'] as const) {
-    if (!isas.includes(isa)) test(`native ${isa} against the float64 reference`, { skip: `this CPU lacks ${isa}` }, () => undefined);
+    if (!isas.includes(isa)) test(`native ${isa} against the float64 reference`, { skip: `this CPU (${nk.cpuInfo().brand}) lacks ${isa}` }, () => undefined);
     else referenceComparisonTests(`native ${isa}`, () => nk, { use: () => nk.setIsa(isa) });
   }
 }
