@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors_file.js';
@@ -169,7 +170,7 @@ test('conventions: --version, help CMD, stray arguments, CONVNEXTV2_THREADS, --j
 });
 
 test('progress on stderr: one line per finished bar when stderr is not a terminal, none with --quiet', () => {
-  const run = (out: string, ...extra: string[]) => cli('pretrain', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--decoder-embed-dim', '16', '--input-size', '64',
+  const run = (out: string, ...extra: string[]) => cli('pretrain', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--decoder-embed-dim', '16', '--data', 'synthetic', '--input-size', '64',
     '--batch-size', '8', '--limit', '32', '--epochs', '2', '--warmup-epochs', '0', '--workers', '0', '--vis-images', '1', '--out', join(dir, out), ...extra);
   const a = run('progress');
   assert.equal(a.code, 0, a.stderr);
@@ -181,7 +182,7 @@ test('progress on stderr: one line per finished bar when stderr is not a termina
   assert.equal(q.stderr, '');
 });
 
-test('errors that say what is wrong: what a file is, folders for files, sizes, skipped images, resume of a pre-training run', () => {
+test('errors that say what is wrong: what a file is, folders for files, sizes, skipped images, resume of a pre-training run', async () => {
   const png = join(ROOT, 'docs', 'grn-ablation-cosine.png');
   const bad = join(dir, 'bad.jpg');
   writeFileSync(bad, 'not a jpeg');
@@ -191,7 +192,11 @@ test('errors that say what is wrong: what a file is, folders for files, sizes, s
   assertOneLineError(cli('inspect', '--checkpoint', png), /grn-ablation-cosine\.png: is a PNG image, not a checkpoint/);
   assertOneLineError(cli('forward', '--checkpoint', ckpt, '--input', png, '--output', join(dir, 'o.safetensors')), /grn-ablation-cosine\.png: is a PNG image, not a safetensors file/);
   assertOneLineError(cli('eval', '--checkpoint', ckpt, '--data', png), /grn-ablation-cosine\.png: is a file, not a folder/);
-  assertOneLineError(cli('predict', '--checkpoint', ckpt, dir), /is a folder; give image files/);
+  const empty = join(dir, 'no-images');
+  mkdirSync(empty, { recursive: true });
+  writeFileSync(join(empty, 'notes.txt'), 'not an image');
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, empty), /no-images: a folder with no images in it \(jpg, jpeg, png, webp, gif, tif, tiff, avif, searched recursively\)$/);
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, join(dir, 'nothing-*.jpg')), /nothing-\*\.jpg: matches no file$/);
   const zero = cli('predict', '--checkpoint', ckpt, '--input-size', '0', png);
   assert.equal(zero.code, 2);
   assertOneLineError(zero, /--input-size 0: must be an integer of at least 32/);
@@ -204,11 +209,20 @@ test('errors that say what is wrong: what a file is, folders for files, sizes, s
   // An unreadable image among good ones: the good one is classified, a warning names the bad one, exit 1.
   const p = cli('predict', '--checkpoint', ckpt, '--input-size', '64', png, bad, '--json');
   assert.equal(p.code, 1, p.stderr);
-  assert.match(p.stderr, /^convnextv2: warning: skipping .*bad\.jpg: cannot decode it as an image/m);
+  assert.match(p.stderr, /^convnextv2: warning: skipping .*bad\.jpg: not an image \(JPEG, PNG, WebP, GIF, TIFF or AVIF\)$/m);
   const rec = JSON.parse(p.stdout.trim().split('\n').pop()!) as { predictions: { file: string }[]; skipped: { file: string }[] };
   assert.deepEqual(rec.predictions.map((r) => r.file), [png]);
   assert.deepEqual(rec.skipped.map((r) => r.file), [bad]);
-  assertOneLineError(cli('predict', '--checkpoint', ckpt, bad), /none of the 1 file\(s\) given is a readable image/);
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, bad), /^convnextv2: cannot decode image .*bad\.jpg: not an image \(JPEG, PNG, WebP, GIF, TIFF or AVIF\)$/);
+  // Truncated files, a missing one: our words, never libvips' text.
+  const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 10, b: 10 } } }).jpeg().toBuffer();
+  const cut = join(dir, 'cut.jpg');
+  writeFileSync(cut, jpeg.subarray(0, jpeg.length >> 1));
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, cut), /^convnextv2: cannot decode image .*cut\.jpg: truncated or corrupt JPEG data$/);
+  const cutPng = join(dir, 'cut.png');
+  writeFileSync(cutPng, readFileSync(png).subarray(0, 200));
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, cutPng), /^convnextv2: cannot decode image .*cut\.png: truncated or corrupt PNG data$/);
+  assertOneLineError(cli('predict', '--checkpoint', ckpt, join(dir, 'gone.png')), /^convnextv2: cannot decode image .*gone\.png: no such file$/);
 });
 
 test('no silent fallbacks: a split the data set does not name is said', () => {

@@ -116,9 +116,11 @@ const K10 = f('k10.safetensors');
 const FWD = (ck: string, input = f('in-ok.safetensors')) => ['forward', '--checkpoint', ck, '--input', input, '--output', f('out.safetensors')];
 const FCL = (input: string, ck = FCMAE_PT) => ['fcmae-loss', '--checkpoint', ck, '--input', input, '--output', f('out.safetensors')];
 const EVAL = (...more: string[]) => ['eval', '--checkpoint', K10, '--data', 'synthetic', ...more];
-const PRE = (out: string, ...more: string[]) => ['pretrain', '--out', f(out), ...TINY, '--workers', '0', ...more];
-const FT = (out: string, ...more: string[]) => ['finetune', '--out', f(out), ...TINY, '--workers', '0', ...more];
-const AN = (...more: string[]) => ['analyze', '--checkpoint', K10, '--out', f('analysis'), ...more];
+const PRE = (out: string, ...more: string[]) => ['pretrain', '--out', f(out), ...TINY, '--data', 'synthetic', '--workers', '0', ...more];
+const FT = (out: string, ...more: string[]) => ['finetune', '--out', f(out), ...TINY, '--data', 'synthetic', '--workers', '0', ...more];
+const AN = (...more: string[]) => ['analyze', '--checkpoint', K10, '--data', 'synthetic', '--out', f('analysis'), ...more];
+/** The usage error of a training or analysis command without --data (the synthetic set only by name). */
+const NO_DATA = (cmd: string) => new RegExp(`^${cmd}: missing --data: name the images \\(a folder of class folders, fashion-mnist\\[:DIR\\] or cifar10:DIR\\), or --data synthetic for the embedded synthetic set$`);
 const CONV = (to: string, output: string, ...more: string[]) => ['convert', '--checkpoint', K10, '--to', to, '--output', output, ...more];
 const PNG = f('img.png');
 
@@ -184,15 +186,19 @@ const ROWS: Row[] = [
   { args: FCL(f('fc-maskvalues.safetensors')), code: 1, message: /^.*fc-maskvalues\.safetensors: mask values must be 0 \(visible\) or 1 \(removed\)$/ },
 
   // ---- predict, embed, --labels
-  { args: ['predict', '--checkpoint', K10], code: 2, message: /^no image files given$/ },
-  { args: ['predict', '--checkpoint', K10, f('emptydir')], code: 2, message: /^.*emptydir: is a folder; give image files \(e\.g\. .*emptydir\/\*\.jpg\)$/ },
-  { args: ['predict', '--checkpoint', K10, f('bad.jpg')], code: 1, message: /^none of the 1 file\(s\) given is a readable image \(.*bad\.jpg: / },
+  { args: ['predict', '--checkpoint', K10], code: 2, message: /^no images given \(files, folders or globs such as "photos\/\*\.jpg"\)$/ },
+  { args: ['predict', '--checkpoint', K10, f('emptydir')], code: 2, message: /^.*emptydir: a folder with no images in it \(jpg, jpeg, png, webp, gif, tif, tiff, avif, searched recursively\)$/ },
+  { args: ['predict', '--checkpoint', K10, '--csv', f('emptydir'), PNG], code: 2, message: /^predict: --csv .*emptydir is a directory; give a file name$/ },
+  { args: ['predict', '--checkpoint', K10, '--csv', f('no/such/p.csv'), PNG], code: 2, message: /^predict: --csv .*p\.csv: the folder .*no\/such does not exist$/ },
+  { args: ['embed', '--checkpoint', K10, '--output', f('emptydir'), PNG], code: 2, message: /^embed: --output .*emptydir is a directory; give a file name$/ },
+  { args: ['predict', '--checkpoint', K10, f('emptydir/*.png')], code: 2, message: /^.*emptydir\/\*\.png: matches no file$/ },
+  { args: ['predict', '--checkpoint', K10, f('bad.jpg')], code: 1, message: /^cannot decode image .*bad\.jpg: (not an image|truncated or corrupt)/ },
   { args: ['predict', '--checkpoint', f('backbone.safetensors'), PNG], code: 1, message: /^checkpoint .*backbone\.safetensors: has no classifier head; use 'convnextv2 embed' for features$/ },
   { args: ['predict', '--checkpoint', K10, '--top-k', '0', PNG], code: 2, message: /^predict: --top-k 0: must be a positive integer$/ },
   { args: ['predict', '--checkpoint', K10, '--labels', f('labels-badjson.json'), PNG], code: 1, message: /^--labels .*labels-badjson\.json: not valid JSON$/ },
   { args: ['predict', '--checkpoint', K10, '--labels', f('labels-numbers.json'), PNG], code: 1, message: /^--labels .*labels-numbers\.json: expected a JSON array of names or an object of index -> name$/ },
   { args: ['predict', '--checkpoint', K10, '--labels', f('labels-two.txt'), PNG], code: 1, message: /^--labels .*labels-two\.txt: 2 names for a model with 10 classes$/ },
-  { args: ['embed', '--checkpoint', K10, '--output', f('no/such/e.safetensors'), PNG], code: 1, message: /^cannot write .*no\/such\/e\.safetensors: ENOENT/ },
+  { args: ['embed', '--checkpoint', K10, '--output', f('no/such/e.safetensors'), PNG], code: 2, message: /^embed: --output .*e\.safetensors: the folder .*no\/such does not exist$/ },
 
   // ---- eval and the data sets (src/data)
   { args: EVAL('--split', 'train'), code: 2, message: /^eval: --split must be val or test, got 'train'$/ },
@@ -268,9 +274,9 @@ const ROWS: Row[] = [
   { args: PRE('p-new', '--decoder-embed-dim', '0'), code: 2, message: /^pretrain: --decoder-embed-dim 0: must be a positive integer$/ },
   { args: PRE('p-new', '--decoder-depth', '-1'), code: 2, message: /^pretrain: --decoder-depth -1: must not be negative$/ },
   { args: PRE('p-new', '--block', 'v3'), code: 2, message: /^--block must be v2 or v1, got 'v3'$/ },
-  { args: ['pretrain', '--out', f('p-new'), '--depths', '1,1,1'], code: 2, message: /^--depths needs four integers, e\.g\. 2,2,6,2$/ },
-  { args: ['pretrain', '--out', f('p-new'), '--depths', '1,1,1,1'], code: 2, message: /^--dims needs four integers, e\.g\. 2,2,6,2$/ },
-  { args: ['pretrain', '--out', f('p-new'), '--depths', '1,1,1,1', '--dims', '0,8,8,8'], code: 2, message: /^invalid model config: dim 0 is not a positive integer$/ },
+  { args: ['pretrain', '--out', f('p-new'), '--data', 'synthetic', '--depths', '1,1,1'], code: 2, message: /^--depths needs four integers, e\.g\. 2,2,6,2$/ },
+  { args: ['pretrain', '--out', f('p-new'), '--data', 'synthetic', '--depths', '1,1,1,1'], code: 2, message: /^--dims needs four integers, e\.g\. 2,2,6,2$/ },
+  { args: ['pretrain', '--out', f('p-new'), '--data', 'synthetic', '--depths', '1,1,1,1', '--dims', '0,8,8,8'], code: 2, message: /^invalid model config: dim 0 is not a positive integer$/ },
   { args: PRE('p-new', '--limit', '4', '--batch-size', '8'), code: 1, message: /^pretrain: 4 training images make no batch of 8$/ },
   {
     // A learning rate of 1e30 overflows at the second step: the run stops at once, saying no checkpoint exists.
@@ -286,14 +292,18 @@ const ROWS: Row[] = [
   { args: FT('f-new', '--opt-betas', '0.9'), code: 2, message: /^finetune: --opt-betas needs two numbers in \[0, 1\), e\.g\. 0\.9,0\.999$/ },
   { args: FT('f-new', '--limit', '0'), code: 2, message: /^finetune: --limit 0: must be a positive integer$/ },
   { args: FT('f-new', '--val-limit', '0'), code: 2, message: /^finetune: --val-limit 0: must be a positive integer$/ },
-  { args: FT('f-new', '--data', 'synthetic', '--model-ema', '--model-ema-decay', '2'), code: 2, message: /^finetune: --model-ema-decay 2: must be in \[0, 1\)$/ },
+  { args: FT('f-new', '--model-ema', '--model-ema-decay', '2'), code: 2, message: /^finetune: --model-ema-decay 2: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--batch-size', '0'), code: 2, message: /^finetune: --epochs, --batch-size and --update-freq must be positive$/ },
   { args: FT('f-new', '--recipe', 'mega'), code: 2, message: /^finetune: unknown --recipe 'mega' \(one of atto, femto, / },
-  { args: FT('f-new', '--data='), code: 2, message: /^finetune: missing --data$/ },
+  { args: FT('f-new', '--data='), code: 2, message: NO_DATA('finetune') },
+  { args: ['finetune', '--out', f('f-new'), ...TINY], code: 2, message: NO_DATA('finetune') },
+  { args: ['pretrain', '--out', f('p-new'), ...TINY], code: 2, message: NO_DATA('pretrain') },
+  { args: ['eval', '--checkpoint', K10], code: 2, message: NO_DATA('eval') },
+  { args: ['analyze', '--checkpoint', K10, '--out', f('analysis')], code: 2, message: NO_DATA('analyze') },
   { args: FT('f-new', '--val-split', '1'), code: 2, message: /^finetune: --val-split 1: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--data', f('noval')), code: 2, message: /^.*noval: no validation part \(no val\/ folder\); carve one out of train with --val-split$/ },
   { args: FT('f-new', '--init', f('nosuch.safetensors')), code: 1, message: /^checkpoint .*nosuch\.safetensors: no such file or directory$/ },
-  { args: ['finetune', '--out', f('f-new'), '--init', K10, '--block', 'v1'], code: 2, message: /^finetune: --block v1 but .*k10\.safetensors holds v2 blocks$/ },
+  { args: ['finetune', '--out', f('f-new'), '--data', 'synthetic', '--init', K10, '--block', 'v1'], code: 2, message: /^finetune: --block v1 but .*k10\.safetensors holds v2 blocks$/ },
   { args: FT('f-new', '--drop-path', '1'), code: 2, message: /^finetune: --drop-path 1: must be in \[0, 1\)$/ },
   { args: FT('f-new', '--limit', '4', '--batch-size', '8'), code: 1, message: /^finetune: 4 training images make no batch of 8$/ },
   {

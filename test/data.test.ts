@@ -12,7 +12,7 @@ import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { Rng } from '../src/rng.js';
 import { ConvNextError } from '../src/errors.js';
-import { openDataset, parseIdx, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, type Dataset } from '../src/data/dataset.js';
+import { openDataset, parseIdx, stratifiedIndices, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, type Dataset } from '../src/data/dataset.js';
 import { CorruptImageError, type Image } from '../src/data/image.js';
 import { resizeRgb } from '../src/data/resample.js';
 import {
@@ -513,4 +513,27 @@ test('canvas, line plot and image grid render to valid PNGs', async () => {
   const gm = await sharp(grid).metadata();
   assert.equal(gm.format, 'png');
   assert.ok((gm.width ?? 0) >= 3 * 128);
+});
+
+test('--limit is a seeded, class-stratified subset: each class its share, the same for a seed, another for another seed, said in the source', () => {
+  // Uneven classes: 0 has 60 samples, 1 has 30, 2 has 10 (labels in class order, as folders list them).
+  const labels = [...Array(60).fill(0), ...Array(30).fill(1), ...Array(10).fill(2)] as number[];
+  const ds = { length: labels.length, label: (i: number) => labels[i] };
+  const counts = (idx: Int32Array) => [0, 1, 2].map((c) => Array.from(idx).filter((i) => labels[i] === c).length);
+  const a = stratifiedIndices(ds, 10, 0);
+  assert.deepEqual(counts(a), [6, 3, 1], 'each class its share of 10');
+  assert.deepEqual(Array.from(a), [...a].sort((x, y) => x - y), 'in index order');
+  assert.equal(new Set(a).size, 10, 'no sample twice');
+  assert.deepEqual(Array.from(stratifiedIndices(ds, 10, 0)), Array.from(a), 'the same subset for the same seed');
+  assert.notDeepEqual(Array.from(stratifiedIndices(ds, 10, 1)), Array.from(a), 'another subset for another seed');
+  assert.ok(Array.from(a).some((i) => i >= 6 && labels[i] === 0), 'drawn within the class, not its first samples');
+  // Largest remainders: 7 of 100 -> 4.2, 2.1, 0.7 -> 4, 2, 1.
+  assert.deepEqual(counts(stratifiedIndices(ds, 7, 0)), [4, 2, 1]);
+  // A real data set: the synthetic set's 10 classes, 2 each out of 20, and the log line says so.
+  const syn = openDataset('synthetic:16', 'train', { limit: 20, seed: 3 });
+  const per = new Map<number, number>();
+  for (let i = 0; i < syn.length; i++) per.set(syn.label(i), (per.get(syn.label(i)) ?? 0) + 1);
+  assert.equal(syn.length, 20);
+  assert.deepEqual([...per.values()], Array(10).fill(2), 'every class, twice');
+  assert.match(syn.source, /limited to 20 of \d+ images \(seed 3, stratified: 10 of 10 classes, each in its share\)$/);
 });

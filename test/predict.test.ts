@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { saveCheckpoint } from '../src/io/checkpoint_file.js';
@@ -115,6 +115,7 @@ test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, pro
   const ds = openDataset('synthetic', 'val', { limit: 40 });
   const loader = new DataLoader(ds, { batchSize: 16, transform: { kind: 'eval', size: 64, cropPct: 0.875 }, workers: 0 });
   let hits = 0, n = 0, loss = 0;
+  const conf = new Array<number>(100).fill(0);
   for await (const b of loader.epoch(0)) {
     const logits = (await model.forward(b.pixels)).logits!;
     const K = logits.shape[1];
@@ -122,6 +123,7 @@ test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, pro
       const row = Array.from(logits.data.subarray(i * K, (i + 1) * K));
       const mx = Math.max(...row);
       if (row.indexOf(mx) === b.labels[i]) hits++;
+      conf[b.labels[i] * K + row.indexOf(mx)]++;
       loss += mx + Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0)) - row[b.labels[i]];
       n++;
     }
@@ -133,4 +135,76 @@ test('predict, embed and eval (dist/cli/main.js) give the library\'s labels, pro
   assert.equal(rec.images, n);
   assert.equal(Math.round((rec.top1 * n) / 100), hits, `eval top-1 ${rec.top1}% of ${n} = ${hits} hits`);
   assert.ok(Math.abs(rec.loss - loss / n) <= 1e-5 * (loss / n), `eval loss ${rec.loss} vs ${loss / n}`);
+  // The report: a progress bar, per-class top-1 and the confusion matrix as text (10 classes),
+  // and as files beside the checkpoint; the matrix is the library's argmax counts.
+  assert.match(r.stderr, /^eval val \[=+\] 40\/40 /m);
+  const text = r.stdout.split('\n');
+  const at = text.indexOf('confusion matrix (rows: true class, columns: predicted class):');
+  assert.ok(at > 0, r.stdout);
+  assert.equal(text.filter((l) => /^\s+\d \S+\s+\d+\.\d\d%  of \d+$/.test(l)).length, 10, 'a per-class line for each class');
+  const rows = text.slice(at + 3, at + 13).map((l) => l.split('|')[1].trim().split(/\s+/).map(Number));
+  assert.deepEqual(rows.flat(), conf, 'the text matrix is the library\'s');
+  const csvRows = readFileSync(join(dir, 'confusion-val.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+  assert.deepEqual(csvRows[0], ['true \\ predicted', ...SYNTHETIC_CLASSES]);
+  assert.deepEqual(csvRows.slice(1).map((c) => c[0]), [...SYNTHETIC_CLASSES]);
+  assert.deepEqual(csvRows.slice(1).flatMap((c) => c.slice(1).map(Number)), conf, 'the CSV matrix is the library\'s');
+  const perClass = readFileSync(join(dir, 'per-class-val.csv'), 'utf8').trim().split('\n');
+  assert.equal(perClass[0], 'index,label,images,top1');
+  perClass.slice(1).forEach((l, k) => {
+    const [idx, label, images, top1] = l.split(',');
+    const row = conf.slice(k * 10, k * 10 + 10);
+    assert.deepEqual([Number(idx), label, Number(images)], [k, SYNTHETIC_CLASSES[k], row.reduce((a, v) => a + v, 0)]);
+    assert.ok(Math.abs(Number(top1) - (100 * row[k]) / Number(images)) < 1e-3);
+  });
+  const pngBytes = readFileSync(join(dir, 'confusion-val.png'));
+  assert.deepEqual([...pngBytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
+});
+
+test('predict (dist/cli/main.js) takes folders and globs, in batches with a progress bar; --csv and --jsonl hold the same top-k; a corrupt file is skipped', () => {
+  const photos = join(dir, 'photos');
+  const made: string[] = [];
+  for (const [sub, n] of [['a', 3], ['b/deeper', 2], ['c', 2]] as const) {
+    mkdirSync(join(photos, sub), { recursive: true });
+    for (let i = 0; i < n; i++) {
+      const f = join(photos, sub, `im${i}.png`);
+      writeFileSync(f, encodePng({ width: 36 + i, height: 30, channels: 3, data: Uint8Array.from({ length: (36 + i) * 30 * 3 }, (_, j) => (j * (5 + i) + sub.length * 31) % 256) }));
+      made.push(f);
+    }
+  }
+  writeFileSync(join(photos, 'c', 'broken.JPG'), 'not a jpeg at all');
+  writeFileSync(join(photos, 'c', 'readme.txt'), 'not an image, not an image extension');
+  const csv = join(dir, 'predictions.csv');
+  const r = dist('predict', '--checkpoint', ckpt, photos, '--top-k', '3', '--batch-size', '2', '--csv', csv, '--jsonl');
+  assert.equal(r.status, 1, `a skipped file makes exit 1: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; top: { index: number; label: string; probability: number }[] });
+  assert.deepEqual(lines.map((l) => l.file), [...made].sort(), 'every image of the folder, recursively, sorted; the text file left out');
+  assert.ok(lines.every((l) => l.top.length === 3));
+  const err = r.stderr.trim().split('\n');
+  assert.ok(err.some((l) => /^convnextv2: warning: skipping .*broken\.JPG: /.test(l)), r.stderr);
+  assert.ok(err.some((l) => /^images \[=+\] 8\/8 /.test(l)), `a finished progress bar: ${r.stderr}`);
+  // The CSV: a header, then path and the top-k labels and probabilities, as in the JSON lines.
+  const rows = readFileSync(csv, 'utf8').trim().split('\n');
+  assert.equal(rows[0], 'path,label_1,probability_1,label_2,probability_2,label_3,probability_3');
+  assert.equal(rows.length, 1 + made.length);
+  rows.slice(1).forEach((row, i) => {
+    const cells = row.split(',');
+    assert.equal(cells[0], lines[i].file);
+    lines[i].top.forEach((t, j) => {
+      assert.equal(cells[1 + 2 * j], t.label);
+      assert.ok(Math.abs(Number(cells[2 + 2 * j]) - t.probability) < 1e-5);
+    });
+  });
+  // One batch of all: the same classes and probabilities (batching changes nothing per image).
+  const whole = dist('predict', '--checkpoint', ckpt, ...made, '--top-k', '3', '--json', '--quiet');
+  assert.equal(whole.status, 0, whole.stderr);
+  const all = lastJson(whole.stdout) as { predictions: { file: string; top: { index: number; probability: number }[] }[] };
+  all.predictions.forEach((p) => {
+    const b = lines.find((l) => l.file === p.file)!;
+    assert.deepEqual(b.top.map((t) => t.index), p.top.map((t) => t.index));
+    b.top.forEach((t, j) => assert.ok(Math.abs(t.probability - p.top[j].probability) <= 1e-6));
+  });
+  // A glob the shell did not expand: its matches, sorted.
+  const g = dist('predict', '--checkpoint', ckpt, join(photos, '**', 'im0.png'), '--jsonl', '--quiet');
+  assert.equal(g.status, 0, g.stderr);
+  assert.deepEqual(g.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { file: string }).file), made.filter((f) => f.endsWith('im0.png')).sort());
 });

@@ -1,6 +1,6 @@
-// The README's flag tables and the CLI can never disagree: every row of every table under a
-// `#### \`convnextv2 CMD\`` heading names a flag of that command with the CLI's default, and
-// every flag of the command has its row.
+// The CLI reference's flag tables (docs/cli.md) and the CLI can never disagree: every row of
+// every table under a `#### \`convnextv2 CMD\`` heading names a flag of that command with the
+// CLI's default, in the command's order, and every flag of the command has its row.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,13 +9,13 @@ import { pretrain } from '../src/cli/pretrain.js';
 
 const COMMANDS = [pretrain, finetune];
 
-const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const CLI_DOC = readFileSync(new URL('../docs/cli.md', import.meta.url), 'utf8');
 
-/** The flag tables: command name -> [flag, default cell] rows, in README order. */
+/** The flag tables: command name -> [flag, default cell] rows, in the page's order. */
 function flagTables(): Map<string, [string, string][]> {
   const out = new Map<string, [string, string][]>();
   let current: [string, string][] | null = null;
-  for (const line of README.split('\n')) {
+  for (const line of CLI_DOC.split('\n')) {
     const h = /^#### `convnextv2 ([a-z-]+)`\s*$/.exec(line);
     if (h) {
       current = [];
@@ -30,24 +30,24 @@ function flagTables(): Map<string, [string, string][]> {
   return out;
 }
 
-test('README flag tables: each row is a flag of its command with the CLI\'s default, and each flag has a row', () => {
+test('docs/cli.md flag tables: each row is a flag of its command with the CLI\'s default, and each flag has a row', () => {
   const tables = flagTables();
-  assert.deepEqual([...tables.keys()].sort(), ['finetune', 'pretrain'], 'the README has the pretrain and finetune tables');
+  assert.deepEqual([...tables.keys()].sort(), ['finetune', 'pretrain'], 'docs/cli.md has the pretrain and finetune tables');
   for (const [name, rows] of tables) {
-    const cmd = COMMANDS.find((c) => c.name === name) ?? assert.fail(`README table for unknown command ${name}`);
-    assert.deepEqual(rows.map(([f]) => f), Object.keys(cmd.flags), `${name}: the README rows are the command's flags, in its order`);
+    const cmd = COMMANDS.find((c) => c.name === name) ?? assert.fail(`docs/cli.md: a table for unknown command ${name}`);
+    assert.deepEqual(rows.map(([f]) => f), Object.keys(cmd.flags), `${name}: the docs/cli.md rows are the command's flags, in its order`);
     for (const [flag, cell] of rows) {
       const spec = cmd.flags[flag];
       const want = spec.default ?? (spec.kind === 'boolean' ? false : undefined);
       const m = /^`(.*)`$/.exec(cell);
       if (want === undefined) {
-        assert.equal(cell, '—', `${name} --${flag}: no default in the CLI, the README says ${cell}`);
+        assert.equal(cell, '—', `${name} --${flag}: no default in the CLI, docs/cli.md says ${cell}`);
         continue;
       }
-      assert.ok(m, `${name} --${flag}: the README's default ${cell} is not a \`value\``);
+      assert.ok(m, `${name} --${flag}: docs/cli.md's default ${cell} is not a \`value\``);
       const v = m[1] === "''" ? '' : m[1];
       const got = spec.kind === 'number' || spec.kind === 'int' ? Number(v) : spec.kind === 'boolean' ? v === 'true' ? true : v === 'false' ? false : v : v;
-      assert.equal(got, want, `${name} --${flag}: README says ${cell}, the CLI's default is ${String(want)}`);
+      assert.equal(got, want, `${name} --${flag}: docs/cli.md says ${cell}, the CLI's default is ${String(want)}`);
     }
   }
 });

@@ -112,7 +112,7 @@ test('fine-tuning groups (the CLI builder): weight decay and layer-wise lr scale
     const cfg = makeConfig({ depths: [2, 2, 2, 2], dims: [16, 32, 48, 64] }, { numClasses: 10, block });
     const model = new ConvNeXtV2(cfg, { kernels: new ReferenceKernels() });
     for (const type of ['single', 'group'] as const) {
-      const st = finetuneSettings(parseArgs(['--weight-decay', '0.3', '--layer-decay', '0.7', '--layer-decay-type', type], finetune.flags, 'finetune'));
+      const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--weight-decay', '0.3', '--layer-decay', '0.7', '--layer-decay-type', type]], finetune.flags, 'finetune'));
       const groups = finetuneParamGroups(model.params, cfg.depths, st.groups);
       assert.equal(model.params.length, official.size, `${file}: every parameter has an official name`);
       for (const p of model.params) {
@@ -127,7 +127,7 @@ test('fine-tuning groups (the CLI builder): weight decay and layer-wise lr scale
   // The 12 groups of Base-like depths (stage 2 split in threes), on names only.
   const cfg = makeConfig({ depths: [3, 3, 27, 3], dims: [8, 8, 8, 8] }, { numClasses: 2 });
   const model = new ConvNeXtV2(cfg, { kernels: new ReferenceKernels() });
-  const st = finetuneSettings(parseArgs(['--recipe', 'base'], finetune.flags, 'finetune'));
+  const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--recipe', 'base']], finetune.flags, 'finetune'));
   const groups = finetuneParamGroups(model.params, cfg.depths, st.groups);
   const toOfficial = (n: string) => n.replace(/^stem\./, 'downsample_layers.0.').replace(/^stages\.(\d+)\.downsample\./, 'downsample_layers.$1.')
     .replace(/^stages\.(\d+)\.blocks\.(\d+)\./, 'stages.$1.$2.').replace(/^head\.norm\./, 'norm.').replace(/^head\.fc\./, 'head.');
@@ -135,7 +135,7 @@ test('fine-tuning groups (the CLI builder): weight decay and layer-wise lr scale
     assert.ok(Math.abs(groupOf(groups, p).lrScale - officialScale(officialLayerGroup(toOfficial(p.name)), 12, 0.6)) < 1e-15, `base: ${p.name}`);
   }
   // Layer decay 1 (the default): every scale is 1 (main_finetune.py builds no assigner).
-  const flat = finetuneParamGroups(model.params, cfg.depths, finetuneSettings(parseArgs([], finetune.flags, 'finetune')).groups);
+  const flat = finetuneParamGroups(model.params, cfg.depths, finetuneSettings(parseArgs(['--data', 'synthetic', ...[]], finetune.flags, 'finetune')).groups);
   assert.ok(flat.every((g) => g.lrScale === 1) && flat.length === 2);
 });
 
@@ -143,7 +143,7 @@ test('pre-training groups (the CLI builder): weight decay of every encoder and d
   const official = officialFcmaeNames();
   const cfg = makeConfig({ depths: [2, 2, 2, 2], dims: [16, 32, 48, 64] }, { numClasses: 0 });
   const fcmae = new FCMAE(cfg, { decoderDim: 32, decoderDepth: 1 }, { kernels: new ReferenceKernels() });
-  const st = pretrainSettings(parseArgs(['--weight-decay', '0.07'], pretrain.flags, 'pretrain'));
+  const st = pretrainSettings(parseArgs(['--data', 'synthetic', ...['--weight-decay', '0.07']], pretrain.flags, 'pretrain'));
   const groups = pretrainParamGroups(fcmae.params, st.weightDecay);
   assert.equal(fcmae.params.length, official.size, 'every trained parameter has an official FCMAE name');
   let decayedGrn = 0;
@@ -244,7 +244,7 @@ test('pretrain as run: the second step equals AdamW(0.9, 0.95) at the cosine lr,
 // ---- defaults: the CLI's and the library's ----------------------------------------------------
 
 test('finetune defaults are main_finetune.py\'s; --recipe SIZE is TRAINING.md\'s', () => {
-  const st = finetuneSettings(parseArgs([], finetune.flags, 'finetune'));
+  const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...[]], finetune.flags, 'finetune'));
   const { flags, ...rest } = st;
   assert.ok(flags instanceof Map);
   assert.deepEqual(rest, {
@@ -263,23 +263,23 @@ test('finetune defaults are main_finetune.py\'s; --recipe SIZE is TRAINING.md\'s
   const mix = (s: number) => ({ mixupAlpha: 0.8, cutmixAlpha: 1, prob: 1, switchProb: 0.5, mode: 'batch', labelSmoothing: s });
   for (const [size, want] of [['atto', atto], ['femto', atto], ['pico', atto], ['nano', atto], ['tiny', { ...tiny, mixup: mix(0.1) }],
     ['base', { ...base, mixup: mix(0.1) }], ['large', { ...base, mixup: mix(0.1) }], ['huge', { ...base, mixup: mix(0.1) }]] as const) {
-    const r = finetuneSettings(parseArgs(['--recipe', size], finetune.flags, 'finetune'));
+    const r = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--recipe', size]], finetune.flags, 'finetune'));
     for (const [k, v] of Object.entries(want)) assert.deepEqual((r as unknown as Record<string, unknown>)[k], v, `--recipe ${size}: ${k}`);
     assert.equal(r.transform.reprob, 0.25, `--recipe ${size}: reprob`);
   }
   assert.deepEqual(Object.keys(RECIPES).sort(), ['atto', 'base', 'femto', 'huge', 'large', 'nano', 'pico', 'tiny']);
   // Explicit flags override the recipe; the mixup flags reach timm's Mixup by their own names.
-  const r = finetuneSettings(parseArgs(['--recipe', 'tiny', '--blr', '1e-3', '--mixup-prob', '0.7', '--mixup-switch-prob', '0.2', '--model-ema-decay', '0.99'], finetune.flags, 'finetune'));
+  const r = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--recipe', 'tiny', '--blr', '1e-3', '--mixup-prob', '0.7', '--mixup-switch-prob', '0.2', '--model-ema-decay', '0.99']], finetune.flags, 'finetune'));
   assert.equal(r.blr, 1e-3);
   assert.deepEqual(r.mixup, { mixupAlpha: 0.8, cutmixAlpha: 1, prob: 0.7, switchProb: 0.2, mode: 'batch', labelSmoothing: 0.1 });
   assert.deepEqual(r.ema, { decay: 0.99, eval: true });
   // --opt-betas, --opt-eps, --warmup-steps, --clip-grad, --aa none.
-  const o = finetuneSettings(parseArgs(['--opt-betas', '0.8,0.9', '--opt-eps', '1e-6', '--warmup-steps', '7', '--clip-grad', '2', '--aa', 'none', '--model-ema'], finetune.flags, 'finetune'));
+  const o = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--opt-betas', '0.8,0.9', '--opt-eps', '1e-6', '--warmup-steps', '7', '--clip-grad', '2', '--aa', 'none', '--model-ema']], finetune.flags, 'finetune'));
   assert.deepEqual([o.optimizer, o.warmupSteps, o.clipGrad, o.transform.autoAugment, o.ema], [{ betas: [0.8, 0.9], eps: 1e-6 }, 7, 2, '', { decay: 0.9999, eval: false }]);
 });
 
 test('pretrain defaults are main_pretrain.py\'s (mask 0.6 of 32 px patches, decoder 1 x 512, norm-pix loss, AdamW 0.9/0.95, blr 1.5e-4, wd 0.05, 40 warm-up epochs, RandomResizedCrop 0.2-1 + flip)', () => {
-  const st = pretrainSettings(parseArgs([], pretrain.flags, 'pretrain'));
+  const st = pretrainSettings(parseArgs(['--data', 'synthetic', ...[]], pretrain.flags, 'pretrain'));
   assert.deepEqual(st, {
     data: 'synthetic', model: 'atto', block: 'v2', epochs: 800, batchSize: 64, updateFreq: 1, inputSize: 224, seed: 0,
     fcmae: { patchSize: 32, maskRatio: 0.6, normPixLoss: true, decoderDepth: 1, decoderDim: 512, grnStats: 'batch', initStyle: 'timm' },
@@ -347,7 +347,7 @@ function testImage(width: number, height: number, seed: number): Image {
 }
 
 test('fine-tuning transform (the CLI spec): RandomResizedCrop 0.08-1 at 3/4-4/3 bicubic, flip 0.5, RandAugment m9 mstd0.5 inc1, normalise, random erasing 0.25 pixel mode, in timm\'s order', () => {
-  const st = finetuneSettings(parseArgs([], finetune.flags, 'finetune'));
+  const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...[]], finetune.flags, 'finetune'));
   const S = 32;
   const run = compileTransform({ ...st.transform, size: S });
   const ra = parseRandAugment('rand-m9-mstd0.5-inc1', { size: S });
@@ -388,7 +388,7 @@ test('RandomResizedCrop draws (torchvision get_params): area fraction uniform on
 });
 
 test('random erasing (timm, pixel mode): p 0.25, one box of area 2%-33% and aspect 0.3-3.3, filled with N(0, 1) (seeded, statistical)', () => {
-  const st = finetuneSettings(parseArgs([], finetune.flags, 'finetune'));
+  const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...[]], finetune.flags, 'finetune'));
   const H = 64, W = 64, n = 2000;
   const rng = new Rng(3);
   let erased = 0, fill = 0, fill2 = 0, count = 0;
@@ -452,7 +452,7 @@ test('evaluation transform: short side to floor(size / 0.875) then centre crop b
   assert.deepEqual(evalResize(big, 384), resize(big, 384, 384));
   assert.deepEqual(evalResize(big, 384, 0.5), resize(big, 384, 384));
   // The CLI's evaluation defaults: finetune --crop-pct and eval's fallback when a checkpoint records none.
-  assert.equal(finetuneSettings(parseArgs([], finetune.flags, 'finetune')).cropPct, 0.875);
+  assert.equal(finetuneSettings(parseArgs(['--data', 'synthetic', ...[]], finetune.flags, 'finetune')).cropPct, 0.875);
 });
 
 // ---- drop path ------------------------------------------------------------------------------------
@@ -573,7 +573,7 @@ function ksDistance(xs: number[], cdf: (x: number) => number): number {
 }
 
 test('Mixup (timm): --mixup-prob is the chance to mix at all, --mixup-switch-prob the chance of CutMix when both are on; lambda ~ Beta(alpha, alpha) of the one chosen (seeded, statistical)', () => {
-  const st = finetuneSettings(parseArgs(['--mixup', '5', '--cutmix', '1', '--mixup-prob', '0.6', '--mixup-switch-prob', '0.3', '--smoothing', '0'], finetune.flags, 'finetune'));
+  const st = finetuneSettings(parseArgs(['--data', 'synthetic', ...['--mixup', '5', '--cutmix', '1', '--mixup-prob', '0.6', '--mixup-switch-prob', '0.3', '--smoothing', '0']], finetune.flags, 'finetune'));
   const mix = new Mixup({ ...st.mixup!, numClasses: 4 });
   const n = 3000, H = 16, W = 16;
   const rng = new Rng(21);
@@ -605,7 +605,7 @@ test('Mixup (timm): --mixup-prob is the chance to mix at all, --mixup-switch-pro
     assert.ok(Math.abs(m4.targets[b * 4 + (3 - b)] - (1 - m4.lam)) < 1e-6 && Math.abs(m4.targets[b * 4 + b] - m4.lam) < 1e-6, `targets of sample ${b}`);
   }
   // Mixup only: every mixed batch is mixup; cutmix only: every one is cutmix, lambda from the box.
-  const only = (a: string[]) => new Mixup({ ...finetuneSettings(parseArgs(a, finetune.flags, 'finetune')).mixup!, numClasses: 4 });
+  const only = (a: string[]) => new Mixup({ ...finetuneSettings(parseArgs(['--data', 'synthetic', ...a], finetune.flags, 'finetune')).mixup!, numClasses: 4 });
   const mo = only(['--mixup', '0.8']), co = only(['--cutmix', '1']);
   for (let i = 0; i < 50; i++) {
     assert.equal(mo.apply(new Float32Array(2 * H * W), labels, 1, H, W, rng).kind, 'mixup');

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckpoint } from '../src/io/checkpoint_file.js';
@@ -43,7 +43,7 @@ test('pretrain: an existing run is refused and untouched; --resume alone continu
   assert.equal(first.code, 0, first.stderr);
   const before = snapshot(run);
   // Again without --resume: refused, naming both ways on, and nothing in the folder changes.
-  oneLine(cli([...PRE, '--epochs', '2', '--out', run]), 2, /--out .*run already holds a run \(checkpoint-last\.safetensors, log\.jsonl, reconstruction-epoch001\.png\): --resume continues it, --overwrite starts it over/);
+  oneLine(cli([...PRE, '--epochs', '2', '--out', run]), 2, /--out .*run already holds a run \(checkpoint-last\.safetensors, log\.jsonl\): --resume continues it, --overwrite starts it over/);
   assert.deepEqual(snapshot(run), before);
   oneLine(cli(['pretrain', '--out', run, '--resume', '--overwrite']), 2, /--resume and --overwrite contradict/);
   // A flag that contradicts the recorded run is refused (the issue's --dims and --input-size).
@@ -81,7 +81,7 @@ test('pretrain --overwrite starts over: the old run\'s checkpoints, log and PNGs
   assert.ok(existsSync(join(run, 'reconstruction-epoch002.png')));
   const r = cli([...PRE, '--epochs', '1', '--out', run, '--overwrite']);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(readdirSync(run).sort(), ['checkpoint-last.safetensors', 'log.jsonl', 'reconstruction-epoch001.png']);
+  assert.deepEqual(readdirSync(run).sort(), ['README.txt', 'checkpoint-last.safetensors', 'log.jsonl', 'loss.png', 'lr.png', 'reconstruction-epoch001.png']);
   assert.equal(losses(run).length, 1);
 });
 
@@ -101,9 +101,12 @@ test('bad flags are refused before the run folder is created', () => {
     assert.ok(!existsSync(out), `${extra.join(' ')} left ${out} behind`);
   }
   const out = join(dir, 'bad-model');
-  oneLine(cli(['pretrain', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
-  oneLine(cli(['finetune', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
+  oneLine(cli(['pretrain', '--data', 'synthetic', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
+  oneLine(cli(['finetune', '--data', 'synthetic', '--model', 'gigantic', '--out', out]), 2, /gigantic/);
   oneLine(cli([...FT, '--epochs', '1', '--limit', '-5', '--out', out]), 2, /--limit -5: must be a positive integer/);
+  // Without --data: refused before anything is made (the synthetic set only by name).
+  oneLine(cli(['finetune', '--model', 'atto', '--out', out]), 2, /^convnextv2: finetune: missing --data: .*--data synthetic for the embedded synthetic set$/);
+  assert.ok(!existsSync(out));
   const small = join(ROOT, 'test/fixtures/reference/small_official.pt');
   oneLine(cli(['eval', '--checkpoint', small, '--data', 'synthetic', '--limit', '-5']), 2, /eval: --limit -5: must be a positive integer/);
   const r = cli(['analyze', '--checkpoint', small, '--data', 'synthetic', '--images', '8', '--layer', '9.9', '--out', out]);
@@ -191,22 +194,29 @@ test('SIGINT while training: one line with the epoch, the step, the checkpoint a
   assert.equal(loadCheckpoint(join(run, 'checkpoint-last.safetensors'), { extra: true }).metadata.epoch, String(held));
 });
 
-test('a warm-up that covers most of the run is said before training, with a value to try; the log records the schedule', () => {
+test('a warm-up longer than the run is said once before training, with a value to try; the log records the schedule', () => {
   const run = join(dir, 'warm');
   const r = cli([...PRE.filter((a, i, all) => a !== '--warmup-epochs' && all[i - 1] !== '--warmup-epochs'), '--epochs', '1', '--out', run]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^pretrain: note: --warmup-epochs 40 covers 100% of the 1 epochs: the learning rate reaches \S+ of its \S+ at most; for a run this short try --warmup-epochs 0\.1$/m);
+  assert.match(r.stdout, /^pretrain: note: --warmup-epochs 40 is longer than the run \(1 epoch\): the learning rate reaches \S+ of its \S+ at most; for a run this short try --warmup-epochs 0\.1$/m);
   const rec = JSON.parse(readFileSync(join(run, 'log.jsonl'), 'utf8').trim()) as Record<string, number>;
   assert.equal(rec.warmup_epochs, 40);
   assert.equal(rec.epochs, 1);
   assert.ok(rec.peak_lr > 0 && rec.min_lr === 0);
-  // A warm-up of a tenth of the run is not remarked on.
-  const ok = cli([...PRE, '--epochs', '5', '--stop-after', '1', '--out', join(dir, 'warm-ok')]);
-  assert.equal(ok.code, 0, ok.stderr);
-  assert.doesNotMatch(ok.stdout, /note: --warmup-epochs/);
+  // A warm-up of a tenth of the run, or of most of it but shorter, is not remarked on.
+  for (const [epochs, warm] of [['5', '0.5'], ['4', '3']]) {
+    const ok = cli([...PRE.filter((a, i, all) => a !== '--warmup-epochs' && all[i - 1] !== '--warmup-epochs'), '--warmup-epochs', warm, '--epochs', epochs, '--stop-after', '1', '--out', join(dir, `warm-ok-${epochs}`)]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.doesNotMatch(ok.stdout, /note: --warmup-epochs/);
+  }
   const ft = cli([...FT, '--epochs', '2', '--warmup-epochs', '20', '--stop-after', '1', '--out', join(dir, 'warm-ft')]);
   assert.equal(ft.code, 0, ft.stderr);
-  assert.match(ft.stdout, /^finetune: note: --warmup-epochs 20 covers 100% of the 2 epochs/m);
+  assert.match(ft.stdout, /^finetune: note: --warmup-epochs 20 is longer than the run \(2 epochs\)/m);
+  // Said once: not again when the run is resumed.
+  const again = cli(['finetune', '--resume', '--out', join(dir, 'warm-ft'), '--quiet']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /resumed after epoch 1 of 2/);
+  assert.doesNotMatch(again.stdout, /note: --warmup-epochs/);
 });
 
 test('resumeArgs: recorded arguments are the defaults, a flag the run did not record keeps its own, a contradiction is refused', () => {
@@ -226,4 +236,68 @@ test('resumeArgs: recorded arguments are the defaults, a flag the run did not re
   assert.deepEqual(given.changed, ['--epochs 9 (was 3)']);
   assert.throws(() => resumeArgs('finetune', parseArgs(['--blr', '1e-2'], specs, 'finetune'), recorded, 'ck', mutable),
     /^ConvNextError: finetune: --blr 0\.01 contradicts the run being resumed \(ck was started with 0\.0002\)/);
+});
+
+test('a pre-training checkpoint records its input size; finetune --init takes it unless --input-size is given, and says so', () => {
+  const pre = join(dir, 'size-pre');
+  const r = cli([...PRE.filter((a, i, all) => all[i - 1] !== '--input-size' && a !== '--input-size'), '--input-size', '96', '--epochs', '1', '--out', pre]);
+  assert.equal(r.code, 0, r.stderr);
+  const ck = loadCheckpoint(join(pre, 'checkpoint-last.safetensors'), { extra: true });
+  assert.equal(ck.preprocessing?.inputSize, 96, 'its preprocessing: 96 px');
+  assert.equal(ck.fcmae?.inputSize, 96, 'its FCMAE record: 96 px');
+  const noSize = FT.filter((a, i, all) => all[i - 1] !== '--input-size' && a !== '--input-size' && a !== '--depths' && a !== '--dims' && all[i - 1] !== '--depths' && all[i - 1] !== '--dims');
+  const ft = cli([...noSize, '--init', pre, '--epochs', '1', '--out', join(dir, 'size-ft')]);
+  assert.equal(ft.code, 0, ft.stderr);
+  assert.match(ft.stdout, /, at its input size 96 px \(--input-size to change\)/);
+  assert.equal(loadCheckpoint(join(dir, 'size-ft', 'checkpoint-last.safetensors')).preprocessing?.inputSize, 96);
+  const given = cli([...noSize, '--init', pre, '--input-size', '32', '--epochs', '1', '--out', join(dir, 'size-ft32')]);
+  assert.equal(given.code, 0, given.stderr);
+  assert.doesNotMatch(given.stdout, /at its input size/);
+  assert.equal(loadCheckpoint(join(dir, 'size-ft32', 'checkpoint-last.safetensors')).preprocessing?.inputSize, 32);
+});
+
+test('an unreadable training image is skipped, warned once and counted at each epoch\'s end; --strict-data stops at it with one line', async () => {
+  const { encodePng } = await import('../src/viz/png.js');
+  const data = join(dir, 'folder-data');
+  for (const [k, cls] of ['cats', 'dogs'].entries()) {
+    mkdirSync(join(data, cls), { recursive: true });
+    for (let i = 0; i < 6; i++) {
+      writeFileSync(join(data, cls, `${i}.png`), encodePng({ width: 40, height: 40, channels: 3, data: Uint8Array.from({ length: 40 * 40 * 3 }, (_, j) => (j * (3 + i) + 90 * k) % 256) }));
+    }
+  }
+  writeFileSync(join(data, 'dogs', 'broken.jpg'), Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 74, 70, 73, 70]));
+  const args = ['finetune', '--depths', '1,1,1,1', '--dims', '8,16,24,32', '--data', data, '--val-split', '0.25', '--input-size', '32', '--batch-size', '4',
+    '--epochs', '2', '--warmup-epochs', '0', '--workers', '0', '--aa', 'none', '--reprob', '0', '--seed', '1'];
+  const r = cli([...args, '--out', join(dir, 'skip')]);
+  assert.equal(r.code, 0, r.stderr);
+  const warned = r.stderr.split('\n').filter((l) => /broken\.jpg/.test(l));
+  assert.equal(warned.length, 1, `warned once: ${r.stderr}`);
+  assert.match(warned[0], /broken\.jpg: truncated or corrupt JPEG data$/);
+  assert.doesNotMatch(r.stderr, /vips|libjpeg|premature/i, 'no libvips text');
+  const epochs = r.stdout.split('\n').filter((l) => /^epoch \d+:/.test(l));
+  assert.equal(epochs.length, 2);
+  // The file may fall in the validation part of the split (then it is counted from epoch 1 on as well).
+  for (const l of epochs) assert.match(l, /; 1 unreadable image skipped so far \(named in the warnings; --strict-data to stop at one\)$/);
+  const strict = cli([...args, '--strict-data', '--quiet', '--out', join(dir, 'strict')]);
+  oneLine(strict, 1, /cannot decode image .*broken\.jpg: truncated or corrupt JPEG data \(--strict-data stops at an unreadable image; without it, it is skipped and counted\)$/);
+});
+
+test('a run folder has a README.txt of its files and curve PNGs redrawn every epoch (loss, lr; accuracy for fine-tuning)', () => {
+  const ft = join(dir, 'curves-ft');
+  assert.equal(cli([...FT, '--epochs', '2', '--stop-after', '1', '--out', ft, '--quiet']).code, 0);
+  const png = (f: string) => readFileSync(join(ft, f));
+  const first = Object.fromEntries(['loss.png', 'lr.png', 'accuracy.png'].map((f) => [f, png(f)]));
+  for (const [f, b] of Object.entries(first)) assert.deepEqual([...b.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], `${f} is a PNG`);
+  const readme = readFileSync(join(ft, 'README.txt'), 'utf8');
+  for (const f of readdirSync(ft).filter((f) => f !== 'README.txt')) assert.ok(readme.includes(f.replace(/\d{3}/, 'NNN')), `README.txt says what ${f} is`);
+  // The next epoch redraws them.
+  assert.equal(cli(['finetune', '--resume', '--out', ft, '--quiet']).code, 0);
+  for (const f of Object.keys(first)) assert.notDeepEqual(png(f), first[f], `${f} redrawn after epoch 2`);
+  const pre = join(dir, 'curves-pre');
+  assert.equal(cli([...PRE, '--epochs', '1', '--out', pre, '--quiet']).code, 0);
+  assert.ok(existsSync(join(pre, 'loss.png')) && existsSync(join(pre, 'lr.png')) && !existsSync(join(pre, 'accuracy.png')));
+  assert.match(readFileSync(join(pre, 'README.txt'), 'utf8'), /FCMAE pre-training run/);
+  // --overwrite starts over: the old curves go with the run.
+  assert.equal(cli([...PRE, '--epochs', '1', '--out', ft, '--overwrite', '--quiet']).code, 0);
+  assert.ok(!existsSync(join(ft, 'accuracy.png')), 'the fine-tuning curves are gone');
 });

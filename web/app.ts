@@ -3,11 +3,14 @@
  * device the model computes on (CPU: WebAssembly, or GPU: WebGPU). The page holds no model and
  * computes nothing heavy: every task goes to the Worker (worker.ts) as files, and comes back as
  * data the page draws. While a task runs the controls are disabled (Cancel stays
- * live during fine-tuning); every failure is one line in the section that asked.
+ * live during fine-tuning); every failure is one line in the section that asked, and goes when
+ * the user next acts there. The fine-tune settings are checked at their fields before a run.
  */
-import { drawLossPlot, type LossPoint } from './loss_plot.js';
-import type {
-  CheckpointSummary, Classified, Device, DeviceInfo, FromWorker, Kind, Requests, Results, Rgb, Skipped, StepProgress, ToWorker,
+import { drawLossPlot, type EpochMark, type LossPoint } from './loss_plot.js';
+import {
+  heldOutCounts, MIN_PER_CLASS_FOR_SPLIT, settingProblems,
+  type Backbone, type CheckpointSummary, type Classified, type Device, type DeviceInfo, type FinetuneSettings, type FromWorker, type Kind, type Requests,
+  type Results, type Rgb, type SettingField, type Skipped, type StepProgress, type ToWorker,
 } from './protocol.js';
 
 // ---- the Worker -----------------------------------------------------------------------------
@@ -107,6 +110,12 @@ function say(id: string, text: string, kind: 'error' | 'ok' | 'info' = 'info'): 
   const e = $(id);
   e.textContent = text;
   e.className = `msg ${text ? kind : ''}`;
+}
+
+/** Clears message `id` when it shows an error (or, with `about`, an error starting so). */
+function clearError(id: string, about = ''): void {
+  const e = $(id);
+  if (e.classList.contains('error') && (e.textContent ?? '').startsWith(about)) say(id, '');
 }
 
 function megs(n: number): string {
@@ -212,6 +221,9 @@ function statusOf(zone: HTMLElement): string {
 }
 
 // ---- state ----------------------------------------------------------------------------------
+
+/** How a message that needs an open checkpoint starts (opening one clears them). */
+const NO_CHECKPOINT = 'Open a checkpoint first';
 
 let busy = false;
 let summary: CheckpointSummary | null = null;
@@ -325,7 +337,9 @@ async function open(files: PathFile[]): Promise<void> {
   summary = s;
   renderSummary();
   say('open-msg', `Opened ${s.file}.`, 'ok');
+  for (const id of ['classify-msg', 'rec-msg', 'ft-msg']) clearError(id, NO_CHECKPOINT);
   ($('ft-size') as HTMLInputElement).value = String(s.inputSize);
+  checkSettings();
   ($('rec-size') as HTMLInputElement).value = String(Math.max(32, Math.round(s.inputSize / 32) * 32));
   ($('ft-download') as HTMLButtonElement).hidden = true;
   $('rec-results').replaceChildren();
@@ -373,7 +387,7 @@ function classesText(s: CheckpointSummary): string {
 async function classify(files: File[]): Promise<void> {
   if (files.length === 0) return;
   if (!summary) {
-    say('classify-msg', 'Open a checkpoint first (Open, at the top).', 'error');
+    say('classify-msg', `${NO_CHECKPOINT} (Open, at the top).`, 'error');
     return;
   }
   const r = await task('classify-msg', async () => {
@@ -422,7 +436,7 @@ function resultCard(it: Classified, file: File | undefined): HTMLElement {
 async function reconstruct(files: File[]): Promise<void> {
   if (files.length === 0) return;
   if (!summary) {
-    say('rec-msg', 'Open a checkpoint first (Open, at the top).', 'error');
+    say('rec-msg', `${NO_CHECKPOINT} (Open, at the top).`, 'error');
     return;
   }
   const size = Number(($('rec-size') as HTMLInputElement).value);
@@ -492,10 +506,12 @@ function addClass(name = '', files: File[] = []): ClassEntry {
     // Files chosen one by one are all taken (the worker names those it cannot decode); from folders, images only.
     entry.files.push(...got.filter((f) => f.path === f.file.name || IMAGE_NAME.test(f.file.name)).map((f) => f.file));
     show();
+    checkSettings();
   });
   remove.addEventListener('click', () => {
     classes.splice(classes.indexOf(entry), 1);
     el.remove();
+    checkSettings();
   });
   entry.files.push(...files);
   show();
@@ -538,36 +554,79 @@ function takeClassFolders(files: PathFile[]): void {
   }
   const n = [...byClass.values()].reduce((a, f) => a + f.length, 0);
   say('ft-msg', `${byClass.size} classes, ${n} images${ignored ? ` (${ignored} other files ignored)` : ''}.`, 'ok');
+  checkSettings();
 }
 
+/** The sample images (three classes of the synthetic set) as the classes to fine-tune on. */
+async function takeSample(): Promise<void> {
+  const r = await task('ft-msg', () => backend.call('sample', {}));
+  if (!r) return;
+  takeClassFolders(r.classes.flatMap((c) => c.files.map((file) => ({ file, path: `${c.name}/${file.name}` }))));
+  const n = r.classes.reduce((a, c) => a + c.files.length, 0);
+  say('ft-msg', `Sample: ${r.classes.length} classes of synthetic ${r.size} px images (${r.classes.map((c) => c.name).join(', ')}), ${n} images.`, 'ok');
+}
+
+/** A number field's value; NaN when it is empty or not a number. */
 function num(id: string): number {
-  return Number(($(id) as HTMLInputElement).value);
+  const v = ($(id) as HTMLInputElement).value.trim();
+  return v === '' ? NaN : Number(v);
+}
+
+const SETTING_INPUTS: Record<SettingField, string> = { epochs: 'ft-epochs', lr: 'ft-lr', batchSize: 'ft-batch', inputSize: 'ft-size' };
+
+function readSettings(): FinetuneSettings {
+  return {
+    epochs: num('ft-epochs'), lr: num('ft-lr'), batchSize: num('ft-batch'), inputSize: num('ft-size'),
+    augment: ($('ft-augment') as HTMLSelectElement).value as FinetuneSettings['augment'],
+    backbone: ($('ft-backbone') as HTMLSelectElement).value as Backbone, seed: 0,
+  };
+}
+
+/**
+ * Checks the settings against the classes' images: each problem at its field (and the field
+ * marked invalid), the validation split in words. Returns the problems (none: a run may start).
+ */
+function checkSettings(): string[] {
+  const counts = classes.map((c) => c.files.length);
+  const held = heldOutCounts(counts);
+  const total = counts.reduce((a, b) => a + b, 0);
+  const heldOut = held.reduce((a, b) => a + b, 0);
+  const problems = settingProblems(readSettings(), total - heldOut);
+  for (const [field, id] of Object.entries(SETTING_INPUTS) as [SettingField, string][]) {
+    const text = problems[field] ?? '';
+    $(id).setAttribute('aria-invalid', String(text !== ''));
+    say(`${id}-msg`, text, 'error');
+  }
+  $('ft-split').textContent = total === 0 ? ''
+    : heldOut > 0 ? `${heldOut} of ${total} images held out for validation (a fifth of each class, by seed): the accuracy is theirs.`
+      : `No validation split (it needs ${MIN_PER_CLASS_FOR_SPLIT} images in every class): the accuracy is on the training images.`;
+  return Object.values(problems);
 }
 
 async function finetune(): Promise<void> {
   if (!summary) {
-    say('ft-msg', 'Open a checkpoint first (Open, at the top): fine-tuning starts from its weights.', 'error');
+    say('ft-msg', `${NO_CHECKPOINT} (Open, at the top): fine-tuning starts from its weights.`, 'error');
     return;
   }
-  const settings = {
-    epochs: num('ft-epochs'), lr: num('ft-lr'), batchSize: num('ft-batch'), inputSize: num('ft-size'),
-    augment: ($('ft-augment') as HTMLSelectElement).value as 'light' | 'recipe' | 'none', seed: 0,
-  };
-  const req = { classes: classes.map((c) => ({ name: c.name.value, files: c.files })), settings };
+  const req = { classes: classes.map((c) => ({ name: c.name.value, files: c.files })), settings: readSettings() };
   const names = req.classes.map((c) => c.name.trim());
+  const problems = checkSettings();
   const bad = req.classes.length < 2 ? 'add at least two classes'
     : names.some((n) => n === '') ? 'give every class a name'
       : new Set(names).size !== names.length ? 'two classes have the same name'
-        : req.classes.some((c) => c.files.length === 0) ? `class '${names[req.classes.findIndex((c) => c.files.length === 0)]}' has no images` : null;
+        : req.classes.some((c) => c.files.length === 0) ? `class '${names[req.classes.findIndex((c) => c.files.length === 0)]}' has no images`
+          : problems.length > 0 ? `check the setting${problems.length > 1 ? 's' : ''} marked above: ${problems[0]}` : null;
   if (bad) {
     say('ft-msg', bad, 'error');
     return;
   }
+  const onVal = heldOutCounts(req.classes.map((c) => c.files.length)).some((n) => n > 0) ? 'val' : 'train';
   lossPoints = [];
   totalSteps = 0;
   const plot = $('ft-plot') as HTMLCanvasElement;
   plot.hidden = false;
-  drawLossPlot(plot, lossPoints, 1, []);
+  const epochMarks: EpochMark[] = [];
+  drawLossPlot(plot, lossPoints, 1, epochMarks, onVal);
   const cancel = $('ft-cancel') as HTMLButtonElement;
   let cancelled = false;
   cancel.onclick = () => {
@@ -576,8 +635,8 @@ async function finetune(): Promise<void> {
     backend.cancel();
     progress('ft-progress', 'cancelling at the next batch...', 0, 0);
   };
-  const epochMarks: { step: number; top1: number; loss: number }[] = [];
   let lastStep = 0;
+  const accuracy = () => (epochMarks.length ? `; ${onVal} top-1 ${epochMarks[epochMarks.length - 1].top1.toFixed(0)}% after epoch ${epochMarks.length}` : '');
   const r = await task('ft-msg', async () => {
     cancel.disabled = false;
     progress('ft-progress', 'decoding images', 0, 0);
@@ -588,12 +647,12 @@ async function finetune(): Promise<void> {
           totalSteps = s.steps;
           lastStep = s.step;
           lossPoints.push({ step: s.step, loss: s.loss });
-          if (!cancelled) progress('ft-progress', `epoch ${s.epoch}/${s.epochs}, step ${s.step}/${s.steps}: loss ${s.loss.toFixed(3)} (epoch ${s.epochLoss.toFixed(3)}), lr ${s.lr.toExponential(1)}, ${s.imagesPerSecond.toFixed(1)} images/s`, s.step, s.steps);
-          drawLossPlot(plot, lossPoints, totalSteps, epochMarks);
+          if (!cancelled) progress('ft-progress', `epoch ${s.epoch}/${s.epochs}, step ${s.step}/${s.steps}: loss ${s.loss.toFixed(3)} (epoch ${s.epochLoss.toFixed(3)}), lr ${s.lr.toExponential(1)}, ${s.imagesPerSecond.toFixed(1)} images/s${accuracy()}`, s.step, s.steps);
+          drawLossPlot(plot, lossPoints, totalSteps, epochMarks, onVal);
         },
         epoch: (e) => {
           epochMarks.push({ step: lastStep, top1: e.top1, loss: e.loss });
-          drawLossPlot(plot, lossPoints, totalSteps, epochMarks);
+          drawLossPlot(plot, lossPoints, totalSteps, epochMarks, onVal);
         },
       });
     } finally {
@@ -601,20 +660,25 @@ async function finetune(): Promise<void> {
     }
   });
   if (!r) {
-    if (cancelled) {
-      progress('ft-progress', `cancelled after step ${lastStep} of ${totalSteps}`, lastStep, Math.max(totalSteps, 1));
-      say('ft-msg', 'Cancelled: the model is unchanged.', 'info');
-    } else {
-      progress('ft-progress', null);
-    }
+    // Failed, or cancelled before the first step: the model is unchanged.
+    progress('ft-progress', null);
+    if (cancelled) say('ft-msg', 'Cancelled before the first step: the model is unchanged.', 'info');
     return;
   }
-  const last = r.epochs[r.epochs.length - 1];
-  $('ft-bar').setAttribute('data-done', 'true');
-  progress('ft-progress', `done: ${r.epochs.length} epochs, ${totalSteps} steps in ${r.seconds.toFixed(1)} s; loss ${last.loss.toFixed(3)}, train top-1 ${last.top1.toFixed(0)}%`, totalSteps, totalSteps);
   summary = r.summary;
   renderSummary();
-  say('ft-msg', `Fine-tuned on ${r.images} images of ${r.classes.length} classes (${r.classes.join(', ')}): Classify uses the new head.${r.skipped.length ? ` ${skippedText(r.skipped)}` : ''}`, r.skipped.length ? 'error' : 'ok');
+  const held = r.heldOut > 0 ? `, ${r.heldOut} held out for validation` : '';
+  const skipped = r.skipped.length ? ` ${skippedText(r.skipped)}` : '';
+  const last = r.epochs[r.epochs.length - 1];
+  const lastWords = last ? `; epoch ${last.epoch}: loss ${last.loss.toFixed(3)}, ${onVal} top-1 ${last.top1.toFixed(0)}%` : '';
+  if (r.stopped) {
+    progress('ft-progress', `cancelled after step ${r.stopped.step} of ${r.stopped.steps} in ${r.seconds.toFixed(1)} s${lastWords}`, r.stopped.step, r.stopped.steps);
+    say('ft-msg', `Cancelled after step ${r.stopped.step} of ${r.stopped.steps} (${r.images} images of ${r.classes.length} classes${held}): Classify uses the head as trained so far; Download checkpoint saves it.${skipped}`, r.skipped.length ? 'error' : 'info');
+  } else {
+    $('ft-bar').setAttribute('data-done', 'true');
+    progress('ft-progress', `done: ${r.epochs.length} epochs, ${totalSteps} steps in ${r.seconds.toFixed(1)} s${lastWords}`, totalSteps, totalSteps);
+    say('ft-msg', `Fine-tuned on ${r.images} images of ${r.classes.length} classes (${r.classes.join(', ')})${held}: Classify uses the new head.${skipped}`, r.skipped.length ? 'error' : 'ok');
+  }
   ($('ft-download') as HTMLButtonElement).hidden = false;
   if (classifyFiles.length > 0) await classify(classifyFiles);
 }
@@ -644,13 +708,26 @@ dropZone($('classify-drop'), [$('classify-input') as HTMLInputElement], 4, (f) =
 dropZone($('rec-drop'), [$('rec-input') as HTMLInputElement], 4, (f) => void reconstruct(f.map((x) => x.file)));
 dropZone($('ft-folder-drop'), [$('ft-folder') as HTMLInputElement], 4, takeClassFolders);
 $('ft-add').addEventListener('click', () => addClass().name.focus());
+$('ft-sample').addEventListener('click', () => void takeSample());
 $('ft-clear').addEventListener('click', () => {
   for (const c of classes.splice(0)) c.el.remove();
   addClass();
   addClass();
   say('ft-msg', '');
+  checkSettings();
 });
 $('ft-start').addEventListener('click', () => void finetune());
+for (const id of Object.values(SETTING_INPUTS)) $(id).addEventListener('input', () => checkSettings());
+// An error line is about what was done before: it goes when the user next acts in its section
+// (a button, a changed field, a drop), before that action says how it went.
+for (const [section, msg] of [['open', 'open-msg'], ['classify', 'classify-msg'], ['reconstruct', 'rec-msg'], ['finetune', 'ft-msg']]) {
+  const el = $(section);
+  el.addEventListener('change', () => clearError(msg), true);
+  el.addEventListener('drop', () => clearError(msg), true);
+  el.addEventListener('click', (ev) => {
+    if (ev.target instanceof Element && ev.target.closest('button, label.button, label.drop')) clearError(msg);
+  }, true);
+}
 $('ft-download').addEventListener('click', () => void download());
 $('rec-remask').addEventListener('click', () => {
   reconstructSeed++;
@@ -661,4 +738,5 @@ window.addEventListener('dragover', (ev) => ev.preventDefault());
 window.addEventListener('drop', (ev) => ev.preventDefault());
 addClass();
 addClass();
+checkSettings();
 setBusy(false);

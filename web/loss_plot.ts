@@ -1,8 +1,10 @@
 /**
- * The live loss plot of a fine-tuning run on a canvas: every step's loss as a line over the
- * run's steps, each epoch's mean as a dot at its last step with the epoch's train top-1. Redrawn
- * whole on every step (a few hundred points at most). The canvas' `data-points` and
- * `data-steps` attributes say how far it got (the browser test reads them).
+ * The live plot of a fine-tuning run on a canvas: every step's loss as a line over the run's
+ * steps on a left axis scaled to the data ({@link lossAxis}), each epoch's mean loss as a dot at
+ * its last step, and each epoch's top-1 (validation, or training when nothing is held out) as a
+ * line on a right axis of 0-100%. Redrawn whole on every step (a few hundred points at most). The
+ * canvas' data attributes say what it shows (the browser test reads them): `points`, `steps`,
+ * `maxLoss`, `yMax` and `yTicks` (the loss axis), `top1` (the epochs' accuracies, comma-separated).
  */
 
 export interface LossPoint {
@@ -21,15 +23,23 @@ const GRID = '#e5e7eb';
 const LINE = '#2563eb';
 const MARK = '#059669';
 
-/** A round number >= v for the axis' top: 1, 2 or 5 times a power of ten. */
-function niceCeil(v: number): number {
-  if (!(v > 0)) return 1;
+/** The smallest of 1, 2, 2.5 and 5 times a power of ten that is >= v (v > 0). */
+function niceStep(v: number): number {
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 2.5, 5]) if (m * p >= v * (1 - 1e-9)) return m * p;
   return 10 * p;
 }
 
-export function drawLossPlot(canvas: HTMLCanvasElement, points: readonly LossPoint[], totalSteps: number, epochs: readonly EpochMark[]): void {
+/** The loss axis for losses up to `max`: 0 to the first multiple of a round step >= max, in at most five steps. */
+export function lossAxis(max: number): { top: number; ticks: number[] } {
+  const m = max > 0 && Number.isFinite(max) ? max : 1;
+  const step = niceStep(m / 5);
+  const n = Math.max(1, Math.ceil(m / step - 1e-9));
+  const ticks = Array.from({ length: n + 1 }, (_, i) => Number((i * step).toPrecision(6)));
+  return { top: ticks[n], ticks };
+}
+
+export function drawLossPlot(canvas: HTMLCanvasElement, points: readonly LossPoint[], totalSteps: number, epochs: readonly EpochMark[], accuracyOn: string): void {
   const dpr = globalThis.devicePixelRatio || 1;
   const w = canvas.clientWidth || 520;
   const hgt = canvas.clientHeight || 180;
@@ -37,37 +47,44 @@ export function drawLossPlot(canvas: HTMLCanvasElement, points: readonly LossPoi
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(hgt * dpr);
   }
-  canvas.dataset.points = String(points.length);
-  canvas.dataset.steps = String(totalSteps);
+  const maxLoss = Math.max(0, ...points.map((p) => p.loss), ...epochs.map((e) => e.loss));
+  const axis = lossAxis(maxLoss);
+  Object.assign(canvas.dataset, {
+    points: String(points.length), steps: String(totalSteps), maxLoss: String(maxLoss), yMax: String(axis.top), yTicks: axis.ticks.join(','),
+    top1: epochs.map((e) => e.top1).join(','),
+  });
   const ctx = canvas.getContext('2d');
   if (!ctx) return;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, hgt);
   const L = 46;
-  const R = 14;
+  const R = 40;
   const T = 12;
-  const B = 28;
+  const B = 40;
   const pw = w - L - R;
   const ph = hgt - T - B;
-  const maxLoss = niceCeil(Math.max(0, ...points.map((p) => p.loss), ...epochs.map((e) => e.loss)) * 1.05);
   const steps = Math.max(1, totalSteps);
   const x = (s: number) => L + (pw * s) / steps;
-  const y = (v: number) => T + ph * (1 - Math.min(v, maxLoss) / maxLoss);
+  const y = (v: number) => T + ph * (1 - Math.min(v, axis.top) / axis.top);
+  const yAcc = (pct: number) => T + ph * (1 - pct / 100);
   ctx.font = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
   ctx.lineWidth = 1;
-  // Grid and axes.
+  // Grid and axes: loss on the left, top-1 on the right.
   ctx.strokeStyle = GRID;
   ctx.fillStyle = INK;
-  ctx.textAlign = 'right';
   ctx.textBaseline = 'middle';
-  for (let i = 0; i <= 4; i++) {
-    const v = (maxLoss * i) / 4;
+  for (const v of axis.ticks) {
     ctx.beginPath();
     ctx.moveTo(L, Math.round(y(v)) + 0.5);
     ctx.lineTo(L + pw, Math.round(y(v)) + 0.5);
     ctx.stroke();
-    ctx.fillText(Number(v.toPrecision(3)).toString(), L - 6, y(v));
+    ctx.textAlign = 'right';
+    ctx.fillText(String(v), L - 6, y(v));
   }
+  ctx.fillStyle = MARK;
+  ctx.textAlign = 'left';
+  for (const pct of [0, 50, 100]) ctx.fillText(`${pct}%`, L + pw + 6, yAcc(pct));
+  ctx.fillStyle = INK;
   ctx.textAlign = 'center';
   ctx.textBaseline = 'top';
   ctx.fillText('0', x(0), T + ph + 6);
@@ -102,33 +119,46 @@ export function drawLossPlot(canvas: HTMLCanvasElement, points: readonly LossPoi
       ctx.fill();
     }
   }
-  // Epoch means and train top-1.
-  ctx.fillStyle = MARK;
-  ctx.textBaseline = 'bottom';
+  // Epoch means (dots on the loss line) and top-1 (a line on the right axis, the last value written).
+  ctx.fillStyle = LINE;
   for (const e of epochs) {
     ctx.beginPath();
-    ctx.arc(x(e.step), y(e.loss), 3.5, 0, 2 * Math.PI);
+    ctx.arc(x(e.step), y(e.loss), 3, 0, 2 * Math.PI);
     ctx.fill();
-    ctx.textAlign = x(e.step) > L + pw - 40 ? 'right' : 'center';
-    ctx.fillText(`${e.top1.toFixed(0)}%`, x(e.step), y(e.loss) - 5);
   }
-  // Legend, under the plot between the axis labels.
-  const ly = T + ph + 13;
-  const lx = L + pw / 2 - 120;
-  ctx.strokeStyle = LINE;
+  if (epochs.length > 0) {
+    ctx.strokeStyle = MARK;
+    ctx.fillStyle = MARK;
+    ctx.lineWidth = 1.75;
+    ctx.beginPath();
+    epochs.forEach((e, i) => (i === 0 ? ctx.moveTo(x(e.step), yAcc(e.top1)) : ctx.lineTo(x(e.step), yAcc(e.top1))));
+    ctx.stroke();
+    for (const e of epochs) {
+      ctx.beginPath();
+      ctx.arc(x(e.step), yAcc(e.top1), 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    const last = epochs[epochs.length - 1];
+    ctx.textAlign = x(last.step) > L + pw - 40 ? 'right' : 'center';
+    ctx.textBaseline = last.top1 > 85 ? 'top' : 'bottom';
+    ctx.fillText(`${last.top1.toFixed(0)}%`, x(last.step), yAcc(last.top1) + (last.top1 > 85 ? 5 : -5));
+  }
+  // Legend, centred under the plot between the axis labels.
+  const items: [string, string][] = [[LINE, 'loss per step, dots: epoch mean'], [MARK, `${accuracyOn} top-1 (right)`]];
+  const widths = items.map(([, label]) => 21 + ctx.measureText(label).width);
+  const ly = T + ph + 29;
+  let at = L + (pw - widths.reduce((a, b) => a + b, 0) - 16) / 2;
   ctx.lineWidth = 1.75;
-  ctx.beginPath();
-  ctx.moveTo(lx, ly);
-  ctx.lineTo(lx + 16, ly);
-  ctx.stroke();
-  ctx.fillStyle = INK;
   ctx.textAlign = 'left';
   ctx.textBaseline = 'middle';
-  ctx.fillText('loss per step', lx + 21, ly);
-  ctx.fillStyle = MARK;
-  ctx.beginPath();
-  ctx.arc(lx + 112, ly, 3.5, 0, 2 * Math.PI);
-  ctx.fill();
-  ctx.fillStyle = INK;
-  ctx.fillText('epoch mean, train top-1', lx + 120, ly);
+  for (const [i, [color, label]] of items.entries()) {
+    ctx.strokeStyle = color;
+    ctx.beginPath();
+    ctx.moveTo(at, ly);
+    ctx.lineTo(at + 16, ly);
+    ctx.stroke();
+    ctx.fillStyle = INK;
+    ctx.fillText(label, at + 21, ly);
+    at += widths[i] + 16;
+  }
 }

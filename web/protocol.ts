@@ -20,13 +20,58 @@ export interface DeviceInfo {
   software: boolean;
 }
 
+/** How the backbone (all but `head.*`) trains: at a tenth of the head's lr, at the same lr, or not at all. */
+export type Backbone = 'slow' | 'same' | 'frozen';
+
+/** The backbone's lr as a multiple of the head's. */
+export const BACKBONE_LR_SCALE: Record<Backbone, number> = { slow: 0.1, same: 1, frozen: 0 };
+
 export interface FinetuneSettings {
   epochs: number;
+  /** The head's learning rate (peak of the cosine schedule). */
   lr: number;
   batchSize: number;
   inputSize: number;
   augment: Augment;
+  backbone: Backbone;
   seed: number;
+}
+
+/** The model's total stride (stem 4, three downsamplings by 2): an input side must be a multiple of it. */
+export const STRIDE = 32;
+
+export type SettingField = 'epochs' | 'lr' | 'batchSize' | 'inputSize';
+
+/**
+ * What is wrong with settings `s` for a run on `trainImages` training images (0: not known yet),
+ * one line per field; empty when nothing is. The page shows these at the fields, the Worker
+ * refuses a run with any of them.
+ */
+export function settingProblems(s: Pick<FinetuneSettings, SettingField>, trainImages: number): Partial<Record<SettingField, string>> {
+  const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  const shown = (v: number) => (Number.isNaN(v) ? 'empty' : String(v));
+  const out: Partial<Record<SettingField, string>> = {};
+  if (!int(s.epochs, 1, 1000)) out.epochs = `epochs ${shown(s.epochs)}: must be a whole number from 1 to 1000`;
+  if (!(s.lr > 0 && s.lr < 1)) out.lr = `learning rate ${shown(s.lr)}: must be above 0 and below 1 (e.g. 0.003)`;
+  if (!int(s.batchSize, 1, 256)) out.batchSize = `batch ${shown(s.batchSize)}: must be a whole number from 1 to 256`;
+  else if (trainImages > 0 && s.batchSize > trainImages) out.batchSize = `batch ${s.batchSize} is more than the ${trainImages} training images: at most ${trainImages}`;
+  if (!(int(s.inputSize, STRIDE, 1024) && s.inputSize % STRIDE === 0)) {
+    out.inputSize = `image size ${shown(s.inputSize)}: must be a multiple of ${STRIDE} (the model's total stride) from ${STRIDE} to 1024`;
+  }
+  return out;
+}
+
+/** Every class needs this many images for a validation split (then 4 or more stay for training). */
+export const MIN_PER_CLASS_FOR_SPLIT = 5;
+
+/**
+ * Images held out for validation per class, for classes of `counts` images: a fifth of each
+ * class (rounded) when every class has at least MIN_PER_CLASS_FOR_SPLIT, else none (accuracy is
+ * then measured on the training images). The Worker picks which by the run's seed.
+ */
+export function heldOutCounts(counts: readonly number[]): number[] {
+  const split = counts.length > 0 && counts.every((n) => n >= MIN_PER_CLASS_FOR_SPLIT);
+  return counts.map((n) => (split ? Math.round(n / 5) : 0));
 }
 
 /** What the page asks, by `type`; `id` pairs the answer with the question. */
@@ -36,6 +81,8 @@ export interface Requests {
   reconstruct: { images: File[]; size: number; seed: number };
   finetune: { classes: { name: string; files: File[] }[]; settings: FinetuneSettings };
   download: Record<string, never>;
+  /** The sample images: a few classes of the library's synthetic set, as PNG files. */
+  sample: Record<string, never>;
   /** Compute on `device` from now on; the open model (fine-tuned or not) is moved there. */
   device: { device: Device };
 }
@@ -115,7 +162,7 @@ export interface StepProgress {
 export interface EpochDone {
   epoch: number;
   loss: number;
-  /** Top-1 (%) on the training images under the evaluation transform. */
+  /** Top-1 (%) under the evaluation transform on the held-out images (on the training images when none are held out). */
   top1: number;
   seconds: number;
 }
@@ -124,8 +171,16 @@ export interface Results {
   open: CheckpointSummary;
   classify: { items: Classified[]; skipped: Skipped[]; inputSize: number; cropPct: number; seconds: number };
   reconstruct: { items: { name: string; original: Rgb; masked: Rgb; reconstruction: Rgb }[]; skipped: Skipped[]; png: Uint8Array; size: number; maskRatio: number; loss: number };
-  finetune: { classes: string[]; images: number; skipped: Skipped[]; epochs: EpochDone[]; seconds: number; summary: CheckpointSummary };
+  /**
+   * `images` trained on, `heldOut` for validation; `epochs` the completed ones; `stopped`: the
+   * step a cancelled run stopped after (the model as trained so far is the open one now).
+   */
+  finetune: {
+    classes: string[]; images: number; heldOut: number; skipped: Skipped[]; epochs: EpochDone[]; seconds: number; summary: CheckpointSummary;
+    stopped: { step: number; steps: number } | null;
+  };
   download: { bytes: Uint8Array; fileName: string };
+  sample: { classes: { name: string; files: File[] }[]; size: number };
   /** The backend now in use; `moved` when an open model was reloaded onto it. */
   device: DeviceInfo & { moved: boolean };
 }

@@ -10,10 +10,12 @@
  * `error` message, never as an uncaught exception.
  */
 import * as lib from '../src/web.js';
-import type { AdamW, ConvNeXtV2, EvalSummary, FCMAE, FinetuneEngine, Image, Kernels, LoadedCheckpoint, TransformSpec } from '../src/web.js';
+import type { AdamW, ConvNeXtV2, EvalSummary, FCMAE, FinetuneEngine, Image, Kernels, LoadedCheckpoint, ParamGroup, TransformSpec } from '../src/web.js';
 import { createGpuKernels, createKernels, noWebGpu, type AppKernels } from './kernels.js';
-import type {
-  CheckpointSummary, Classified, Device, DeviceInfo, EpochDone, FinetuneSettings, FromWorker, Kind, Requests, Results, Skipped, StepProgress, ToWorker,
+import {
+  BACKBONE_LR_SCALE, heldOutCounts, settingProblems,
+  type CheckpointSummary, type Classified, type Device, type DeviceInfo, type EpochDone, type FinetuneSettings, type FromWorker, type Kind, type Requests,
+  type Results, type Skipped, type StepProgress, type ToWorker,
 } from './protocol.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -55,7 +57,8 @@ interface Current {
   initialised: string[];
   inputSize: number;
   cropPct: number;
-  fineTuned: { from: string; settings: FinetuneSettings; steps: number } | null;
+  /** `epochs` completed and `steps` taken (fewer than the settings' for a cancelled run). */
+  fineTuned: { from: string; settings: FinetuneSettings; epochs: number; steps: number } | null;
 }
 
 let current: Current | null = null;
@@ -81,10 +84,17 @@ function need(): Current {
   return current;
 }
 
+/** A `cancel` honoured: fine-tuning keeps the model as trained when a step was taken. */
+class Cancelled extends ConvNextError {
+  constructor() {
+    super('cancelled: the model is unchanged');
+  }
+}
+
 /** Yields to the event loop so that a `cancel` message is seen, then honours it. */
 async function checkpointForCancel(): Promise<void> {
   await new Promise<void>((resolve) => setTimeout(resolve, 0));
-  if (cancelRequested) throw new ConvNextError('cancelled: the model is unchanged');
+  if (cancelRequested) throw new Cancelled();
 }
 
 // ---- open -----------------------------------------------------------------------------------
@@ -285,13 +295,37 @@ function rgb(img: Image): { width: number; height: number; data: Uint8Array } {
 
 // ---- fine-tuning ----------------------------------------------------------------------------
 
-function checkSettings(s: FinetuneSettings): void {
-  const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
-  if (!int(s.epochs, 1, 1000)) throw new ConvNextError(`epochs ${s.epochs}: must be an integer from 1 to 1000`);
-  if (!(s.lr > 0 && s.lr < 1)) throw new ConvNextError(`learning rate ${s.lr}: must be in (0, 1)`);
-  if (!int(s.batchSize, 1, 256)) throw new ConvNextError(`batch size ${s.batchSize}: must be an integer from 1 to 256`);
-  if (!(int(s.inputSize, 32, 1024) && s.inputSize % 32 === 0)) throw new ConvNextError(`image size ${s.inputSize}: must be a multiple of 32 from 32 to 1024`);
-  if (!int(s.seed, 0, 0xffffffff)) throw new ConvNextError(`seed ${s.seed}: must be a non-negative integer`);
+/** Refuses settings the page should not have sent (its fields show the same problems). */
+function checkSettings(s: FinetuneSettings, trainImages: number): void {
+  const problem = Object.values(settingProblems(s, trainImages))[0];
+  if (problem !== undefined) throw new ConvNextError(problem);
+  if (!(s.backbone in BACKBONE_LR_SCALE)) throw new ConvNextError(`backbone '${s.backbone}': must be one of ${Object.keys(BACKBONE_LR_SCALE).join(', ')}`);
+  if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= 0xffffffff)) throw new ConvNextError(`seed ${s.seed}: must be a non-negative integer`);
+}
+
+/** The images of `K` classes split into training and held-out ones: heldOutCounts() of each class, picked by `seed`. */
+function splitValidation(images: readonly Image[], K: number, seed: number): { train: Image[]; val: Image[] } {
+  const byClass = Array.from({ length: K }, (_, k) => images.filter((img) => img.label === k));
+  const counts = heldOutCounts(byClass.map((c) => c.length));
+  const rng = new lib.Rng([seed, 0x76616c]);
+  const held = new Set<Image>();
+  for (const [k, c] of byClass.entries()) {
+    const order = Array.from(c.keys());
+    rng.shuffle(order);
+    for (const i of order.slice(0, counts[k])) held.add(c[i]);
+  }
+  return { train: images.filter((img) => !held.has(img)), val: images.filter((img) => held.has(img)) };
+}
+
+/** AdamW groups: the head (`head.*`) at the scheduled lr, the backbone at BACKBONE_LR_SCALE of it; no decay for 1-D tensors. */
+function paramGroups(model: ConvNeXtV2, backbone: FinetuneSettings['backbone']): ParamGroup[] {
+  const head = model.params.filter((p) => p.name.startsWith('head.'));
+  const body = model.params.filter((p) => !p.name.startsWith('head.'));
+  const scale = BACKBONE_LR_SCALE[backbone];
+  return [
+    ...lib.defaultGroups(head, 0.05),
+    ...lib.defaultGroups(body, 0.05).map((g) => ({ ...g, lrScale: scale })),
+  ].filter((g) => g.params.length > 0);
 }
 
 function trainTransform(s: FinetuneSettings, cropPct: number): TransformSpec {
@@ -318,10 +352,13 @@ async function evaluateOn(model: ConvNeXtV2, images: readonly Image[], S: number
 /** Nothing is written in the page: the run's checkpoint is made when the user asks for it. */
 const NO_FOLDER = { open: () => {}, keepLogUpTo: () => {}, appendLog: () => {} };
 
-/** The engine's epochs through the library's run lifecycle, with a `step` message per batch and an `epoch` message per epoch. */
-async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch: number, n: number): Promise<EpochDone[]> {
+/**
+ * The engine's epochs through the library's run lifecycle, with a `step` message per batch and an
+ * `epoch` message per epoch; each completed epoch's record goes into `done` (kept when cancelled).
+ */
+async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch: number, n: number, done: EpochDone[]): Promise<void> {
   const t0 = performance.now();
-  return lib.runTraining<Awaited<ReturnType<FinetuneEngine['runEpoch']>>, EpochDone>({
+  await lib.runTraining<Awaited<ReturnType<FinetuneEngine['runEpoch']>>, EpochDone>({
     epochs: E, startEpoch: 0, resuming: false, lead: true, folder: NO_FOLDER,
     runEpoch: (epoch) => {
       let before = 0;
@@ -342,7 +379,10 @@ async function runEpochs(id: number, engine: FinetuneEngine, E: number, perEpoch
     },
     record: (epoch, r) => ({ epoch, loss: r.loss, top1: r.val.top1, seconds: r.seconds }),
     save: async () => false,
-    onEpoch: (_epoch, _r, e) => post({ type: 'epoch', id, epoch: e }),
+    onEpoch: (_epoch, _r, e) => {
+      done.push(e);
+      post({ type: 'epoch', id, epoch: e });
+    },
   });
 }
 
@@ -350,7 +390,7 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
   const cur = need();
   const kernels = await kernelsNow();
   const s = req.settings;
-  checkSettings(s);
+  checkSettings(s, 0);
   const classes = req.classes.map((c) => c.name.trim());
   if (classes.length < 2) throw new ConvNextError('fine-tuning needs at least two classes');
   for (const [i, c] of classes.entries()) {
@@ -370,19 +410,23 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
       throw new ConvNextError(`class '${classes[label]}': none of its ${c.files.length} files is a readable image (${k.name}: ${k.reason})`);
     }
   }
+  const K = classes.length;
+  const { train, val } = splitValidation(images, K, s.seed);
+  checkSettings(s, train.length);
   await checkpointForCancel();
 
   // The model: the open one's weights, a new head for the classes (kept when they are the same classes).
-  const K = classes.length;
   const S = s.inputSize;
   const base = cur.model.config;
   const cfg = { ...base, numClasses: K, dropPathRate: 0, headInitScale: 0.001 };
   const model = new lib.ConvNeXtV2(cfg, { kernels, seed: s.seed });
   let opt: AdamW | null = null;
-  const perEpoch = Math.ceil(images.length / s.batchSize);
+  let engine: FinetuneEngine | null = null;
+  const perEpoch = Math.ceil(train.length / s.batchSize);
   const steps = perEpoch * s.epochs;
   const t0 = performance.now();
-  let epochs: EpochDone[];
+  const epochs: EpochDone[] = [];
+  let stopped: Results['finetune']['stopped'] = null;
   try {
     const keepHead = base.numClasses === K && cur.labels !== undefined && cur.labels.every((n, i) => n === classes[i]);
     // The open model's tensors over the new one's initial values (host copies: either may be on the GPU).
@@ -393,22 +437,29 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
       if (mine && mine.data.length === t.data.length) state.set(name, t);
     }
     model.loadStateDict(state, 'the opened checkpoint');
-    const batches = new lib.ImageBatches(images, { batchSize: s.batchSize, transform: trainTransform(s, cur.cropPct), shuffle: true, seed: s.seed });
-    opt = new lib.AdamW(lib.defaultGroups(model.params, 0.05), { lr: s.lr });
-    const engine = new lib.FinetuneEngine({
+    const batches = new lib.ImageBatches(train, { batchSize: s.batchSize, transform: trainTransform(s, cur.cropPct), shuffle: true, seed: s.seed });
+    opt = new lib.AdamW(paramGroups(model, s.backbone), { lr: s.lr });
+    engine = new lib.FinetuneEngine({
       // The loss of every step is read (the page plots each one), also on the GPU.
       model, opt, batches, seed: s.seed, smoothing: 0.1, lossReadEvery: 1,
       schedule: { lr: s.lr, minLr: Math.min(1e-6, s.lr), warmupEpochs: 0, epochs: s.epochs },
-      evaluate: (m) => evaluateOn(m, images, S, cur.cropPct),
+      evaluate: (m) => evaluateOn(m, val.length > 0 ? val : train, S, cur.cropPct),
     });
-    epochs = await runEpochs(id, engine, s.epochs, batches.length, images.length);
+    await runEpochs(id, engine, s.epochs, batches.length, train.length, epochs);
   } catch (e) {
-    release(opt, model); // cancelled or failed: the open model stays
-    throw e;
+    // Cancelled after a step: the model as trained so far becomes the open one. Else the open model stays.
+    if (!(e instanceof Cancelled && engine !== null && engine.step > 0)) {
+      release(opt, model);
+      throw e;
+    }
+    stopped = { step: engine.step, steps };
   }
   release(opt);
   const from = cur.summary.fineTuned ? cur.summary.format : `fine-tuned in this page from ${cur.summary.format}`;
   const augment = { light: 'crop + flip', recipe: 'the finetune recipe', none: 'no augmentation' }[s.augment];
+  const backbone = { slow: 'backbone at lr / 10', same: 'backbone at the same lr', frozen: 'backbone frozen' }[s.backbone];
+  const notes = [`${train.length} images (${val.length} held out), ${s.epochs} epoch${s.epochs > 1 ? 's' : ''} × ${perEpoch} step${perEpoch > 1 ? 's' : ''}, lr ${s.lr}, ${backbone}, batch ${s.batchSize}, ${augment}`];
+  if (stopped) notes.push(`cancelled after step ${stopped.step} of ${steps}`);
   const summary: CheckpointSummary = {
     ...cur.summary,
     format: from,
@@ -419,10 +470,11 @@ async function finetune(id: number, req: Requests['finetune']): Promise<Results[
     inputSize: S,
     preprocessingRecorded: true,
     fineTuned: true,
-    notes: [`${images.length} images, ${s.epochs} epoch${s.epochs > 1 ? 's' : ''} × ${perEpoch} step${perEpoch > 1 ? 's' : ''}, lr ${s.lr}, batch ${s.batchSize}, ${augment}`],
+    notes,
   };
-  replaceCurrent({ summary, model, fcmae: cur.fcmae, names: classes, labels: classes, initialised: [], inputSize: S, cropPct: cur.cropPct, fineTuned: { from, settings: s, steps } });
-  return { classes, images: images.length, skipped, epochs, seconds: (performance.now() - t0) / 1000, summary };
+  const fineTuned = { from, settings: s, epochs: epochs.length, steps: stopped?.step ?? steps };
+  replaceCurrent({ summary, model, fcmae: cur.fcmae, names: classes, labels: classes, initialised: [], inputSize: S, cropPct: cur.cropPct, fineTuned });
+  return { classes, images: train.length, heldOut: val.length, skipped, epochs, seconds: (performance.now() - t0) / 1000, summary, stopped };
 }
 
 async function download(): Promise<Results['download']> {
@@ -434,12 +486,42 @@ async function download(): Promise<Results['download']> {
     state: await cur.model.stateDict(),
     labels: cur.labels,
     metadata: {
-      kind: 'finetune-web', epoch: String(ft.settings.epochs), step: String(ft.steps), seed: String(ft.settings.seed),
+      kind: 'finetune-web', epoch: String(ft.epochs), step: String(ft.steps), seed: String(ft.settings.seed),
       ...lib.preprocessingMetadata({ inputSize: cur.inputSize, cropPct: cur.cropPct }),
       source: ft.from, settings: JSON.stringify(ft.settings),
     },
   });
   return { bytes, fileName: `convnextv2-finetuned-${cur.names.length}-classes.safetensors` };
+}
+
+// ---- sample images ---------------------------------------------------------------------------
+
+/**
+ * The sample: three classes of the library's synthetic set at its own 64 px, 30 images each,
+ * each class with a colour cast (45% of an orange, a teal, a violet) over the set's random
+ * colours, so that a few dozen images teach it even a randomly initialised model.
+ */
+const SAMPLE = {
+  classes: [['h-stripes', [0.95, 0.45, 0.15]], ['v-stripes', [0.15, 0.6, 0.75]], ['disc', [0.6, 0.3, 0.8]]] as const,
+  cast: 0.45, perClass: 30, size: 64,
+};
+
+function sampleImages(): Results['sample'] {
+  const S = SAMPLE.size;
+  const a = SAMPLE.cast;
+  const classes = SAMPLE.classes.map(([name, tint]) => {
+    const k = (lib.SYNTHETIC_CLASSES as readonly string[]).indexOf(name);
+    const files = Array.from({ length: SAMPLE.perClass }, (_, j) => {
+      // Image index i of the set has class i % 10.
+      const { image } = lib.renderSynthetic(j * lib.SYNTHETIC_CLASSES.length + k, 'train', { size: S });
+      const data = new Uint8Array(S * S * 3);
+      for (let p = 0; p < S * S; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = Math.round(((1 - a) * image[c * S * S + p] + a * tint[c]) * 255);
+      const png = lib.encodePng({ width: S, height: S, channels: 3, data });
+      return new File([png as Uint8Array<ArrayBuffer>], `${name}-${String(j).padStart(2, '0')}.png`, { type: 'image/png' });
+    });
+    return { name, files };
+  });
+  return { classes, size: S };
 }
 
 // ---- device ---------------------------------------------------------------------------------
@@ -513,6 +595,7 @@ async function handle(msg: Exclude<ToWorker, { type: 'cancel' }>): Promise<{ res
       return { result: r, transfer: [r.bytes.buffer] };
     }
     case 'device': return { result: await switchDevice(msg.id, msg.device), transfer: [] };
+    case 'sample': return { result: sampleImages(), transfer: [] };
   }
 }
 
@@ -522,7 +605,7 @@ function message(kind: Kind, e: unknown): string {
   if (e instanceof ConvNextError) return line;
   const what = {
     open: 'cannot read the checkpoint', classify: 'classification failed', reconstruct: 'reconstruction failed', finetune: 'fine-tuning failed',
-    download: 'cannot write the checkpoint', device: 'cannot switch the device',
+    download: 'cannot write the checkpoint', device: 'cannot switch the device', sample: 'cannot make the sample images',
   }[kind];
   return `${what}: ${line}`;
 }

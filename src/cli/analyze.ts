@@ -24,6 +24,7 @@ import { ActivationAnalyzer, modelLayers, resolveLayer, type ModelAnalysis } fro
 import { activationMapsPng, cosineDistancePlot, selectivityPlot } from '../analysis/plots.js';
 import { analysisReport, type ReportModel } from '../analysis/report.js';
 import type { Command } from './command.js';
+import { DATA_FLAG, requireData } from './runlog.js';
 
 /** The input size a checkpoint was trained at: fine-tuning metadata, else the pre-training flags. */
 function trainedSize(ck: LoadedCheckpoint): number | undefined {
@@ -55,10 +56,14 @@ export const analyze: Command = {
   name: 'analyze',
   summary: "the paper's feature analyses: cosine distance per block, class selectivity, activation maps",
   usage: 'convnextv2 analyze --checkpoint P [--checkpoint Q ...] [--label NAME ...] --data SPEC --out DIR [--images N] [--layer S.B] [--split val]',
+  examples: [
+    'convnextv2 analyze --checkpoint runs/pretrain --data synthetic --out analysis',
+    'convnextv2 analyze --checkpoint runs/v1 --label V1 --checkpoint runs/v2 --label V2 --data fashion-mnist --images 256 --out analysis',
+  ],
   flags: {
     checkpoint: { kind: 'list', help: 'checkpoint (file or run folder); repeat to compare several on one plot' },
     label: { kind: 'list', help: "name of each checkpoint in plots and tables, in order (default: the run folder's name)" },
-    data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
+    data: DATA_FLAG,
     split: { kind: 'string', help: 'train, val or test', default: 'val' },
     images: { kind: 'int', help: 'images analysed, spread evenly over the split', default: 500 },
     layer: { kind: 'string', help: 'block of the activation maps: S.B, stages.S.blocks.B or an index (default: last block of stage 2)' },
@@ -90,7 +95,7 @@ export const analyze: Command = {
     const mapImages = args.requireNumber('map-images');
     const mapChannels = args.requireNumber('map-channels');
     if (count < 1 || B < 1 || mapImages < 0 || mapChannels < 1) throw new ConvNextError('analyze: --images, --batch-size and --map-channels must be positive, --map-images not negative', 2);
-    const spec = args.requireString('data');
+    const spec = requireData('analyze', args);
 
     const cks = paths.map((p) => loadCheckpoint(p, { ema: args.bool('ema') }));
     const S = args.number('input-size') ?? trainedSize(cks[0]) ?? 224;

@@ -157,7 +157,7 @@ export function parseArgs(argv: string[], specs: FlagSpecs, command: string): Pa
   return new ParsedArgs(flags, positionals, explicit, command);
 }
 
-export function formatHelp(usage: string, specs: FlagSpecs): string {
+export function formatHelp(usage: string, specs: FlagSpecs, examples: readonly string[] = []): string {
   const lines = [`usage: ${usage}`, '', 'flags:'];
   for (const [name, s] of Object.entries(specs)) {
     const flag = s.kind === 'boolean'
@@ -166,5 +166,6 @@ export function formatHelp(usage: string, specs: FlagSpecs): string {
     const def = s.default !== undefined ? ` (default ${String(s.default)})` : '';
     lines.push(`  ${flag.padEnd(34)} ${s.help}${def}`);
   }
+  if (examples.length > 0) lines.push('', 'examples:', ...examples.map((e) => `  ${e}`));
   return lines.join('\n');
 }

@@ -23,6 +23,10 @@ export const bench: Command = {
   name: 'bench',
   summary: 'measure images/s and GFLOP/s of inference or training on random data',
   usage: 'convnextv2 bench [--model atto] [--mode infer|train|pretrain|kernels] [--batch-size 16] [--input-size 224] [--dense-masking] [--mask-ratio 0.6] [--peak GFLOPS] [--threads T] [--json]',
+  examples: [
+    'convnextv2 bench --model atto --mode infer --batch-size 16',
+    'convnextv2 bench --model tiny --mode train --batch-size 32 --seconds 10 --json',
+  ],
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
     mode: { kind: 'string', help: 'infer, train (classifier step), pretrain (FCMAE step) or kernels (GEMM and depthwise shapes against the measured peak)', default: 'infer' },

@@ -17,6 +17,8 @@ export interface Command {
   name: string;
   summary: string;
   usage: string;
+  /** Two or three command lines that `--help` ends with (test/cli_help.test.ts parses each against the flags). */
+  examples: string[];
   flags: FlagSpecs;
   /** What the command's positional arguments are (e.g. 'IMAGE...'); without it, positional arguments are a usage error. */
   positionals?: string;

@@ -52,6 +52,10 @@ export const convert: Command = {
   name: 'convert',
   summary: 'convert a checkpoint (ours, timm, HF, official .pt, official FCMAE) to ours, timm, hf, official or onnx',
   usage: 'convnextv2 convert --checkpoint IN --to ours|timm|hf|official|onnx --output OUT [--format safetensors] [--ema]',
+  examples: [
+    'convnextv2 convert --checkpoint facebook/convnextv2-atto-1k-224 --to timm --output atto-timm.safetensors',
+    'convnextv2 convert --checkpoint runs/flowers --to onnx --output flowers.onnx',
+  ],
   flags: {
     checkpoint: { kind: 'string', help: 'input: file or directory, any supported format (detected)' },
     to: { kind: 'string', help: 'ours, timm, hf, official or onnx' },

@@ -29,6 +29,10 @@ export const demo: Command = {
   name: 'demo',
   summary: 'FCMAE pre-training, then fine-tuning vs training from scratch, on the embedded synthetic set',
   usage: 'convnextv2 demo [--out results/demo] [--pretrain-epochs 6] [--pretrain-images 6000] [--finetune-epochs 30] [--labelled 300] [--seed 0]',
+  examples: [
+    'convnextv2 demo',
+    'convnextv2 demo --out results/demo-seed1 --seed 1',
+  ],
   flags: {
     out: { kind: 'string', help: 'results folder (a new demo replaces the runs in it)', default: 'results/demo' },
     // Measured over seeds 0-2 (README): with 300 labels (30 a class) fine-tuning from FCMAE beats

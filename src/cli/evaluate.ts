@@ -10,6 +10,7 @@ import type { ParsedArgs } from './args.js';
 import { DataLoader } from '../data/loader.js';
 import type { ConvNeXtV2 } from '../model/convnextv2.js';
 import { EvalCounter } from '../train/metrics.js';
+import { Progress } from './progress.js';
 import { allgatherJson, type Comm, singleProcess } from '../parallel/comm.js';
 
 export interface EvalResult {
@@ -20,15 +21,23 @@ export interface EvalResult {
   /** Per class (by label index): images seen and top-1 hits. */
   classImages: number[];
   classCorrect: number[];
+  /** [true * K + predicted] counts, when asked for. */
+  confusion: Int32Array | null;
 }
 
-export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto'; comm?: Comm }): Promise<EvalResult> {
+export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: number; cropPct: number; batchSize?: number; workers?: number | 'auto'; comm?: Comm; strict?: boolean;
+  /** A progress bar on stderr with this label. */
+  progress?: string;
+  /** Count the confusion matrix (one process). */
+  confusion?: boolean; }): Promise<EvalResult> {
   const K = model.config.numClasses;
   const loader = new DataLoader(ds, {
     batchSize: opts.batchSize ?? 64, transform: { kind: 'eval', size: opts.size, cropPct: opts.cropPct },
-    fill: false, workers: opts.workers ?? 'auto',
+    fill: false, workers: opts.workers ?? 'auto', strict: opts.strict,
   });
-  let count = new EvalCounter(K);
+  let count = new EvalCounter(K, { confusion: opts.confusion });
+  const bar = opts.progress ? new Progress(opts.progress, ds.length, 'img') : null;
+  let seen = 0;
   // Data-parallel: each rank counts every size-th batch; the shards merge in batch order.
   const comm = opts.comm ?? singleProcess;
   const shard = comm.size > 1 ? { rank: comm.rank, size: comm.size, uneven: true } : undefined;
@@ -36,12 +45,16 @@ export async function evaluate(model: ConvNeXtV2, ds: Dataset, opts: { size: num
     for await (const b of loader.epoch(0, 0, shard)) {
       if (b.labels.length === 0) continue;
       count.add(model.kernels, (await model.forward(b.pixels)).logits!.data, b.labels, b.batch);
+      seen += b.labels.length;
+      bar?.update(seen);
     }
   } finally {
     await loader.close();
   }
   if (comm.size > 1) count = EvalCounter.merge(K, allgatherJson(comm, count.state()));
-  return { ...count.summary(), classImages: count.classImages, classCorrect: count.classCorrect };
+  // Unreadable images are not counted: the bar ends at what was read.
+  if (bar && seen < ds.length) bar.finish(seen);
+  return { ...count.summary(), classImages: count.classImages, classCorrect: count.classCorrect, confusion: count.confusion };
 }
 
 /**

@@ -14,6 +14,10 @@ export const fcmaeLoss: Command = {
   name: 'fcmae-loss',
   summary: 'FCMAE loss and predictions of a checkpoint for given pixels and mask',
   usage: 'convnextv2 fcmae-loss --checkpoint P --input IN.safetensors --output OUT.safetensors [--norm-pix-loss] [--dense-masking] [--grn-stats batch|per-sample]',
+  examples: [
+    'convnextv2 fcmae-loss --checkpoint runs/pretrain --input batch.safetensors --output loss.safetensors',
+    'convnextv2 fcmae-loss --checkpoint fcmae_atto.pt --input batch.safetensors --output loss.safetensors --dense-masking',
+  ],
   flags: {
     checkpoint: { kind: 'string', help: 'FCMAE checkpoint (ours or official .pt)' },
     input: { kind: 'string', help: 'safetensors with pixel_values [N, C, H, W] and mask [N, L] (1 = removed)' },

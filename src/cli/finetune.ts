@@ -34,11 +34,11 @@ import { runTraining } from '../train/run.js';
 import { loadOptimizerTensors } from '../train/optimizer_state.js';
 import { finetuneParamGroups, type FinetuneGroupOptions } from '../train/param_groups.js';
 import { scaledLr } from '../train/schedule.js';
-import type { FlagValue, ParsedArgs } from './args.js';
+import { ParsedArgs, type FlagValue } from './args.js';
 import type { Command } from './command.js';
 import { evaluate } from './evaluate.js';
 import { jobComm } from '../parallel/mpi.js';
-import { completeNote, flagReader, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { checkResumedGlobalBatch, completeNote, DATA_FLAG, flagReader, Interruption, mutableOnResume, nodeRunFolder, skippedNote, STRICT_DATA_FLAG, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 
 /** The paper's fine-tuning settings (TRAINING.md documents atto, tiny and base; femto, pico and
  * nano use atto's, large and huge use base's). */
@@ -54,12 +54,17 @@ export const finetune: Command = {
   name: 'finetune',
   summary: 'supervised fine-tuning with the paper recipe (from FCMAE, a classifier, or scratch)',
   usage: 'convnextv2 finetune --model atto --data SPEC [--init CKPT] --epochs E --out DIR [--recipe SIZE] [--resume [FILE]]',
+  examples: [
+    'convnextv2 finetune --model atto --data flowers/ --epochs 30 --out runs/flowers',
+    'convnextv2 finetune --init timm/convnextv2_atto.fcmae --data flowers/ --recipe atto --epochs 50 --out runs/flowers',
+    'convnextv2 finetune --resume --out runs/flowers',
+  ],
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge); --init decides when given', default: 'atto' },
     depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
     dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
     block: { kind: 'string', help: 'v2 (GRN) or v1 (ConvNeXt V1: LayerScale, no GRN); --init decides when given', default: 'v2' },
-    data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
+    data: DATA_FLAG,
     init: { kind: 'string', help: 'initial weights: FCMAE or classifier checkpoint (file or run folder)' },
     recipe: { kind: 'string', help: "the paper's settings for a size (atto ... huge); flags override" },
     epochs: { kind: 'int', help: 'epochs', default: 100 },
@@ -94,11 +99,12 @@ export const finetune: Command = {
     'val-limit': { kind: 'int', help: 'evaluate each epoch on the first N validation images' },
     'crop-pct': { kind: 'number', help: 'evaluation centre-crop fraction', default: 0.875 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation, mixup, drop path', default: 0 },
-    limit: { kind: 'int', help: 'use the first N training images' },
+    limit: { kind: 'int', help: 'use N training images: a seeded, class-stratified subset' },
     out: { kind: 'string', help: 'run folder (refused when it holds a run, unless --resume or --overwrite)' },
     resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors or FILE, with the arguments the run was started with', implicit: 'auto' },
     overwrite: { kind: 'boolean', help: 'start over in a run folder that holds a run (its checkpoints, log and PNGs are removed)' },
     workers: { kind: 'int', help: 'data loading worker threads' },
+    'strict-data': STRICT_DATA_FLAG,
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted)' },
     'mpi-timeout': { kind: 'number', help: 'under mpirun / srun: seconds a collective may wait before the job is aborted (a dead or hung rank)', default: 300 },
   },
@@ -113,9 +119,16 @@ export const finetune: Command = {
     if (resumed && (resumed.fcmae || resumed.backbone || resumed.metadata.kind === 'fcmae-pretrain')) {
       throw new ConvNextError(`finetune: ${resumeFile} is a pre-training checkpoint, not a fine-tuning run: start from it with --init ${resumeFile} (--resume continues a fine-tuning run)`, 2);
     }
-    const { args, changed } = resumed ? resumeArgs('finetune', given, resumed.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
+    const { args: runArgs, changed } = resumed ? resumeArgs('finetune', given, resumed.metadata.args, resumeFile!, mutableOnResume(MUTABLE_ON_RESUME, resumed.metadata, R)) : { args: given, changed: [] };
+    // --init's recorded input size (a pre-training run's, a classifier's) is the default one.
+    const initPath = runArgs.string('init');
+    const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
+    const initSize = init && !runArgs.explicit.has('input-size') ? init.preprocessing?.inputSize ?? init.fcmae?.inputSize : undefined;
+    const args = initSize === undefined ? runArgs
+      : new ParsedArgs(new Map([...runArgs.flags, ['input-size', initSize]]), runArgs.positionals, new Set([...runArgs.explicit, 'input-size']), runArgs.command);
     const st = finetuneSettings(args);
     const { epochs: E, batchSize: B, updateFreq, inputSize: S, seed } = st;
+    if (resumed) checkResumedGlobalBatch('finetune', resumeFile!, resumed.metadata, B, R, updateFreq);
     const valSplit = args.number('val-split');
     if (valSplit !== undefined && !(valSplit >= 0 && valSplit < 1)) throw new ConvNextError(`finetune: --val-split ${valSplit}: must be in [0, 1)`, 2);
     const limit = args.number('limit');
@@ -128,8 +141,6 @@ export const finetune: Command = {
     const K = train.classes.length;
 
     // Model: from --resume, --init, or scratch.
-    const initPath = args.string('init');
-    const init = !resumed && initPath ? loadCheckpoint(initPath) : null;
     const block = st.block;
     const base: ConvNeXtV2Config = resumed?.config ?? (init ? { ...init.config } : modelFromFlags(st.model, args.string('depths'), args.string('dims'), { block }));
     if (args.explicit.has('block') && base.block !== block) {
@@ -152,7 +163,7 @@ export const finetune: Command = {
         if (t.data.length !== p.size) throw new ConvNextError(`finetune: --init ${initPath}: tensor ${p.name} does not fit the model`);
         p.write(model.kernels, t.data);
       }
-      initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}`;
+      initNote = `from ${init.format} checkpoint ${init.file}${headMatches ? '' : ' (head re-initialised)'}${initSize !== undefined ? `, at its input size ${initSize} px (--input-size to change)` : ''}`;
     }
 
     // Optimizer groups: (layer, decay) with the layer-wise lr scale.
@@ -178,7 +189,7 @@ export const finetune: Command = {
 
     const loader = new DataLoader(train, {
       batchSize: B, shuffle: true, seed, dropLast: true, transform: { ...st.transform, size: S },
-      workers: args.number('workers') ?? 'auto',
+      workers: args.number('workers') ?? 'auto', strict: args.bool('strict-data'),
     });
     // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
     const stepsPerEpoch = Math.floor(loader.length / R);
@@ -197,14 +208,14 @@ export const finetune: Command = {
     const engine = new FinetuneEngine({
       model, opt, ema, batches: loader, schedule, seed, updateFreq, smoothing: st.smoothing, mixup, clipGrad: st.clipGrad,
       emaEval: st.ema?.eval ?? false, resume: { step, best: bestSoFar }, comm,
-      evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32), comm }),
+      evaluate: (m) => evaluate(m, val, { size: S, cropPct, batchSize: Math.max(B, 32), comm, strict: args.bool('strict-data') }),
     });
     const records = await runTraining<FinetuneEpoch>({
-      epochs: E, startEpoch, resuming: resumed !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite),
+      epochs: E, startEpoch, resuming: resumed !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite, 'finetune'),
       ready: () => {
         comm.barrier();
         if (changed.length) ctx.out(`finetune: resuming ${resumeFile} with ${changed.join(', ')}`);
-        if (warmNote) ctx.out(warmNote);
+        if (warmNote && !resumed) ctx.out(warmNote);
         ctx.out(`finetune: ConvNeXt ${cfg.block === 'v1' ? 'V1 blocks' : 'V2'} ${cfg.depths}/${cfg.dims}, ${K} classes, ${initNote}; ${train.source}; ` +
           `${stepsPerEpoch} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, layer decay ${st.groups.layerDecay} (${st.groups.layerDecayType}), ` +
           `${st.mixup ? `mixup ${st.mixup.mixupAlpha} cutmix ${st.mixup.cutmixAlpha}` : `smoothing ${st.smoothing}`}, ` +
@@ -228,7 +239,7 @@ export const finetune: Command = {
       save: async (epoch, r) => {
         const meta = {
           kind: 'finetune', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step), best_top1: String(engine.best),
-          seed: String(seed), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
+          seed: String(seed), ranks: String(R), crop_pct: String(cropPct), input_size: String(S), args: JSON.stringify(Object.fromEntries(st.flags)),
         };
         const state = await model.stateDict();
         saveCheckpoint(join(out, 'checkpoint-last.safetensors'), { config: cfg, state, extra: await engine.checkpointExtra(), labels: train.classes, metadata: meta });
@@ -238,7 +249,7 @@ export const finetune: Command = {
       onEpoch: (epoch, r, rec, saved) => {
         if (saved) interrupt.saved = epoch;
         ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, val top-1 ${r.val.top1.toFixed(2)}% top-5 ${r.val.top5.toFixed(2)}% loss ${r.val.loss.toFixed(4)}` +
-          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}`);
+          `${rec.ema_top1 !== undefined ? `, EMA top-1 ${rec.ema_top1.toFixed(2)}%` : ''}${r.improved ? ' (best)' : ''}${skippedNote(train, val)}`);
       },
       close: async () => {
         interrupt.dispose();

@@ -14,6 +14,10 @@ export const forward: Command = {
   name: 'forward',
   summary: 'run a checkpoint on pixel_values from a safetensors file, write logits (and features)',
   usage: 'convnextv2 forward --checkpoint P --input IN.safetensors --output OUT.safetensors [--features] [--ema]',
+  examples: [
+    'convnextv2 forward --checkpoint facebook/convnextv2-atto-1k-224 --input pixels.safetensors --output logits.safetensors',
+    'convnextv2 forward --checkpoint runs/flowers --input pixels.safetensors --output features.safetensors --features',
+  ],
   flags: {
     checkpoint: { kind: 'string', help: 'checkpoint file or run directory (any supported format)' },
     input: { kind: 'string', help: 'safetensors file holding pixel_values [N, C, H, W] float32' },

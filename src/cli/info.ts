@@ -30,6 +30,11 @@ export const info: Command = {
   name: 'info',
   summary: 'show the CPU, kernels, instruction set, threads and GPU (--device) this machine runs with',
   usage: 'convnextv2 info [--measure] [--threads T] [--device cpu|webgpu|auto] [--json]',
+  examples: [
+    'convnextv2 info',
+    'convnextv2 info --measure --json',
+    'convnextv2 info --device auto',
+  ],
   flags: {
     measure: { kind: 'boolean', help: 'measure the FMA peak and the clock of every supported instruction set (about 1 s each)' },
   },

@@ -45,6 +45,10 @@ export const inspect: Command = {
   name: 'inspect',
   summary: 'show a checkpoint\'s format, architecture, parameter count, classes and extra records',
   usage: 'convnextv2 inspect --checkpoint P [--ema] [--json]',
+  examples: [
+    'convnextv2 inspect --checkpoint runs/flowers',
+    'convnextv2 inspect --checkpoint facebook/convnextv2-atto-1k-224 --json',
+  ],
   flags: {
     checkpoint: { kind: 'string', help: 'file or directory, any supported format' },
     ema: { kind: 'boolean', help: 'look at the EMA weights (model_ema of .pt files, ema.* of ours)' },

@@ -9,32 +9,12 @@ import '../io/codecs_node.js';
 import { ConvNextError } from '../errors.js';
 import { type BackendChoice, createBackend, type Kernels } from '../kernels/index.js';
 import { resolveCheckpointArg } from '../io/hub.js';
-import { didYouMean, formatHelp, parseArgs, type FlagSpecs } from './args.js';
-import { bench } from './bench.js';
-import type { Command, CommandContext } from './command.js';
-import { convert } from './convert.js';
-import { demo } from './demo.js';
-import { forward } from './forward.js';
-import { fcmaeLoss } from './fcmae_loss.js';
-import { pretrain } from './pretrain.js';
-import { finetune } from './finetune.js';
-import { evalCommand } from './eval.js';
-import { predict, embed } from './predict.js';
-import { inspect } from './inspect.js';
-import { analyze } from './analyze.js';
-import { info, packageVersion } from './info.js';
+import { didYouMean, formatHelp, parseArgs } from './args.js';
+import type { CommandContext } from './command.js';
+import { packageVersion } from './info.js';
+import { COMMANDS, COMMON } from './commands.js';
 import { Progress } from './progress.js';
 import { activeComm, connect, launchInfo } from '../parallel/mpi.js';
-
-const COMMANDS: Command[] = [forward, pretrain, finetune, evalCommand, predict, embed, fcmaeLoss, bench, demo, convert, inspect, analyze, info];
-
-const COMMON: FlagSpecs = {
-  threads: { kind: 'int', help: 'worker threads (default: CONVNEXTV2_THREADS or all cores)' },
-  device: { kind: 'string', help: 'where to compute: cpu (default), webgpu (a GPU through WebGPU; npm package webgpu in Node), or auto (a hardware GPU when there is one)' },
-  quiet: { kind: 'boolean', help: 'no progress bars on stderr', negatable: false },
-  json: { kind: 'boolean', help: 'print one JSON object as the last line of stdout (errors too)', negatable: false },
-  help: { kind: 'boolean', help: 'show this help', negatable: false },
-};
 
 function usage(): string {
   const lines = ['usage: convnextv2 <command> [flags]', '', 'commands:'];
@@ -65,7 +45,7 @@ export async function main(argv: string[]): Promise<number> {
   const specs = { ...cmd.flags, ...COMMON };
   const args = parseArgs(rest, specs, cmd.name);
   if (args.bool('help')) {
-    process.stdout.write(formatHelp(cmd.usage, specs) + '\n');
+    process.stdout.write(formatHelp(cmd.usage, specs, cmd.examples) + '\n');
     return 0;
   }
   if (!cmd.positionals && args.positionals.length > 0) {

@@ -32,7 +32,7 @@ import { scaledLr } from '../train/schedule.js';
 import type { TensorData } from '../io/safetensors.js';
 import type { ParsedArgs } from './args.js';
 import type { Command } from './command.js';
-import { completeNote, Interruption, nodeRunFolder, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
+import { checkResumedGlobalBatch, completeNote, DATA_FLAG, Interruption, mutableOnResume, nodeRunFolder, skippedNote, STRICT_DATA_FLAG, resumeArgs, runCliEpoch, runFolderArgs, runSettings, warmupNote, type RunSettings } from './runlog.js';
 import { writeReconstructionPng } from './reconstruction.js';
 import { jobComm } from '../parallel/mpi.js';
 
@@ -61,12 +61,17 @@ export const pretrain: Command = {
   name: 'pretrain',
   summary: 'FCMAE self-supervised pre-training (sparse encoder) with the official recipe',
   usage: 'convnextv2 pretrain --model atto --data SPEC --epochs E --batch-size B --out DIR [--resume [FILE]]',
+  examples: [
+    'convnextv2 pretrain --model atto --data photos/ --epochs 100 --batch-size 64 --out runs/pretrain',
+    'convnextv2 pretrain --data synthetic --input-size 64 --epochs 2 --out runs/try',
+    'convnextv2 pretrain --resume --out runs/pretrain --epochs 200',
+  ],
   flags: {
     model: { kind: 'string', help: 'model size (atto ... huge)', default: 'atto' },
     depths: { kind: 'string', help: 'custom blocks per stage, e.g. 2,2,6,2 (with --dims)' },
     dims: { kind: 'string', help: 'custom channels per stage, e.g. 40,80,160,320 (with --depths)' },
     block: { kind: 'string', help: 'v2 (GRN) or v1 (ConvNeXt V1: LayerScale, no GRN; the GRN ablation)', default: 'v2' },
-    data: { kind: 'string', help: 'DIR (ImageFolder), fashion-mnist[:DIR], cifar10:DIR or synthetic[:SIZE]', default: 'synthetic' },
+    data: DATA_FLAG,
     epochs: { kind: 'int', help: 'epochs', default: 800 },
     'batch-size': { kind: 'int', help: 'images per step', default: 64 },
     'update-freq': { kind: 'int', help: 'gradient accumulation steps per update', default: 1 },
@@ -84,12 +89,13 @@ export const pretrain: Command = {
     'warmup-epochs': { kind: 'number', help: 'linear warmup epochs', default: 40 },
     'weight-decay': { kind: 'number', help: 'AdamW weight decay (not on LayerNorm affines and biases; GRN and the mask token are decayed, as main_pretrain.py)', default: 0.05 },
     seed: { kind: 'int', help: 'seed of the initialisation, data order, augmentation and masks', default: 0 },
-    limit: { kind: 'int', help: 'use the first N training images' },
+    limit: { kind: 'int', help: 'use N training images: a seeded, class-stratified subset' },
     out: { kind: 'string', help: 'run folder (log.jsonl, PNGs, checkpoints; refused when it holds a run, unless --resume or --overwrite)' },
     overwrite: { kind: 'boolean', help: 'start over in a run folder that holds a run (its checkpoints, log and PNGs are removed)' },
     'save-every': { kind: 'int', help: 'write checkpoint-last.safetensors every N epochs (and after the last)', default: 1 },
     resume: { kind: 'string', help: 'continue from DIR/checkpoint-last.safetensors, or from FILE, with the arguments the run was started with', implicit: 'auto' },
     workers: { kind: 'int', help: 'data loading worker threads (default: cores - 1, at most 4)' },
+    'strict-data': STRICT_DATA_FLAG,
     'vis-images': { kind: 'int', help: 'images in the per-epoch reconstruction PNG', default: 4 },
     'stop-after': { kind: 'int', help: 'stop after this epoch (as if interrupted; --resume continues)' },
     'mpi-timeout': { kind: 'number', help: 'under mpirun / srun: seconds a collective may wait before the job is aborted (a dead or hung rank)', default: 300 },
@@ -103,10 +109,11 @@ export const pretrain: Command = {
     const { out, overwrite, resumeFile } = runFolderArgs('pretrain', given);
     const ck = resumeFile ? loadCheckpoint(resumeFile, { extra: true }) : null;
     if (ck && !ck.fcmae) throw new ConvNextError(`pretrain: ${resumeFile} is not an FCMAE checkpoint (no fcmae.* tensors)`);
-    const { args, changed } = ck ? resumeArgs('pretrain', given, ck.metadata.args, resumeFile!, MUTABLE_ON_RESUME) : { args: given, changed: [] };
+    const { args, changed } = ck ? resumeArgs('pretrain', given, ck.metadata.args, resumeFile!, mutableOnResume(MUTABLE_ON_RESUME, ck.metadata, R)) : { args: given, changed: [] };
 
     const st = pretrainSettings(args);
     const { epochs: E, batchSize: B, updateFreq, inputSize: S, seed } = st;
+    if (ck) checkResumedGlobalBatch('pretrain', resumeFile!, ck.metadata, B, R, updateFreq);
     const limit = args.number('limit');
     if (limit !== undefined && !(limit >= 1)) throw new ConvNextError(`pretrain: --limit ${limit}: must be a positive integer`, 2);
     const saveEvery = args.requireNumber('save-every');
@@ -134,7 +141,7 @@ export const pretrain: Command = {
     const loader = new DataLoader(train, {
       batchSize: B, shuffle: true, seed, dropLast: true,
       transform: { ...st.transform, size: S },
-      workers: args.number('workers') ?? 'auto',
+      workers: args.number('workers') ?? 'auto', strict: args.bool('strict-data'),
     });
     // Per rank: every R-th batch (R > 1: the epoch's last batches short of a whole round are left out).
     const steps = Math.floor(loader.length / R);
@@ -150,11 +157,11 @@ export const pretrain: Command = {
     interrupt.saved = startEpoch;
     const engine = new PretrainEngine({ fcmae, opt, batches: loader, schedule, seed, updateFreq, mode, resume: { step }, comm });
     const records = await runTraining<PretrainEpoch, EpochRecord>({
-      epochs: E, startEpoch, resuming: ck !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite),
+      epochs: E, startEpoch, resuming: ck !== null, stopAfter: args.number('stop-after'), lead, folder: nodeRunFolder(out, overwrite, 'pretrain'),
       ready: () => {
         comm.barrier();
         if (changed.length) ctx.out(`pretrain: resuming ${resumeFile} with ${changed.join(', ')}`);
-        if (warmNote) ctx.out(warmNote);
+        if (warmNote && !ck) ctx.out(warmNote);
         ctx.out(`pretrain: FCMAE ${encCfg.depths}/${encCfg.dims}${encCfg.block === 'v1' ? ' (ConvNeXt V1 blocks)' : ''} decoder ${fcmae.opts.decoderDepth}x${fcmae.opts.decoderDim}, ` +
           `${train.source}, ${steps} steps/epoch of ${B}${R > 1 ? ` on each of ${R} ranks (${comm.description}; global batch ${B * R * updateFreq})` : ''}, lr ${lr.toExponential(3)}, ${mode} encoder, ` +
           `kernels ${fcmae.kernels.isa} x${fcmae.kernels.threads}${ck ? `, resumed after epoch ${startEpoch} of ${E} (its checkpoint)` : ''}`);
@@ -173,17 +180,17 @@ export const pretrain: Command = {
           state: await fcmae.encoderModel.stateDict(),
           extra: new Map([...(await fcmae.decoderStateDict()), ...(await optimizerTensors(fcmae.kernels, opt))]),
           initialised: ['head.norm.weight', 'head.norm.bias'],
-          fcmae: fcmae.info(),
+          fcmae: { ...fcmae.info(), inputSize: S },
           metadata: {
             kind: 'fcmae-pretrain', epoch: String(epoch), step: String(engine.step), optimizer_step: String(opt.step),
-            seed: String(seed), args: JSON.stringify(Object.fromEntries(args.flags)),
+            seed: String(seed), ranks: String(R), input_size: String(S), args: JSON.stringify(Object.fromEntries(args.flags)),
           },
         });
         return true;
       },
       onEpoch: (epoch, _r, rec, saved) => {
         if (saved) interrupt.saved = epoch;
-        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${pngOf(epoch)}`);
+        ctx.out(`epoch ${epoch}: loss ${rec.loss.toFixed(4)}, lr ${rec.lr.toExponential(3)}, ${rec.images_per_second.toFixed(1)} images/s -> ${pngOf(epoch)}${skippedNote(train)}`);
       },
       close: async () => {
         interrupt.dispose();

@@ -10,7 +10,13 @@ export class Progress {
   private lastDraw = performance.now();
   private readonly tty = process.stderr.isTTY === true;
 
-  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'it') {}
+  constructor(private readonly label: string, private total: number, private readonly unit = 'it') {}
+
+  /** Draws the finished bar at `done` (fewer than the total: the rest was skipped). */
+  finish(done: number): void {
+    this.total = done;
+    this.update(done);
+  }
 
   update(done: number, extra: Record<string, string | number> = {}, items = done): void {
     if (Progress.quiet) return;

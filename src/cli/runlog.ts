@@ -3,10 +3,11 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSyn
 import { join, resolve } from 'node:path';
 import { ConvNextError } from '../errors.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
-import { ParsedArgs, type FlagValue } from './args.js';
+import { ParsedArgs, type FlagSpec, type FlagValue } from './args.js';
 import { type EpochHooks, NonFiniteLossError } from '../train/epoch.js';
 import type { RunFolder } from '../train/run.js';
 import { Progress } from './progress.js';
+import { runReadme, writeRunCurves, type RunKind } from './run_curves.js';
 import { activeComm } from '../parallel/mpi.js';
 import { parseBlockType, type BlockType } from '../model/config.js';
 
@@ -35,7 +36,7 @@ export function readLog<T = Record<string, number>>(path: string): T[] {
 // started with, and an interrupted one says how to continue.
 
 /** What a run writes into its folder (and --overwrite removes). */
-const RUN_FILE = /^(checkpoint-(last|best)\.safetensors|log\.jsonl|reconstruction-epoch\d+\.png)$/;
+const RUN_FILE = /^(checkpoint-(last|best)\.safetensors|log\.jsonl|reconstruction-epoch\d+\.png|loss\.png|lr\.png|accuracy\.png|README\.txt)$/;
 
 /** The run files already in `out` (none when it does not exist). */
 export function runFiles(out: string): string[] {
@@ -50,7 +51,9 @@ export function runFiles(out: string): string[] {
  */
 function checkRunFolder(command: string, out: string, opts: { resuming: boolean; overwrite: boolean }): void {
   if (opts.resuming || opts.overwrite) return;
-  const found = runFiles(out);
+  // What makes it a run: its checkpoints and log (the PNGs and README.txt go with them; alone,
+  // as a run stopped before its first epoch leaves them, they are written over).
+  const found = runFiles(out).filter((f) => /\.(safetensors|jsonl)$/.test(f));
   if (found.length === 0) return;
   const shown = found.length > 3 ? `${found.slice(0, 3).join(', ')}, ...` : found.join(', ');
   throw new ConvNextError(`${command}: --out ${out} already holds a run (${shown}): --resume continues it, --overwrite starts it over`, 2);
@@ -79,18 +82,27 @@ export function openRunFolder(out: string, opts: { resuming: boolean; overwrite:
   mkdirSync(out, { recursive: true });
 }
 
-/** The run folder `out` on disk, as the run lifecycle (train/run.ts) writes it: log.jsonl beside the checkpoints. */
-export function nodeRunFolder(out: string, overwrite: boolean): RunFolder {
+/**
+ * The run folder `out` on disk, as the run lifecycle (train/run.ts) writes it: log.jsonl beside
+ * the checkpoints, a README.txt of what each file is, and curve PNGs redrawn after each epoch.
+ */
+export function nodeRunFolder(out: string, overwrite: boolean, kind: RunKind): RunFolder {
   const log = join(out, 'log.jsonl');
   return {
-    open: (resuming) => openRunFolder(out, { resuming, overwrite }),
+    open: (resuming) => {
+      openRunFolder(out, { resuming, overwrite });
+      writeBytesAtomicSync(join(out, 'README.txt'), new TextEncoder().encode(runReadme(kind)));
+    },
     keepLogUpTo: (epoch) => keepLogUpTo(log, epoch),
-    appendLog: (record) => appendFileSync(log, JSON.stringify(record) + '\n'),
+    appendLog: (record) => {
+      appendFileSync(log, JSON.stringify(record) + '\n');
+      writeRunCurves(out, kind);
+    },
   };
 }
 
 /** Flags about where and how a run is driven, not what it computes: never taken from the recorded run, free to differ. */
-const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'threads', 'device', 'quiet', 'json', 'help', 'mpi-timeout']);
+const DRIVER_FLAGS = new Set(['out', 'resume', 'overwrite', 'stop-after', 'workers', 'strict-data', 'threads', 'device', 'quiet', 'json', 'help', 'mpi-timeout']);
 
 export interface ResumedArgs {
   /** The recorded arguments, with the flags given now where they may change. */
@@ -180,16 +192,69 @@ export class Interruption {
 }
 
 /**
- * One line when the warm-up covers most of a run (the official defaults are written for
+ * One line when the warm-up is longer than the run (the official defaults are written for
  * 300-1600 epochs: `pretrain --epochs 4` keeps 40 warm-up epochs, so the learning rate never
- * leaves a tenth of its ramp), with a value to try; null when it does not.
+ * leaves a tenth of its ramp), with a value to try; null when it is not. Printed when a run
+ * starts, not again when it is resumed.
  */
 export function warmupNote(command: string, warmupEpochs: number, epochs: number, peakLr: number): string | null {
-  if (!(warmupEpochs > epochs / 2)) return null;
-  const reached = Math.min(1, epochs / warmupEpochs);
+  if (!(warmupEpochs > epochs)) return null;
+  const reached = epochs / warmupEpochs;
   const suggest = Math.max(0, Math.round((epochs / 10) * 100) / 100);
-  return `${command}: note: --warmup-epochs ${warmupEpochs} covers ${Math.round(100 * Math.min(1, warmupEpochs / epochs))}% of the ${epochs} epochs: ` +
+  return `${command}: note: --warmup-epochs ${warmupEpochs} is longer than the run (${epochs} epoch${epochs === 1 ? '' : 's'}): ` +
     `the learning rate reaches ${(reached * peakLr).toExponential(2)} of its ${peakLr.toExponential(2)} at most; for a run this short try --warmup-epochs ${suggest}`;
+}
+
+/**
+ * What may change when a run is resumed on another number of ranks than it was trained on
+ * (the checkpoint's `ranks`; older checkpoints record none): `--update-freq` too, so that the
+ * global batch (batch x ranks x update-freq) can be kept. N ranks at batch b are one process
+ * at batch b and update-freq N, bit for bit, so such a resume continues exactly.
+ */
+export function mutableOnResume(mutable: ReadonlySet<string>, metadata: Record<string, string>, ranks: number): ReadonlySet<string> {
+  const was = Number(metadata.ranks);
+  return Number.isInteger(was) && was !== ranks ? new Set([...mutable, 'update-freq']) : mutable;
+}
+
+/**
+ * Refuses a resume that would change the global batch because the run is resumed on another
+ * number of ranks; the error gives the --update-freq that keeps it, when one does.
+ */
+export function checkResumedGlobalBatch(command: string, file: string, metadata: Record<string, string>, batch: number, ranks: number, updateFreq: number): void {
+  const was = Number(metadata.ranks);
+  if (!Number.isInteger(was) || was === ranks) return;
+  let recorded: Record<string, FlagValue> = {};
+  try {
+    recorded = JSON.parse(metadata.args ?? '{}') as Record<string, FlagValue>;
+  } catch { /* resumeArgs has said so */ }
+  const b0 = Number(recorded['batch-size'] ?? batch);
+  const uf0 = Number(recorded['update-freq'] ?? 1);
+  const g0 = b0 * was * uf0;
+  const g = batch * ranks * updateFreq;
+  if (g === g0) return;
+  const procs = (r: number) => (r === 1 ? 'one process' : `${r} ranks`);
+  const fix = g0 % (batch * ranks) === 0
+    ? `resume with --update-freq ${g0 / (batch * ranks)} to keep it (the same run, bit for bit)`
+    : `no --update-freq keeps it at batch ${batch} on ${procs(ranks)}: resume on ${procs(was)}, or start a new run with another --out`;
+  throw new ConvNextError(`${command}: ${file} was trained on ${procs(was)} x batch ${b0} x update-freq ${uf0} (global batch ${g0}); ` +
+    `${procs(ranks)} x batch ${batch} x update-freq ${updateFreq} would make it ${g}: ${fix}`, 2);
+}
+
+/** The --strict-data flag of the training commands. */
+export const STRICT_DATA_FLAG = { kind: 'boolean', help: 'stop at the first unreadable image (default: skip it, warn once, count it at the end of each epoch)' } as const satisfies FlagSpec;
+
+/** What an epoch's line adds when unreadable images were skipped (none: ''). */
+export function skippedNote(...sets: { skipped: readonly string[] }[]): string {
+  return skippedText(new Set(sets.flatMap((d) => d.skipped)).size, ' so far');
+}
+
+/** The same for a command that reads its data once (eval). */
+export function skippedOnce(ds: { skipped: readonly string[] }): string {
+  return skippedText(ds.skipped.length, '');
+}
+
+function skippedText(n: number, when: string): string {
+  return n === 0 ? '' : `; ${n} unreadable image${n === 1 ? '' : 's'} skipped${when} (named in the warnings; --strict-data to stop at one)`;
 }
 
 /** What `--resume` says of a run that has all its epochs: it is complete, and how to extend it. */
@@ -218,9 +283,27 @@ export async function runCliEpoch<R>(engine: { runEpoch(epoch: number, hooks: Ep
   }
 }
 
+/** The --data flag of the commands that read a data set: required (the synthetic set only by name). */
+export const DATA_FLAG = {
+  kind: 'string',
+  help: 'DIR (a folder of class folders), fashion-mnist[:DIR], cifar10:DIR, or synthetic[:SIZE] for the embedded synthetic set (required)',
+} as const satisfies FlagSpec;
+
+/** The one-line usage error for a missing --data. */
+export function missingData(command: string): string {
+  return `${command}: missing --data: name the images (a folder of class folders, fashion-mnist[:DIR] or cifar10:DIR), or --data synthetic for the embedded synthetic set`;
+}
+
+/** --data of a command without a run folder (eval, analyze); a usage error when absent. */
+export function requireData(command: string, args: ParsedArgs): string {
+  const v = args.string('data');
+  if (v === undefined || v === '') throw new ConvNextError(missingData(command), 2);
+  return v;
+}
+
 /** Typed reads of resolved flag values (after --recipe or --resume); a missing value is a usage error. */
 export function flagReader(command: string, flags: ReadonlyMap<string, FlagValue>): { str(n: string): string; num(n: string): number; opt(n: string): number | undefined } {
-  const missing = (n: string) => new ConvNextError(`${command}: missing --${n}`, 2);
+  const missing = (n: string) => new ConvNextError(n === 'data' ? missingData(command) : `${command}: missing --${n}`, 2);
   return {
     str: (n) => {
       const v = flags.get(n);

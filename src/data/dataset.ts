@@ -43,7 +43,7 @@ export type SharedDataset =
   | { kind: 'subset'; source: string; base: SharedDataset; indices: Int32Array };
 
 export interface OpenOptions {
-  /** Keep only the first N samples (after any validation carve-out). */
+  /** Keep N samples (after any validation carve-out): a seeded, class-stratified subset (see {@link stratifiedIndices}). */
   limit?: number;
   /** Image side for `synthetic` (default 64; `synthetic:SIZE` also sets it). */
   syntheticSize?: number;
@@ -520,9 +520,42 @@ export function openDataset(spec: string, split: Split, opts: OpenOptions = {}):
     if (split !== parts.heldOutName) warn(`${spec} has no separate ${split} part: using its ${parts.heldOutName} part (${ds.length} images)`);
   }
   if (opts.limit !== undefined && opts.limit < ds.length) {
-    const idx = new Int32Array(opts.limit);
-    for (let i = 0; i < idx.length; i++) idx[i] = i;
-    ds = new SubsetDataset(ds, idx, `${ds.source}, first ${opts.limit}`);
+    const idx = stratifiedIndices(ds, opts.limit, seed);
+    const classes = new Set(Array.from(idx, (i) => ds.label(i))).size;
+    ds = new SubsetDataset(ds, idx, `${ds.source}, limited to ${opts.limit} of ${ds.length} images (seed ${seed}, stratified: ${classes} of ${ds.classes.length} classes, each in its share)`);
   }
   return ds;
+}
+
+/**
+ * A seeded, class-stratified choice of `n` of `ds`'s samples, in index order: each class gets
+ * its share of n (largest remainders first, ties to the lower class), drawn at random within
+ * the class. Labels only: no image is decoded.
+ */
+export function stratifiedIndices(ds: Pick<Dataset, 'length' | 'label'>, n: number, seed: number): Int32Array {
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < ds.length; i++) {
+    const c = ds.label(i);
+    let list = byClass.get(c);
+    if (!list) byClass.set(c, (list = []));
+    list.push(i);
+  }
+  const classes = [...byClass.keys()].sort((a, b) => a - b);
+  const exact = classes.map((c) => (n * byClass.get(c)!.length) / ds.length);
+  const take = exact.map(Math.floor);
+  let left = n - take.reduce((a, b) => a + b, 0);
+  const order = classes.map((_, k) => k).sort((a, b) => (exact[b] - take[b]) - (exact[a] - take[a]) || a - b);
+  for (const k of order) {
+    if (left === 0) break;
+    take[k]++;
+    left--;
+  }
+  const rng = new Rng((seed ^ 0x11a17) >>> 0);
+  const out: number[] = [];
+  classes.forEach((c, k) => {
+    const members = Int32Array.from(byClass.get(c)!);
+    rng.shuffle(members);
+    out.push(...members.subarray(0, take[k]));
+  });
+  return Int32Array.from(out.sort((a, b) => a - b));
 }

@@ -3,6 +3,7 @@
  * and more), shaped like torchvision's `Image.open(f).convert('RGB')`: EXIF orientation
  * applied, grey replicated to three channels, alpha dropped (not composited), 8 bits.
  */
+import { open, stat } from 'node:fs/promises';
 import { ConvNextError, errorLine } from '../errors.js';
 import { toRgb } from './rgb.js';
 
@@ -61,8 +62,50 @@ export async function decodeImage(input: string | Uint8Array, label = -1, path?:
     info = r.info;
   } catch (err) {
     // Missing, unreadable, truncated or not an image: all are "this file cannot be used".
-    throw new CorruptImageError(name, errorLine(err));
+    throw new CorruptImageError(name, await undecodableReason(input, err));
   }
   return { width: info.width, height: info.height, data: toRgb(data, info.width * info.height, info.channels), label, path };
 }
 
+
+/** The format a file's first bytes name, if one we decode. */
+function formatOf(head: Uint8Array): string | undefined {
+  const at = (i: number, ...b: number[]) => b.every((v, k) => head[i + k] === v);
+  if (at(0, 0xff, 0xd8, 0xff)) return 'JPEG';
+  if (at(0, 0x89, 0x50, 0x4e, 0x47)) return 'PNG';
+  if (at(0, 0x47, 0x49, 0x46, 0x38)) return 'GIF';
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'WebP';
+  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'TIFF';
+  if (at(4, 0x66, 0x74, 0x79, 0x70)) return 'AVIF';
+  return undefined;
+}
+
+/**
+ * Why a file could not be decoded, in our words rather than libvips' (its text goes with
+ * CONVNEXTV2_DEBUG=1): missing, a folder, empty, not an image, or a truncated or corrupt file
+ * of the format its first bytes name.
+ */
+async function undecodableReason(input: string | Uint8Array, err: unknown): Promise<string> {
+  let head: Uint8Array;
+  if (typeof input === 'string') {
+    const st = await stat(input).catch(() => null);
+    if (!st) return 'no such file';
+    if (st.isDirectory()) return 'is a folder, not an image';
+    try {
+      const f = await open(input, 'r');
+      try {
+        const { bytesRead, buffer } = await f.read(new Uint8Array(16), 0, 16, 0);
+        head = buffer.subarray(0, bytesRead);
+      } finally {
+        await f.close();
+      }
+    } catch (e) {
+      return `cannot be read (${errorLine(e, 80)})`;
+    }
+  } else head = input.subarray(0, 16);
+  const debug = process.env.CONVNEXTV2_DEBUG === '1' ? ` [${errorLine(err)}]` : '';
+  if (head.length === 0) return `an empty file${debug}`;
+  const format = formatOf(head);
+  if (!format) return `not an image (JPEG, PNG, WebP, GIF, TIFF or AVIF)${debug}`;
+  return `truncated or corrupt ${format} data${debug}`;
+}

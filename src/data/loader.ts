@@ -54,6 +54,8 @@ export interface DataLoaderOptions {
   workers?: number | 'auto';
   /** Replace corrupt samples to keep batch shapes fixed (default true). */
   fill?: boolean;
+  /** An unreadable image is an error that ends the epoch, not a skipped sample (default false; the CLI's --strict-data). */
+  strict?: boolean;
 }
 
 
@@ -156,6 +158,7 @@ export class DataLoader implements BatchSource {
   readonly prefetch: number;
   readonly workers: number;
   readonly fill: boolean;
+  readonly strict: boolean;
   private readonly apply: SampleTransform;
   private readonly sampleLen: number;
   private pool: WorkerPool | null = null;
@@ -172,6 +175,7 @@ export class DataLoader implements BatchSource {
     this.dropLast = opts.dropLast ?? false;
     this.prefetch = Math.max(0, Math.floor(opts.prefetch ?? 2));
     this.fill = opts.fill ?? true;
+    this.strict = opts.strict ?? false;
     const t = opts.transform;
     if (t.kind === 'custom') {
       this.spec = null;
@@ -220,12 +224,18 @@ export class DataLoader implements BatchSource {
     return this.poolReady;
   }
 
+  /** With `strict`, an unreadable image ends the epoch with one line naming it. */
+  private unreadable(path: string, reason: string): void {
+    if (this.strict) throw new ConvNextError(`cannot decode image ${path}: ${reason} (--strict-data stops at an unreadable image; without it, it is skipped and counted)`);
+  }
+
   /** Loads and transforms one sample into `out` at `offset`. */
   private async runSample(index: number, seed: number, out: Float32Array, offset: number): Promise<SampleResult> {
     if (this.corrupt.has(index)) return { ok: false, path: '', reason: '' };
     if (this.pool) {
       const r = await this.pool.run(index, seed);
       if (!r.ok) {
+        this.unreadable(r.path, r.reason);
         this.corrupt.add(index);
         this.dataset.reportSkipped(r.path, r.reason);
         return r;
@@ -238,6 +248,7 @@ export class DataLoader implements BatchSource {
       img = await this.dataset.load(index);
     } catch (err) {
       if (err instanceof CorruptImageError) {
+        this.unreadable(err.path, err.reason);
         this.corrupt.add(index);
         this.dataset.reportSkipped(err.path, err.reason);
         return { ok: false, path: err.path, reason: err.reason };

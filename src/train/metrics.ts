@@ -43,9 +43,13 @@ export class EvalCounter {
   readonly classImages: number[];
   readonly classCorrect: number[];
 
-  constructor(readonly numClasses: number) {
+  /** With `{ confusion: true }`: counts [true class * K + predicted class] (a single process's evaluation; merge() leaves it out). */
+  readonly confusion: Int32Array | null;
+
+  constructor(readonly numClasses: number, opts: { confusion?: boolean } = {}) {
     this.classImages = new Array<number>(numClasses).fill(0);
     this.classCorrect = new Array<number>(numClasses).fill(0);
+    this.confusion = opts.confusion ? new Int32Array(numClasses * numClasses) : null;
   }
 
   /**
@@ -65,7 +69,13 @@ export class EvalCounter {
       const y = labels[i];
       const v = logits[i * K + y];
       let higher = 0;
-      for (let c = 0; c < K; c++) if (logits[i * K + c] > v || (logits[i * K + c] === v && c < y)) higher++;
+      let pred = 0;
+      for (let c = 0; c < K; c++) {
+        const l = logits[i * K + c];
+        if (l > v || (l === v && c < y)) higher++;
+        if (l > logits[i * K + pred]) pred = c;
+      }
+      if (this.confusion) this.confusion[y * K + (higher === 0 ? y : pred)]++;
       if (higher === 0) this.c1++;
       if (higher < 5) this.c5++;
       this.classImages[y]++;

@@ -246,3 +246,49 @@ export function imageGridCanvas(images: readonly GridImage[], cols: number, labe
 function cvTextMin(title: string): number {
   return title.length * 7 + 16;
 }
+
+export interface ConfusionPlotOptions {
+  title?: string;
+  /** Class names, by index (shown when there are at most 60 classes). */
+  labels?: readonly string[];
+}
+
+/**
+ * A confusion matrix as a heat map: row = true class, column = predicted class, each cell
+ * shaded by its share of the row (white 0 to dark blue 1), its count written in it for at most
+ * 20 classes; `counts` is [K * K], row-major.
+ */
+export function confusionMatrixCanvas(counts: ArrayLike<number>, K: number, opts: ConfusionPlotOptions = {}): Canvas {
+  if (counts.length !== K * K) throw new RangeError(`confusion matrix of ${counts.length} counts is not ${K}x${K}`);
+  const cell = Math.max(2, Math.min(36, Math.floor(640 / K)));
+  const named = opts.labels !== undefined && K <= 60;
+  const short = (k: number) => (opts.labels?.[k] ?? String(k)).slice(0, 14);
+  const margin = named ? Math.max(...Array.from({ length: K }, (_, k) => short(k).length)) * 6 + 10 : 24;
+  const top = 44;
+  const title = opts.title ?? 'confusion matrix';
+  const sub = 'rows: true class, columns: predicted class';
+  const W = Math.max(margin + K * cell + 16, 7 * title.length + 20, 6 * sub.length + 20);
+  const H = top + K * cell + margin + 16;
+  const c = new Canvas(W, H);
+  c.text(W / 2, 6, title, [20, 20, 20], { align: 'center', font: 'bold' });
+  c.text(W / 2, 24, sub, [90, 90, 90], { align: 'center', font: 'small' });
+  for (let y = 0; y < K; y++) {
+    let row = 0;
+    for (let x = 0; x < K; x++) row += counts[y * K + x];
+    for (let x = 0; x < K; x++) {
+      const n = counts[y * K + x];
+      const f = row > 0 ? n / row : 0;
+      const col: Color = [Math.round(255 - 222 * f), Math.round(255 - 170 * f), Math.round(255 - 75 * f)];
+      c.fillRect(margin + x * cell, top + y * cell, cell, cell, col);
+      if (K <= 20 && n > 0) c.text(margin + x * cell + cell / 2, top + y * cell + cell / 2, String(n), f > 0.5 ? [255, 255, 255] : [30, 30, 30], { align: 'center', baseline: 'middle', font: 'small' });
+    }
+  }
+  c.strokeRect(margin - 1, top - 1, K * cell + 2, K * cell + 2, [120, 120, 120]);
+  if (named) {
+    for (let k = 0; k < K; k++) {
+      c.text(margin - 4, top + k * cell + cell / 2, short(k), [40, 40, 40], { align: 'right', baseline: 'middle', font: 'small' });
+      c.text(margin + k * cell + cell / 2 - 5, top + K * cell + 4, short(k), [40, 40, 40], { align: 'right', font: 'small', vertical: true });
+    }
+  }
+  return c;
+}

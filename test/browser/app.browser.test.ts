@@ -2,13 +2,17 @@
 // app is built (type-check + bundles) and served exactly as `npm run web` serves it; the test
 // opens checkpoints through the file inputs, classifies fixture-like images (top-5 within 1e-4
 // of the same computation in Node), draws FCMAE reconstructions (those of Node), fine-tunes in
-// the Worker from the official FCMAE fixture (2 classes from a folder of class folders, cancel
-// first), classifies with the new head, downloads the checkpoint and loads it in Node (library
-// and CLI `predict`: the page's probabilities), checks bad input gets one line in the page,
-// switches to the GPU (WebGPU in the Worker: Chromium's SwiftShader adapter, behind
-// --enable-unsafe-webgpu) and back, the open model moving along and classifying as on the CPU
-// (1e-4), and leaves a screenshot: $SCREENSHOT_DIR (default the OS temp folder)/web-app.png;
-// UPDATE_SCREENSHOTS=1 also writes docs/web-app.png.
+// the Worker from the official FCMAE fixture (2 classes from a folder of class folders, a fifth
+// held out for validation): the settings are checked at their fields first, a cancelled run
+// keeps what it trained (curves, head, a checkpoint Node loads), a run to the end plots its loss
+// on an axis scaled to the data and the validation accuracy per epoch; classifies with the new
+// head, downloads the checkpoint and loads it in Node (library and CLI `predict`: the page's
+// probabilities), checks bad input gets one line in the page and that an error goes with the
+// next action in its section, switches to the GPU (WebGPU in the Worker: Chromium's SwiftShader
+// adapter, behind --enable-unsafe-webgpu) and back, the open model moving along and classifying
+// as on the CPU (1e-4); last, on a fresh page, the default settings learn the sample images
+// within a minute, and it leaves a screenshot: $SCREENSHOT_DIR (default the OS temp
+// folder)/web-app.png; UPDATE_SCREENSHOTS=1 also writes docs/web-app.png.
 // `npm run test:browser` (builds the wasm kernels first; needs Chromium and clang, see README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +29,7 @@ import * as node from '../../src/index.js';
 import * as web from '../../src/web.js';
 import { reconstructImages } from '../../src/fcmae/reconstruction.js';
 import { REF, smallTimmParams } from '../helpers.js';
+import { lossAxis } from '../../web/loss_plot.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -61,6 +66,21 @@ function syntheticPng(i: number, k: number, w = 96, h = w): Uint8Array {
   return web.encodePng({ width: w, height: h, channels: 3, data });
 }
 
+/**
+ * An image like the app's sample images (web/worker.ts's SAMPLE: the synthetic set's 64 px images
+ * with the class's 45% colour cast), from the set's 'val' split: not among the sample's.
+ */
+function sampleLikePng(name: 'h-stripes' | 'v-stripes' | 'disc', j: number): Uint8Array {
+  const S = 64;
+  const tint = { 'h-stripes': [0.95, 0.45, 0.15], 'v-stripes': [0.15, 0.6, 0.75], disc: [0.6, 0.3, 0.8] }[name];
+  const k = (web.SYNTHETIC_CLASSES as readonly string[]).indexOf(name);
+  const { image } = web.renderSynthetic(j * web.SYNTHETIC_CLASSES.length + k, 'val', { size: S });
+  const data = new Uint8Array(S * S * 3);
+  for (let p = 0; p < S * S; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = Math.round((0.55 * image[c * S * S + p] + 0.45 * tint[c]) * 255);
+  return web.encodePng({ width: S, height: S, channels: 3, data });
+}
+const SAMPLE_LIKE = ['h-stripes', 'v-stripes', 'disc'] as const;
+
 const img = (name: string) => join(files, name);
 const CLASSIFY = ['orange.png', 'teal.png', 'wide.png'];
 
@@ -81,6 +101,7 @@ before(async () => {
     for (let j = 0; j < 8; j++) writeFileSync(join(files, 'classes', name, `${j}.png`), syntheticPng(j * 7 + k * 3, k));
   }
   writeFileSync(join(files, 'classes', 'README.txt'), 'not an image: ignored by the folder chooser\n');
+  for (const name of SAMPLE_LIKE) writeFileSync(img(`sample-${name}.png`), sampleLikePng(name, 0));
   // Bad input: a ViT-like safetensors, a truncated checkpoint, a text file.
   const z = (n: number) => ({ shape: [n], data: new Float32Array(n) });
   writeFileSync(img('vit.safetensors'), web.serializeSafetensors([['cls_token', z(8)], ['pos_embed', z(40)], ['blocks.0.attn.qkv.weight', z(192)]]));
@@ -105,8 +126,8 @@ after(async () => {
 });
 
 /** Waits until the page is idle (no task running) and returns the message of section `msgId`. */
-async function settled(msgId: string): Promise<{ text: string; kind: string }> {
-  await page.waitForFunction((id) => !document.body.classList.contains('busy') && (document.getElementById(id)?.textContent ?? '') !== '', msgId, { timeout: 60_000 });
+async function settled(msgId: string, timeout = 60_000): Promise<{ text: string; kind: string }> {
+  await page.waitForFunction((id) => !document.body.classList.contains('busy') && (document.getElementById(id)?.textContent ?? '') !== '', msgId, { timeout });
   return page.evaluate((id) => {
     const e = document.getElementById(id) as HTMLElement;
     return { text: e.textContent ?? '', kind: e.className.replace('msg', '').trim() };
@@ -164,10 +185,26 @@ test('bad input gets one line in the page: an image before any checkpoint, a PNG
   assert.equal(await page.isHidden('#ck-info'), true, 'nothing is open');
 });
 
-test('open a Hugging Face folder (the folder chooser: config.json + model.safetensors)', async () => {
+/** The text and kind of message `id` now. */
+function message(id: string): Promise<{ text: string; kind: string }> {
+  return page.$eval(`#${id}`, (e) => ({ text: e.textContent ?? '', kind: e.className.replace('msg', '').trim() }));
+}
+
+test('an error goes with the next action in its section: images added to a class clear a fine-tune error', async () => {
+  await page.click('#ft-start');
+  assertOneLineError(await message('ft-msg'), /^Open a checkpoint first/, 'fine-tune before a checkpoint');
+  await page.setInputFiles('#ft-classes .class-card:first-child .class-files', [img('orange.png')]);
+  assert.match(await page.textContent('#ft-classes .class-card:first-child .count') ?? '', /1 image/);
+  assert.deepEqual(await message('ft-msg'), { text: '', kind: '' }, 'the error is gone after the next action');
+  await page.click('#ft-clear');
+});
+
+test('open a Hugging Face folder (the folder chooser: config.json + model.safetensors); it clears "Open a checkpoint first" in Classify', async () => {
+  assertOneLineError(await message('classify-msg'), /^Open a checkpoint first/, 'still there before a checkpoint is open');
   const opened = await choose('#open-folder', join(REF, 'small_hf'), 'open-msg');
   assert.equal(opened.kind, 'ok', opened.text);
   assert.match(await page.textContent('#ck-info') ?? '', /Hugging Face transformers \(safetensors\)/);
+  assert.deepEqual(await message('classify-msg'), { text: '', kind: '' }, 'opening a checkpoint answers "Open a checkpoint first"');
 });
 
 test('open timm safetensors and classify: the top-5 and the embedding are those of the same computation in Node (1e-4)', async () => {
@@ -246,15 +283,47 @@ test('an official FCMAE .pt: its parts are shown, and the reconstructions are th
   }
 });
 
-test('fine-tune in the Worker from the FCMAE encoder: cancel leaves the model, then a run to the end with a live plot; the new head classifies', async () => {
+/** The fields' messages of the fine-tune settings (empty: none). */
+function fieldMessages(): Promise<Record<string, string>> {
+  return page.evaluate(() => Object.fromEntries(['ft-epochs', 'ft-lr', 'ft-batch', 'ft-size'].map((id) => [id, document.getElementById(`${id}-msg`)?.textContent ?? ''])));
+}
+
+/** The plot's data attributes. */
+function plotData(): Promise<Record<string, string>> {
+  return page.$eval('#ft-plot', (c) => ({ ...(c as HTMLCanvasElement).dataset }) as Record<string, string>);
+}
+
+test('fine-tune settings are checked at their fields (batch vs the training images, image size vs the stride of 32, epochs, lr); Start refuses bad ones', async () => {
   await page.setInputFiles('#ft-folder', join(files, 'classes'));
   assert.match(await page.textContent('#ft-msg') ?? '', /2 classes, 16 images \(1 other files ignored\)/);
   assert.deepEqual(await page.$$eval('#ft-classes .class-name', (els) => els.map((e) => (e as HTMLInputElement).value)), CLASSES);
+  assert.match(await page.textContent('#ft-split') ?? '', /^4 of 16 images held out for validation/);
+  await page.fill('#ft-batch', '13');
+  await page.fill('#ft-size', '100');
+  await page.fill('#ft-epochs', '0');
+  await page.fill('#ft-lr', '');
+  const got = await fieldMessages();
+  assert.match(got['ft-batch'], /^batch 13 is more than the 12 training images: at most 12$/);
+  assert.match(got['ft-size'], /^image size 100: must be a multiple of 32 \(the model's total stride\)/);
+  assert.match(got['ft-epochs'], /^epochs 0: must be a whole number from 1 to 1000$/);
+  assert.match(got['ft-lr'], /^learning rate empty: must be above 0/);
+  assert.equal(await page.getAttribute('#ft-batch', 'aria-invalid'), 'true');
+  await page.click('#ft-start');
+  assertOneLineError(await message('ft-msg'), /^check the settings marked above: epochs 0/, 'Start with bad settings');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await page.evaluate(() => document.body.classList.contains('busy')), false, 'no run started');
+  assert.equal(await page.isHidden('#ft-plot'), true, 'no run started');
+  assert.equal(await page.isHidden('#ft-progress'), true, 'no run started');
+  // Fixed: the messages go.
   await page.fill('#ft-size', '64');
   await page.fill('#ft-batch', '4');
   await page.fill('#ft-lr', '0.002');
-  // Cancel: a long run stopped after its first steps.
   await page.fill('#ft-epochs', '500');
+  assert.deepEqual(Object.values(await fieldMessages()), ['', '', '', '']);
+  assert.equal(await page.getAttribute('#ft-batch', 'aria-invalid'), 'false');
+});
+
+test('cancel keeps what was trained: the curves stay, Classify uses the partly trained head, and the checkpoint downloaded loads in Node with those weights', async () => {
   await page.click('#ft-start');
   await page.waitForFunction(() => Number(document.getElementById('ft-plot')?.dataset.points ?? 0) >= 2, null, { timeout: 30_000 });
   const t0 = Date.now();
@@ -262,19 +331,61 @@ test('fine-tune in the Worker from the FCMAE encoder: cancel leaves the model, t
   assert.ok(Date.now() - t0 < 1000, 'the page answers while the Worker trains');
   await page.click('#ft-cancel');
   const cancelled = await settled('ft-msg');
-  assert.match(cancelled.text, /^Cancelled: the model is unchanged/);
-  assert.match(await page.textContent('#ck-info') ?? '', /none: a backbone/);
-  assert.equal(await page.isDisabled('#ft-start'), false);
+  const m = /^Cancelled after step (\d+) of 1500 \(12 images of 2 classes, 4 held out for validation\): Classify uses the head as trained so far/.exec(cancelled.text);
+  assert.ok(m, cancelled.text);
+  const steps = Number(m[1]);
+  assert.ok(steps >= 2, `${steps} steps`);
+  assert.deepEqual([(await plotData()).points, (await plotData()).steps], [String(steps), '1500'], 'the loss curve so far stays');
+  assert.equal(await page.isHidden('#ft-plot'), false);
+  assert.match(await page.textContent('#ft-status') ?? '', new RegExp(`^cancelled after step ${steps} of 1500`));
+  assert.match(await page.textContent('#ck-info') ?? '', /2 \(fine-tuned here\): orange, teal.*cancelled after step/);
+  // Classify ran again, with the partly trained head.
+  await page.waitForFunction(() => (document.getElementById('classify-msg')?.textContent ?? '').includes('fine-tuned head'));
+  const classified = await classifyResults();
+  assert.deepEqual(classified.map((r) => r.name), CLASSIFY);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#ft-download')]);
+  const file = join(dir, `cancelled-${dl.suggestedFilename()}`);
+  await dl.saveAs(file);
+  const ck = node.loadCheckpoint(file);
+  assert.equal(ck.format, 'convnextv2');
+  assert.equal(ck.config.numClasses, 2);
+  assert.deepEqual(ck.labels, CLASSES);
+  assert.deepEqual(ck.preprocessing, { inputSize: 64, cropPct: 0.875 });
+  assert.equal(ck.metadata.step, String(steps));
+  // Node, from the file: the page's probabilities (the weights as trained up to the cancel).
+  const model = new node.ConvNeXtV2(ck.config, { kernels: cpu });
+  model.loadStateDict(ck.state);
+  for (const [i, name] of CLASSIFY.entries()) {
+    const r = await model.forward({ shape: [1, 3, 64, 64], data: node.evalTransform(await node.decodeImage(img(name)), 64, 0.875) });
+    const [a, b] = r.logits!.data;
+    const p0 = 1 / (1 + Math.exp(b - a));
+    const mine = classified[i].top.find((t) => t.label === CLASSES[0])!.p;
+    assert.ok(Math.abs(mine - p0) <= 1e-4, `${name}: page ${mine} vs Node ${p0}`);
+  }
+});
 
+test('a run to the end: live plot, loss axis scaled to the data, validation top-1 per epoch; the new head classifies', async () => {
   await page.fill('#ft-epochs', '6');
   await page.click('#ft-start');
   const done = await settled('ft-msg');
   assert.equal(done.kind, 'ok', done.text);
-  assert.match(done.text, /Fine-tuned on 16 images of 2 classes \(orange, teal\)/);
+  assert.match(done.text, /Fine-tuned on 12 images of 2 classes \(orange, teal\), 4 held out for validation/);
   const bar = await page.$eval('#ft-bar', (b) => ({ value: (b as HTMLProgressElement).value, max: (b as HTMLProgressElement).max, done: b.getAttribute('data-done') }));
-  assert.deepEqual(bar, { value: 24, max: 24, done: 'true' }, 'progress at the end: 6 epochs of 4 steps');
-  assert.deepEqual(await page.$eval('#ft-plot', (c) => [(c as HTMLCanvasElement).dataset.points, (c as HTMLCanvasElement).dataset.steps]), ['24', '24']);
-  assert.match(await page.textContent('#ft-status') ?? '', /^done: 6 epochs, 24 steps/);
+  assert.deepEqual(bar, { value: 18, max: 18, done: 'true' }, 'progress at the end: 6 epochs of 3 steps');
+  const plot = await plotData();
+  assert.deepEqual([plot.points, plot.steps], ['18', '18']);
+  assert.match(await page.textContent('#ft-status') ?? '', /^done: 6 epochs, 18 steps in [\d.]+ s; epoch 6: loss [\d.]+, val top-1 (0|25|50|75|100)%$/);
+  // The validation accuracy of every epoch (4 held-out images: multiples of 25%).
+  const top1 = plot.top1.split(',').map(Number);
+  assert.equal(top1.length, 6);
+  for (const v of top1) assert.ok([0, 25, 50, 75, 100].includes(v), `val top-1 ${v}`);
+  // The loss axis: 0 to a round number just above the largest loss (2 classes: about ln 2), not 0-2.
+  const yMax = Number(plot.yMax);
+  const maxLoss = Number(plot.maxLoss);
+  assert.ok(maxLoss > 0.3 && maxLoss < 1.5, `largest loss ${maxLoss}`);
+  assert.equal(yMax, lossAxis(maxLoss).top);
+  assert.ok(yMax >= maxLoss && yMax <= 1.3 * maxLoss, `axis top ${yMax} for losses up to ${maxLoss}`);
+  assert.deepEqual(plot.yTicks.split(',').map(Number), lossAxis(maxLoss).ticks);
   assert.match(await page.textContent('#ck-info') ?? '', /2 \(fine-tuned here\): orange, teal/);
   // Classify ran again with the new head.
   await page.waitForFunction(() => (document.getElementById('classify-msg')?.textContent ?? '').includes('fine-tuned head'));
@@ -286,15 +397,14 @@ test('fine-tune in the Worker from the FCMAE encoder: cancel leaves the model, t
   }
 });
 
-test('a screenshot of the app after the fine-tune', async (t) => {
-  await page.evaluate(() => window.scrollTo(0, 0));
-  const shot = join(shotDir, 'web-app.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  t.diagnostic(`screenshot: ${shot}`);
-  if (process.env.UPDATE_SCREENSHOTS === '1') {
-    mkdirSync(join(ROOT, 'docs'), { recursive: true });
-    copyFileSync(shot, join(ROOT, 'docs', 'web-app.png'));
-    t.diagnostic('wrote docs/web-app.png');
+test('the loss axis is 0 to a round number at or just above the data, for losses above 2 and tiny ones', () => {
+  const cases: [number, number][] = [[3.7, 4], [2.3, 2.5], [1.0986, 1.25], [0.72, 0.8], [0.0042, 0.005], [25, 25], [0, 1]];
+  for (const [max, top] of cases) {
+    const a = lossAxis(max);
+    assert.equal(a.top, top, `losses up to ${max}`);
+    assert.equal(a.ticks[0], 0);
+    assert.equal(a.ticks[a.ticks.length - 1], top);
+    assert.ok(a.ticks.length >= 2 && a.ticks.length <= 6, `${a.ticks}`);
   }
 });
 
@@ -385,4 +495,50 @@ test('the GPU (WebGPU in the Worker): the open model moves there, the timm check
   await settled('classify-msg');
   assertSameResults(await classifyResults(), cpuTimm, 1e-6, 'timm checkpoint back on the CPU');
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test('the default settings learn the sample images within a minute (a fresh page, the official FCMAE fixture: a random encoder)', async (t) => {
+  await page.reload();
+  await page.waitForFunction(() => !(document.getElementById('kernels')?.textContent ?? '').includes('starting'));
+  const opened = await choose('#open-input', FCMAE_PT, 'open-msg');
+  assert.equal(opened.kind, 'ok', opened.text);
+  await page.click('#ft-sample');
+  const sample = await settled('ft-msg');
+  assert.equal(sample.kind, 'ok', sample.text);
+  assert.match(sample.text, /^Sample: 3 classes of synthetic 64 px images \(h-stripes, v-stripes, disc\), 90 images\.$/);
+  assert.deepEqual(await page.$$eval('#ft-classes .class-name', (els) => els.map((e) => (e as HTMLInputElement).value)), ['disc', 'h-stripes', 'v-stripes']);
+  assert.match(await page.textContent('#ft-split') ?? '', /^18 of 90 images held out for validation/);
+  const settings = await page.evaluate(() => ['ft-epochs', 'ft-lr', 'ft-batch', 'ft-size', 'ft-augment', 'ft-backbone'].map((id) => (document.getElementById(id) as HTMLInputElement).value));
+  assert.deepEqual(settings, ['15', '0.003', '8', '128', 'light', 'slow'], 'the defaults (the image size: the checkpoint\'s)');
+  await page.click('#ft-start');
+  const done = await settled('ft-msg', 120_000);
+  assert.equal(done.kind, 'ok', done.text);
+  assert.match(done.text, /^Fine-tuned on 72 images of 3 classes \(disc, h-stripes, v-stripes\), 18 held out for validation/);
+  const status = await page.textContent('#ft-status') ?? '';
+  const m = /^done: 15 epochs, 135 steps in ([\d.]+) s; epoch 15: loss [\d.]+, val top-1 (\d+)%$/.exec(status);
+  assert.ok(m, status);
+  const top1 = (await plotData()).top1.split(',').map(Number);
+  t.diagnostic(`sample run: ${m[1]} s, val top-1 per epoch ${top1.map((v) => v.toFixed(0)).join(' ')}`);
+  assert.ok(Number(m[1]) < 60, `${m[1]} s: more than a minute`);
+  assert.ok(top1[top1.length - 1] >= 200 / 3, `val top-1 ${top1[top1.length - 1]}%: not clearly above chance (33%)`);
+  // Three new images like the sample's, classified with the new head.
+  const msg = await choose('#classify-input', SAMPLE_LIKE.map((n) => img(`sample-${n}.png`)), 'classify-msg');
+  assert.match(msg.text, /^3 images with the fine-tuned head/);
+  const got = await classifyResults();
+  t.diagnostic(`new sample-like images: ${got.map((r) => `${r.name} -> ${r.top[0].label} ${(100 * r.top[0].p).toFixed(0)}%`).join(', ')}`);
+  for (const r of got) assert.deepEqual(r.top.map((x) => x.label).sort(), ['disc', 'h-stripes', 'v-stripes']);
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+test('a screenshot of the app after the sample fine-tune', async (t) => {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.mouse.move(0, 0);
+  const shot = join(shotDir, 'web-app.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  t.diagnostic(`screenshot: ${shot}`);
+  if (process.env.UPDATE_SCREENSHOTS === '1') {
+    mkdirSync(join(ROOT, 'docs'), { recursive: true });
+    copyFileSync(shot, join(ROOT, 'docs', 'web-app.png'));
+    t.diagnostic('wrote docs/web-app.png');
+  }
 });

@@ -181,6 +181,27 @@ test('FCMAE pre-training: 2 ranks x batch 4 x update-freq 2 == 1 process x batch
   sameTensors(join(dir('ptuf1'), 'checkpoint-last.safetensors'), join(dir('ptuf2'), 'checkpoint-last.safetensors'), 'FCMAE update-freq');
 });
 
+// A run trained on 2 ranks and resumed in one process would change its global batch (8 x 2 to
+// 8 x 1): refused, with the --update-freq that keeps it; with that flag the resume continues
+// the run exactly (the same bits as one process at update-freq 2 throughout).
+test('a 2-rank run resumed in one process: refused without --update-freq 2 (said in the error), exact with it', needs('Open MPI'), () => {
+  const args = FT.map((a, i) => (FT[i - 1] === '--epochs' ? '2' : a));
+  const one = result(run(single(...args, '--update-freq', '2', '--out', dir('rk1'))), 'one process, 2 epochs');
+  result(run(ompi(2, ...args, '--stop-after', '1', '--out', dir('rk2'))), '2 ranks, epoch 1');
+  const meta = readSafetensorsWithMetadata(join(dir('rk2'), 'checkpoint-last.safetensors')).metadata;
+  assert.equal(meta.ranks, '2', 'the checkpoint records its ranks');
+  const refused = run(single('finetune', '--resume', '--out', dir('rk2'), '--quiet'));
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr.trim(), /^convnextv2: finetune: \S+checkpoint-last\.safetensors was trained on 2 ranks x batch 8 x update-freq 1 \(global batch 16\); one process x batch 8 x update-freq 1 would make it 8: resume with --update-freq 2 to keep it \(the same run, bit for bit\)$/);
+  const resumed = result(run(single('finetune', '--resume', '--out', dir('rk2'), '--update-freq', '2', '--quiet', '--json')), 'resumed in one process');
+  assert.equal(resumed.epochs.at(-1)!.loss, one.epochs[1].loss, 'epoch 2 loss');
+  sameTensors(join(dir('rk1'), 'checkpoint-last.safetensors'), join(dir('rk2'), 'checkpoint-last.safetensors'), 'resumed on one process');
+  // Another update-freq on the same number of ranks is still a contradiction of the run.
+  const same = run(single('finetune', '--resume', '--out', dir('rk1'), '--update-freq', '4', '--epochs', '3', '--quiet'));
+  assert.equal(same.code, 2);
+  assert.match(same.stderr, /--update-freq 4 contradicts the run being resumed/);
+});
+
 /** The pids of the ranks of a job whose command line holds `marker`, by rank. */
 function rankPids(marker: string): Map<number, number> {
   const out = new Map<number, number>();
