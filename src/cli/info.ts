@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
-import { nativeBackend } from '../kernels/index.js';
+import { autoChoice, nativeBackend } from '../kernels/index.js';
 import { cpuInfo, cpuName, nominalPeak, type CpuInfo, type NativeIsa } from '../kernels/cpu.js';
 import { addonPath, NativeKernels } from '../kernels/native.js';
 import type { Command } from './command.js';
@@ -59,6 +59,8 @@ export const info: Command = {
       ctx.out(`kernels: ${caps.description}${process.env.CONVNEXTV2_KERNELS ? ` (CONVNEXTV2_KERNELS=${process.env.CONVNEXTV2_KERNELS})` : ''}`);
     }
     if (caps.device) ctx.out(`device: ${k.name} on ${caps.description}${caps.f16 ? ', shader-f16' : ''} (--device)`);
+    const auto = args.string('device') === 'auto' ? autoChoice() : null;
+    if (auto) ctx.out(`device auto chose ${auto}`);
     const peaks: PeakRow[] = [];
     if (args.bool('measure') && native && cpu) {
       const active = native.isa as NativeIsa;
@@ -84,6 +86,7 @@ export const info: Command = {
       threads: k.threads,
       cpu: cpu && { ...cpu, flags: undefined },  // the feature list is long; /proc/cpuinfo has it
       ...(caps.device ? { device: caps.description } : {}),
+      ...(auto ? { device_auto: auto } : {}),
       ...(peaks.length ? { peaks } : {}),
     };
   },

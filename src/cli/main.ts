@@ -63,7 +63,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   // The command's backend, made when it first asks (convert, inspect and the like load no kernels).
   let backend: Promise<Kernels> | null = null;
-  const makeBackend = () => (backend ??= createBackend(device as BackendChoice, { threads }));
+  // A software WebGPU adapter (lavapipe, SwiftShader) is said once: correct, but slower than the CPU kernels.
+  const makeBackend = () => (backend ??= createBackend(device as BackendChoice, { threads }).then((k) => {
+    if (device === 'webgpu' && (k as { software?: boolean }).software && (launchInfo()?.rank ?? 0) === 0) {
+      process.stderr.write(`convnextv2: note: ${k.capabilities().description} is a software WebGPU adapter, a CPU emulation: correct, but slower than --device cpu\n`);
+    }
+    return k;
+  }));
   // A CONVNEXTV2_ISA or CONVNEXTV2_KERNELS that cannot be used is refused before any work (one line, exit 2).
   if (process.env.CONVNEXTV2_ISA || process.env.CONVNEXTV2_KERNELS) await makeBackend();
   Progress.quiet = args.bool('quiet');

@@ -117,18 +117,32 @@ async function make(choice: BackendChoice, opts: BackendOptions): Promise<Kernel
     }
     case 'auto': {
       let gpu: (Kernels & { software?: boolean; destroy?: () => void }) | null = null;
+      let why = '';
       try {
         gpu = await (await import('./webgpu/device.js')).createWebGPUKernels(opts.webgpu);
-      } catch {
+      } catch (e) {
         gpu = null;
+        why = `no WebGPU device (${reason(e).error})`;
       }
-      if (gpu && !gpu.software) return gpu;
+      if (gpu && !gpu.software) {
+        lastAuto = `the GPU ${gpu.capabilities().description}: a hardware WebGPU adapter`;
+        return gpu;
+      }
+      if (gpu) why = `the only WebGPU adapter, ${gpu.capabilities().description}, is a software one (a CPU emulation: correct but slower than the CPU kernels)`;
       gpu?.destroy?.();
+      lastAuto = `the CPU kernels: ${why}`;
       return make('cpu', opts);
     }
     default:
       throw new ConvNextError(`unknown backend '${String(choice)}' (use ${BACKEND_CHOICES.join(', ')})`, 2);
   }
+}
+
+let lastAuto: string | null = null;
+
+/** What the last `createBackend('auto')` chose and why, in words (null before one). */
+export function autoChoice(): string | null {
+  return lastAuto;
 }
 
 /**

@@ -89,3 +89,19 @@ test('pretrain --device webgpu: an epoch whose loss is the CPU one (1e-4); bench
     assert.ok(Number(rec.images_per_second) > 0);
   }
 });
+
+test('a software adapter is said once (a CPU emulation, slower than --device cpu); info --device auto says what it chose and why', (t) => {
+  const auto = cli('info', '--device', 'auto', '--json');
+  assert.equal(auto.code, 0, auto.stderr);
+  const line = auto.stdout.split('\n').find((l) => l.startsWith('device auto chose ')) ?? assert.fail(`no choice said:\n${auto.stdout}`);
+  assert.match(line, /^device auto chose (the GPU .*: a hardware WebGPU adapter|the CPU kernels: (no WebGPU device \(.+\)|the only WebGPU adapter, .+, is a software one \(a CPU emulation: correct but slower than the CPU kernels\)))$/);
+  assert.equal((lastJson(auto.stdout).device_auto as string), line.slice('device auto chose '.length));
+  if (!gpu(t)) return;
+  const software = /software|llvmpipe|lavapipe|swiftshader/i.test(probe.stdout);
+  const notes = probe.stderr.split('\n').filter((l) => l.includes('is a software WebGPU adapter'));
+  if (software) {
+    assert.equal(notes.length, 1, probe.stderr);
+    assert.match(notes[0], /^convnextv2: note: .+ is a software WebGPU adapter, a CPU emulation: correct, but slower than --device cpu$/);
+    assert.match(line, /chose the CPU kernels: the only WebGPU adapter, .+, is a software one/);
+  } else assert.equal(notes.length, 0, 'no note on a hardware adapter');
+});
