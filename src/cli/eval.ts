@@ -17,6 +17,7 @@ import { DATA_FLAG, requireData, skippedOnce } from './runlog.js';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { writeBytesAtomicSync } from '../io/atomic.js';
+import { csvBytes } from '../io/csv.js';
 import { hubCacheDir } from '../io/hub.js';
 import { confusionMatrixCanvas } from '../viz/plot.js';
 
@@ -31,9 +32,6 @@ export function defaultEvalOut(file: string): string {
   return existsSync(abs) && statSync(abs).isDirectory() ? file : dirname(file);
 }
 
-/** A CSV field, quoted when it must be (RFC 4180). */
-const csvField = (v: string | number): string => (typeof v === 'string' && /[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : String(v));
-const csv = (rows: (string | number)[][]): Uint8Array => new TextEncoder().encode(rows.map((r) => r.map(csvField).join(',')).join('\n') + '\n');
 
 /** The confusion matrix as aligned text: a row per true class, a column per predicted class (by index; names in the row labels). */
 function confusionText(m: Int32Array, K: number, names: readonly string[]): string[] {
@@ -108,8 +106,8 @@ export const evalCommand: Command = {
     }
     mkdirSync(out, { recursive: true });
     const files = { perClass: join(out, `per-class-${split}.csv`), confusion: join(out, `confusion-${split}.csv`), confusionPng: join(out, `confusion-${split}.png`) };
-    writeBytesAtomicSync(files.perClass, csv([['index', 'label', 'images', 'top1'], ...perClass.map((c) => [c.index, c.label, c.images, c.top1.toFixed(4)])]));
-    writeBytesAtomicSync(files.confusion, csv([['true \\ predicted', ...names.slice(0, K)], ...Array.from({ length: K }, (_, y) => [names[y], ...r.confusion!.subarray(y * K, (y + 1) * K)])]));
+    writeBytesAtomicSync(files.perClass, csvBytes([['index', 'label', 'images', 'top1'], ...perClass.map((c) => [c.index, c.label, c.images, c.top1.toFixed(4)])]));
+    writeBytesAtomicSync(files.confusion, csvBytes([['true \\ predicted', ...names.slice(0, K)], ...Array.from({ length: K }, (_, y) => [names[y], ...r.confusion!.subarray(y * K, (y + 1) * K)])]));
     writeBytesAtomicSync(files.confusionPng, confusionMatrixCanvas(r.confusion!, K, {
       labels: names, title: `${basename(ck.file)} on ${split}: top-1 ${r.top1.toFixed(2)}% of ${r.images} images`,
     }).toPng());

@@ -17,6 +17,7 @@ import type { Tensor } from '../tensor.js';
 import type { ParsedArgs } from './args.js';
 import { Progress } from './progress.js';
 import { writeBytesAtomicSync } from '../io/atomic.js';
+import { csvBytes } from '../io/csv.js';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { globSync } from 'tinyglobby';
 import type { Command, CommandContext } from './command.js';
@@ -117,8 +118,6 @@ const COMMON = {
   'batch-size': { kind: 'int' as const, help: 'images per forward pass', default: 32 },
 };
 
-/** A CSV field, quoted when it must be (RFC 4180). */
-const csvField = (v: string): string => (/[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
 
 export const predict: Command = {
   name: 'predict',
@@ -149,7 +148,7 @@ export const predict: Command = {
     const files = imageFiles(args.positionals);
     const names = classNames(ck, labelsArg(args.string('labels'), K))?.names ?? Array.from({ length: K }, (_, i) => `class ${i}`);
     const kk = Math.min(k, K);
-    const rows = csv ? [['path', ...Array.from({ length: kk }, (_, j) => [`label_${j + 1}`, `probability_${j + 1}`]).flat()].join(',')] : [];
+    const rows: string[][] = csv ? [['path', ...Array.from({ length: kk }, (_, j) => [`label_${j + 1}`, `probability_${j + 1}`]).flat()]] : [];
     const skipped: { file: string; error: string }[] = [];
     const results: { file: string; top: ReturnType<typeof topClasses> }[] = [];
     for await (const b of imageBatches(files, S, cropPct, batch, ctx, skipped)) {
@@ -162,11 +161,11 @@ export const predict: Command = {
           ctx.out(r.file);
           for (const t of r.top) ctx.out(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.label}`);
         }
-        if (csv) rows.push([file, ...r.top.flatMap((t) => [t.label, t.probability.toPrecision(6)])].map(csvField).join(','));
+        if (csv) rows.push([file, ...r.top.flatMap((t) => [t.label, t.probability.toPrecision(6)])]);
       });
     }
     if (csv) {
-      writeBytesAtomicSync(csv, new TextEncoder().encode(rows.join('\n') + '\n'));
+      writeBytesAtomicSync(csv, csvBytes(rows));
       if (!jsonl) ctx.out(`wrote ${results.length} rows to ${csv}`);
     }
     return { predictions: results, skipped, ...(csv ? { csv } : {}) };
